@@ -1,0 +1,59 @@
+"""One error type for every user mistake, rendered as one line.
+
+The line names where (file:line), what (the layer path), what is wrong (with the numbers)
+and the fix. The CLI prints `render()` and exits non-zero; no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+
+class ArchcalcError(Exception):
+    """A user-facing error: bad spec, impossible shape, bad option, missing file."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        layer: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.layer = layer
+        self.fix = fix
+
+    def located(self, *, file: str | None = None, line: int | None = None,
+                layer: str | None = None) -> "ArchcalcError":
+        """Fill in location facts that were not known where the error was raised."""
+        if self.file is None:
+            self.file = file
+        if self.line is None:
+            self.line = line
+        if self.layer is None:
+            self.layer = layer
+        return self
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file + (f":{self.line}" if self.line else "") + ": "
+        elif self.line:
+            where = f"line {self.line}: "
+        layer = f"layer '{self.layer}': " if self.layer else ""
+        fix = f" (fix: {self.fix})" if self.fix else ""
+        return f"error: {where}{layer}{self.message}{fix}"
+
+    def __str__(self) -> str:  # pragma: no cover - convenience
+        return self.render()
+
+
+class SpecError(ArchcalcError):
+    """The spec itself is malformed: YAML, unknown kind, missing or bad field."""
+
+
+class ShapeError(ArchcalcError):
+    """The spec is well formed but its shapes do not work for the given input."""

@@ -1,0 +1,139 @@
+"""Load a spec: a bundled name (vgg16) or a path to a YAML/JSON file → a resolved Network."""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from archcalc.errors import ArchcalcError, SpecError
+from archcalc.spec.resolve import Resolver, nearest
+from archcalc.spec.tree import Network
+from archcalc.spec.yamlio import line_of, parse_text
+
+_SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'3x224x224' (or 3×224×224, 3,224,224) → (3, 224, 224); a flat input is one number."""
+    if not _SHAPE_RE.match(str(text)):
+        raise ArchcalcError(f"bad input shape '{text}'", fix="write CxHxW, e.g. --input 3x224x224")
+    shape = tuple(int(v) for v in re.split(r"[x×,]", str(text).replace(" ", "")))
+    if len(shape) not in (1, 3) or min(shape) <= 0:
+        raise ArchcalcError(f"bad input shape '{text}': need C×H×W (or N) with every size > 0",
+                            fix="e.g. --input 3x224x224")
+    return shape
+
+
+class NetworkSpec(BaseModel):
+    """The top level of a spec file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    source: str | None = None
+    description: str | None = None
+    input: tuple[Annotated[int, Field(gt=0)], ...]
+    separator: Literal[".", "/"] = "."
+    blocks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    layers: list[Any] = Field(min_length=1)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _shape(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_shape(value)
+        if isinstance(value, list) and len(value) not in (1, 3):
+            raise ValueError("input must be [C, H, W] (or [N] for a flat input)")
+        return value
+
+
+def bundled_dir() -> FsPath:
+    """Where the bundled specs are: the installed archcalc.specs package, or ../specs
+    next to the source tree when archcalc runs from a checkout."""
+    try:
+        return FsPath(str(resources.files("archcalc.specs")))
+    except ModuleNotFoundError:
+        return FsPath(__file__).resolve().parents[2] / "specs"
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in bundled_dir().glob("*.yaml"))
+
+
+def locate(ref: str) -> FsPath:
+    """A bundled name or a file path → the file. Raises ArchcalcError with a suggestion."""
+    path = FsPath(ref)
+    if path.suffix.lower() in (".yaml", ".yml", ".json") or os.sep in ref or path.exists():
+        if not path.exists():
+            raise ArchcalcError(f"no such file: {ref}", fix="check the path")
+        if path.is_dir():
+            raise ArchcalcError(f"{ref} is a directory, not a spec file",
+                                fix="name a .yaml or .json file")
+        return path
+    candidate = bundled_dir() / f"{ref}.yaml"
+    if candidate.exists():
+        return candidate
+    names = bundled_names()
+    hint = nearest(ref, names)
+    raise ArchcalcError(f"unknown spec '{ref}': neither a file nor a bundled name",
+                        fix=(f"did you mean '{hint}'? " if hint else "")
+                        + "bundled: " + ", ".join(names))
+
+
+def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
+    """Load, validate and resolve a spec. Every error names the file (and line)."""
+    path = locate(ref)
+    display = ref if not FsPath(ref).is_absolute() and FsPath(ref).exists() else str(path)
+    if path.parent == bundled_dir():
+        display = f"{path.stem} ({path.name})" if not FsPath(ref).exists() else ref
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchcalcError(f"cannot read {path}: {exc}", file=display) from None
+    try:
+        return loads(text, file=display, json_mode=path.suffix.lower() == ".json",
+                     input_shape=input_shape)
+    except ArchcalcError as exc:
+        raise exc.located(file=display) from None
+
+
+def loads(text: str, *, file: str | None = None, json_mode: bool = False,
+          input_shape: tuple[int, ...] | None = None) -> Network:
+    raw = parse_text(text, json_mode=json_mode)
+    return from_dict(raw, file=file, input_shape=input_shape)
+
+
+def from_dict(raw: Any, *, file: str | None = None,
+              input_shape: tuple[int, ...] | None = None) -> Network:
+    if not isinstance(raw, dict):
+        raise SpecError("a spec is a mapping with name, input and layers", file=file,
+                        line=line_of(raw), fix="start the file with 'name: ...'")
+    try:
+        spec = NetworkSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        node = raw.get(field) if field in raw else raw
+        if err["type"] == "extra_forbidden":
+            hint = nearest(field, list(NetworkSpec.model_fields))
+            raise SpecError(f"unknown top-level key '{field}'", file=file, line=line_of(raw),
+                            fix=f"did you mean '{hint}'?" if hint else
+                            "top-level keys: " + ", ".join(NetworkSpec.model_fields)) from None
+        if err["type"] == "missing":
+            raise SpecError(f"missing top-level key '{field}'", file=file, line=line_of(raw),
+                            fix=f"add '{field}:'") from None
+        raise SpecError(f"'{'.'.join(map(str, err['loc']))}': {err['msg'].lower()} "
+                        f"(got {err.get('input')!r})", file=file,
+                        line=line_of(node) or line_of(raw),
+                        fix="see README, Spec language") from None
+    resolver = Resolver(spec.blocks, spec.separator)
+    try:
+        root = resolver.resolve(raw["layers"])
+    except ArchcalcError as exc:
+        raise exc.located(file=file) from None
+    shape = tuple(input_shape) if input_shape is not None else tuple(spec.input)
+    return Network(spec.name, shape, root, spec.separator, spec.source, file, resolver.lines)

@@ -1,0 +1,382 @@
+"""From parsed YAML to the resolved tree: normalise items, expand blocks, name layers.
+
+Item forms (see README, "Spec language"):
+    relu                                   a kind with its defaults
+    {conv: {filters: 64, kernel: 3}}       a kind with fields (name optional inside)
+    {dense: 4096} {dropout: 0.5}           a scalar shorthand
+    {type: conv2d, filters: 64, ...}       the canonical form
+    {concat: [branch, ...]} {add: [...]}   parallel branches; a branch is a list of items,
+                                           an item, or {name: x, layers: [...]}; [] = identity
+    {repeat: 3, layers: [...]}             also with use/with; `inline: true` adds no scope
+    {use: block, with: [args]}             a reusable block (or {with: {arg: value}})
+    {some_name: <any item or a list>}      the same item, named some_name
+
+Naming: a layer without a name gets its kind's prefix and a counter within its scope
+(conv1, conv2, relu1, fc1). Blocks, named sequences and repetitions open a scope.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from archcalc.errors import SpecError
+from archcalc.spec.expr import substitute
+from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
+from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
+from archcalc.spec.yamlio import line_of
+
+COMPOSITES = ("concat", "add", "repeat", "use", "sequence", "layers")
+_LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
+_MAX_DEPTH = 64
+
+
+def nearest(word: str, choices: list[str]) -> str | None:
+    found = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _pydantic_message(exc: ValidationError, kind: str) -> tuple[str, str]:
+    """The first validation error as (message, fix)."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    # With a discriminated union pydantic prefixes the tag; drop it.
+    if loc and loc[0] == kind:
+        loc = loc[1:]
+    field = loc[0] if loc else ""
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        allowed = [f for f in MODELS[kind].model_fields if f != "type"]
+        hint = nearest(field, allowed)
+        fix = f"did you mean '{hint}'?" if hint else f"{kind} takes: {', '.join(allowed)}"
+        return f"{kind}: unknown field '{field}'", fix
+    if etype == "missing":
+        return f"{kind}: missing field '{field}'", f"add '{field}: <value>'"
+    got = err.get("input")
+    where = f"field '{'.'.join(loc)}'" if loc else "fields"
+    return f"{kind}: {where}: {err['msg'].lower()} (got {got!r})", _FIXES.get(field, "see README, Spec language")
+
+
+_FIXES = {
+    "filters": "a positive integer divisible by groups",
+    "kernel": "a positive int or [h, w]",
+    "stride": "a positive int or [h, w]",
+    "dilation": "a positive int or [h, w]",
+    "padding": "an int >= 0, [h, w], [top, bottom, left, right], 'valid' or 'same'",
+    "units": "a positive integer",
+    "rate": "a number in [0, 1)",
+    "pieces": "an integer >= 2",
+}
+
+
+def validate_leaf(params: dict, *, line: int | None, layer: str | None) -> Any:
+    kind = params["type"]
+    try:
+        return _LAYER_ADAPTER.validate_python(dict(params))
+    except ValidationError as exc:
+        message, fix = _pydantic_message(exc, kind)
+        raise SpecError(message, line=line, layer=layer, fix=fix) from None
+
+
+class _Scope:
+    """Names used in one scope and the per-prefix counters for derived names."""
+
+    def __init__(self, path: Path, separator: str) -> None:
+        self.path = path
+        self.separator = separator
+        self.counters: Counter[str] = Counter()
+        self.used: set[str] = set()
+
+    def display(self, name: str) -> str:
+        return self.separator.join(self.path + (name,))
+
+    def derive(self, prefix: str) -> str:
+        while True:
+            self.counters[prefix] += 1
+            name = f"{prefix}{self.counters[prefix]}"
+            if name not in self.used:
+                self.used.add(name)
+                return name
+
+    def claim(self, name: Any, line: int | None) -> str:
+        name = str(name)
+        if not name or self.separator in name:
+            raise SpecError(f"bad name '{name}': names must be non-empty and must not contain "
+                            f"the separator '{self.separator}'", line=line,
+                            layer=self.separator.join(self.path) or None,
+                            fix="rename the layer")
+        if name in self.used:
+            raise SpecError(f"duplicate name '{self.display(name)}'", line=line,
+                            layer=self.display(name),
+                            fix="give one of the two layers another name (or drop 'inline')")
+        self.used.add(name)
+        return name
+
+    def child(self, name: str) -> "_Scope":
+        return _Scope(self.path + (name,), self.separator)
+
+
+class Resolver:
+    """Expands one network's items. `lines` collects the line of every named node."""
+
+    def __init__(self, blocks: dict[str, Any], separator: str) -> None:
+        self.blocks = blocks
+        self.separator = separator
+        self.lines: dict[Path, int] = {}
+
+    # ---- entry point -------------------------------------------------------------------
+    def resolve(self, items: list) -> Sequence:
+        scope = _Scope((), self.separator)
+        children = self._items(items, scope, depth=0)
+        return Sequence((), tuple(children), "network", line_of(items))
+
+    # ---- items -------------------------------------------------------------------------
+    def _items(self, items: Any, scope: _Scope, depth: int) -> list[Node]:
+        if not isinstance(items, list):
+            items = [items]
+        out: list[Node] = []
+        for item in items:
+            out.extend(self._item(item, scope, depth, name=None, line=line_of(items)))
+        return out
+
+    def _item(self, item: Any, scope: _Scope, depth: int, name: Any,
+              line: int | None) -> list[Node]:
+        if depth > _MAX_DEPTH:
+            raise SpecError("blocks nest too deeply (does a block use itself?)", line=line,
+                            layer=scope.display(str(name)) if name else None,
+                            fix="remove the recursive 'use'")
+        line = line_of(item) or line
+        if isinstance(item, str):
+            return self._from_word(item, scope, depth, name, line)
+        if isinstance(item, list):
+            return [self._sequence(item, scope, depth, name, line, label="sequence")]
+        if not isinstance(item, dict):
+            raise SpecError(f"cannot read layer item {item!r}", line=line,
+                            layer=scope.display(str(name)) if name else None,
+                            fix="write a layer kind such as 'relu' or {conv: {...}}")
+        if "name" in item and name is None and not _is_kind_map(item):
+            name = item["name"]
+        if "type" in item:
+            return [self._leaf(dict(item), scope, name, line)]
+        if "repeat" in item:
+            return self._repeat(item, scope, depth, name, line)
+        if "use" in item:
+            return [self._use(item, scope, depth, name, line)]
+        for mode in ("concat", "add"):
+            if mode in item:
+                return [self._merge(mode, item, scope, depth, name, line)]
+        if "sequence" in item or "layers" in item:
+            body = item.get("sequence", item.get("layers"))
+            return [self._sequence(body, scope, depth, name, line, label="sequence")]
+        keys = [k for k in item if k not in ("name", "trainable")]
+        if len(keys) != 1:
+            raise SpecError(f"cannot tell what this item is (keys: {', '.join(map(str, item))})",
+                            line=line, fix="one layer kind per list item, e.g. {conv: {...}}")
+        key = keys[0]
+        value = item[key]
+        if str(key) in ALIASES:
+            params = self._kind_params(str(key), value, line, scope)
+            if "name" in item:
+                params.setdefault("name", item["name"])
+            if "trainable" in item:
+                params.setdefault("trainable", item["trainable"])
+            return [self._leaf(params, scope, name, line)]
+        # `some_name: <item>` names the item.
+        if name is not None:
+            raise self._unknown(key, line, scope)
+        if isinstance(value, str) and (value in ALIASES or value in self.blocks):
+            return self._item(value, scope, depth, name=key, line=line)
+        if isinstance(value, list):
+            return [self._sequence(value, scope, depth, key, line, label="sequence")]
+        if isinstance(value, dict) and _looks_like_item(value):
+            return self._item(value, scope, depth, name=key, line=line)
+        raise self._unknown(key, line, scope)
+
+    def _unknown(self, key: Any, line: int | None, scope: _Scope) -> SpecError:
+        choices = sorted(set(ALIASES) | set(self.blocks) | {"concat", "add", "repeat", "use"})
+        hint = nearest(str(key), choices)
+        fix = f"did you mean '{hint}'?" if hint else "known kinds: " + ", ".join(sorted(set(ALIASES.values())))
+        return SpecError(f"unknown layer type '{key}'", line=line,
+                         layer=scope.display(str(key)) if scope.path else None, fix=fix)
+
+    def _from_word(self, word: str, scope: _Scope, depth: int, name: Any,
+                   line: int | None) -> list[Node]:
+        if word in ALIASES:
+            return [self._leaf({"type": ALIASES[word]}, scope, name, line)]
+        if word in self.blocks:
+            return [self._use({"use": word}, scope, depth, name, line)]
+        raise self._unknown(word, line, scope)
+
+    def _kind_params(self, key: str, value: Any, line: int | None, scope: _Scope) -> dict:
+        kind = ALIASES[key]
+        if value is None:
+            return {"type": kind}
+        if isinstance(value, dict):
+            params = dict(value)
+            params["type"] = kind
+            return params
+        if kind in SCALAR_FIELD and not isinstance(value, (list, bool)):
+            return {"type": kind, SCALAR_FIELD[kind]: value}
+        raise SpecError(f"{kind}: expected a mapping of fields, got {value!r}", line=line,
+                        layer=scope.display(kind) if scope.path else None,
+                        fix=f"write {key}: {{field: value, ...}}")
+
+    def _leaf(self, params: dict, scope: _Scope, name: Any, line: int | None) -> Leaf:
+        kind = params.get("type")
+        if kind not in ALIASES:
+            raise self._unknown(kind, line, scope)
+        params["type"] = ALIASES[kind]
+        if name is None:
+            name = params.get("name")
+        leaf_name = scope.claim(name, line) if name is not None else scope.derive(
+            NAME_PREFIX[params["type"]])
+        params["name"] = leaf_name
+        spec = validate_leaf(params, line=line, layer=scope.display(leaf_name))
+        path = scope.path + (leaf_name,)
+        if line:
+            self.lines[path] = line
+        return Leaf(path, spec, line)
+
+    def _sequence(self, body: Any, scope: _Scope, depth: int, name: Any, line: int | None,
+                  label: str) -> Sequence:
+        seq_name = scope.claim(name, line) if name is not None else scope.derive("seq")
+        inner = scope.child(seq_name)
+        if line:
+            self.lines[inner.path] = line
+        return Sequence(inner.path, tuple(self._items(body, inner, depth + 1)), label, line)
+
+    def _merge(self, mode: str, item: dict, scope: _Scope, depth: int, name: Any,
+               line: int | None) -> Merge:
+        spec = item[mode]
+        branches_raw = spec.get("branches") if isinstance(spec, dict) else spec
+        if not isinstance(branches_raw, list) or len(branches_raw) < 2:
+            raise SpecError(f"{mode}: needs a list of at least two branches", line=line,
+                            layer=scope.display(str(name)) if name else None,
+                            fix=f"{mode}: [[layers of branch 1], [layers of branch 2]]"
+                                + ("; [] is the identity shortcut" if mode == "add" else ""))
+        branches: list[Sequence] = []
+        for index, raw in enumerate(branches_raw):
+            bline = line_of(raw) or line
+            if isinstance(raw, dict) and "layers" in raw and set(raw) <= {"name", "layers"}:
+                if "name" in raw:
+                    branches.append(self._sequence(raw["layers"], scope, depth, raw["name"],
+                                                   bline, label="branch"))
+                    continue
+                raw = raw["layers"]
+            # An unnamed branch shares its parent's scope: inception_3a/5x5_reduce.
+            children = tuple(self._items(raw, scope, depth + 1)) if raw != [] else ()
+            branches.append(Sequence(scope.path, children, "branch", bline))
+        merge_name = scope.claim(name, line) if name is not None else scope.derive(mode)
+        path = scope.path + (merge_name,)
+        if line:
+            self.lines[path] = line
+        return Merge(path, mode, tuple(branches), line)
+
+    def _bind(self, block: str, args: Any, line: int | None, scope: _Scope) -> dict:
+        definition = self.blocks[block]
+        params = definition.get("args", []) or []
+        where = scope.display(block)
+        if args is None:
+            args = []
+        if isinstance(args, dict):
+            missing = [p for p in params if p not in args]
+            extra = [a for a in args if a not in params]
+            if missing or extra:
+                raise SpecError(
+                    f"block '{block}' takes ({', '.join(params)})"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; unknown {', '.join(map(str, extra))}" if extra else ""),
+                    line=line, layer=where, fix=f"with: {{{', '.join(p + ': ...' for p in params)}}}")
+            return {p: args[p] for p in params}
+        if not isinstance(args, list):
+            args = [args]
+        if len(args) != len(params):
+            raise SpecError(f"block '{block}' takes {len(params)} argument(s) "
+                            f"({', '.join(params)}), got {len(args)}", line=line, layer=where,
+                            fix=f"with: [{', '.join(params)}]")
+        return dict(zip(params, args))
+
+    def _block_body(self, item: dict, scope: _Scope, name: Any, line: int | None) -> Any:
+        """The body of the block `item` uses, with its arguments substituted."""
+        block = item["use"]
+        if block not in self.blocks:
+            hint = nearest(str(block), list(self.blocks))
+            raise SpecError(f"unknown block '{block}'", line=line,
+                            layer=scope.display(str(name)) if name else None,
+                            fix=f"did you mean '{hint}'?" if hint else
+                            "define it under 'blocks:' (defined: " + (", ".join(self.blocks) or "none") + ")")
+        env = self._bind(block, item.get("with"), line, scope)
+        body = {k: v for k, v in self.blocks[block].items() if k not in ("args", "description")}
+        body = substitute(body, env)
+        return body["layers"] if set(body) == {"layers"} else body
+
+    def _use(self, item: dict, scope: _Scope, depth: int, name: Any,
+             line: int | None) -> Sequence:
+        body = self._block_body(item, scope, name, line)
+        use_name = scope.claim(name, line) if name is not None else scope.derive(item["use"])
+        inner = scope.child(use_name)
+        if line:
+            self.lines[inner.path] = line
+        return Sequence(inner.path, tuple(self._items(body, inner, depth + 1)), item["use"], line)
+
+    def _repeat(self, item: dict, scope: _Scope, depth: int, name: Any,
+                line: int | None) -> list[Node]:
+        count, start = item["repeat"], item.get("start", 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise SpecError(f"repeat: count must be an integer >= 0 (got {count!r})", line=line,
+                            fix="repeat: 3")
+        if not isinstance(start, int) or start < 0:
+            raise SpecError(f"repeat: start must be an integer >= 0 (got {start!r})", line=line,
+                            fix="start: 1")
+        if "use" in item:
+            body: Any = {"use": item["use"], "with": item.get("with")}
+        elif "layers" in item:
+            body = item["layers"]
+        else:
+            raise SpecError("repeat: needs 'layers: [...]' or 'use: block'", line=line,
+                            fix="repeat: 2\n  layers: [...]")
+        unknown = set(item) - {"repeat", "start", "use", "with", "layers", "name", "inline"}
+        if unknown:
+            raise SpecError(f"repeat: unknown field(s) {', '.join(sorted(map(str, unknown)))}",
+                            line=line, fix="repeat takes repeat, layers or use/with, name, start, inline")
+        if item.get("inline"):
+            out: list[Node] = []
+            for _ in range(count):
+                out.extend(self._items(body, scope, depth + 1))
+            return out
+        outer = scope
+        nodes: list[Node] = []
+        if name is not None:
+            rep_name = scope.claim(name, line)
+            outer = scope.child(rep_name)
+            if line:
+                self.lines[outer.path] = line
+        for i in range(start, start + count):
+            inner_name = outer.claim(str(i), line)
+            inner = outer.child(inner_name)
+            if line:
+                self.lines[inner.path] = line
+            if isinstance(body, dict) and "use" in body:
+                label, layers = body["use"], self._block_body(body, outer, inner_name, line)
+            else:
+                label, layers = "repeat", body
+            nodes.append(Sequence(inner.path, tuple(self._items(layers, inner, depth + 1)),
+                                  label, line))
+        if name is not None:
+            return [Sequence(outer.path, tuple(nodes), "repeat", line)]
+        return nodes
+
+
+def _is_kind_map(item: dict) -> bool:
+    keys = [k for k in item if k not in ("name", "trainable")]
+    return len(keys) == 1 and str(keys[0]) in ALIASES
+
+
+def _looks_like_item(value: dict) -> bool:
+    if "type" in value or any(k in value for k in COMPOSITES):
+        return True
+    keys = [k for k in value if k not in ("name", "trainable")]
+    return len(keys) == 1 and str(keys[0]) in ALIASES

@@ -1,0 +1,75 @@
+"""Read a YAML (or JSON) spec keeping the line of every mapping and list.
+
+`yaml.safe_load` forgets where things were; a typo must point at its line, so mappings load
+as `LineDict` and lists as `LineList`, each with a `.line` (1-based). Duplicate keys, which
+PyYAML silently resolves to the last one, are an error here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from archcalc.errors import SpecError
+
+
+class LineDict(dict):
+    line: int | None = None
+
+
+class LineList(list):
+    line: int | None = None
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    out = LineDict()
+    out.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise SpecError(f"duplicate key '{key}'", line=key_node.start_mark.line + 1,
+                            fix="keep one of them; YAML would silently drop the first")
+        out[key] = loader.construct_object(value_node, deep=True)
+    return out
+
+
+def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    out = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
+
+
+def parse_text(text: str, *, json_mode: bool = False) -> Any:
+    """Parse spec text; raise SpecError with the line of a syntax error."""
+    if json_mode:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"malformed JSON: {exc.msg} (column {exc.colno})", line=exc.lineno,
+                            fix="check commas, quotes and brackets near that line") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except SpecError:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        line = mark.line + 1 if mark is not None else None
+        col = f" (column {mark.column + 1})" if mark is not None else ""
+        raise SpecError(f"malformed YAML: {problem}{col}", line=line,
+                        fix="check the indentation and the ':' / '-' on that line") from None
+
+
+def line_of(obj: Any) -> int | None:
+    return getattr(obj, "line", None)
