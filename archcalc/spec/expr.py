@@ -65,5 +65,6 @@ def substitute(obj: Any, env: dict[str, Any]) -> Any:
     if isinstance(obj, list):
         out_list = LineList(substitute(v, env) for v in obj)
         out_list.line = getattr(obj, "line", None)
+        out_list.item_lines = getattr(obj, "item_lines", None)
         return out_list
     return obj

@@ -138,8 +138,9 @@ class Resolver:
         if not isinstance(items, list):
             items = [items]
         out: list[Node] = []
-        for item in items:
-            out.extend(self._item(item, scope, depth, name=None, line=line_of(items)))
+        lines = getattr(items, "item_lines", None) or [line_of(items)] * len(items)
+        for item, line in zip(items, lines):
+            out.extend(self._item(item, scope, depth, name=None, line=line))
         return out
 
     def _item(self, item: Any, scope: _Scope, depth: int, name: Any,

@@ -21,6 +21,7 @@ class LineDict(dict):
 
 class LineList(list):
     line: int | None = None
+    item_lines: list[int] | None = None  # the line of each element (scalars have no .line)
 
 
 class _Loader(yaml.SafeLoader):
@@ -43,6 +44,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
 def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
     out = LineList(loader.construct_object(child, deep=True) for child in node.value)
     out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
     return out
 
 

@@ -1,0 +1,291 @@
+"""Walk a resolved network with shapes only: one Row per layer and merge, and the totals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcalc.calc.layers import layer_math
+from archcalc.calc.shapes import Dim, fmt_shape, prod, receptive_step
+from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.spec.layers import IN_PLACE
+from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
+
+DTYPE_BYTES = {"float16": 2, "float32": 4, "float64": 8}
+
+
+@dataclass
+class Row:
+    """One layer (or merge) of the network, per image."""
+
+    path: Path
+    name: str
+    type: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    activations: int  # values of the new tensor this layer keeps (0 if in place)
+    receptive_field: tuple[int, int]
+    effective_stride: tuple[int, int]
+    line: int | None = None
+
+    @property
+    def params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "type": self.type,
+            "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
+            "params": self.params, "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params, "macs": self.macs,
+            "activations": self.activations,
+            "receptive_field": list(self.receptive_field),
+            "effective_stride": list(self.effective_stride),
+        }
+
+
+@dataclass
+class Totals:
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    input_values: int
+    layer_activations: int
+    batch: int
+    dtype: str
+
+    @property
+    def params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def activations(self) -> int:
+        """Values per image, the input included (cs231n's VGG16 table)."""
+        return self.input_values + self.layer_activations
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def param_bytes(self) -> int:
+        return self.params * self.dtype_bytes
+
+    @property
+    def activation_bytes(self) -> int:
+        """Per image."""
+        return self.activations * self.dtype_bytes
+
+    @property
+    def input_bytes(self) -> int:
+        """For the whole batch."""
+        return self.input_values * self.batch * self.dtype_bytes
+
+    @property
+    def forward_backward_bytes(self) -> int:
+        """For the whole batch: every kept layer output and its gradient (torchinfo's
+        'forward/backward pass size'): 2 × layer activations × batch × dtype size."""
+        return 2 * self.layer_activations * self.batch * self.dtype_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        """Input + forward/backward + parameters, as torchinfo's 'estimated total size'."""
+        return self.input_bytes + self.forward_backward_bytes + self.param_bytes
+
+    def as_dict(self) -> dict:
+        return {
+            "params": self.params, "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "macs": self.macs, "flops": self.flops,
+            "batch_macs": self.macs * self.batch,
+            "input_activations": self.input_values,
+            "activations": self.activations, "activation_bytes": self.activation_bytes,
+            "param_bytes": self.param_bytes, "input_bytes": self.input_bytes,
+            "forward_backward_bytes": self.forward_backward_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+
+@dataclass
+class Analysis:
+    network: Network
+    rows: list[Row]
+    totals: Totals
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    labels: dict[Path, str] = field(default_factory=dict)  # scope path -> block label
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.rows[-1].output_shape if self.rows else self.network.input_shape
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.network.name, "source": self.network.source,
+            "input_shape": list(self.network.input_shape),
+            "output_shape": list(self.output_shape),
+            "batch": self.totals.batch, "dtype": self.totals.dtype,
+            "layers": [r.as_dict() for r in self.rows],
+            "totals": self.totals.as_dict(),
+            "warnings": list(self.warnings), "notes": list(self.notes),
+        }
+
+
+@dataclass
+class _State:
+    shape: tuple[int, ...]
+    rf: tuple[int, int]
+    jump: tuple[int, int]
+    # the spatial size when the data was last C×H×W, for flatten / dense receptive fields
+    spatial: tuple[int, int] | None
+
+
+class _Walker:
+    def __init__(self, network: Network, strict: bool) -> None:
+        self.net = network
+        self.strict = strict
+        self.rows: list[Row] = []
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+        self.labels: dict[Path, str] = {}
+
+    def fail(self, exc: ArchcalcError, path: Path) -> ArchcalcError:
+        return exc.located(file=self.net.file, line=self.net.line_of(path),
+                           layer=self.net.display(path))
+
+    def walk(self, node: Node, state: _State) -> _State:
+        if isinstance(node, Leaf):
+            return self.leaf(node, state)
+        if isinstance(node, Sequence):
+            if node.path:
+                self.labels.setdefault(node.path, node.label)
+            for child in node.children:
+                state = self.walk(child, state)
+            return state
+        return self.merge(node, state)
+
+    def leaf(self, leaf: Leaf, state: _State) -> _State:
+        name = self.net.display(leaf.path)
+        try:
+            math = layer_math(leaf, state.shape, name)
+        except ArchcalcError as exc:
+            raise self.fail(exc, leaf.path) from None
+        rf, jump = state.rf, state.jump
+        if math.window is not None:
+            (sh, th), (sw, tw) = math.window
+            rh, jh = receptive_step(rf[0], jump[0], sh, th)
+            rw, jw = receptive_step(rf[1], jump[1], sw, tw)
+            rf, jump = (rh, rw), (jh, jw)
+        elif math.global_window and len(state.shape) == 3:
+            h, w = state.shape[1], state.shape[2]
+            rh, jh = receptive_step(rf[0], jump[0], h, h)
+            rw, jw = receptive_step(rf[1], jump[1], w, w)
+            rf, jump = (rh, rw), (jh, jw)
+        if math.dims is not None:
+            self.uneven(name, leaf, math.dims)
+        activations = 0 if leaf.kind in IN_PLACE else prod(math.out_shape)
+        self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
+                             math.trainable, math.non_trainable, math.macs, activations,
+                             rf, jump, leaf.line))
+        spatial = tuple(math.out_shape[1:]) if len(math.out_shape) == 3 else state.spatial
+        return _State(math.out_shape, rf, jump, spatial)  # type: ignore[arg-type]
+
+    def uneven(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
+        """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
+        if dims[0] == dims[1]:
+            axes = [("H and W", dims[0], "row(s) and column(s)")]
+        else:
+            axes = [("H", dims[0], "row(s)"), ("W", dims[1], "column(s)")]
+        for axis, dim, unit in axes:
+            if dim.divides:
+                continue
+            rounded = "ceiled" if dim.ceil_mode else "floored"
+            text = f"{name}: {dim.formula()} along {axis} does not divide evenly; {rounded} to {dim.out}"
+            if dim.dropped_input:
+                lost = f"the last {dim.dropped_input} input {unit} are never covered"
+                if self.strict:
+                    raise ShapeError(f"uneven division along {axis}: {dim.formula()}, {rounded} "
+                                     f"to {dim.out}; {lost}", file=self.net.file,
+                                     line=leaf.line, layer=name,
+                                     fix="change --input, padding or stride so that it divides "
+                                         "evenly (or drop --strict)")
+                self.warnings.append(f"{text}: {lost}")
+            elif dim.overhang:
+                self.notes.append(f"{text}: the last window reaches {dim.overhang} past the "
+                                  "padded input (ceil mode), no input is lost")
+            else:
+                self.notes.append(f"{text}: only padding is left uncovered, no input is lost")
+
+    def merge(self, merge: Merge, state: _State) -> _State:
+        name = self.net.display(merge.path)
+        outs: list[tuple[str, _State]] = []
+        for index, branch in enumerate(merge.branches, start=1):
+            out = self.walk(branch, state)
+            last = _last_leaf(branch)
+            label = (f"branch {index} (ending at {self.net.display(last.path)})" if last
+                     else f"branch {index} (identity)")
+            outs.append((label, out))
+        first_label, first = outs[0]
+        if merge.mode == "add":
+            for label, other in outs[1:]:
+                if other.shape != first.shape:
+                    raise ShapeError(
+                        f"add needs equal shapes: {first_label} gives {fmt_shape(first.shape)}, "
+                        f"{label} gives {fmt_shape(other.shape)}",
+                        file=self.net.file, line=merge.line, layer=name,
+                        fix="use a projection shortcut (1×1 conv with the same stride and filters)")
+            shape = first.shape
+        else:
+            for label, other in outs[1:]:
+                if len(other.shape) != len(first.shape) or other.shape[1:] != first.shape[1:]:
+                    raise ShapeError(
+                        f"concat needs equal H×W: {first_label} gives {fmt_shape(first.shape)}, "
+                        f"{label} gives {fmt_shape(other.shape)}",
+                        file=self.net.file, line=merge.line, layer=name,
+                        fix="give the branches the same stride and 'same' padding")
+            shape = (sum(o.shape[0] for _, o in outs),) + tuple(first.shape[1:])
+        rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
+        jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))
+        self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,
+                             prod(shape), rf, jump, merge.line))
+        return _State(shape, rf, jump, first.spatial)
+
+
+def _last_leaf(node: Node) -> Leaf | None:
+    if isinstance(node, Leaf):
+        return node
+    children = node.children if isinstance(node, Sequence) else node.branches
+    for child in reversed(children):
+        found = _last_leaf(child)
+        if found is not None:
+            return found
+    return None
+
+
+def analyze(network: Network, *, batch: int = 1, dtype: str = "float32",
+            strict: bool = False) -> Analysis:
+    """Shapes, parameters, MACs, activations and receptive fields of every layer."""
+    if dtype not in DTYPE_BYTES:
+        raise ArchcalcError(f"unknown dtype '{dtype}'", fix="float16, float32 or float64")
+    if batch < 1:
+        raise ArchcalcError(f"batch must be >= 1 (got {batch})", fix="--batch 1")
+    walker = _Walker(network, strict)
+    shape = tuple(network.input_shape)
+    spatial = tuple(shape[1:]) if len(shape) == 3 else None
+    walker.walk(network.root, _State(shape, (1, 1), (1, 1), spatial))  # type: ignore[arg-type]
+    rows = walker.rows
+    totals = Totals(
+        trainable_params=sum(r.trainable_params for r in rows),
+        non_trainable_params=sum(r.non_trainable_params for r in rows),
+        macs=sum(r.macs for r in rows),
+        input_values=prod(shape),
+        layer_activations=sum(r.activations for r in rows),
+        batch=batch, dtype=dtype,
+    )
+    return Analysis(network, rows, totals, walker.warnings, walker.notes, walker.labels)

@@ -1,0 +1,113 @@
+"""The formulas, one small function each, with messages that echo the numbers.
+
+Output size along one spatial dimension (cs231n's notation, W input, F kernel, P padding,
+S stride):  out = (W − F + 2P)/S + 1, floored (or ceiled for ceil-mode pooling).
+With dilation D the kernel spans F' = D·(F − 1) + 1. With asymmetric padding 2P is
+P_before + P_after.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One spatial dimension of one sliding-window layer."""
+
+    size: int
+    kernel: int
+    stride: int
+    pad_before: int = 0
+    pad_after: int = 0
+    dilation: int = 1
+    ceil_mode: bool = False
+
+    @property
+    def span(self) -> int:
+        """The kernel's extent with dilation: D·(F − 1) + 1."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def padded(self) -> int:
+        return self.size + self.pad_before + self.pad_after
+
+    @property
+    def exact(self) -> Fraction:
+        """(W − F' + P_b + P_a)/S + 1 as an exact fraction."""
+        return Fraction(self.padded - self.span, self.stride) + 1
+
+    @property
+    def out(self) -> int:
+        """Floor, or PyTorch's ceil mode: round up, but the last window must start inside
+        the input or its leading padding (else it is dropped)."""
+        numerator = self.padded - self.span
+        if not self.ceil_mode:
+            return numerator // self.stride + 1
+        out = -(-numerator // self.stride) + 1
+        if (out - 1) * self.stride >= self.size + self.pad_before:
+            out -= 1
+        return out
+
+    @property
+    def divides(self) -> bool:
+        return (self.padded - self.span) % self.stride == 0
+
+    @property
+    def covered(self) -> int:
+        """How far into the padded input the windows reach."""
+        return (self.out - 1) * self.stride + self.span
+
+    @property
+    def dropped_input(self) -> int:
+        """Input pixels at the end that no window covers (trailing padding excluded)."""
+        return max(0, self.padded - self.covered - self.pad_after)
+
+    @property
+    def dropped_padding(self) -> int:
+        return max(0, min(self.pad_after, self.padded - self.covered))
+
+    @property
+    def overhang(self) -> int:
+        """Ceil mode: how far the last window reaches past the padded input."""
+        return max(0, self.covered - self.padded)
+
+    def formula(self) -> str:
+        """'(224 − 11 + 2·0)/4 + 1 = 54.25' (or '≈' for a repeating fraction)."""
+        kernel = str(self.span)
+        if self.pad_before == self.pad_after:
+            pad = f"2·{self.pad_before}"
+        else:
+            pad = f"{self.pad_before} + {self.pad_after}"
+        value = self.exact
+        text = _fraction_text(value)
+        return f"({self.size} − {kernel} + {pad})/{self.stride} + 1 {text}"
+
+
+def _fraction_text(value: Fraction) -> str:
+    if value.denominator == 1:
+        return f"= {value.numerator}"
+    den = value.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    if den == 1:  # a terminating decimal: print it exactly
+        return "= " + format(float(value), "f").rstrip("0").rstrip(".")
+    return f"≈ {float(value):.3f}"
+
+
+def receptive_step(rf: int, jump: int, span: int, stride: int) -> tuple[int, int]:
+    """One layer of the receptive-field recurrence (Araujo et al. 2019, Distill):
+    r_out = r_in + (F' − 1)·j_in,  j_out = j_in·S."""
+    return rf + (span - 1) * jump, jump * stride
+
+
+def prod(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def fmt_shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(v) for v in shape)

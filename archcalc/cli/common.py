@@ -1,0 +1,62 @@
+"""What every command shares: the error boundary, option types, the console."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from archcalc.errors import ArchcalcError
+from archcalc.spec import parse_shape
+
+
+class AppGroup(click.Group):
+    """Turns a user's mistake (ArchcalcError) into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ArchcalcError as exc:
+            click.echo(exc.render(), err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+class ShapeParam(click.ParamType):
+    """CxHxW, e.g. 3x224x224 (or a single number for a flat input)."""
+
+    name = "CxHxW"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_shape(value)
+        except ArchcalcError as exc:
+            self.fail(f"{exc.message} ({exc.fix})", param, ctx)
+
+
+SHAPE = ShapeParam()
+
+DTYPES = click.Choice(["float16", "float32", "float64"])
+
+
+def input_option(multiple: bool = False):
+    return click.option("--input", "input_shape", type=SHAPE, multiple=multiple,
+                        default=None if not multiple else (),
+                        help="Override the spec's input shape, e.g. 3x227x227.")
+
+
+batch_option = click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+                            help="Images per batch (scales memory and MAC totals).")
+dtype_option = click.option("--dtype", type=DTYPES, default="float32", show_default=True,
+                            help="Bytes per value for memory figures.")
+
+
+def console(width: int | None = None) -> Console:
+    """The console every table goes to; tests fix the width and turn colour off."""
+    return Console(width=width, soft_wrap=False, highlight=False)

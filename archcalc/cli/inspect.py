@@ -1,0 +1,1 @@
+"""list, summary, validate: placeholder filled in below."""
