@@ -252,6 +252,8 @@ class Resolver:
     def _merge(self, mode: str, item: dict, scope: _Scope, depth: int, name: Any,
                line: int | None) -> Merge:
         spec = item[mode]
+        if isinstance(spec, dict) and name is None and "name" in spec:
+            name = spec["name"]
         branches_raw = spec.get("branches") if isinstance(spec, dict) else spec
         if not isinstance(branches_raw, list) or len(branches_raw) < 2:
             raise SpecError(f"{mode}: needs a list of at least two branches", line=line,
