@@ -120,6 +120,7 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     labels: dict[Path, str] = field(default_factory=dict)  # scope path -> block label
+    uneven: list[ShapeError] = field(default_factory=list)  # warnings that drop input pixels
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -153,6 +154,7 @@ class _Walker:
         self.rows: list[Row] = []
         self.warnings: list[str] = []
         self.notes: list[str] = []
+        self.uneven: list[ShapeError] = []  # the warnings as errors, for validate --strict
         self.labels: dict[Path, str] = {}
 
     def fail(self, exc: ArchcalcError, path: Path) -> ArchcalcError:
@@ -188,7 +190,7 @@ class _Walker:
             rw, jw = receptive_step(rf[1], jump[1], w, w)
             rf, jump = (rh, rw), (jh, jw)
         if math.dims is not None:
-            self.uneven(name, leaf, math.dims)
+            self.check_division(name, leaf, math.dims)
         activations = 0 if leaf.kind in IN_PLACE else prod(math.out_shape)
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
@@ -196,7 +198,7 @@ class _Walker:
         spatial = tuple(math.out_shape[1:]) if len(math.out_shape) == 3 else state.spatial
         return _State(math.out_shape, rf, jump, spatial)  # type: ignore[arg-type]
 
-    def uneven(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
+    def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
         """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
         if dims[0] == dims[1]:
             axes = [("H and W", dims[0], "row(s) and column(s)")]
@@ -207,14 +209,20 @@ class _Walker:
                 continue
             rounded = "ceiled" if dim.ceil_mode else "floored"
             text = f"{name}: {dim.formula()} along {axis} does not divide evenly; {rounded} to {dim.out}"
-            if dim.dropped_input:
+            if dim.span < dim.stride:
+                self.notes.append(f"{text}: the kernel ({dim.span}) is smaller than the stride "
+                                  f"({dim.stride}), so the windows sample the input with gaps "
+                                  "by design")
+            elif dim.dropped_input:
                 lost = f"the last {dim.dropped_input} input {unit} are never covered"
+                error = ShapeError(f"uneven division along {axis}: {dim.formula()}, {rounded} "
+                                   f"to {dim.out}; {lost}", file=self.net.file,
+                                   line=leaf.line, layer=name,
+                                   fix="change --input, padding or stride so that it divides "
+                                       "evenly, or drop --strict")
                 if self.strict:
-                    raise ShapeError(f"uneven division along {axis}: {dim.formula()}, {rounded} "
-                                     f"to {dim.out}; {lost}", file=self.net.file,
-                                     line=leaf.line, layer=name,
-                                     fix="change --input, padding or stride so that it divides "
-                                         "evenly (or drop --strict)")
+                    raise error
+                self.uneven.append(error)
                 self.warnings.append(f"{text}: {lost}")
             elif dim.overhang:
                 self.notes.append(f"{text}: the last window reaches {dim.overhang} past the "
@@ -288,4 +296,5 @@ def analyze(network: Network, *, batch: int = 1, dtype: str = "float32",
         layer_activations=sum(r.activations for r in rows),
         batch=batch, dtype=dtype,
     )
-    return Analysis(network, rows, totals, walker.warnings, walker.notes, walker.labels)
+    return Analysis(network, rows, totals, walker.warnings, walker.notes, walker.labels,
+                    walker.uneven)

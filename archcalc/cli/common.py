@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.console import Console, Group
+from rich.table import Table
 
 from archcalc.errors import ArchcalcError
 from archcalc.spec import parse_shape
@@ -58,5 +60,18 @@ dtype_option = click.option("--dtype", type=DTYPES, default="float32", show_defa
 
 
 def console(width: int | None = None) -> Console:
-    """The console every table goes to; tests fix the width and turn colour off."""
+    """The console every table goes to; tests fix the width (COLUMNS) and get no colour."""
     return Console(width=width, soft_wrap=False, highlight=False)
+
+
+def print_wide(renderable, width: int | None = None) -> None:
+    """Print without ever truncating a number: if the table needs more columns than the
+    terminal has, widen the console (the terminal wraps) rather than cut cells."""
+    out = console(width)
+    if width is None:
+        wide = Console(width=10_000, file=io.StringIO())
+        parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
+        needed = max((wide.measure(p).maximum for p in parts if isinstance(p, Table)), default=0)
+        if needed > out.width:
+            out = console(needed)
+    out.print(renderable)

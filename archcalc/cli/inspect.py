@@ -1,1 +1,115 @@
-"""list, summary, validate: placeholder filled in below."""
+"""`archcalc list`, `archcalc summary`, `archcalc validate`: the calculator's commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich import box
+from rich.table import Table
+
+from archcalc import report
+from archcalc.calc import analyze
+from archcalc.cli import main
+from archcalc.cli.common import batch_option, console, dtype_option, input_option, print_wide
+from archcalc.errors import ArchcalcError
+from archcalc.spec import bundled_names, load
+from archcalc.spec.load import bundled_dir
+
+
+@main.command("list")
+def list_specs() -> None:
+    """List the bundled specs: name, source, input, parameters, MACs.
+
+    \b
+    Example:
+      archcalc list
+    """
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("Name", "left"), ("Input", "right"), ("Params", "right"),
+                          ("Trainable", "right"), ("MACs", "right"), ("Source", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "Source")
+    for name in bundled_names():
+        analysis = analyze(load(name))
+        net = analysis.network
+        t = analysis.totals
+        table.add_row(name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
+                      f"{t.trainable_params:,}", f"{t.macs:,}", net.source or "")
+    print_wide(table)
+    console().print(f"[dim]{len(bundled_names())} specs in {bundled_dir()}; "
+                    "`archcalc summary NAME` shows one.[/dim]")
+
+
+@main.command()
+@click.argument("spec")
+@input_option()
+@batch_option
+@dtype_option
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Fold layers nested deeper than N name levels into one row per block.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--strict", is_flag=True, help="Uneven divisions that drop input pixels are errors.")
+def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, fmt: str,
+            strict: bool) -> None:
+    """Per-layer shapes, parameters, MACs, activations and receptive fields, with totals.
+
+    SPEC is a bundled name (see `archcalc list`) or a path to a YAML/JSON spec.
+
+    \b
+    Examples:
+      archcalc summary vgg16
+      archcalc summary alexnet --input 3x224x224
+      archcalc summary resnet50 --depth 1 --batch 32 --dtype float16
+      archcalc summary my_net.yaml --format json > my_net.json
+    """
+    analysis = analyze(load(spec, input_shape), batch=batch, dtype=dtype, strict=strict)
+    if fmt == "json":
+        click.echo(report.to_json(analysis))
+    elif fmt == "csv":
+        click.echo(report.to_csv(analysis, depth), nl=False)
+    elif fmt == "markdown":
+        click.echo(report.to_markdown(analysis, depth))
+    else:
+        print_wide(report.rich_summary(analysis, depth))
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+@input_option()
+@click.option("--strict", is_flag=True,
+              help="Also fail on uneven divisions that leave input pixels uncovered.")
+@click.option("--quiet", "-q", is_flag=True, help="Print problems only.")
+def validate(specs: tuple[str, ...], input_shape, strict: bool, quiet: bool) -> None:
+    """Check specs for CI: exit 0 when every spec is valid, else 1 with one line per problem.
+
+    Each problem names the file, the line, the layer, what is wrong with its numbers, and
+    the fix. SPEC may be bundled names or paths; many at once.
+
+    \b
+    Examples:
+      archcalc validate specs/*.yaml
+      archcalc validate my_net.yaml --input 3x299x299 --strict
+    """
+    problems = 0
+    for ref in specs:
+        try:
+            analysis = analyze(load(ref, input_shape))
+        except ArchcalcError as exc:
+            problems += 1
+            click.echo(exc.render(), err=True)
+            continue
+        failures = analysis.uneven if strict else []
+        for error in failures:
+            click.echo(error.located(file=analysis.network.file).render(), err=True)
+        problems += len(failures)
+        if not failures and not quiet:
+            t = analysis.totals
+            click.echo(f"ok: {analysis.network.file}: {analysis.network.name}, "
+                       f"{len(analysis.rows)} layers, output "
+                       f"{'×'.join(map(str, analysis.output_shape))}, {t.params:,} params, "
+                       f"{t.macs:,} MACs" + (f", {len(analysis.warnings)} warning(s)"
+                                             if analysis.warnings else ""))
+    if problems:
+        click.echo(f"{problems} problem(s) in {len(specs)} spec(s)", err=True)
+        sys.exit(1)

@@ -61,7 +61,10 @@ def bundled_dir() -> FsPath:
 
 
 def bundled_names() -> list[str]:
-    return sorted(p.stem for p in bundled_dir().glob("*.yaml"))
+    """Bundled spec names in natural order (resnet18 before resnet101)."""
+    def key(name: str) -> list:
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return sorted((p.stem for p in bundled_dir().glob("*.yaml")), key=key)
 
 
 def locate(ref: str) -> FsPath:
@@ -87,9 +90,8 @@ def locate(ref: str) -> FsPath:
 def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     """Load, validate and resolve a spec. Every error names the file (and line)."""
     path = locate(ref)
-    display = ref if not FsPath(ref).is_absolute() and FsPath(ref).exists() else str(path)
-    if path.parent == bundled_dir():
-        display = f"{path.stem} ({path.name})" if not FsPath(ref).exists() else ref
+    # Errors name the file as the user wrote it; a bundled spec by its file name.
+    display = ref if FsPath(ref).exists() else path.name
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

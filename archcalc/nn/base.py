@@ -1,0 +1,122 @@
+"""The layer protocol of the executor, and the store every layer keeps its arrays in.
+
+A layer computes `forward(x, training, inplace)` and `backward(dy)`; it creates its parameters
+lazily from the first input it sees (Keras-style build), so every shape comes from a real
+array and never from the calculator. Parameters, gradients and buffers live in the model's
+dicts under "<layer name>.<param>"; a layer looks them up by name on every call, so an
+optimizer may replace an array in `model.params` and the layer still sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from archcalc.errors import ShapeError
+from archcalc.nn.init import initialise
+
+
+@dataclass
+class Store:
+    """The arrays of one model: params, grads (same keys), buffers, frozen names."""
+
+    dtype: np.dtype
+    rng: np.random.Generator  # draws the initial weights, in execution order
+    init: str = "he"
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    frozen: set[str] = field(default_factory=set)
+    # seeded generator for dropout masks; separate from `rng` so that training never
+    # changes which weights a seed gives
+    noise: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+
+class Layer:
+    """One leaf of the network.
+
+    keeps_input / keeps_output say what backward reads after a *training* forward; the
+    network uses them to decide when a later layer may overwrite an array in place.
+    """
+
+    keeps_input = False
+    keeps_output = False
+
+    def __init__(self, spec, name: str, store: Store) -> None:
+        self.spec = spec
+        self.name = name
+        self.store = store
+        self.param_names: list[str] = []
+        self.buffer_names: list[str] = []
+        self.built = False
+        self.frozen = not spec.trainable
+
+    # ---- arrays owned by the layer -------------------------------------------------
+    def key(self, short: str) -> str:
+        return f"{self.name}.{short}"
+
+    def p(self, short: str) -> np.ndarray:
+        return self.store.params[self.key(short)]
+
+    def b(self, short: str) -> np.ndarray:
+        return self.store.buffers[self.key(short)]
+
+    def add_param(self, short: str, value: np.ndarray) -> None:
+        key = self.key(short)
+        self.store.params[key] = np.ascontiguousarray(value, dtype=self.store.dtype)
+        self.store.grads[key] = np.zeros_like(self.store.params[key])
+        if self.frozen:
+            self.store.frozen.add(key)
+        self.param_names.append(short)
+
+    def add_weight(self, short: str, shape: tuple[int, ...], fan_in: int, fan_out: int) -> None:
+        self.add_param(short, initialise(self.store.init, self.store.rng, shape, fan_in, fan_out))
+
+    def add_buffer(self, short: str, value: np.ndarray) -> None:
+        self.store.buffers[self.key(short)] = np.ascontiguousarray(value, dtype=self.store.dtype)
+        self.buffer_names.append(short)
+
+    def wants_grad(self, short: str) -> bool:
+        return self.key(short) not in self.store.frozen
+
+    def set_grad(self, short: str, value: np.ndarray) -> None:
+        """Write a gradient into the existing array (its identity stays stable)."""
+        self.store.grads[self.key(short)][...] = value
+
+    def zero_grad(self, short: str) -> None:
+        self.store.grads[self.key(short)][...] = 0
+
+    # ---- the protocol --------------------------------------------------------------
+    def build(self, x: np.ndarray) -> None:
+        """Create the parameters from the first input. Default: none."""
+
+    def check(self, x: np.ndarray) -> None:
+        """Raise ShapeError when the layer cannot take x (the calculator's rejections)."""
+
+    def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
+        self.check(x)
+        if not self.built:
+            self.build(x)
+            self.built = True
+        return self.forward(x, training, inplace)
+
+    # ---- helpers -------------------------------------------------------------------
+    def need_spatial(self, x: np.ndarray) -> None:
+        if x.ndim != 4:
+            raise ShapeError(f"{self.spec.type} needs a C×H×W input, got "
+                             f"{'×'.join(map(str, x.shape[1:]))} (the input is already flat)",
+                             fix="move the layer before 'flatten', or give the spec a C×H×W "
+                                 "input")
+
+    def need_cache(self, what: str):
+        value = getattr(self, what, None)
+        if value is None:
+            raise RuntimeError(f"{self.name}: backward called without a training forward")
+        return value
