@@ -1,0 +1,90 @@
+"""Learning-rate schedules: the rate for epoch t (t = 0, 1, 2, ...) from the initial rate lr0.
+
+    constant      lr0
+    inverse-time  lr0 / (1 + k·t)
+    exponential   lr0 · γ^t
+    inv-sqrt      lr0 / √(1 + t)          (1/√t with t counted from 1)
+    step          lr0 · γ^⌊t / s⌋           (staircase: drop by γ every s epochs)
+
+A schedule is a pure function of the epoch, so a resumed run needs no schedule state.
+The CLI form is NAME or NAME:ARG[,ARG] — "exponential:0.9", "step:5,0.5", "inverse-time:0.1".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from archcalc.errors import ArchcalcError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str = "constant"
+    rate: float = 0.0       # k for inverse-time, γ for exponential and step
+    every: int = 1          # s for step
+
+    def __call__(self, lr0: float, epoch: int) -> float:
+        t = epoch
+        if self.kind == "constant":
+            return lr0
+        if self.kind == "inverse-time":
+            return lr0 / (1 + self.rate * t)
+        if self.kind == "exponential":
+            return lr0 * self.rate ** t
+        if self.kind == "inv-sqrt":
+            return lr0 / math.sqrt(1 + t)
+        if self.kind == "step":
+            return lr0 * self.rate ** (t // self.every)
+        raise AssertionError(self.kind)
+
+    def describe(self) -> str:
+        return {
+            "constant": "constant",
+            "inverse-time": f"lr0/(1+{self.rate:g}·t)",
+            "exponential": f"lr0·{self.rate:g}^t",
+            "inv-sqrt": "lr0/√(1+t)",
+            "step": f"lr0·{self.rate:g}^⌊t/{self.every}⌋",
+        }[self.kind]
+
+
+# name -> (default args, what the args are)
+_KINDS = {
+    "constant": ((), ""),
+    "inverse-time": ((0.1,), "k"),
+    "exponential": ((0.95,), "gamma"),
+    "inv-sqrt": ((), ""),
+    "step": ((10, 0.1), "every,gamma"),
+}
+_ALIASES = {"none": "constant", "inverse_time": "inverse-time", "invtime": "inverse-time",
+            "exp": "exponential", "sqrt": "inv-sqrt", "inv_sqrt": "inv-sqrt",
+            "1/sqrt": "inv-sqrt", "staircase": "step"}
+
+
+def parse(text: str) -> Schedule:
+    """'step:5,0.5' → Schedule('step', 0.5, 5). Errors name the schedule and the fix."""
+    name, _, args = (text or "constant").strip().partition(":")
+    kind = _ALIASES.get(name.lower(), name.lower())
+    if kind not in _KINDS:
+        raise ArchcalcError(f"unknown schedule '{name}'",
+                            fix="one of " + ", ".join(
+                                f"{k}:{a}" if a else k for k, (_, a) in _KINDS.items()))
+    defaults, help_args = _KINDS[kind]
+    try:
+        values = [float(v) for v in args.split(",")] if args else list(defaults)
+    except ValueError:
+        values = None
+    if values is None or len(values) != len(defaults):
+        raise ArchcalcError(f"schedule '{text}' takes {len(defaults)} argument(s)",
+                            fix=f"write {kind}:{help_args}" if help_args else f"write {kind}")
+    if kind == "step":
+        every, gamma = values
+        if every < 1 or every != int(every) or gamma <= 0:
+            raise ArchcalcError(f"schedule '{text}': need a whole number of epochs >= 1 and "
+                                "a factor > 0", fix="e.g. step:10,0.1")
+        return Schedule(kind, gamma, int(every))
+    rate = values[0] if values else 0.0
+    if kind in ("inverse-time", "exponential") and rate <= 0:
+        raise ArchcalcError(f"schedule '{text}': the rate must be > 0",
+                            fix=f"e.g. {kind}:{defaults[0]}")
+    return Schedule(kind, rate)
