@@ -1,0 +1,143 @@
+"""2-D convolution as one matrix product per group (im2col + GEMM), forward and backward.
+
+Shapes (cs231n style):
+    x:      (N, C, H, W)              input
+    weight: (F, C/G, kH, kW)          PyTorch's layout; F filters, G groups
+    bias:   (F,)
+    y:      (N, F, H_out, W_out)
+    cols:   (G, C/G·kH·kW, n·H_out·W_out)   the im2col buffer of one chunk of n images
+
+The im2col buffer is copied out of a strided view of the padded input; the product is
+weight (G, F/G, C/G·kH·kW) @ cols → (G, F/G, n·H_out·W_out). When the buffer for the whole
+batch would exceed MAX_COLS_BYTES, the batch (and, for a single huge image, its output rows)
+is processed in chunks so memory stays bounded. Backward recomputes cols chunk by chunk and
+scatters the column gradient back with one vectorised add per kernel offset (col2im).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from archcalc.errors import ShapeError
+from archcalc.nn.base import Layer
+from archcalc.nn.windows import (check_fits, offset_slice, out_size, pad, patches,
+                                 resolve_pads, span)
+from archcalc.spec.layers import pair
+
+MAX_COLS_BYTES = 256 * 2**20  # bound on one im2col buffer
+
+
+def chunks(n: int, rows: int, bytes_per_row: int, limit: int = MAX_COLS_BYTES):
+    """(n0, n1, r0, r1) blocks of images × output rows whose buffers stay under `limit`."""
+    per_image = rows * bytes_per_row
+    if per_image <= limit:
+        step = max(1, limit // max(per_image, 1))
+        for n0 in range(0, n, step):
+            yield n0, min(n, n0 + step), 0, rows
+        return
+    step = max(1, limit // max(bytes_per_row, 1))
+    for n0 in range(n):
+        for r0 in range(0, rows, step):
+            yield n0, n0 + 1, r0, min(rows, r0 + step)
+
+
+class Conv2D(Layer):
+    keeps_input = True
+
+    def check(self, x: np.ndarray) -> None:
+        self.need_spatial(x)
+        groups = self.spec.groups
+        if x.shape[1] % groups:
+            raise ShapeError(f"input channels ({x.shape[1]}) not divisible by groups ({groups})",
+                             fix="make the previous layer's channels a multiple of groups")
+
+    def build(self, x: np.ndarray) -> None:
+        kh, kw = pair(self.spec.kernel)
+        c_in = x.shape[1] // self.spec.groups
+        f = self.spec.filters
+        self.add_weight("weight", (f, c_in, kh, kw), c_in * kh * kw, f * kh * kw)
+        if self.spec.bias:
+            self.add_param("bias", np.zeros(f))
+
+    def geometry(self, x: np.ndarray):
+        """Pads, kernel, stride, dilation and output size for this input array."""
+        n, c, h, w = x.shape
+        kernel, stride, dilation = pair(self.spec.kernel), pair(self.spec.stride), pair(self.spec.dilation)
+        pads = resolve_pads(self.spec.padding, h, w, kernel, stride, dilation)
+        eh, ew = span(kernel[0], dilation[0]), span(kernel[1], dilation[1])
+        ho = out_size(h, eh, stride[0], pads[0], pads[1])
+        wo = out_size(w, ew, stride[1], pads[2], pads[3])
+        check_fits("H", h, eh, pads[0], pads[1], ho, stride[0])
+        check_fits("W", w, ew, pads[2], pads[3], wo, stride[1])
+        return pads, kernel, stride, dilation, (ho, wo)
+
+    def _cols(self, view: np.ndarray) -> np.ndarray:
+        """(n, C, kH, kW, h, w) patch view → contiguous (G, C/G·kH·kW, n·h·w)."""
+        n, c, kh, kw, h, w = view.shape
+        cols = np.ascontiguousarray(view.transpose(1, 2, 3, 0, 4, 5))
+        return cols.reshape(self.spec.groups, (c // self.spec.groups) * kh * kw, n * h * w)
+
+    def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
+        """x: (N, C, H, W) → y: (N, F, H_out, W_out)."""
+        pads, kernel, stride, dilation, (ho, wo) = self.geometry(x)
+        g, f = self.spec.groups, self.spec.filters
+        weight = self.p("weight").reshape(g, f // g, -1)
+        xp = pad(x, pads)
+        view = patches(xp, kernel, stride, dilation, (ho, wo))
+        n = x.shape[0]
+        y = np.empty((n, f, ho, wo), dtype=x.dtype)
+        row_bytes = x.shape[1] * kernel[0] * kernel[1] * wo * x.itemsize
+        for n0, n1, r0, r1 in chunks(n, ho, row_bytes):
+            cols = self._cols(view[n0:n1, :, :, :, r0:r1])
+            if n1 - n0 == 1 and r1 - r0 == ho:  # one whole image: write straight into y
+                np.matmul(weight, cols, out=y[n0].reshape(g, f // g, ho * wo))
+            else:
+                part = np.matmul(weight, cols).reshape(f, n1 - n0, r1 - r0, wo)
+                y[n0:n1, :, r0:r1] = part.transpose(1, 0, 2, 3)
+        if self.spec.bias:
+            y += self.p("bias")[:, None, None]
+        self.cache = x if training else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy: (N, F, H_out, W_out) → dx: (N, C, H, W); fills weight and bias grads."""
+        x = self.need_cache("cache")
+        pads, kernel, stride, dilation, (ho, wo) = self.geometry(x)
+        g, f = self.spec.groups, self.spec.filters
+        n, c = x.shape[:2]
+        weight = self.p("weight").reshape(g, f // g, -1)
+        want_w = self.wants_grad("weight")
+        xp = pad(x, pads)
+        view = patches(xp, kernel, stride, dilation, (ho, wo))
+        dw = np.zeros_like(weight) if want_w else None
+        # the padded input gradient, channels first so each kernel offset is one add
+        dxp = np.zeros((c, n) + xp.shape[2:], dtype=x.dtype)
+        row_bytes = c * kernel[0] * kernel[1] * wo * x.itemsize
+        for n0, n1, r0, r1 in chunks(n, ho, row_bytes):
+            m = (n1 - n0) * (r1 - r0) * wo
+            dyb = np.ascontiguousarray(dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)).reshape(g, f // g, m)
+            if want_w:
+                cols = self._cols(view[n0:n1, :, :, :, r0:r1])
+                dw += np.matmul(dyb, cols.transpose(0, 2, 1))
+                del cols
+            dcols = np.matmul(weight.transpose(0, 2, 1), dyb)
+            dcols = dcols.reshape(c, kernel[0], kernel[1], n1 - n0, r1 - r0, wo)
+            for i in range(kernel[0]):  # col2im: a loop over the kernel, not the pixels
+                rows = offset_slice(i, dilation[0], stride[0], ho)
+                rows = slice(rows.start + r0 * stride[0], rows.start + (r1 - 1) * stride[0] + 1,
+                             stride[0])
+                for j in range(kernel[1]):
+                    cols_j = offset_slice(j, dilation[1], stride[1], wo)
+                    dxp[:, n0:n1, rows, cols_j] += dcols[:, i, j]
+        if want_w:
+            self.set_grad("weight", dw.reshape(self.p("weight").shape))
+        else:
+            self.zero_grad("weight")
+        if self.spec.bias:
+            if self.wants_grad("bias"):
+                self.set_grad("bias", dy.sum(axis=(0, 2, 3)))
+            else:
+                self.zero_grad("bias")
+        top, _, left, _ = pads
+        dx = dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]].transpose(1, 0, 2, 3)
+        return np.ascontiguousarray(dx)

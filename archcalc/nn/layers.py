@@ -1,0 +1,22 @@
+"""Which executor class runs which layer kind of the spec language."""
+
+from __future__ import annotations
+
+from archcalc.nn.activations import ELU, LeakyReLU, Maxout, ReLU, Sigmoid, Softmax, Tanh
+from archcalc.nn.base import Layer, Store
+from archcalc.nn.conv import Conv2D
+from archcalc.nn.dense import Dense, Dropout, Flatten
+from archcalc.nn.norm import LRN, BatchNorm, LayerNorm
+from archcalc.nn.pool import AvgPool, GlobalAvgPool, MaxPool
+
+KINDS: dict[str, type[Layer]] = {
+    "conv2d": Conv2D, "maxpool": MaxPool, "avgpool": AvgPool, "global_avgpool": GlobalAvgPool,
+    "dense": Dense, "flatten": Flatten, "dropout": Dropout, "batchnorm": BatchNorm,
+    "lrn": LRN, "layernorm": LayerNorm, "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU,
+    "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax, "maxout": Maxout,
+}
+
+
+def make_layer(spec, name: str, store: Store) -> Layer:
+    """The executor layer for one validated spec model (archcalc.spec.layers)."""
+    return KINDS[spec.type](spec, name, store)

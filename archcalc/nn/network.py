@@ -1,0 +1,295 @@
+"""Build a runnable model from a resolved spec tree and run it forward and backward.
+
+The model walks archcalc.spec.tree itself (Sequence / Merge / Leaf): a sequence applies its
+children in order, a merge runs every branch on the same input and concatenates the results
+on axis 1 or adds them (an empty branch is the identity). Shapes:
+    forward:  x (N, *input_shape) → y (N, *output_shape)
+    backward: dy (N, *output_shape) → dx (N, *input_shape), filling model.grads
+
+In-place work. An activation, dropout or flatten writes over (or views) its input when the
+input is "owned": no later forward and no pending backward will read it. Ownership passes
+down the network: a new array is owned unless its layer reads its own output in backward
+(training); a merge gives its input to a branch only at inference, only to the last branch,
+and only when no earlier branch's output shares memory with it. So at inference relu keeps
+0 new bytes, and training never corrupts an array a backward needs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.nn.base import Layer, Store
+from archcalc.nn.dense import Dropout
+from archcalc.nn.init import INITS
+from archcalc.nn.layers import make_layer
+from archcalc.spec.tree import Leaf, Merge, Network, Sequence
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class LayerRecord:
+    """What one leaf or merge did in the last forward pass (per example, except bytes)."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    trainable_params: int
+    non_trainable_params: int
+    kept_bytes: int  # nbytes of the new array it allocated for the whole batch; 0 if in place
+    seconds: float = 0.0
+
+
+class _LeafNode:
+    def __init__(self, leaf: Leaf, name: str, layer: Layer) -> None:
+        self.leaf, self.name, self.layer = leaf, name, layer
+
+
+class _SeqNode:
+    def __init__(self, children: list) -> None:
+        self.children = children
+
+
+class _MergeNode:
+    def __init__(self, merge: Merge, name: str, branches: list[_SeqNode]) -> None:
+        self.merge, self.name, self.branches = merge, name, branches
+        self.splits: list[int] | None = None  # channel counts of the branches (concat)
+
+
+def _fmt(shape) -> str:
+    return "×".join(str(v) for v in shape)
+
+
+class Model:
+    """A network of executor layers with its params, grads and buffers (see contract)."""
+
+    def __init__(self, network: Network, *, seed: int = 0, dtype: str = "float32",
+                 init: str = "he") -> None:
+        if dtype not in DTYPES:
+            raise ArchcalcError(f"unknown dtype '{dtype}' for the executor",
+                                fix="use float32 or float64")
+        if init not in INITS:
+            raise ArchcalcError(f"unknown initialiser '{init}'", fix="use one of: " + ", ".join(INITS))
+        self.network = network
+        self.dtype = np.dtype(dtype)
+        self.store = Store(self.dtype, np.random.default_rng(seed), init,
+                           noise=np.random.default_rng([seed, 1]))
+        self.layers: dict[str, Layer] = {}
+        self.root = self._make(network.root)
+        self.records: list[LayerRecord] = []
+        self._trained = False
+
+    # ---- the arrays ----------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.store.params
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        return self.store.grads
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        return self.store.buffers
+
+    @property
+    def frozen(self) -> set[str]:
+        return self.store.frozen
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.network.input_shape)
+
+    def freeze(self, prefixes) -> set[str]:
+        """Mark every param whose name is a prefix or starts with "<prefix>." / "<prefix>/"
+        as frozen; returns the names frozen. An unknown prefix is a user mistake."""
+        if isinstance(prefixes, str):
+            prefixes = [prefixes]
+        newly: set[str] = set()
+        for prefix in prefixes:
+            prefix = prefix.rstrip("./")
+            hits = {name for name in self.params
+                    if name.startswith(prefix + ".") or name.startswith(prefix + "/")}
+            if not hits:
+                raise ArchcalcError(f"--freeze '{prefix}' matches no parameter",
+                                    fix="name a layer or block, e.g. 'conv1' or 'layer2'; "
+                                        "see `archcalc summary` for the names")
+            newly |= hits
+        self.store.frozen |= newly
+        for layer in self.layers.values():  # a layer with every param frozen acts frozen
+            keys = [layer.key(p) for p in layer.param_names]
+            if keys and all(k in self.store.frozen for k in keys):
+                layer.frozen = True
+        return newly
+
+    def fix_dropout(self, fixed: bool = True) -> None:
+        """Make dropout reuse its last mask (for gradient checks)."""
+        for layer in self.layers.values():
+            if isinstance(layer, Dropout):
+                layer.fixed = fixed
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every param and buffer, by name."""
+        out = {k: v.copy() for k, v in self.params.items()}
+        out.update({k: v.copy() for k, v in self.buffers.items()})
+        return out
+
+    def load_state_dict(self, state, *, strict: bool = False, source: str | None = None) -> None:
+        """Copy arrays into the model. Checks every name and shape first, so a bad file
+        changes nothing; names the first missing or misshapen array. Extra arrays (e.g. an
+        optimizer's state in a checkpoint) are ignored unless strict."""
+        wanted = {**self.params, **self.buffers}
+        for name, target in wanted.items():
+            if name not in state:
+                raise ArchcalcError(f"weights: array '{name}' is missing", file=source,
+                                    fix="load weights saved from the same spec")
+            shape = tuple(np.shape(state[name]))
+            if shape != target.shape:
+                raise ArchcalcError(f"weights: array '{name}' has shape {_fmt(shape) or 'scalar'}, "
+                                    f"the model needs {_fmt(target.shape)}", file=source,
+                                    fix="load weights saved from the same spec and input shape")
+        if strict:
+            extra = [k for k in state if k not in wanted]
+            if extra:
+                raise ArchcalcError(f"weights: unexpected array '{extra[0]}'", file=source,
+                                    fix="load weights saved from the same spec")
+        for name, target in wanted.items():
+            np.copyto(target, np.asarray(state[name]), casting="unsafe")
+
+    # ---- building the tree ---------------------------------------------------------
+    def _make(self, node):
+        if isinstance(node, Leaf):
+            name = self.network.display(node.path)
+            layer = make_layer(node.spec, name, self.store)
+            self.layers[name] = layer
+            return _LeafNode(node, name, layer)
+        if isinstance(node, Sequence):
+            return _SeqNode([self._make(child) for child in node.children])
+        return _MergeNode(node, self.network.display(node.path),
+                          [self._make(branch) for branch in node.branches])
+
+    # ---- forward -------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x (N, *input_shape) → y (N, *output_shape); fills self.records."""
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise ArchcalcError(f"input of shape {_fmt(x.shape)} does not match the network's "
+                                f"N×{_fmt(self.input_shape)}", layer=None,
+                                fix=f"pass an array of shape (N, {', '.join(map(str, self.input_shape))})")
+        # a private copy: the caller's array is never written, and layers may own it
+        x = np.array(x, dtype=self.dtype, copy=True)
+        self.records = []
+        y, _ = self._forward(self.root, x, True, training)
+        self._trained = training
+        return y
+
+    def _forward(self, node, x, owned: bool, training: bool):
+        if isinstance(node, _LeafNode):
+            return self._leaf(node, x, owned, training)
+        if isinstance(node, _SeqNode):
+            for child in node.children:
+                x, owned = self._forward(child, x, owned, training)
+            return x, owned
+        return self._merge(node, x, owned, training)
+
+    def _locate(self, exc: ArchcalcError, name: str, line) -> ArchcalcError:
+        return exc.located(file=self.network.file, line=line, layer=name)
+
+    def _leaf(self, node: _LeafNode, x, owned: bool, training: bool):
+        layer = node.layer
+        start = time.perf_counter()
+        try:
+            y = layer(x, training, owned)
+        except ArchcalcError as exc:
+            raise self._locate(exc, node.name, node.leaf.line) from None
+        seconds = time.perf_counter() - start
+        shared = y is x or np.shares_memory(y, x)
+        self._record(node.name, layer.spec.type, y, 0 if shared else y.nbytes, layer, seconds)
+        keeps = training and (layer.keeps_output or (shared and layer.keeps_input))
+        return y, (owned or not shared) and not keeps
+
+    def _merge(self, node: _MergeNode, x, owned: bool, training: bool):
+        outs = []
+        last = len(node.branches) - 1
+        for i, branch in enumerate(node.branches):
+            give = (owned and not training and i == last
+                    and not any(np.may_share_memory(o, x) for o in outs))
+            y, _ = self._forward(branch, x, give, training)
+            outs.append(y)
+        start = time.perf_counter()
+        try:
+            y = self._combine(node, outs)
+        except ArchcalcError as exc:
+            raise self._locate(exc, node.name, node.merge.line) from None
+        self._record(node.name, node.merge.mode, y, y.nbytes, None, time.perf_counter() - start)
+        return y, True
+
+    def _combine(self, node: _MergeNode, outs: list[np.ndarray]) -> np.ndarray:
+        first = outs[0]
+        if node.merge.mode == "add":
+            for i, other in enumerate(outs[1:], start=2):
+                if other.shape != first.shape:
+                    raise ShapeError(f"add needs equal shapes: branch 1 gives {_fmt(first.shape[1:])}, "
+                                     f"branch {i} gives {_fmt(other.shape[1:])}",
+                                     fix="use a projection shortcut (1×1 conv with the same "
+                                         "stride and filters)")
+            y = first.copy() if len(outs) == 1 else np.add(outs[0], outs[1])
+            for other in outs[2:]:
+                y += other
+            return y
+        for i, other in enumerate(outs[1:], start=2):
+            if other.ndim != first.ndim or other.shape[2:] != first.shape[2:]:
+                raise ShapeError(f"concat needs equal H×W: branch 1 gives {_fmt(first.shape[1:])}, "
+                                 f"branch {i} gives {_fmt(other.shape[1:])}",
+                                 fix="give the branches the same stride and 'same' padding")
+        node.splits = [o.shape[1] for o in outs]
+        return np.concatenate(outs, axis=1)
+
+    def _record(self, name: str, kind: str, y: np.ndarray, kept: int, layer, seconds) -> None:
+        trainable = non_trainable = 0
+        if layer is not None:
+            for short in layer.param_names:
+                size = self.params[layer.key(short)].size
+                if layer.key(short) in self.frozen:
+                    non_trainable += size
+                else:
+                    trainable += size
+            non_trainable += sum(self.buffers[layer.key(b)].size for b in layer.buffer_names)
+        self.records.append(LayerRecord(name, kind, tuple(y.shape[1:]), trainable,
+                                        non_trainable, kept, seconds))
+
+    # ---- backward ------------------------------------------------------------------
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy (N, *output_shape) → dx (N, *input_shape); fills self.grads."""
+        if not self._trained:
+            raise RuntimeError("backward needs a forward(x, training=True) first")
+        return self._backward(self.root, np.asarray(dy, dtype=self.dtype))
+
+    def _backward(self, node, dy):
+        if isinstance(node, _LeafNode):
+            return node.layer.backward(dy)
+        if isinstance(node, _SeqNode):
+            for child in reversed(node.children):
+                dy = self._backward(child, dy)
+            return dy
+        if node.merge.mode == "concat":
+            bounds = np.cumsum(node.splits)[:-1]
+            parts = np.split(dy, bounds, axis=1)
+        else:
+            parts = [dy] * len(node.branches)
+        dx = None
+        for branch, part in zip(node.branches, parts):
+            d = self._backward(branch, part)
+            dx = d if dx is None else dx + d  # a new array: never written over a branch's
+        return dx
+
+
+def build(network: Network, *, seed: int = 0, dtype: str = "float32", init: str = "he") -> Model:
+    """A Model with every parameter created by one inference pass on zeros (1, *input)."""
+    model = Model(network, seed=seed, dtype=dtype, init=init)
+    model.forward(np.zeros((1,) + tuple(network.input_shape), dtype=model.dtype), training=False)
+    return model
