@@ -201,34 +201,33 @@ class _Walker:
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
         """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
         if dims[0] == dims[1]:
-            axes = [("H and W", dims[0], "row(s) and column(s)")]
+            axes = [("", dims[0], "row(s) and column(s)")]
         else:
-            axes = [("H", dims[0], "row(s)"), ("W", dims[1], "column(s)")]
+            axes = [(" along H", dims[0], "row(s)"), (" along W", dims[1], "column(s)")]
         for axis, dim, unit in axes:
             if dim.divides:
                 continue
             rounded = "ceiled" if dim.ceil_mode else "floored"
-            text = f"{name}: {dim.formula()} along {axis} does not divide evenly; {rounded} to {dim.out}"
+            text = f"{name}{axis}: {dim.formula()} → {rounded} to {dim.out}"
             if dim.span < dim.stride:
-                self.notes.append(f"{text}: the kernel ({dim.span}) is smaller than the stride "
-                                  f"({dim.stride}), so the windows sample the input with gaps "
-                                  "by design")
+                self.notes.append(f"{text}; kernel {dim.span} < stride {dim.stride} samples "
+                                  "with gaps by design")
             elif dim.dropped_input:
                 lost = f"the last {dim.dropped_input} input {unit} are never covered"
-                error = ShapeError(f"uneven division along {axis}: {dim.formula()}, {rounded} "
-                                   f"to {dim.out}; {lost}", file=self.net.file,
+                error = ShapeError(f"uneven division{axis}: {dim.formula()} → {rounded} to "
+                                   f"{dim.out}; {lost}", file=self.net.file,
                                    line=leaf.line, layer=name,
                                    fix="change --input, padding or stride so that it divides "
                                        "evenly, or drop --strict")
                 if self.strict:
                     raise error
                 self.uneven.append(error)
-                self.warnings.append(f"{text}: {lost}")
+                self.warnings.append(f"{text}; {lost}")
             elif dim.overhang:
-                self.notes.append(f"{text}: the last window reaches {dim.overhang} past the "
-                                  "padded input (ceil mode), no input is lost")
+                self.notes.append(f"{text}; the last window overhangs the input by "
+                                  f"{dim.overhang} (ceil mode), no input is lost")
             else:
-                self.notes.append(f"{text}: only padding is left uncovered, no input is lost")
+                self.notes.append(f"{text}; only padding goes uncovered")
 
     def merge(self, merge: Merge, state: _State) -> _State:
         name = self.net.display(merge.path)

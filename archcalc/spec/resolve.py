@@ -56,8 +56,13 @@ def _pydantic_message(exc: ValidationError, kind: str) -> tuple[str, str]:
     if etype == "missing":
         return f"{kind}: missing field '{field}'", f"add '{field}: <value>'"
     got = err.get("input")
-    where = f"field '{'.'.join(loc)}'" if loc else "fields"
-    return f"{kind}: {where}: {err['msg'].lower()} (got {got!r})", _FIXES.get(field, "see README, Spec language")
+    fix = _FIXES.get(field, "see README, Spec language")
+    if len(loc) > 1:  # a union (kernel, padding ...): pydantic names the member it tried
+        hint = nearest(str(got), ["same", "valid"]) if isinstance(got, str) else None
+        return (f"{kind}: bad value for '{field}' (got {got!r})",
+                f"did you mean '{hint}'?" if hint else fix)
+    where = f"field '{field}'" if loc else "fields"
+    return f"{kind}: {where}: {err['msg'].lower()} (got {got!r})", fix
 
 
 _FIXES = {
@@ -369,7 +374,8 @@ class Resolver:
             nodes.append(Sequence(inner.path, tuple(self._items(layers, inner, depth + 1)),
                                   label, line))
         if name is not None:
-            return [Sequence(outer.path, tuple(nodes), "repeat", line)]
+            what = f"{body['use']}" if isinstance(body, dict) and "use" in body else "repeat"
+            return [Sequence(outer.path, tuple(nodes), f"{what}×{count}", line)]
         return nodes
 
 

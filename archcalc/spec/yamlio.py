@@ -68,8 +68,13 @@ def parse_text(text: str, *, json_mode: bool = False) -> Any:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         line = mark.line + 1 if mark is not None else None
-        col = f" (column {mark.column + 1})" if mark is not None else ""
-        raise SpecError(f"malformed YAML: {problem}{col}", line=line,
+        where = f" (line {line}, column {mark.column + 1})" if mark is not None else ""
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and cmark is not None and cmark.line + 1 != line:
+            # An unclosed bracket is reported where the file ends; point at where it opened.
+            where += f", {context} that starts here"
+            line = cmark.line + 1
+        raise SpecError(f"malformed YAML: {problem}{where}", line=line,
                         fix="check the indentation and the ':' / '-' on that line") from None
 
 
