@@ -29,3 +29,6 @@ def main() -> None:
 
 # Register commands (one module each).
 from archcalc.cli import inspect  # noqa: E402,F401
+from archcalc.cli import check  # noqa: E402,F401
+from archcalc.cli import train  # noqa: E402,F401
+from archcalc.cli import gradcheck  # noqa: E402,F401

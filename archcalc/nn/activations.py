@@ -26,7 +26,12 @@ class _Elementwise(Layer):
         return self.grad(dy, self.need_cache("cache"))
 
 
-class ReLU(_Elementwise):
+class _Kinked(_Elementwise):
+    def kink_state(self):
+        return None if self.cache is None else self.cache > 0
+
+
+class ReLU(_Kinked):
     def apply(self, x, out):
         return np.maximum(x, 0, out=out)
 
@@ -34,7 +39,7 @@ class ReLU(_Elementwise):
         return dy * (y > 0)
 
 
-class LeakyReLU(_Elementwise):
+class LeakyReLU(_Kinked):
     """y = x for x > 0, slope·x otherwise."""
 
     def apply(self, x, out):
@@ -49,7 +54,7 @@ class LeakyReLU(_Elementwise):
         return dy * np.where(y > 0, 1, self.spec.slope).astype(dy.dtype)
 
 
-class ELU(_Elementwise):
+class ELU(_Kinked):
     """y = x for x > 0, alpha·(eˣ − 1) otherwise (Clevert et al. 2015)."""
 
     def apply(self, x, out):
@@ -118,6 +123,9 @@ class Maxout(Layer):
             return np.take_along_axis(grouped, index, axis=2)[:, :, 0]
         self.cache = None
         return grouped.max(axis=2)
+
+    def kink_state(self):
+        return None if self.cache is None else self.cache[1]
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         shape, index = self.need_cache("cache")

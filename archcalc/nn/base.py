@@ -71,7 +71,8 @@ class Layer:
         self.param_names.append(short)
 
     def add_weight(self, short: str, shape: tuple[int, ...], fan_in: int, fan_out: int) -> None:
-        self.add_param(short, initialise(self.store.init, self.store.rng, shape, fan_in, fan_out))
+        self.add_param(short, initialise(self.store.init, self.store.rng, shape, fan_in, fan_out,
+                                         self.store.dtype))
 
     def add_buffer(self, short: str, value: np.ndarray) -> None:
         self.store.buffers[self.key(short)] = np.ascontiguousarray(value, dtype=self.store.dtype)
@@ -93,6 +94,12 @@ class Layer:
 
     def check(self, x: np.ndarray) -> None:
         """Raise ShapeError when the layer cannot take x (the calculator's rejections)."""
+
+    def kink_state(self) -> np.ndarray | None:
+        """After a training forward: which piece of a piecewise function each value took
+        (relu's sign, max pooling's argmax), or None for a smooth layer. A gradient check
+        compares it before and after a nudge to tell a crossed kink from a wrong gradient."""
+        return None
 
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         raise NotImplementedError

@@ -19,13 +19,23 @@ INITS = ("he", "xavier", "lecun")
 
 
 def initialise(kind: str, rng: np.random.Generator, shape: tuple[int, ...],
-               fan_in: int, fan_out: int) -> np.ndarray:
-    """An array of `shape` (float64; the caller casts) drawn by the named scheme."""
+               fan_in: int, fan_out: int, dtype=np.float64) -> np.ndarray:
+    """An array of `shape` drawn by the named scheme, directly in `dtype` (drawing float32
+    directly halves the time to build VGG16's 138M weights; a float32 and a float64 model of
+    the same seed therefore differ in the last bits)."""
+    dtype = np.dtype(dtype)
     if kind == "he":
-        return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+        w = rng.standard_normal(shape, dtype=dtype)
+        w *= dtype.type(np.sqrt(2.0 / fan_in))
+        return w
     if kind == "xavier":
-        bound = np.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-bound, bound, size=shape)
+        bound = dtype.type(np.sqrt(6.0 / (fan_in + fan_out)))
+        w = rng.random(shape, dtype=dtype)
+        w *= 2 * bound
+        w -= bound
+        return w
     if kind == "lecun":
-        return rng.standard_normal(shape) * np.sqrt(1.0 / fan_in)
+        w = rng.standard_normal(shape, dtype=dtype)
+        w *= dtype.type(np.sqrt(1.0 / fan_in))
+        return w
     raise ArchcalcError(f"unknown initialiser '{kind}'", fix="use one of: " + ", ".join(INITS))

@@ -1,0 +1,168 @@
+"""Numerical gradient check of a whole network's backward pass, in float64.
+
+For a fixed random input x (N, *input_shape) and a fixed random R of the output's shape the
+scalar loss is L = Σ y·R, so dL/dy = R. The analytic gradients come from one backward(R);
+each numerical one is the five-point centred difference (Abramowitz & Stegun 25.3.6)
+    dL/dθ_i ≈ (8·(L(θ_i + h) − L(θ_i − h)) − (L(θ_i + 2h) − L(θ_i − 2h))) / 12h
+whose truncation error is O(h⁴): with h = 1e-3 both truncation and float64 round-off stay
+far below 1e-6, where the two-point formula at any h leaves one of them near 1e-6 for small
+gradients. Outputs are subtracted before being weighted by R, so unchanged outputs cancel
+exactly.
+
+Relative error of one array: max_i |a_i − n_i| / max(|a_i|, |n_i|, floor), where the floor
+is FLOOR_FRACTION of the largest analytic gradient anywhere in the network: an entry whose
+true gradient is 0 (the bias of a conv before a batch norm) is then judged against the
+network's gradient scale instead of dividing round-off by round-off.
+
+Piecewise layers (relu, max pooling, maxout, leaky relu, elu) have kinks; a nudge that
+crosses one gives a meaningless difference. Each nudge compares the layers' kink_state
+with the unperturbed pass; on a crossing the step shrinks tenfold (up to MAX_SHRINK
+times), and an entry that still crosses is counted as skipped and reported, never passed
+silently. Dropout reuses one fixed mask so the function is deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from archcalc.nn.network import Model, build
+from archcalc.spec.tree import Network
+
+STEP = 1e-3
+MAX_SHRINK = 3
+FLOOR_FRACTION = 1e-3
+DEFAULT_TOLERANCE = 1e-6
+
+
+@dataclass
+class GradResult:
+    """One array's check: a parameter of a layer, or the network's input."""
+
+    layer: str  # layer display name; "(input)" for the network input
+    param: str  # "weight", "bias", ...; "input" for the network input
+    error: float  # max relative error over the checked entries
+    checked: int  # entries compared
+    size: int  # entries in the array
+    skipped: int  # entries whose every step crossed a kink
+    ok: bool
+
+
+class _Loss:
+    """L = Σ y·R on a float64 model, with the kink states of the unperturbed pass."""
+
+    def __init__(self, model: Model, x: np.ndarray, weights: np.ndarray) -> None:
+        self.model, self.x, self.weights = model, x, weights
+        self.layers = list(model.layers.values())
+        self.y0 = model.forward(x, training=True)
+        self.state0 = self.states()
+
+    def states(self) -> list:
+        return [layer.kink_state() for layer in self.layers]
+
+    def crossed(self) -> bool:
+        for before, after in zip(self.state0, self.states()):
+            if before is not None and not np.array_equal(before, after):
+                return True
+        return False
+
+    def output(self, array: np.ndarray, index: tuple, value: float) -> np.ndarray | None:
+        """The output with array[index] = value, or None if that crossed a kink."""
+        array[index] = value
+        y = self.model.forward(self.x, training=True)
+        return None if self.crossed() else y
+
+    def difference(self, array: np.ndarray, index: tuple, step: float) -> float | None:
+        """The five-point centred difference of L at array[index], or None on a kink."""
+        original = array[index]
+        outputs = []
+        try:
+            for offset in (step, -step, 2 * step, -2 * step):
+                y = self.output(array, index, original + offset)
+                if y is None:
+                    return None
+                outputs.append(y)
+        finally:
+            array[index] = original
+        plus, minus, plus2, minus2 = outputs
+        combined = 8 * (plus - minus) - (plus2 - minus2)
+        return float(np.sum(combined * self.weights) / (12 * step))
+
+    def numerical(self, array: np.ndarray, index: tuple) -> float | None:
+        step = STEP
+        for _ in range(MAX_SHRINK + 1):
+            value = self.difference(array, index, step)
+            if value is not None:
+                return value
+            step /= 10
+        return None
+
+
+def relative_error(analytic: np.ndarray, numerical: np.ndarray, scale: float) -> float:
+    """max_i |a_i − n_i| / max(|a_i|, |n_i|, FLOOR_FRACTION·scale) (see the module docstring);
+    scale is the largest gradient in the network."""
+    if analytic.size == 0:
+        return 0.0
+    floor = max(FLOOR_FRACTION * scale, np.finfo(np.float64).tiny)
+    denom = np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), floor)
+    return float((np.abs(analytic - numerical) / denom).max())
+
+
+def _indices(size: int, samples: int | None, rng: np.random.Generator) -> np.ndarray:
+    if samples is None or samples >= size:
+        return np.arange(size)
+    return np.sort(rng.choice(size, samples, replace=False))
+
+
+def _check_array(loss: _Loss, array: np.ndarray, analytic: np.ndarray, samples, rng,
+                 layer: str, param: str, tolerance: float, scale: float) -> GradResult:
+    flat_index = _indices(array.size, samples, rng)
+    got_a, got_n, skipped = [], [], 0
+    for flat in flat_index:
+        index = np.unravel_index(flat, array.shape)
+        value = loss.numerical(array, index)
+        if value is None:
+            skipped += 1
+            continue
+        got_a.append(analytic[index])
+        got_n.append(value)
+    error = relative_error(np.array(got_a), np.array(got_n), scale)
+    return GradResult(layer, param, error, len(got_a), array.size, skipped, error < tolerance)
+
+
+def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
+              tolerance: float = DEFAULT_TOLERANCE, samples: int | None = None,
+              init: str = "he") -> list[GradResult]:
+    """Check every parameter (and the input) of `network` at its input shape.
+
+    samples: entries checked per array (None: all of them; each costs two forward passes).
+    Returns one GradResult per parameter array, in execution order, then one for the input.
+    """
+    model = build(network, seed=seed, dtype="float64", init=init)
+    model.fix_dropout(True)
+    rng = np.random.default_rng([seed, 2])
+    x = rng.standard_normal((batch,) + tuple(network.input_shape))
+    saved = {k: v.copy() for k, v in model.buffers.items()}
+    try:
+        y = model.forward(x, training=True)  # draws the dropout masks, kept from here on
+        weights = rng.standard_normal(y.shape)
+        loss = _Loss(model, x, weights)
+        model.forward(x, training=True)
+        dx = model.backward(weights)
+        analytic = {k: v.copy() for k, v in model.grads.items()}
+        scale = max([float(np.abs(dx).max())] + [float(np.abs(g).max()) for k, g in
+                                                  analytic.items() if g.size and k not in model.frozen])
+        results = []
+        for key, array in model.params.items():
+            if key in model.frozen:
+                continue
+            layer, param = key.rsplit(".", 1)
+            results.append(_check_array(loss, array, analytic[key], samples, rng, layer, param,
+                                        tolerance, scale))
+        results.append(_check_array(loss, x, dx, samples, rng, "(input)", "input", tolerance,
+                                    scale))
+    finally:
+        for k, v in saved.items():
+            model.buffers[k][...] = v
+    return results
