@@ -1,0 +1,408 @@
+"""Calculator vs executor: every computed shape, parameter and byte, proven on real arrays.
+
+The only module that imports both the calculator (archcalc.calc) and the executor
+(archcalc.nn): if the executor asked the calculator for a shape, this check would prove
+nothing (README, "three rooms").
+
+run_check(network, batch=N):
+  1. analyse the network with the calculator (a spec it rejects is rejected here the same way);
+  2. estimate the memory a real run needs, before allocating anything, and refuse with an
+     ArchcalcError when the estimate is over the budget;
+  3. build the network with the executor and run one forward pass (inference) on a seeded
+     random batch x of shape (N, *input_shape);
+  4. pair the calculator's rows with the executor's records by name, in execution order, and
+     compare per layer: output shape per example, trainable and non-trainable parameters,
+     and activation bytes (predicted: row.activations · N · dtype size; measured: nbytes of
+     the new array the layer kept, 0 when its output is a view of or shares its input).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from archcalc.calc import DTYPE_BYTES, Analysis, Row, analyze
+from archcalc.calc.shapes import fmt_shape
+from archcalc.errors import ArchcalcError
+from archcalc.nn import build
+from archcalc.nn.conv import MAX_COLS_BYTES
+from archcalc.spec.layers import explicit_pads, pair, same_pads
+from archcalc.spec.tree import Network
+
+# The default budget: this fraction of the memory the kernel says is available now.
+DEFAULT_BUDGET_FRACTION = 0.5
+
+# ---- sizes ---------------------------------------------------------------------------------
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """'2GB' → 2·10⁹ bytes, '500MB', '1.5GiB', '4096' (bytes). K/M/G/T are decimal; the
+    KiB/MiB/GiB/TiB forms are binary."""
+    match = _SIZE_RE.match(str(text))
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _UNITS:
+        raise ArchcalcError(f"bad memory size '{text}'", fix="write e.g. 2GB, 500MB or 1.5GiB")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise ArchcalcError(f"memory size must be more than 0 bytes (got '{text}')",
+                            fix="e.g. --memory-budget 2GB")
+    return value
+
+
+def fmt_bytes(n: int | float) -> str:
+    """Decimal units, as disks and `free -h --si` print them: 1.2 GB."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), else free physical pages; None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file says kB and means KiB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_budget() -> int | None:
+    free = available_memory()
+    return int(free * DEFAULT_BUDGET_FRACTION) if free else None
+
+
+# ---- the memory estimate -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a check run holds at its peak, from the spec alone (no arrays). An upper
+    estimate: the executor may free activations earlier than the calculator assumes."""
+
+    batch: int
+    activation_bytes: int  # the input (and its copy) and every kept output, whole batch
+    param_bytes: int       # parameters, their gradient arrays and the buffers
+    scratch_bytes: int     # the largest convolution workspace
+
+    @property
+    def total(self) -> int:
+        return self.activation_bytes + self.param_bytes + self.scratch_bytes
+
+    def describe(self) -> str:
+        return (f"{fmt_bytes(self.activation_bytes)} of activations at batch {self.batch}, "
+                f"{fmt_bytes(self.param_bytes)} of parameters and gradients, "
+                f"{fmt_bytes(self.scratch_bytes)} of scratch")
+
+
+def _conv_workspace(network: Network, rows: list[Row], batch: int, itemsize: int) -> int:
+    """The largest scratch one convolution needs: its zero-padded input copy, its im2col
+    buffer of (N·H_out·W_out) × (C_in/groups·K_h·K_w) values, which the executor cuts into
+    chunks of at most MAX_COLS_BYTES (one output row at least), and a chunk's product."""
+    leaves = {leaf.path: leaf for leaf in network.leaves()}
+    largest = 0
+    for row in rows:
+        if row.type != "conv2d":
+            continue
+        spec = leaves[row.path].spec
+        c_in, h, w = row.input_shape
+        filters, h_out, w_out = row.output_shape
+        kh, kw = pair(spec.kernel)
+        pads = explicit_pads(spec.padding)
+        if pads is None:
+            sh, sw = pair(spec.stride)
+            dh, dw = pair(spec.dilation)
+            pads = same_pads(h, kh, sh, dh) + same_pads(w, kw, sw, dw)
+        padded = batch * c_in * (h + pads[0] + pads[1]) * (w + pads[2] + pads[3]) * itemsize
+        row_bytes = c_in * kh * kw * w_out * itemsize
+        cols = min(batch * h_out * row_bytes, max(MAX_COLS_BYTES, row_bytes))
+        product = min(batch * filters * h_out * w_out * itemsize,
+                      cols // max(row_bytes, 1) * filters * w_out * itemsize)
+        largest = max(largest, padded + cols + product)
+    return largest
+
+
+def estimate_memory(analysis: Analysis, batch: int) -> MemoryEstimate:
+    """Input (twice) + kept activations for `batch` images; parameters with a gradient
+    array each (the executor allocates both at build) and buffers; and the largest
+    convolution workspace. (The initialiser draws each weight directly in the model's
+    dtype, so it needs no scratch of its own.)"""
+    totals = analysis.totals
+    itemsize = totals.dtype_bytes
+    return MemoryEstimate(
+        batch=batch,
+        # the input twice: the caller's batch and the executor's private copy of it
+        activation_bytes=(totals.activations + totals.input_values) * batch * itemsize,
+        param_bytes=(2 * totals.trainable_params + totals.non_trainable_params) * itemsize,
+        scratch_bytes=_conv_workspace(analysis.network, analysis.rows, batch, itemsize),
+    )
+
+
+def largest_fitting_batch(analysis: Analysis, budget: int, upto: int) -> int:
+    """The largest batch below `upto` whose estimate fits the budget (0 if none)."""
+    lo, hi = 0, upto - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_memory(analysis, mid).total <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def refuse_if_over(analysis: Analysis, batch: int, budget: int | None) -> MemoryEstimate:
+    estimate = estimate_memory(analysis, batch)
+    if budget is None or estimate.total <= budget:
+        return estimate
+    fits = largest_fitting_batch(analysis, budget, batch)
+    hint = f"--batch {fits} fits" if fits else "even batch 1 does not fit"
+    raise ArchcalcError(
+        f"a check of {analysis.network.name} at batch {batch} needs about "
+        f"{fmt_bytes(estimate.total)} ({estimate.describe()}), more than the memory budget "
+        f"of {fmt_bytes(budget)}",
+        fix=f"use a smaller --batch ({hint}) or a smaller --input, "
+            "or raise --memory-budget")
+
+
+# ---- per-layer comparison ------------------------------------------------------------------
+
+
+@dataclass
+class LayerCheck:
+    """One layer (or merge) as the calculator says and as the executor did.
+    A side that has no layer of this name has None in its fields."""
+
+    name: str
+    type: str
+    calculated_shape: tuple[int, ...] | None
+    actual_shape: tuple[int, ...] | None
+    calculated_params: tuple[int, int] | None  # (trainable, non-trainable)
+    actual_params: tuple[int, int] | None
+    predicted_bytes: int | None
+    measured_bytes: int | None
+
+    @property
+    def problems(self) -> list[str]:
+        if self.actual_shape is None:
+            return ["no such layer in the executor's records"]
+        if self.calculated_shape is None:
+            return ["the executor ran a layer the calculator does not have"]
+        found = []
+        if self.calculated_shape != self.actual_shape:
+            found.append(f"shape {fmt_shape(self.calculated_shape)} calculated, "
+                         f"{fmt_shape(self.actual_shape)} actual")
+        if self.calculated_params != self.actual_params:
+            found.append(f"params {_params_text(self.calculated_params)} calculated, "
+                         f"{_params_text(self.actual_params)} actual")
+        if self.predicted_bytes != self.measured_bytes:
+            found.append(f"activation bytes {self.predicted_bytes:,} predicted, "
+                         f"{self.measured_bytes:,} measured")
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def calculated_total(self) -> int | None:
+        return sum(self.calculated_params) if self.calculated_params else None
+
+    @property
+    def actual_total(self) -> int | None:
+        return sum(self.actual_params) if self.actual_params else None
+
+    def as_dict(self) -> dict[str, Any]:
+        def listed(shape):
+            return list(shape) if shape is not None else None
+
+        def part(params, i):
+            return params[i] if params is not None else None
+
+        return {
+            "name": self.name, "type": self.type,
+            "calculated_shape": listed(self.calculated_shape),
+            "actual_shape": listed(self.actual_shape),
+            "calculated_params": self.calculated_total, "actual_params": self.actual_total,
+            "calculated_trainable_params": part(self.calculated_params, 0),
+            "actual_trainable_params": part(self.actual_params, 0),
+            "calculated_non_trainable_params": part(self.calculated_params, 1),
+            "actual_non_trainable_params": part(self.actual_params, 1),
+            "predicted_bytes": self.predicted_bytes, "measured_bytes": self.measured_bytes,
+            "ok": self.ok, "problems": self.problems,
+        }
+
+
+def _params_text(params: tuple[int, int] | None) -> str:
+    if params is None:
+        return "none"
+    return f"{sum(params):,} ({params[0]:,} trainable + {params[1]:,} non-trainable)"
+
+
+def pair_by_name(rows: list[Any], records: list[Any]) -> list[tuple[Any | None, Any | None]]:
+    """Align two name-ordered lists: (row, record) where the names match in order,
+    (row, None) for a layer only the calculator has, (None, record) for one only the
+    executor ran. A layer executed out of order shows as missing on one side and extra on
+    the other, which is a disagreement too."""
+    matcher = difflib.SequenceMatcher(None, [r.name for r in rows],
+                                      [r.name for r in records], autojunk=False)
+    pairs: list[tuple[Any | None, Any | None]] = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            pairs.extend(zip(rows[i1:i2], records[j1:j2]))
+        else:
+            pairs.extend((row, None) for row in rows[i1:i2])
+            pairs.extend((None, rec) for rec in records[j1:j2])
+    return pairs
+
+
+def compare(rows: list[Row], records: Iterable[Any], batch: int,
+            itemsize: int) -> list[LayerCheck]:
+    checks = []
+    for row, rec in pair_by_name(list(rows), list(records)):
+        calc = row is not None
+        done = rec is not None
+        checks.append(LayerCheck(
+            name=(row or rec).name,
+            type=row.type if calc else str(getattr(rec, "type", "?")),
+            calculated_shape=tuple(row.output_shape) if calc else None,
+            actual_shape=tuple(int(v) for v in rec.output_shape) if done else None,
+            calculated_params=(row.trainable_params, row.non_trainable_params) if calc else None,
+            actual_params=(int(rec.trainable_params), int(rec.non_trainable_params))
+            if done else None,
+            predicted_bytes=row.activations * batch * itemsize if calc else None,
+            measured_bytes=int(rec.kept_bytes) if done else None,
+        ))
+    return checks
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckResult:
+    name: str
+    input_shape: tuple[int, ...]
+    batch: int
+    dtype: str
+    seed: int
+    layers: list[LayerCheck]
+    predicted_activation_bytes: int       # input + kept outputs, whole batch
+    measured_activation_bytes: int | None  # x.nbytes + Σ kept_bytes; None if nothing ran
+    estimate: MemoryEstimate
+    budget: int | None
+    seconds: float = 0.0
+    build_seconds: float = 0.0
+    forward_seconds: float = 0.0
+    predicted_input_bytes: int = 0
+    input_bytes: int = 0                  # measured: x.nbytes
+    executor_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.executor_error is None and all(c.ok for c in self.layers)
+                and self.predicted_activation_bytes == self.measured_activation_bytes)
+
+    @property
+    def first_failure(self) -> LayerCheck | None:
+        return next((c for c in self.layers if not c.ok), None)
+
+    def verdict(self) -> str:
+        where = f"{self.name} at {fmt_shape(self.input_shape)}, batch {self.batch}"
+        if self.ok:
+            return (f"✓ {where}: all {len(self.layers)} layers agree "
+                    "(shapes, parameters, activation bytes)")
+        first = self.first_failure
+        first_text = f"first: {first.name}: {'; '.join(first.problems)}" if first else ""
+        if self.executor_error:
+            return f"✗ {where}: the executor failed ({self.executor_error})" + (
+                f"; {first_text}" if first else "")
+        if first is None:
+            return (f"✗ {where}: total activation bytes {self.predicted_activation_bytes:,} "
+                    f"predicted, {self.measured_activation_bytes:,} measured")
+        bad = sum(not c.ok for c in self.layers)
+        return f"✗ {where}: {bad} of {len(self.layers)} layers disagree; {first_text}"
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.first_failure
+        return {
+            "name": self.name, "ok": self.ok,
+            "input_shape": list(self.input_shape), "batch": self.batch, "dtype": self.dtype,
+            "seed": self.seed,
+            "layers": [c.as_dict() for c in self.layers],
+            "seconds": round(self.seconds, 4),
+            "build_seconds": round(self.build_seconds, 4),
+            "forward_seconds": round(self.forward_seconds, 4),
+            "predicted_activation_bytes": self.predicted_activation_bytes,
+            "measured_activation_bytes": self.measured_activation_bytes,
+            "predicted_input_bytes": self.predicted_input_bytes,
+            "measured_input_bytes": self.input_bytes,
+            "first_failure": first.name if first else None,
+            "executor_error": self.executor_error,
+            "estimated_memory_bytes": self.estimate.total,
+            "memory_budget_bytes": self.budget,
+            "verdict": self.verdict(),
+        }
+
+
+def _where(exc: BaseException) -> str:
+    """'ValueError: ... (archcalc/nn/conv.py:88)': the innermost frame, for the report."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    site = f" ({os.path.relpath(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    message = exc.render() if isinstance(exc, ArchcalcError) else str(exc)
+    return f"{type(exc).__name__}: {message}{site}"
+
+
+def run_check(network: Network, batch: int = 1, seed: int = 0,
+              memory_budget: int | None = None, dtype: str = "float32") -> CheckResult:
+    """Calculator vs executor on one network. `memory_budget` in bytes; None means
+    DEFAULT_BUDGET_FRACTION of the available memory (no limit if that is unknown).
+    Raises ArchcalcError for a spec the calculator rejects and for a run over the budget;
+    an executor failure on a spec the calculator accepts is a disagreement, not a raise."""
+    start = time.perf_counter()
+    analysis = analyze(network, batch=batch, dtype=dtype)
+    budget = memory_budget if memory_budget is not None else default_budget()
+    estimate = refuse_if_over(analysis, batch, budget)
+    itemsize = DTYPE_BYTES[dtype]
+    result = CheckResult(
+        name=network.name, input_shape=tuple(network.input_shape), batch=batch, dtype=dtype,
+        seed=seed, layers=[], estimate=estimate, budget=budget,
+        predicted_activation_bytes=analysis.totals.activations * batch * itemsize,
+        predicted_input_bytes=analysis.totals.input_values * batch * itemsize,
+        measured_activation_bytes=None, warnings=list(analysis.warnings))
+    records: list[Any] = []
+    try:
+        t0 = time.perf_counter()
+        model = build(network, seed=seed, dtype=dtype)
+        result.build_seconds = time.perf_counter() - t0
+        # The batch comes from its own generator: the weights' draws stay those of `seed`.
+        rng = np.random.default_rng([seed, 1])
+        x = rng.standard_normal((batch, *network.input_shape), dtype=np.dtype(dtype))
+        result.input_bytes = x.nbytes
+        t1 = time.perf_counter()
+        model.forward(x, training=False)
+        result.forward_seconds = time.perf_counter() - t1
+        records = list(model.records)
+        result.measured_activation_bytes = x.nbytes + sum(int(r.kept_bytes) for r in records)
+    except Exception as exc:  # an executor failure on a spec the calculator accepts
+        result.executor_error = _where(exc)
+    result.layers = compare(analysis.rows, records, batch, itemsize)
+    result.seconds = time.perf_counter() - start
+    return result

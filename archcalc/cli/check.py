@@ -1,0 +1,136 @@
+"""`archcalc check SPEC`: the calculator's numbers next to a real forward pass, layer by layer.
+
+Exit 0 when every layer agrees, 1 on any disagreement (the verdict names the first layer
+that differs) and on a spec the calculator rejects or a run over the memory budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from archcalc.calc.shapes import fmt_shape
+from archcalc.check import CheckResult, LayerCheck, fmt_bytes, parse_size, run_check
+from archcalc.cli import main
+from archcalc.cli.common import console, input_option
+from archcalc.errors import ArchcalcError
+from archcalc.spec import load
+
+# Tables piped to a file or a CI log are not squeezed into 80 columns.
+_PIPE_WIDTH = 150
+
+
+class SizeParam(click.ParamType):
+    """A byte size: 2GB, 500MB, 1.5GiB, 4096."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ArchcalcError as exc:
+            self.fail(f"{exc.message} ({exc.fix})", param, ctx)
+
+
+@main.command("check")
+@click.argument("spec")
+@input_option()
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images in the random batch.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the weights and of the random batch.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+              show_default=True, help="Precision of the executor's arrays.")
+@click.option("--memory-budget", type=SizeParam(), default=None,
+              help="Refuse runs estimated above this, e.g. 2GB or 500MB "
+                   "[default: half the available memory].")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.pass_context
+def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | None,
+                  batch: int, seed: int, dtype: str, memory_budget: int | None,
+                  fmt: str) -> None:
+    """Prove the calculator on real arrays: build SPEC, run a forward pass on a seeded
+    random batch, and compare every layer's shape, parameters and activation bytes.
+
+    \b
+    Examples:
+      archcalc check lenet5
+      archcalc check vgg16 --batch 2
+      archcalc check resnet50 --input 3x128x128 --format json
+    """
+    network = load(spec, input_shape)
+    result = run_check(network, batch=batch, seed=seed, memory_budget=memory_budget,
+                       dtype=dtype)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        render(result)
+    ctx.exit(0 if result.ok else 1)
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return fmt_shape(shape) if shape is not None else "—"
+
+
+def _count(value: int | None) -> str:
+    return f"{value:,}" if value is not None else "—"
+
+
+def _row(check: LayerCheck) -> list[Any]:
+    return [Text(check.name), _shape(check.calculated_shape), _shape(check.actual_shape),
+            _count(check.calculated_total), _count(check.actual_total),
+            _count(check.predicted_bytes), _count(check.measured_bytes), _mark(check.ok)]
+
+
+def build_table(result: CheckResult) -> Table:
+    """One row per layer, the input first and the totals last, so the byte columns sum
+    to the totals (as torchinfo's tables do)."""
+    table = Table(title=f"{result.name} · input {fmt_shape(result.input_shape)} · "
+                        f"batch {result.batch} · {result.dtype} · seed {result.seed}",
+                  title_justify="left", show_footer=False)
+    for header in ("layer", "calculated shape", "actual shape"):
+        table.add_column(header, overflow="fold")
+    for header in ("calc params", "actual params", "predicted bytes", "measured bytes"):
+        table.add_column(header, justify="right")
+    table.add_column("", justify="center")
+    shape = fmt_shape(result.input_shape)
+    ran = result.measured_activation_bytes is not None
+    table.add_row("input", shape, shape if ran else "—", "", "",
+                  f"{result.predicted_input_bytes:,}",
+                  _count(result.input_bytes) if ran else "—", "")
+    for check in result.layers:
+        table.add_row(*_row(check), style=None if check.ok else "bold red")
+    table.add_section()
+    calc_total = sum(c.calculated_total or 0 for c in result.layers)
+    actual_total = sum(c.actual_total or 0 for c in result.layers)
+    table.add_row("total", "", "", f"{calc_total:,}", f"{actual_total:,}",
+                  f"{result.predicted_activation_bytes:,}",
+                  _count(result.measured_activation_bytes), _mark(result.ok))
+    return table
+
+
+def render(result: CheckResult) -> None:
+    out = console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = console(width=_PIPE_WIDTH)
+    out.print(build_table(result))
+    for warning in result.warnings:
+        out.print(f"warning: {warning}", soft_wrap=True, markup=False)
+    out.print(f"seconds: {result.seconds:.2f} (build {result.build_seconds:.2f}, "
+              f"forward {result.forward_seconds:.2f}); memory estimate "
+              f"{fmt_bytes(result.estimate.total)}"
+              + (f" of a {fmt_bytes(result.budget)} budget" if result.budget else ""),
+              soft_wrap=True, markup=False)
+    out.print(result.verdict(), soft_wrap=True, markup=False)
