@@ -57,6 +57,11 @@ def positive(**values: int | None) -> None:
                                 f"(got {value})", fix=f"e.g. --{name.replace('_', '-')} 3")
 
 
+def reason(exc: ArchcalcError) -> str:
+    """Why a spec does not fit, short enough for a table cell: the layer and the numbers."""
+    return (f"layer '{exc.layer}': " if exc.layer else "") + exc.message
+
+
 def need_chw(shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ArchcalcError(f"{what} needs a C×H×W input, got {fmt_shape(shape)}",

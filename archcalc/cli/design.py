@@ -1,0 +1,359 @@
+"""Design commands: compare, bottleneck, factorize, layer, sweep, memory, plot, report.
+
+Thin: parse options, call archcalc.calc (compare, bottleneck, factorize, explain, whatif),
+render with archcalc.design_report. Ad hoc numbers (--kernel, --filters, an ad hoc --input)
+are read as plain values and checked by the library, so a nonsensical value is one
+`error:` line and exit 1, like every other user mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from archcalc.calc import analyze
+from archcalc.calc.bottleneck import adhoc, find
+from archcalc.calc.compare import compare as compare_specs
+from archcalc.calc.explain import explain_conv, explain_dense, explain_pool, positive
+from archcalc.calc.factorize import factorize as factorize_conv
+from archcalc.calc.whatif import (OPTIMIZER_COPIES, parse_sizes, smallest_fit, sweep as sweep_sizes,
+                                  training_memory)
+from archcalc.cli import main
+from archcalc.cli.common import batch_option, dtype_option, input_option, print_wide
+from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
+                                    design_report, factorize_grid, memory_grid, sweep_grid)
+from archcalc.errors import ArchcalcError
+from archcalc.spec import load, parse_shape
+
+FORMATS = click.Choice(["table", "json", "markdown"])
+format_option = click.option("--format", "fmt", type=FORMATS, default="table",
+                             show_default=True, help="Output format.")
+# An ad hoc input is parsed by the library (a bad one is exit 1, not a usage error).
+adhoc_input = click.option("--input", "input_text", metavar="CxHxW",
+                           help="The input the layer(s) see, e.g. 192x28x28.")
+
+
+def _show(grid: Grid, fmt: str, data: dict, extra: list[str] | None = None) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    elif fmt == "markdown":
+        click.echo(grid.markdown())
+        for line in extra or []:
+            click.echo(f"    {line}")
+    else:
+        print_wide(grid.rich())
+        for line in extra or []:
+            click.echo(line)
+
+
+def _need_input(text: str | None, command: str) -> tuple[int, ...]:
+    if not text:
+        raise ArchcalcError(f"{command} needs --input CxHxW", fix="e.g. --input 192x28x28")
+    return parse_shape(text)
+
+
+_PAIR_RE = re.compile(r"^\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*$")
+
+
+def _pair(name: str, text: str | None):
+    """'3' → 3, '3x1' → (3, 1); every value positive."""
+    if text is None:
+        return None
+    match = _PAIR_RE.match(str(text))
+    if not match:
+        raise ArchcalcError(f"bad --{name} '{text}'", fix=f"an integer or HxW, e.g. --{name} 3")
+    values = [int(v) for v in match.groups() if v is not None]
+    positive(**{name: min(values)})
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _padding(text: str | None):
+    """'1', '1x2' (H, W), '0,1,0,1' (top, bottom, left, right), 'same' or 'valid'."""
+    if text is None:
+        return None
+    if text in ("same", "valid"):
+        return text
+    try:
+        values = [int(v) for v in re.split(r"[x×,]", text.replace(" ", ""))]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2, 4) or min(values) < 0:
+        raise ArchcalcError(f"bad --padding '{text}'",
+                            fix="an integer >= 0, HxW, top,bottom,left,right, 'same' or 'valid'")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+# ---- compare ----------------------------------------------------------------------------------
+@main.command()
+@click.argument("specs", nargs=-1, required=True)
+@input_option(multiple=True)
+@dtype_option
+@format_option
+def compare(specs: tuple[str, ...], input_shape, dtype: str, fmt: str) -> None:
+    """Specs side by side: params, MACs, memory, depth, receptive field, dense share.
+
+    One column per SPEC (or per --input, repeated, for one spec at several sizes); ratios
+    against the first column; per-stage rows where specs share stage names. A spec that
+    does not fit an input shows "n/a" with the reason.
+
+    \b
+    Examples:
+      archcalc compare vgg16 resnet50
+      archcalc compare vgg16 vgg19 --format markdown
+      archcalc compare resnet50 --input 3x224x224 --input 3x448x448
+    """
+    if len(specs) < 2 and len(input_shape) < 2:
+        raise ArchcalcError("compare needs two or more specs, or one spec with two or more "
+                            "--input", fix="e.g. archcalc compare vgg16 resnet50")
+    result = compare_specs(list(specs), list(input_shape), dtype)
+    _show(compare_grid(result), fmt, result.as_dict())
+
+
+# ---- bottleneck -------------------------------------------------------------------------------
+@main.command()
+@click.argument("spec", required=False)
+@adhoc_input
+@click.option("--kernel", type=int, help="Ad hoc: the larger convolution's kernel (e.g. 5).")
+@click.option("--filters", type=int, help="Ad hoc: its filters (output channels).")
+@click.option("--reduce", "reduce_to", type=int, help="Ad hoc: channels of the 1×1 reduction.")
+@click.option("--expand", type=int, default=None,
+              help="Ad hoc: a 1×1 back up to this many channels (ResNet bottleneck).")
+@click.option("--stride", type=int, default=1, show_default=True,
+              help="Ad hoc: the larger convolution's stride.")
+@click.option("--padding", "padding_text", default="same", show_default=True,
+              help="Ad hoc: the larger convolution's padding.")
+@click.option("--no-bias", is_flag=True, help="Ad hoc: convolutions without biases.")
+@click.option("--formulas", is_flag=True, help="With SPEC: print every product, per case.")
+@format_option
+def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, padding_text,
+               no_bias, formulas, fmt) -> None:
+    """What each 1×1 reduction saves: MACs and params with it and without it.
+
+    With SPEC, every 1×1 convolution that reduces channels before a larger kernel (Inception)
+    or before an expansion (ResNet bottleneck) is listed with a total; --input overrides the
+    spec's input. Without SPEC, the ad hoc case of --input/--kernel/--filters/--reduce.
+
+    \b
+    Examples:
+      archcalc bottleneck googlenet
+      archcalc bottleneck resnet50 --formulas
+      archcalc bottleneck --input 192x28x28 --kernel 5 --filters 32 --reduce 16
+      archcalc bottleneck --input 256x56x56 --kernel 3 --filters 64 --reduce 64 --expand 256
+    """
+    given = [n for n, v in (("--kernel", kernel), ("--filters", filters),
+                            ("--reduce", reduce_to), ("--expand", expand)) if v is not None]
+    if spec is not None:
+        if given:
+            raise ArchcalcError(f"{', '.join(given)} describe an ad hoc case; with a SPEC the "
+                                "cases come from the spec", fix="drop SPEC or those options")
+        shape = parse_shape(input_text) if input_text else None
+        result = find(analyze(load(spec, shape)))
+        extra = [line for case in result.cases for line in case_lines(case)] if formulas else []
+        _show(bottleneck_grid(result), fmt, result.as_dict(), extra)
+        return
+    missing = [n for n, v in (("--kernel", kernel), ("--filters", filters),
+                              ("--reduce", reduce_to)) if v is None]
+    if missing or not input_text:
+        raise ArchcalcError("give a SPEC, or the ad hoc case: --input, --kernel, --filters and "
+                            "--reduce" + (f" (missing {', '.join(missing)})" if missing else ""),
+                            fix="e.g. archcalc bottleneck --input 192x28x28 --kernel 5 "
+                                "--filters 32 --reduce 16")
+    result = adhoc(_need_input(input_text, "bottleneck"), kernel=kernel, filters=filters,
+                   reduce=reduce_to, expand=expand, stride=stride,
+                   padding=_padding(padding_text), bias=not no_bias)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo("\n".join(case_lines(result.cases[0], title="bottleneck")))
+
+
+# ---- factorize --------------------------------------------------------------------------------
+@main.command()
+@adhoc_input
+@click.option("--kernel", type=int, required=True, help="The k×k convolution to factorise.")
+@click.option("--filters", type=int, required=True, help="Its output channels.")
+@click.option("--mid", type=int, default=None,
+              help="Channels between the factors (default: --filters).")
+@click.option("--no-bias", is_flag=True, help="Convolutions without biases.")
+@format_option
+def factorize(input_text, kernel, filters, mid, no_bias, fmt) -> None:
+    """A k×k convolution vs a stack of 3×3s and vs k×1 + 1×k, same receptive field.
+
+    Stride 1, 'same' padding, a ReLU after every convolution. Shows params, MACs,
+    activations, receptive field and nonlinearities, with ratios to the k×k.
+
+    \b
+    Examples:
+      archcalc factorize --input 64x56x56 --kernel 5 --filters 64
+      archcalc factorize --input 192x17x17 --kernel 7 --filters 192 --mid 160
+    """
+    result = factorize_conv(_need_input(input_text, "factorize"), kernel=kernel,
+                            filters=filters, mid=mid, bias=not no_bias)
+    _show(factorize_grid(result), fmt, result.as_dict())
+
+
+# ---- layer ------------------------------------------------------------------------------------
+@main.group()
+def layer() -> None:
+    """One layer's arithmetic, step by step: conv, pool or dense.
+
+    \b
+    Examples:
+      archcalc layer conv --input 3x227x227 --kernel 11 --stride 4 --filters 96
+      archcalc layer pool --input 64x112x112 --kernel 3 --stride 2 --ceil-mode
+      archcalc layer dense --input 9216 --units 4096
+    """
+
+
+@layer.command("conv")
+@adhoc_input
+@click.option("--kernel", "kernel_text", required=True, help="K or KhxKw, e.g. 11 or 1x7.")
+@click.option("--filters", type=int, required=True, help="Output channels.")
+@click.option("--stride", "stride_text", default="1", show_default=True, help="S or ShxSw.")
+@click.option("--padding", "padding_text", default="0", show_default=True,
+              help="P, PhxPw, top,bottom,left,right, 'same' or 'valid'.")
+@click.option("--dilation", "dilation_text", default="1", show_default=True, help="D or DhxDw.")
+@click.option("--groups", type=int, default=1, show_default=True)
+@click.option("--no-bias", is_flag=True)
+@dtype_option
+def layer_conv(input_text, kernel_text, filters, stride_text, padding_text, dilation_text,
+               groups, no_bias, dtype) -> None:
+    """A convolution: (W − F + 2P)/S + 1 per axis, weights, MACs, activations."""
+    positive(filters=filters, groups=groups)
+    result = explain_conv(_need_input(input_text, "layer conv"), filters=filters,
+                          kernel=_pair("kernel", kernel_text),
+                          stride=_pair("stride", stride_text), padding=_padding(padding_text),
+                          dilation=_pair("dilation", dilation_text), groups=groups,
+                          bias=not no_bias, dtype=dtype)
+    click.echo(result.text())
+
+
+@layer.command("pool")
+@adhoc_input
+@click.option("--kernel", "kernel_text", required=True, help="K or KhxKw.")
+@click.option("--stride", "stride_text", default=None, help="S or ShxSw (default: the kernel).")
+@click.option("--padding", "padding_text", default="0", show_default=True)
+@click.option("--ceil-mode", is_flag=True, help="Round the output size up (Caffe, GoogLeNet).")
+@click.option("--avg", is_flag=True, help="Average instead of max pooling.")
+@dtype_option
+def layer_pool(input_text, kernel_text, stride_text, padding_text, ceil_mode, avg, dtype) -> None:
+    """Max or average pooling, with ceil mode: the output size and why."""
+    result = explain_pool(_need_input(input_text, "layer pool"),
+                          kernel=_pair("kernel", kernel_text),
+                          stride=_pair("stride", stride_text), padding=_padding(padding_text),
+                          ceil_mode=ceil_mode, mode="avg" if avg else "max", dtype=dtype)
+    click.echo(result.text())
+
+
+@layer.command("dense")
+@adhoc_input
+@click.option("--units", type=int, required=True, help="Output features.")
+@click.option("--no-bias", is_flag=True)
+@dtype_option
+def layer_dense(input_text, units, no_bias, dtype) -> None:
+    """A dense layer on N features (a CxHxW input is flattened): weights and MACs."""
+    positive(units=units)
+    result = explain_dense(_need_input(input_text, "layer dense"), units=units,
+                           bias=not no_bias, dtype=dtype)
+    click.echo(result.text())
+
+
+# ---- sweep, memory ----------------------------------------------------------------------------
+@main.command()
+@click.argument("spec")
+@click.option("--sizes", default=None, help="Comma-separated square sizes, e.g. 32,64,128,224.")
+@click.option("--from", "start", type=int, default=None, help="First size of a range.")
+@click.option("--to", "stop", type=int, default=None, help="Last size of a range (included).")
+@click.option("--step", type=int, default=None, help="Step of the range (default 1).")
+@dtype_option
+@format_option
+def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
+    """MACs and activation memory of SPEC at square inputs C×S×S, and where it stops fitting.
+
+    Also finds the smallest square input at which every layer has an output.
+
+    \b
+    Examples:
+      archcalc sweep alexnet --sizes 32,64,67,128,227
+      archcalc sweep resnet50 --from 32 --to 512 --step 32
+    """
+    network = load(spec)
+    points = sweep_sizes(network, parse_sizes(sizes, start, stop, step), dtype)
+    smallest, below = smallest_fit(network, max(p.size for p in points))
+    data = {"name": network.name, "points": [p.as_dict() for p in points],
+            "smallest_fit": smallest.size if smallest else None,
+            "below_smallest": below.as_dict() if below else None}
+    _show(sweep_grid(network.name, points, smallest, below, dtype), fmt, data)
+
+
+@main.command()
+@click.argument("spec")
+@input_option()
+@batch_option
+@dtype_option
+@click.option("--optimizer", "optimizers", multiple=True,
+              type=click.Choice(list(OPTIMIZER_COPIES)),
+              help="Repeatable; default: all of them.")
+@format_option
+def memory(spec, input_shape, batch, dtype, optimizers, fmt) -> None:
+    """Training memory per optimizer: weights + gradients + optimizer state + activations.
+
+    \b
+    Examples:
+      archcalc memory vgg16 --batch 32
+      archcalc memory resnet50 --batch 64 --optimizer sgd --optimizer adam --dtype float16
+    """
+    analysis = analyze(load(spec, input_shape), batch=batch, dtype=dtype)
+    estimates = training_memory(analysis, list(optimizers) or None)
+    _show(memory_grid(analysis.network.name, estimates), fmt,
+          {"name": analysis.network.name, "estimates": [e.as_dict() for e in estimates]})
+
+
+# ---- plot, report -----------------------------------------------------------------------------
+@main.command()
+@click.argument("spec")
+@click.option("--out", required=True, help="Image file to write (.png, .svg or .pdf).")
+@input_option()
+@click.option("--depth", type=click.IntRange(min=1), default=None,
+              help="Fold layers nested deeper than N name levels into one bar per block.")
+def plot(spec, out, input_shape, depth) -> None:
+    """Bars per layer: parameters, MACs and activation values, log scale (needs matplotlib).
+
+    \b
+    Examples:
+      archcalc plot vgg16 --out vgg16.png
+      archcalc plot resnet50 --depth 2 --out resnet50.svg
+    """
+    from archcalc.plot import plot_layers  # matplotlib is optional: imported on use
+
+    written = plot_layers(analyze(load(spec, input_shape)), out, depth)
+    click.echo(f"wrote {written}")
+
+
+@main.command("report")
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--out", default=None, help="Markdown file to write (default: print it).")
+@input_option(multiple=True)
+@click.option("--depth", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Fold the summaries to N name levels.")
+@dtype_option
+def report_cmd(specs, out, input_shape, depth, dtype) -> None:
+    """A Markdown design report: comparison, bottleneck tables and folded summaries.
+
+    \b
+    Examples:
+      archcalc report vgg16 resnet50 --out report.md
+      archcalc report googlenet --depth 2
+    """
+    text = design_report(list(specs), list(input_shape), depth, dtype)
+    if out is None:
+        click.echo(text)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise ArchcalcError(f"cannot write {out}: {exc.strerror}", fix="check the path") from None
+    click.echo(f"wrote {out}")
