@@ -72,7 +72,7 @@ def parse_sizes(text: str | None, start: int | None, stop: int | None,
         if start is None or stop is None:
             raise ArchcalcError("no sizes to sweep", fix="give --sizes 32,64,128 or "
                                 "--from 32 --to 512 --step 32")
-        step = step or 1
+        step = 1 if step is None else step
         if step < 1:
             raise ArchcalcError(f"--step must be a positive integer (got {step})",
                                 fix="e.g. --step 32")
