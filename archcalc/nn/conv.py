@@ -27,8 +27,10 @@ from archcalc.spec.layers import pair
 MAX_COLS_BYTES = 256 * 2**20  # bound on one im2col buffer
 
 
-def chunks(n: int, rows: int, bytes_per_row: int, limit: int = MAX_COLS_BYTES):
-    """(n0, n1, r0, r1) blocks of images × output rows whose buffers stay under `limit`."""
+def chunks(n: int, rows: int, bytes_per_row: int, limit: int | None = None):
+    """(n0, n1, r0, r1) blocks of images × output rows whose buffers stay under `limit`
+    (default MAX_COLS_BYTES); a single output row is the smallest block."""
+    limit = MAX_COLS_BYTES if limit is None else limit
     per_image = rows * bytes_per_row
     if per_image <= limit:
         step = max(1, limit // max(per_image, 1))
