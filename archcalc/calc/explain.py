@@ -189,11 +189,13 @@ def uneven_text(dim: Dim, unit: str = "pixel(s)") -> list[str]:
 
 
 def _pads_text(dims: tuple[Dim, Dim]) -> str:
-    pads = {(d.pad_before, d.pad_after) for d in dims}
-    if len(pads) == 1:
-        before, after = pads.pop()
-        return str(before) if before == after else f"{before} before, {after} after"
-    return ", ".join(f"{d.pad_before}+{d.pad_after}" for d in dims) + " (H, W)"
+    """'0', '1 before, 2 after', or per axis 'H 0, W 3'."""
+    def one(d: Dim) -> str:
+        return (str(d.pad_before) if d.pad_before == d.pad_after
+                else f"{d.pad_before} before, {d.pad_after} after")
+    if one(dims[0]) == one(dims[1]):
+        return one(dims[0])
+    return f"H {one(dims[0])}, W {one(dims[1])}"
 
 
 def _memory_line(row: Row, dtype: str) -> str:
@@ -204,9 +206,8 @@ def _memory_line(row: Row, dtype: str) -> str:
 
 def _rf_line(row: Row) -> str:
     (rh, rw), (jh, jw) = row.receptive_field, row.effective_stride
-    return (f"receptive field: {rh}×{rw} input pixels per output, neighbouring outputs "
-            f"{jh}×{jw} apart" if (rh, jh) != (rw, jw) else
-            f"receptive field: {rh}×{rw} input pixels per output, neighbouring outputs {jh} apart")
+    apart = str(jh) if jh == jw else f"{jh}×{jw}"
+    return f"receptive field: {rh}×{rw} input pixels per output, neighbouring outputs {apart} apart"
 
 
 def explain_conv(input_shape: tuple[int, ...], *, filters: int, kernel, stride=1, padding=0,
