@@ -43,7 +43,8 @@ class Grid:
         table = Table(title=self.title, box=box.SIMPLE_HEAD, title_justify="left",
                       pad_edge=False)
         for index, header in enumerate(self.headers):
-            table.add_column(header, justify="left" if index == 0 else "right",
+            table.add_column(header, justify="left" if index == 0 or index in self.wrap
+                             else "right",
                              no_wrap=index not in self.wrap, max_width=self.wrap.get(index))
         for index, row in enumerate(self.rows):
             table.add_row(*row, end_section=index + 1 in self.ruled)
