@@ -89,7 +89,10 @@ input: [32, 10, 10]
 layers:
   - conv: {filters: 16, kernel: 3, padding: 1}
   - concat:
-      - [{conv: {name: r, filters: 4, kernel: 1}}, relu, {conv: {name: c, filters: 8, kernel: 5, padding: 2}}, relu]
+      - - {conv: {name: r, filters: 4, kernel: 1}}
+        - relu
+        - {conv: {name: c, filters: 8, kernel: 5, padding: 2}}
+        - relu
       - [{conv: {name: one, filters: 8, kernel: 1}}]
   - global_avgpool
   - flatten
@@ -101,7 +104,7 @@ def test_network_total_without_reductions_is_the_unreduced_spec():
     """Undoing the reduction in the spec itself gives exactly network_macs_without."""
     result = find(analyze(loads(REDUCED)))
     assert [c.name for c in result.cases] == ["r"]
-    direct = REDUCED.replace("[{conv: {name: r, filters: 4, kernel: 1}}, relu, ", "[")
+    direct = REDUCED.replace("{conv: {name: r, filters: 4, kernel: 1}}\n        - relu\n        - ", "")
     assert direct != REDUCED and find(analyze(loads(direct))).cases == []
     unreduced = analyze(loads(direct)).totals
     assert result.network_macs_without == unreduced.macs
@@ -127,6 +130,7 @@ def test_stride_in_the_reducing_1x1_moves_to_the_direct_conv():
     (dict(kernel=0), "--kernel must be a positive integer"),
     (dict(filters=-1), "--filters must be a positive integer"),
     (dict(kernel=1), "no larger kernel"),
+    (dict(kernel=1, expand=64), "no larger kernel"),
     (dict(expand=32), "--expand 32 does not expand the 32 filters"),
 ])
 def test_adhoc_nonsense_is_one_clear_error(kwargs, message):

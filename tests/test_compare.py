@@ -37,7 +37,8 @@ def test_vgg16_vs_resnet50():
 
 def test_googlenet_depth_is_the_papers_22():
     net = load("googlenet")
-    assert depth(net.root) == 22          # "22 layers deep when counting only layers with parameters"
+    # "22 layers deep when counting only layers with parameters" (Szegedy et al. 2014)
+    assert depth(net.root) == 22
     assert weight_layers(analyze(net)) == 3 + 9 * 6 + 1
 
 

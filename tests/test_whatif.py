@@ -123,7 +123,8 @@ layers:
   - bn
   - relu
   - add:
-      - [{conv: {filters: 4, kernel: 3, padding: 1}}, bn, relu, {conv: {filters: 4, kernel: 3, padding: 1}}, bn]
+      - [{conv: {filters: 4, kernel: 3, padding: 1}}, bn, relu,
+         {conv: {filters: 4, kernel: 3, padding: 1}}, bn]
       - []
   - relu
   - concat:

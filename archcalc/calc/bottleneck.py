@@ -277,9 +277,9 @@ def adhoc(input_shape: tuple[int, ...], *, kernel: int, filters: int, reduce: in
     if kernel > h or kernel > w:
         raise ArchcalcError(f"--kernel {kernel} is larger than the {h}×{w} input",
                             fix=f"use a kernel of at most {min(h, w)}, or a larger --input")
-    if kernel == 1 and expand is None:
+    if kernel == 1:
         raise ArchcalcError("--kernel 1: after the 1×1 reduce there is no larger kernel to "
-                            "save on", fix="give --kernel 3 or 5, or --expand for a 1×1 expansion")
+                            "save on", fix="give the larger convolution's kernel, e.g. --kernel 3")
     if expand is not None and expand <= filters:
         raise ArchcalcError(f"--expand {expand} does not expand the {filters} filters",
                             fix=f"choose --expand above {filters} (ResNet: 4 × --filters)")

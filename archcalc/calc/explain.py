@@ -16,7 +16,7 @@ layers and networks (`make_layer`, `chain`, `conv_terms`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from pydantic import ValidationError
@@ -124,14 +124,13 @@ class Explanation:
     title: str
     lines: list[str]
     analysis: Analysis
-    notes: list[str] = field(default_factory=list)
 
     @property
     def row(self) -> Row:
         return self.analysis.rows[-1]
 
     def text(self) -> str:
-        return "\n".join([self.title] + self.lines + [f"note: {n}" for n in self.notes])
+        return "\n".join([self.title] + self.lines)
 
 
 def _size_lines(dims: tuple[Dim, Dim], out_shape: tuple[int, ...]) -> list[str]:
@@ -227,7 +226,8 @@ def explain_conv(input_shape: tuple[int, ...], *, filters: int, kernel, stride=1
              f"{sh if sh == sw else f'{sh}×{sw}'}, padding {_pads_text(dims)}"
              + (f", groups {groups}" if groups > 1 else "")
              + f", on {fmt_shape(input_shape)}")
-    lines = ["output size (W − F + 2P)/S + 1:"] + [f"  {s}" for s in _size_lines(dims, row.output_shape)]
+    lines = ["output size (W − F + 2P)/S + 1:"]
+    lines += [f"  {s}" for s in _size_lines(dims, row.output_shape)]
     lines += [
         f"weights: {terms.params_text()}    (K_h·K_w·C_in/groups·C_out"
         + (" + C_out biases)" if bias else ", no bias)"),
