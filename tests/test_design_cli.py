@@ -218,3 +218,25 @@ def test_report_gathers_the_tables(run, tmp_path):
     assert "| layer1 | " in text            # summaries folded to depth 1
     assert "| layer1.0.conv1 |" not in text
     one_error(run("report", "vgg16", "--out", str(tmp_path / "no" / "dir.md")), "cannot write")
+
+
+def test_docs_design_plain_text_examples_are_real_output(run):
+    """The width-independent examples in docs/design.md (ad hoc bottleneck, layer) are
+    exactly what the commands print."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text()
+    blocks = re.findall(r"```\n\$ archcalc ((?:layer|bottleneck --input)[^\n]*)\n(.*?)```", doc,
+                        re.S)
+    checked = 0
+    for command, body in blocks:
+        if "error:" in body:
+            continue
+        result = run(*shlex.split(command))
+        assert result.exit_code == 0
+        assert [l.rstrip() for l in result.stdout.strip().splitlines()] == \
+            body.strip().splitlines(), command
+        checked += 1
+    assert checked == 6
