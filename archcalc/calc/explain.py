@@ -187,14 +187,14 @@ def uneven_text(dim: Dim, unit: str = "pixel(s)") -> list[str]:
             "no input is lost"]
 
 
-def _pads_text(dims: tuple[Dim, Dim]) -> str:
-    """'0', '1 before, 2 after', or per axis 'H 0, W 3'."""
+def _pads_text(dims: tuple[Dim, Dim], given=None) -> str:
+    """'0', '1 before, 2 after', or per axis 'H 0, W 3'; 'same (…)' when derived."""
     def one(d: Dim) -> str:
         return (str(d.pad_before) if d.pad_before == d.pad_after
                 else f"{d.pad_before} before, {d.pad_after} after")
-    if one(dims[0]) == one(dims[1]):
-        return one(dims[0])
-    return f"H {one(dims[0])}, W {one(dims[1])}"
+    text = (one(dims[0]) if one(dims[0]) == one(dims[1])
+            else f"H {one(dims[0])}, W {one(dims[1])}")
+    return f"'same' ({text})" if given == "same" else text
 
 
 def _memory_line(row: Row, dtype: str) -> str:
@@ -223,7 +223,7 @@ def explain_conv(input_shape: tuple[int, ...], *, filters: int, kernel, stride=1
     kh, kw = pair(spec.kernel)
     sh, sw = pair(spec.stride)
     title = (f"conv2d: {filters} filters of {kh}×{kw}, stride "
-             f"{sh if sh == sw else f'{sh}×{sw}'}, padding {_pads_text(dims)}"
+             f"{sh if sh == sw else f'{sh}×{sw}'}, padding {_pads_text(dims, spec.padding)}"
              + (f", groups {groups}" if groups > 1 else "")
              + f", on {fmt_shape(input_shape)}")
     lines = ["output size (W − F + 2P)/S + 1:"]
@@ -253,7 +253,7 @@ def explain_pool(input_shape: tuple[int, ...], *, kernel, stride=None, padding=0
     kh, kw = pair(spec.kernel)
     sh, sw = spec.strides
     title = (f"{kind}: {kh}×{kw}, stride {sh if sh == sw else f'{sh}×{sw}'}, padding "
-             f"{_pads_text(dims)}{', ceil mode' if ceil_mode else ''}, on {fmt_shape(input_shape)}")
+             f"{_pads_text(dims, spec.padding)}{', ceil mode' if ceil_mode else ''}, on {fmt_shape(input_shape)}")
     rule = "⌈(W − F + 2P)/S⌉ + 1 (ceil mode)" if ceil_mode else "(W − F + 2P)/S + 1"
     lines = [f"output size {rule}:"] + [f"  {s}" for s in _size_lines(dims, row.output_shape)]
     lines += [
