@@ -312,3 +312,17 @@ def test_float32_default_and_conv_chunking(monkeypatch):
     assert np.allclose(m.backward(np.ones_like(whole)), dx, atol=1e-6)
     assert np.allclose(m.grads["conv1.weight"], dw, atol=1e-5)
     assert list(conv.chunks(5, 5, 2 * 9 * 5 * 4))[0] == (0, 1, 0, 2)
+
+
+def test_backward_without_input_gradient_keeps_param_grads():
+    m = model("[{conv: {filters: 2, kernel: 2}}, relu, flatten, {dense: 2}]", (1, 3, 3))
+    x = np.random.default_rng(0).standard_normal((2, 1, 3, 3))
+    r = np.random.default_rng(1).standard_normal((2, 2))
+    m.forward(x, training=True)
+    assert m.backward(r).shape == x.shape
+    full = {k: v.copy() for k, v in m.grads.items()}
+    m.forward(x, training=True)
+    assert m.backward(r, input_grad=False) is None
+    for key, value in full.items():
+        assert np.array_equal(m.grads[key], value), key
+    assert m.backward(r).shape == x.shape  # the first layer computes dx again afterwards

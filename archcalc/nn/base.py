@@ -42,6 +42,9 @@ class Layer:
 
     keeps_input = False
     keeps_output = False
+    # False while the network's backward has no use for this layer's input gradient (the
+    # first layer, when the caller asks for no input gradient): backward may return None
+    need_dx = True
 
     def __init__(self, spec, name: str, store: Store) -> None:
         self.spec = spec
@@ -65,7 +68,8 @@ class Layer:
     def add_param(self, short: str, value: np.ndarray) -> None:
         key = self.key(short)
         self.store.params[key] = np.ascontiguousarray(value, dtype=self.store.dtype)
-        self.store.grads[key] = np.zeros_like(self.store.params[key])
+        # np.zeros maps fresh zero pages lazily: no cost until a backward writes a gradient
+        self.store.grads[key] = np.zeros(self.store.params[key].shape, dtype=self.store.dtype)
         if self.frozen:
             self.store.frozen.add(key)
         self.param_names.append(short)

@@ -113,7 +113,7 @@ class Conv2D(Layer):
         view = patches(xp, kernel, stride, dilation, (ho, wo))
         dw = np.zeros_like(weight) if want_w else None
         # the padded input gradient, channels first so each kernel offset is one add
-        dxp = np.zeros((c, n) + xp.shape[2:], dtype=x.dtype)
+        dxp = np.zeros((c, n) + xp.shape[2:], dtype=x.dtype) if self.need_dx else None
         row_bytes = c * kernel[0] * kernel[1] * wo * x.itemsize
         for n0, n1, r0, r1 in chunks(n, ho, row_bytes):
             m = (n1 - n0) * (r1 - r0) * wo
@@ -122,6 +122,8 @@ class Conv2D(Layer):
                 cols = self._cols(view[n0:n1, :, :, :, r0:r1])
                 dw += np.matmul(dyb, cols.transpose(0, 2, 1))
                 del cols
+            if not self.need_dx:
+                continue
             dcols = np.matmul(weight.transpose(0, 2, 1), dyb)
             dcols = dcols.reshape(c, kernel[0], kernel[1], n1 - n0, r1 - r0, wo)
             for i in range(kernel[0]):  # col2im: a loop over the kernel, not the pixels
@@ -140,6 +142,8 @@ class Conv2D(Layer):
                 self.set_grad("bias", dy.sum(axis=(0, 2, 3)))
             else:
                 self.zero_grad("bias")
+        if not self.need_dx:
+            return None
         top, _, left, _ = pads
         dx = dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]].transpose(1, 0, 2, 3)
         return np.ascontiguousarray(dx)

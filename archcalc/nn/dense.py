@@ -45,7 +45,7 @@ class Dense(Layer):
                 self.set_grad("bias", dy.sum(axis=0))
             else:
                 self.zero_grad("bias")
-        return dy @ self.p("weight")
+        return dy @ self.p("weight") if self.need_dx else None
 
 
 class Flatten(Layer):

@@ -263,17 +263,32 @@ class Model:
                                         non_trainable, kept, seconds))
 
     # ---- backward ------------------------------------------------------------------
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy (N, *output_shape) → dx (N, *input_shape); fills self.grads."""
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """dy (N, *output_shape) → dx (N, *input_shape); fills self.grads.
+
+        input_grad=False (a trainer's choice) lets a first conv or dense layer skip the
+        gradient of the network input, which nothing uses; then None is returned."""
         if not self._trained:
             raise RuntimeError("backward needs a forward(x, training=True) first")
-        return self._backward(self.root, np.asarray(dy, dtype=self.dtype))
+        first = self.root.children[0] if self.root.children else None
+        skip = (not input_grad and isinstance(first, _LeafNode)
+                and first.layer.spec.type in ("conv2d", "dense"))
+        if skip:
+            first.layer.need_dx = False
+        try:
+            dx = self._backward(self.root, np.asarray(dy, dtype=self.dtype))
+        finally:
+            if skip:
+                first.layer.need_dx = True
+        return None if not input_grad else dx
 
     def _backward(self, node, dy):
         if isinstance(node, _LeafNode):
             return node.layer.backward(dy)
         if isinstance(node, _SeqNode):
             for child in reversed(node.children):
+                if dy is None:  # only the skipped input gradient is None
+                    break
                 dy = self._backward(child, dy)
             return dy
         if node.merge.mode == "concat":

@@ -62,6 +62,13 @@ class BatchNorm(Layer):
             running_var += m * var * (count / (count - 1))
         else:
             mean, var = self.b("running_mean"), self.b("running_var")
+            if not training:  # fold into one scale and shift: two passes over x
+                scale = self.p("weight") / np.sqrt(var + self.spec.eps)
+                shift = self.p("bias") - mean * scale
+                y = x * scale.astype(x.dtype).reshape(shape)
+                y += shift.astype(x.dtype).reshape(shape)
+                self.cache = None
+                return y
         invstd = (1.0 / np.sqrt(var + self.spec.eps)).astype(x.dtype).reshape(shape)
         xhat = (x - mean.reshape(shape).astype(x.dtype)) * invstd
         y = xhat * self.p("weight").reshape(shape) + self.p("bias").reshape(shape)

@@ -56,14 +56,16 @@ class _Pool(Layer):
                 yield k, offset_slice(i, 1, stride[0], out_hw[0]), offset_slice(j, 1, stride[1], out_hw[1])
                 k += 1
 
-    def scatter(self, shape, dtype, geometry, per_offset) -> np.ndarray:
-        """dx of `shape` (N, C, H, W) from per_offset(k): the gradient offset k's slice gets."""
+    def scatter(self, shape, dtype, geometry, grad, where=None) -> np.ndarray:
+        """dx of `shape` (N, C, H, W): each kernel offset k adds `grad` (N, C, H_out, W_out)
+        into the input positions it read, only where where(k) holds (if given)."""
         pads, extra, kernel, stride, out_hw = geometry
         n, c, h, w = shape
         dxp = np.zeros((n, c, h + pads[0] + pads[1] + extra[0], w + pads[2] + pads[3] + extra[1]),
                        dtype=dtype)
         for k, rows, cols in self.offsets(kernel, stride, out_hw):
-            dxp[:, :, rows, cols] += per_offset(k)
+            target = dxp[:, :, rows, cols]
+            np.add(target, grad, out=target, where=True if where is None else where(k))
         top, left = pads[0], pads[2]
         return np.ascontiguousarray(dxp[:, :, top:top + h, left:left + w])
 
@@ -80,11 +82,11 @@ class MaxPool(_Pool):
             window = xp[:, :, rows, cols]
             if y is None:
                 y = window.copy()
-                if training:
-                    argmax = np.zeros(y.shape, dtype=np.int32)
+                if training:  # which offset won, as small an integer as the kernel allows
+                    argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1]))
                 continue
             if training:  # strictly greater: on a tie the first offset keeps the gradient
-                argmax[window > y] = k
+                np.copyto(argmax, k, where=window > y)
             np.maximum(y, window, out=y)
         self.cache = (x.shape, x.dtype, geometry, argmax) if training else None
         return y
@@ -94,7 +96,7 @@ class MaxPool(_Pool):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         shape, dtype, geometry, argmax = self.need_cache("cache")
-        return self.scatter(shape, dtype, geometry, lambda k: np.where(argmax == k, dy, 0))
+        return self.scatter(shape, dtype, geometry, dy, where=lambda k: argmax == k)
 
 
 class AvgPool(_Pool):
@@ -127,8 +129,7 @@ class AvgPool(_Pool):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         shape, dtype, geometry = self.need_cache("cache")
-        share = dy / self.divisor(shape, dtype, geometry)
-        return self.scatter(shape, dtype, geometry, lambda k: share)
+        return self.scatter(shape, dtype, geometry, dy / self.divisor(shape, dtype, geometry))
 
 
 class GlobalAvgPool(Layer):
