@@ -45,7 +45,7 @@ def test_digits_fit_lenet_by_nearest_upscaling():
     d = data.load("digits", (1, 32, 32), spec="lenet5")
     assert (len(d.train), len(d.val), len(d.test)) == (1294, 144, 359)
     assert d.classes == 10 and d.image_size == (8, 8)
-    assert "nearest upscaling ×4 to 32×32" in d.transform and "1/16" in d.transform
+    assert "nearest upscaling ×4 to 32×32" in d.transform and "pixels ÷16 to 0..1" in d.transform
     images, labels = data.load_digits()
     _, test_idx = data.split_indices(1797, 0.2)
     x = d.test.x(slice(0, 1))
@@ -115,7 +115,7 @@ def test_idx_directory_source(tmp_path):
     make_idx_dir(tmp_path, gz=True)
     d = data.load(f"idx:{tmp_path}", (1, 32, 32), spec="lenet5")
     assert (len(d.train), len(d.val), len(d.test)) == (27, 3, 10)
-    assert d.classes == 10 and "1/255" in d.transform and "left 2" in d.transform
+    assert d.classes == 10 and "÷255" in d.transform and "left 2" in d.transform
     x = d.train.x()
     assert x.shape == (27, 1, 32, 32) and 0 <= x.min() and x.max() <= 1
     f = data.load(f"fashion-mnist:{tmp_path}", (1, 28, 28))

@@ -255,7 +255,7 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
     denominator = round(1 / scale)
     return Data(label, train.take(keep), train.take(held), test, classes,
                 names or [str(c) for c in range(classes)], (h, w),
-                f"{transform}; values 0..{denominator} scaled by 1/{denominator} to 0..1")
+                f"{transform}; pixels ÷{denominator} to 0..1")
 
 
 # --- batches and augmentation ------------------------------------------------------------

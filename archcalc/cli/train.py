@@ -1,0 +1,283 @@
+"""`archcalc train` and `archcalc evaluate`: the executor learns a spec on real images."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import click
+from rich import box
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from archcalc.cli import main
+from archcalc.cli.common import console, input_option, print_wide
+from archcalc.errors import ArchcalcError
+from archcalc.nn import build
+from archcalc.nn import data as datamod
+from archcalc.nn import optim, train
+from archcalc.nn.losses import LOSSES
+from archcalc.spec import load
+
+# A learning rate that works for each optimizer when --lr is not given.
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01,
+              "rmsprop": 0.001, "adam": 0.001}
+
+
+class BatchSize(click.ParamType):
+    """A whole number >= 1, or "full" for full-batch gradient descent (stored as 0)."""
+
+    name = "N|full"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).lower() == "full":
+            return 0
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"'{value}' is not a batch size (a whole number >= 1, or 'full')",
+                      param, ctx)
+        return n
+
+
+class RichProgress(train.Progress):
+    """A rich bar per epoch with live loss and accuracy, and one summary line per epoch."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.task = bar.add_task("", total=1, loss=0.0, acc=0.0, visible=False)
+
+    def epoch_start(self, epoch, epochs, batches, lr):
+        self.epochs = epochs
+        self.bar.reset(self.task, total=batches, description=f"epoch {epoch}/{epochs}",
+                       loss=0.0, acc=0.0, visible=True)
+
+    def batch_end(self, batch, loss, acc):
+        self.bar.update(self.task, completed=batch, loss=loss, acc=acc)
+
+    def epoch_end(self, r):
+        val = (f"val loss {r.val_loss:.4f} acc {r.val_acc:6.2%}" if r.val_loss is not None
+               else "(no validation split)")
+        self.bar.console.print(f"{r.epoch:>3}/{self.epochs}  loss {r.train_loss:.4f} acc "
+                               f"{r.train_acc:6.2%} | {val} | lr {r.lr:.3g} {r.seconds:.1f}s")
+
+
+def progress_bar(out) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:6.2%}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=out, transient=True)
+
+
+def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
+    """curves.png: loss and accuracy per epoch (train and validation). False without
+    matplotlib (the optional extra archcalc[plot])."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return False
+    epochs = [r.epoch for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+        ax.plot(epochs, [getattr(r, f"train_{key}") for r in history], "o-", label="train")
+        if any(getattr(r, f"val_{key}") is not None for r in history):
+            ax.plot(epochs, [getattr(r, f"val_{key}") for r in history], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    train.atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
+    plt.close(fig)
+    return True
+
+
+@main.command("train")
+@click.argument("spec")
+@click.option("--data", "source", default="digits", show_default=True,
+              help="digits (embedded), fashion-mnist[:DIR], or idx:DIR (MNIST-format files).")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--batch-size", type=BatchSize(), default="64", show_default=True,
+              help="Examples per step; 1 = single example, 'full' = full batch.")
+@click.option("--optimizer", type=click.Choice(list(optim.OPTIMIZERS)), default="adam",
+              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Initial learning rate [default: 0.001 for adam/rmsprop, 0.01 for "
+                   "momentum/nesterov/adagrad, 0.1 for sgd].")
+@click.option("--schedule", default="constant", show_default=True,
+              help="constant, inverse-time:K, exponential:GAMMA, inv-sqrt, step:EVERY,GAMMA.")
+@click.option("--loss", type=click.Choice(list(LOSSES)), default="cross_entropy",
+              show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="L2 penalty λ on conv/dense weights (λ/2·Σw²).")
+@click.option("--l1", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="L1 penalty on conv/dense weights.")
+@click.option("--class-weights", default=None,
+              help="'balanced' or one weight per class, e.g. 1,1,5.")
+@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Clip the gradients' global norm to this value.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the weights, the shuffling, augmentation and dropout.")
+@click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default="he",
+              show_default=True, help="Weight initialiser.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: runs/<spec name>].")
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue a run exactly from its checkpoint.npz.")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Start a new run from a checkpoint's weights (fine-tuning).")
+@click.option("--freeze", multiple=True, metavar="PREFIX",
+              help="Do not train the layers whose names start with PREFIX (repeatable).")
+@click.option("--patience", type=click.IntRange(min=1), default=None,
+              help="Stop after this many epochs without improvement of --monitor.")
+@click.option("--monitor", type=click.Choice(["val_loss", "val_acc", "train_loss", "train_acc"]),
+              default="val_loss", show_default=True)
+@click.option("--restore-best/--no-restore-best", default=True, show_default=True,
+              help="With --patience, end on the best epoch's weights.")
+@click.option("--translate", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Augmentation: shift each image by up to N pixels.")
+@click.option("--flip", is_flag=True, help="Augmentation: mirror half the images left-right.")
+@click.option("--val-split", type=click.FloatRange(0, 0.9), default=0.1, show_default=True,
+              help="Fraction of the training images held out for validation.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
+              show_default=True)
+@input_option()
+def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, loss, weight_decay,
+                  l1, class_weights, clip_norm, seed, init, out, resume, weights, freeze,
+                  patience, monitor, restore_best, translate, flip, val_split, dtype,
+                  input_shape):
+    """Train SPEC with the NumPy executor and write history.json, metrics.json,
+    checkpoint.npz and curves.png to --out.
+
+    \b
+    Examples:
+      archcalc train lenet5
+      archcalc train lenet5 --data fashion-mnist --epochs 10 --translate 2 --flip
+      archcalc train lenet5 --optimizer momentum --lr 0.05 --schedule step:5,0.5
+      archcalc train lenet5 --resume runs/lenet5/checkpoint.npz --epochs 30
+      archcalc train lenet5 --weights runs/lenet5/checkpoint.npz --freeze conv1 --freeze conv2
+    """
+    if resume and weights:
+        raise ArchcalcError("--resume and --weights exclude each other",
+                            fix="--resume continues a run; --weights starts a new one")
+    net = load(spec, input_shape)
+    data = datamod.load(source, net.input_shape, spec=net.name, val_fraction=val_split)
+    if (translate or flip) and len(net.input_shape) != 3:
+        raise ArchcalcError(f"augmentation needs C×H×W images; spec '{net.name}' takes a flat "
+                            "input", fix="drop --translate/--flip")
+    cfg = train.TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                            lr=lr or DEFAULT_LR[optimizer], schedule=schedule, loss=loss,
+                            weight_decay=weight_decay, l1=l1, class_weights=class_weights,
+                            clip_norm=clip_norm, seed=seed, patience=patience, monitor=monitor,
+                            restore_best=restore_best, translate=translate, flip=flip)
+    model = build(net, seed=seed, dtype=dtype, init=init)
+    if freeze:
+        model.freeze(list(freeze))
+    out_dir = out or Path("runs") / net.name
+    out_con = console()
+    bar = progress_bar(out_con)
+    trainer = train.Trainer(model, data, cfg, spec=net.name, out=out_dir,
+                            progress=RichProgress(bar))
+    if resume:
+        trainer.resume(resume)
+    elif weights:
+        trainer.start_from(weights)
+    _intro(out_con, net, data, cfg, model, trainer, resume)
+    with bar:
+        result = trainer.fit()
+    _finish(out_con, result, trainer, out_dir, data)
+
+
+def _intro(out, net, data, cfg, model, trainer, resume) -> None:
+    counts = f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test"
+    out.print(f"data:  {data.name}, {counts}, {data.classes} classes")
+    out.print(f"input: {data.transform}")
+    trainable = sum(p.size for k, p in model.params.items() if k not in model.frozen)
+    frozen = sum(p.size for k, p in model.params.items() if k in model.frozen)
+    out.print(f"model: {net.name} ({'×'.join(map(str, net.input_shape))}), {trainable:,} "
+              "trainable parameters" + (f", {frozen:,} frozen" if frozen else ""))
+    lr = trainer.schedule.describe().replace("lr0", f"{cfg.lr:g}")
+    if lr == "constant":
+        lr = f"{cfg.lr:g}"
+    batch = "full batch" if cfg.batch_size == 0 else f"batch {cfg.batch_size}"
+    out.print(f"train: {cfg.optimizer}, lr {lr}, {batch}, {cfg.loss} loss, seed {cfg.seed}, "
+              f"{cfg.epochs} epochs")
+    if trainer.loss_fn() is not train.losses.LOSSES[cfg.loss]:
+        out.print("note: the spec ends with a softmax, so cross-entropy is taken on its "
+                  "probabilities")
+    if resume:
+        out.print(f"resuming after epoch {trainer.epoch} from {resume}")
+
+
+def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, data) -> None:
+    if result.interrupted:
+        out.print(f"interrupted: stopped after epoch {result.epochs} (the last one completed)")
+    elif result.stopped_early:
+        out.print(f"early stop: no progress in {trainer.cfg.monitor} for "
+                  f"{trainer.cfg.patience} epoch(s); best epoch {result.best_epoch}")
+    result.extra.update({"data": data.name, "spec": trainer.spec, "optimizer": trainer.cfg.optimizer,
+                         "lr": trainer.cfg.lr, "batch_size": trainer.cfg.batch_size,
+                         "seed": trainer.cfg.seed})
+    train.write_json(out_dir / "history.json", [asdict(r) for r in result.history])
+    train.write_json(out_dir / "metrics.json", result.metrics())
+    plotted = plot_curves(result.history, out_dir / "curves.png") if result.history else False
+    out.print(f"test accuracy {result.test_acc:.2%}, loss {result.test_loss:.4f} "
+              f"({len(data.test):,} images); {result.epochs} epochs in {result.seconds:.1f}s, "
+              f"{result.images_per_second:,.0f} images/s")
+    wrote = "checkpoint.npz, history.json, metrics.json" + (", curves.png" if plotted else "")
+    out.print(f"wrote {wrote} to {out_dir}"
+              + ("" if plotted else " (curves.png needs matplotlib: pip install 'archcalc[plot]')"))
+
+
+@main.command("evaluate")
+@click.argument("spec")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--data", "source", default="digits", show_default=True,
+              help="digits (embedded), fashion-mnist[:DIR], or idx:DIR.")
+@input_option()
+def evaluate_command(spec, checkpoint, source, input_shape):
+    """Test accuracy and confusion matrix of SPEC with the weights in CHECKPOINT.
+
+    \b
+    Example:
+      archcalc evaluate lenet5 runs/lenet5/checkpoint.npz --data digits
+    """
+    net = load(spec, input_shape)
+    ckpt = train.read_checkpoint(checkpoint)
+    saved = ckpt.meta.get("config", {})
+    known = {f.name for f in fields(train.TrainConfig)}
+    cfg = train.TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    data = datamod.load(source, net.input_shape, spec=net.name)
+    model = build(net, dtype="float32")
+    trainer = train.Trainer(model, data, cfg, spec=net.name)
+    train.load_into(model, ckpt.final_weights, ckpt, net.name)
+    loss, acc, predicted = trainer.evaluate(data.test)
+    matrix = train.confusion_matrix(data.test.labels, predicted, data.classes)
+    out = console()
+    out.print(f"{net.name} on {data.name}: test accuracy {acc:.2%} "
+              f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}")
+    print_wide(confusion_table(matrix, data.class_names))
+
+
+def confusion_table(matrix, names: list[str]) -> Table:
+    """Rows: true class; columns: predicted class; the diagonal in bold."""
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("true \\ pred", no_wrap=True)
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("recall", justify="right")
+    for i, row in enumerate(matrix):
+        cells = [f"[bold]{v}[/bold]" if i == j else (str(v) if v else "[dim]·[/dim]")
+                 for j, v in enumerate(row)]
+        recall = f"{row[i] / row.sum():.1%}" if row.sum() else "-"
+        table.add_row(names[i], *cells, recall)
+    return table
