@@ -44,7 +44,8 @@ def test_embedded_digits():
 def test_digits_fit_lenet_by_nearest_upscaling():
     d = data.load("digits", (1, 32, 32), spec="lenet5")
     assert (len(d.train), len(d.val), len(d.test)) == (1294, 144, 359)
-    assert d.classes == 10 and d.image_size == (8, 8)
+    assert d.classes == 10 and d.image_size == (8, 8) and d.augment == {"translate": 2}
+    assert data.load("digits", (64,)).augment == {}
     assert "nearest upscaling ×4 to 32×32" in d.transform and "pixels ÷16 to 0..1" in d.transform
     images, labels = data.load_digits()
     _, test_idx = data.split_indices(1797, 0.2)

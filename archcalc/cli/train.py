@@ -142,8 +142,9 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
               default="val_loss", show_default=True)
 @click.option("--restore-best/--no-restore-best", default=True, show_default=True,
               help="With --patience, end on the best epoch's weights.")
-@click.option("--translate", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Augmentation: shift each image by up to N pixels.")
+@click.option("--translate", type=click.IntRange(min=0), default=None,
+              help="Augmentation: shift each image by up to N pixels [default: 2 for "
+                   "digits on a C×H×W input, else 0].")
 @click.option("--flip", is_flag=True, help="Augmentation: mirror half the images left-right.")
 @click.option("--val-split", type=click.FloatRange(0, 0.9), default=0.1, show_default=True,
               help="Fraction of the training images held out for validation.")
@@ -170,6 +171,9 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
                             fix="--resume continues a run; --weights starts a new one")
     net = load(spec, input_shape)
     data = datamod.load(source, net.input_shape, spec=net.name, val_fraction=val_split)
+    augment_default = translate is None and "translate" in data.augment
+    if translate is None:
+        translate = data.augment.get("translate", 0)
     if (translate or flip) and len(net.input_shape) != 3:
         raise ArchcalcError(f"augmentation needs C×H×W images; spec '{net.name}' takes a flat "
                             "input", fix="drop --translate/--flip")
@@ -190,13 +194,13 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
         trainer.resume(resume)
     elif weights:
         trainer.start_from(weights)
-    _intro(out_con, net, data, cfg, model, trainer, resume)
+    _intro(out_con, net, data, cfg, model, trainer, resume, augment_default)
     with bar:
         result = trainer.fit()
     _finish(out_con, result, trainer, out_dir, data)
 
 
-def _intro(out, net, data, cfg, model, trainer, resume) -> None:
+def _intro(out, net, data, cfg, model, trainer, resume, augment_default) -> None:
     counts = f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test"
     out.print(f"data:  {data.name}, {counts}, {data.classes} classes")
     out.print(f"input: {data.transform}")
@@ -210,11 +214,17 @@ def _intro(out, net, data, cfg, model, trainer, resume) -> None:
     batch = "full batch" if cfg.batch_size == 0 else f"batch {cfg.batch_size}"
     out.print(f"train: {cfg.optimizer}, lr {lr}, {batch}, {cfg.loss} loss, seed {cfg.seed}, "
               f"{cfg.epochs} epochs")
+    augment = [f"random shifts of up to {cfg.translate} px"] if cfg.translate else []
+    augment += ["random left-right flips"] if cfg.flip else []
+    out.print("augment: " + (", ".join(augment) or "none")
+              + (f" ({data.name} default; --translate 0 turns it off)" if augment_default else ""))
     if trainer.loss_fn() is not train.losses.LOSSES[cfg.loss]:
         out.print("note: the spec ends with a softmax, so cross-entropy is taken on its "
                   "probabilities")
     if resume:
         out.print(f"resuming after epoch {trainer.epoch} from {resume}")
+    for note in trainer.notes:
+        out.print(f"note: {note}")
 
 
 def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, data) -> None:

@@ -233,6 +233,7 @@ class Trainer:
         self.best_state: dict[str, np.ndarray] | None = None
         self.wait = 0                                   # epochs since the best one
         self._good: tuple[dict, dict] | None = None    # last completed epoch, in memory
+        self.notes: list[str] = []                      # said to the user before training
 
     # ---- set-up --------------------------------------------------------------------
     def _probe(self) -> tuple[int, str]:
@@ -299,6 +300,12 @@ class Trainer:
         self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
         self.wait = int(ckpt.meta.get("wait", 0))
         self.best_state = ckpt.best or None
+        saved = ckpt.meta.get("config", {})
+        for key, value in asdict(self.cfg).items():
+            if key not in ("epochs", "patience", "monitor", "restore_best") and key in saved \
+                    and saved[key] != value:
+                self.notes.append(f"{key} is {value!r}, the checkpoint's run used "
+                                  f"{saved[key]!r}: not an exact continuation")
         if self.epoch >= self.cfg.epochs:
             raise ArchcalcError(f"the checkpoint has already trained {self.epoch} epoch(s) "
                                 f"and --epochs is {self.cfg.epochs}", file=str(path),
@@ -318,8 +325,10 @@ class Trainer:
             x = datamod.hflip(x, rng)
         return x
 
-    def _step(self, x: np.ndarray, labels: np.ndarray, where: str) -> tuple[float, int]:
-        """One update on a batch; returns (data loss, correct predictions)."""
+    def step(self, x: np.ndarray, labels: np.ndarray,
+             where: str = "a step") -> tuple[float, int]:
+        """One update on a batch x (n, *input_shape), labels (n,); returns (data loss,
+        correct predictions). `where` names the step in a divergence error."""
         # NaN and inf are detected below and reported in one line; numpy's warnings on the
         # way there would only be noise
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -335,7 +344,7 @@ class Trainer:
         reg, reg_grads = losses.penalty(model.params, names, l2=cfg.weight_decay, l1=cfg.l1)
         if not math.isfinite(loss + reg):
             raise self._diverged(f"the loss became {loss + reg}", where)
-        model.backward(dscores.reshape(y.shape))
+        model.backward(dscores.reshape(y.shape), input_grad=False)  # nothing uses dL/dx
         for name, g in reg_grads.items():
             model.grads[name] += g
         if cfg.clip_norm:
@@ -367,7 +376,7 @@ class Trainer:
         total_loss = seen = correct = 0
         for b, idx in enumerate(parts, start=1):
             labels = self.data.train.labels[idx]
-            loss, right = self._step(self._batch_x(idx, augment), labels,
+            loss, right = self.step(self._batch_x(idx, augment), labels,
                                      f"epoch {epoch}, batch {b}")
             total_loss += loss * idx.size
             seen += idx.size

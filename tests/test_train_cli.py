@@ -1,0 +1,148 @@
+"""`archcalc train` and `archcalc evaluate` through click: files, output, one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+
+from archcalc.nn import train
+
+TINY = """
+name: tiny
+input: [64]
+layers:
+  - dense: 24
+  - relu
+  - dense: 10
+"""
+
+HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+
+
+def test_train_writes_every_file(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+    result = run("train", spec, "--epochs", "2", "--batch-size", "32", "--lr", "0.01",
+                 "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "input: 8×8 images flattened to 64 values; pixels ÷16 to 0..1" in result.output
+    assert "data:  digits, 1,294 train / 144 val / 359 test, 10 classes" in result.output
+    assert "2/2  loss" in result.output and "test accuracy" in result.output
+    assert "augment: none" in result.output
+    history = json.loads((out / "history.json").read_text())
+    assert [set(h) for h in history] == [HISTORY_KEYS, HISTORY_KEYS]
+    assert [h["epoch"] for h in history] == [1, 2] and history[1]["lr"] == 0.01
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"test_acc", "test_loss", "epochs", "seconds", "images_per_second"} <= set(metrics)
+    assert metrics["epochs"] == 2 and metrics["test_acc"] > 0.8
+    ckpt = train.read_checkpoint(out / "checkpoint.npz")
+    assert ckpt.meta["epoch"] == 2 and "t" in ckpt.optimizer
+    if importlib.util.find_spec("matplotlib"):
+        assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert not (out / "curves.png").exists() and "pip install 'archcalc[plot]'" in result.output
+
+
+def test_resume_continues_and_evaluate_prints_confusion(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+    assert run("train", spec, "--epochs", "1", "--out", str(out)).exit_code == 0
+    result = run("train", spec, "--epochs", "2", "--out", str(out),
+                 "--resume", str(out / "checkpoint.npz"))
+    assert result.exit_code == 0, result.output
+    assert "resuming after epoch 1" in result.output and "note:" not in result.output
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    metrics = json.loads((out / "metrics.json").read_text())
+    result = run("evaluate", spec, str(out / "checkpoint.npz"))
+    assert result.exit_code == 0, result.output
+    assert f"test accuracy {metrics['test_acc']:.2%}" in result.output
+    assert "confusion matrix (rows: true class, columns: predicted)" in result.output
+    assert "recall" in result.output
+    rows = [line for line in result.output.splitlines() if line.strip()[:1].isdigit()
+            and "│" not in line]
+    counts = [[int(v) if v.isdigit() else 0 for v in line.split()[1:11]] for line in rows[:10]]
+    assert np.sum(counts) == 359                     # every test image in the matrix
+
+
+def test_fine_tune_with_frozen_layers(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    first = tmp_path / "first"
+    assert run("train", spec, "--epochs", "1", "--out", str(first)).exit_code == 0
+    result = run("train", spec, "--epochs", "1", "--out", str(tmp_path / "tuned"),
+                 "--weights", str(first / "checkpoint.npz"), "--freeze", "fc1",
+                 "--optimizer", "sgd")
+    assert result.exit_code == 0, result.output
+    assert "250 trainable parameters, 1,560 frozen" in result.output
+    a = train.read_checkpoint(first / "checkpoint.npz").state
+    b = train.read_checkpoint(tmp_path / "tuned" / "checkpoint.npz").state
+    assert (a["fc1.weight"] == b["fc1.weight"]).all()
+    assert not (a["fc2.weight"] == b["fc2.weight"]).all()
+
+
+def test_one_line_errors(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    five = write_spec(TINY.replace("dense: 10", "dense: 5"), "five.yaml")
+    cases = [
+        (["train", spec, "--data", "mnist"], "unknown data source 'mnist'"),
+        (["train", spec, "--data", f"idx:{tmp_path / 'none'}"], "no such data directory"),
+        (["train", five, "--out", str(tmp_path / "x")],
+         "dataset 'digits' has 10 classes; spec 'tiny' ends with 5 output value(s)"),
+        (["train", "lenet5", "--input", "3x32x32"],
+         "1-channel (grayscale) 8×8 images; spec 'lenet5' takes 3×32×32"),
+        (["train", spec, "--resume", str(tmp_path / "nope.npz")], "no such checkpoint"),
+        (["train", spec, "--freeze", "conv9", "--out", str(tmp_path / "y")],
+         "--freeze 'conv9' matches no parameter"),
+        (["train", spec, "--schedule", "cosine"], "unknown schedule 'cosine'"),
+        (["train", spec, "--translate", "2"], "augmentation needs C×H×W images"),
+        (["evaluate", spec, str(tmp_path / "nope.npz")], "no such checkpoint"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:"), (args, result.output)
+        assert message in lines[0], (args, lines[0])
+
+
+def test_checkpoint_of_another_spec_names_the_array(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    wide = write_spec(TINY.replace("name: tiny", "name: wide").replace("dense: 24", "dense: 30"),
+                      "wide.yaml")
+    out = tmp_path / "run"
+    assert run("train", spec, "--epochs", "1", "--out", str(out)).exit_code == 0
+    result = run("evaluate", wide, str(out / "checkpoint.npz"))
+    assert result.exit_code == 1
+    assert "array 'fc1.weight' has shape 24×64, the model needs 30×64" in result.output
+    assert "saved from spec 'tiny', not 'wide'" in result.output
+
+
+def test_bad_batch_size_is_a_usage_error(run, write_spec):
+    result = run("train", write_spec(TINY), "--batch-size", "0")
+    assert result.exit_code == 2 and "'0' is not a batch size" in result.output
+
+
+def test_digits_on_an_image_input_are_shifted_by_default(run, write_spec, tmp_path):
+    cnn = write_spec("""
+name: cnn
+input: [1, 8, 8]
+layers:
+  - conv: {filters: 4, kernel: 3}
+  - relu
+  - flatten
+  - dense: 10
+""")
+    result = run("train", cnn, "--epochs", "1", "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    assert "input: 8×8 images, used as they are; pixels ÷16 to 0..1" in result.output
+    assert ("augment: random shifts of up to 2 px (digits default; --translate 0 turns it off)"
+            in result.output)
+    result = run("train", cnn, "--epochs", "2", "--translate", "0", "--lr", "0.01",
+                 "--out", str(tmp_path / "a"), "--resume", str(tmp_path / "a" / "checkpoint.npz"))
+    assert result.exit_code == 0, result.output
+    assert "augment: none" in result.output
+    assert "note: translate is 0, the checkpoint's run used 2: not an exact continuation" \
+        in result.output
+    assert "note: lr is 0.01, the checkpoint's run used 0.001" in result.output
