@@ -32,3 +32,23 @@ def test_quick_start_has_exactly_two_commands():
     commands = [line for line in block.splitlines() if line.strip()]
     assert commands == ['pip install . && archcalc summary vgg16',
                         'pip install ".[test]" && python -m pytest']
+
+
+def test_comparison_example_is_real_output():
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    section = README.split("### Comparing designs", 1)[1]
+    block = re.search(r"```\n\$ archcalc compare vgg16 resnet50\n(.*?)```", section, re.S).group(1)
+    result = CliRunner(env={"COLUMNS": "120"}).invoke(main, ["compare", "vgg16", "resnet50"])
+    assert result.exit_code == 0
+
+    def rows(text: str) -> list[str]:  # the table rows, whatever the terminal width
+        return [" ".join(line.split()) for line in text.splitlines()
+                if line.strip() and not line.startswith(("Depth", "Receptive", "MACs", "weight", "flatten", "new", "("))]
+
+    table = [r for r in rows(block) if "×" in r or "," in r]
+    produced = rows(result.stdout)
+    for row in table:
+        assert row in produced, row
