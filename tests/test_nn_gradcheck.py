@@ -73,14 +73,14 @@ def test_a_slightly_wrong_backward_is_caught(monkeypatch):
 
 
 def test_kinks_are_detected_not_passed():
-    # a step so large that almost every relu input changes sign: entries whose nudges cross
-    # a kink even after shrinking are counted as skipped, never compared
-    old = gc.STEP, gc.MAX_SHRINK
+    # one step so large that almost every relu input changes sign: entries whose nudges
+    # cross a kink at every step tried are counted as skipped, never compared
+    old = gc.STEP, gc.MIN_STEP
     try:
-        gc.STEP, gc.MAX_SHRINK = 10.0, 0
+        gc.STEP, gc.MIN_STEP = 10.0, 6.0
         results = gc.gradcheck(net(CASES["relu"]), batch=2, seed=1)
     finally:
-        gc.STEP, gc.MAX_SHRINK = old
+        gc.STEP, gc.MIN_STEP = old
     assert sum(r.skipped for r in results) > 0
     assert all(r.checked + r.skipped == r.size for r in results)
     assert all(not r.ok for r in results if r.checked == 0)

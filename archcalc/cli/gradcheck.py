@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -32,7 +33,7 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
     """Check the executor's backward pass against centred differences in float64.
 
     Every parameter array (and the input) gets a row: the largest relative error between
-    its analytic and numerical gradient over the checked entries. Each entry costs four
+    its analytic and numerical gradient over the checked entries. Each entry costs six or more
     forward passes, so give large networks a small --input.
 
     \b
@@ -46,9 +47,13 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
     shape = "×".join(map(str, network.input_shape))
     out.print(f"gradcheck {network.name}: input {batch}×{shape}, float64, seed {seed}, "
               f"{'every entry' if samples == 0 else f'up to {samples} entries per array'}")
+    if batch * math.prod(network.input_shape) > 100_000:
+        out.print("[dim]each checked entry costs six or more float64 forward passes at this size; "
+                  "a smaller --input (or --samples) is faster[/dim]")
     start = time.perf_counter()
-    results = gradcheck(network, batch=batch, seed=seed, tolerance=tolerance,
-                        samples=samples or None)
+    with out.status("comparing gradients…"):
+        results = gradcheck(network, batch=batch, seed=seed, tolerance=tolerance,
+                            samples=samples or None)
     seconds = time.perf_counter() - start
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for title, justify in (("Layer", "left"), ("Param", "left"), ("Checked", "right"),

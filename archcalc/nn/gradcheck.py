@@ -14,11 +14,17 @@ is FLOOR_FRACTION of the largest analytic gradient anywhere in the network: an e
 true gradient is 0 (the bias of a conv before a batch norm) is then judged against the
 network's gradient scale instead of dividing round-off by round-off.
 
+The step starts at STEP and halves (each halving costs two more forward passes, since the
+outputs at ±h are reused) until two successive estimates agree to CONVERGED·tolerance by
+Richardson's error bound, or MIN_STEP is reached; strongly curved functions (batch norm over
+two values, say) thus get the small step they need and smooth ones stop after six passes.
+
 Piecewise layers (relu, max pooling, maxout, leaky relu, elu) have kinks; a nudge that
-crosses one gives a meaningless difference. Each nudge compares the layers' kink_state
-with the unperturbed pass; on a crossing the step shrinks tenfold (up to MAX_SHRINK
-times), and an entry that still crosses is counted as skipped and reported, never passed
-silently. Dropout reuses one fixed mask so the function is deterministic.
+crosses one gives a meaningless difference. Every forward pass compares the layers'
+kink_state with the unperturbed pass; a step whose points cross a kink is not used, and an
+entry whose every step crossed one is counted as skipped and reported (an array with no
+compared entry fails), never passed silently. Dropout reuses one fixed mask so the function
+is deterministic.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ import numpy as np
 from archcalc.nn.network import Model, build
 from archcalc.spec.tree import Network
 
-STEP = 1e-3
-MAX_SHRINK = 3
+STEP = 1e-3  # the first step; halved while two levels disagree or a kink is crossed
+MIN_STEP = 1e-6  # below this, float64 round-off outweighs the O(h⁴) truncation
+CONVERGED = 0.1  # two levels agree when the error bound is a tenth of the tolerance
 FLOOR_FRACTION = 1e-3
 DEFAULT_TOLERANCE = 1e-6
 
@@ -73,30 +80,47 @@ class _Loss:
         y = self.model.forward(self.x, training=True)
         return None if self.crossed() else y
 
-    def difference(self, array: np.ndarray, index: tuple, step: float) -> float | None:
-        """The five-point centred difference of L at array[index], or None on a kink."""
+    def numerical(self, array: np.ndarray, index: tuple, floor: float,
+                  tolerance: float) -> float | None:
+        """dL/d array[index] by five-point differences at steps STEP, STEP/2, STEP/4, ...
+
+        Halving the step reuses the outputs at ±h, so each further level costs two forward
+        passes. Two successive levels that agree (Richardson: the finer one's error is about
+        |D(h) − D(h/2)|/15 for an O(h⁴) formula) end the search; a level that crossed a kink
+        is skipped. Returns the estimate with the smallest error bound, None if every level
+        crossed a kink."""
         original = array[index]
-        outputs = []
+        outputs: dict[float, np.ndarray | None] = {}
+
+        def at(offset: float):
+            if offset not in outputs:
+                outputs[offset] = self.output(array, index, original + offset)
+            return outputs[offset]
+
+        def five_point(h: float) -> float | None:
+            ys = [at(h), at(-h), at(2 * h), at(-2 * h)]
+            if any(y is None for y in ys):
+                return None
+            combined = 8 * (ys[0] - ys[1]) - (ys[2] - ys[3])
+            return float(np.sum(combined * self.weights) / (12 * h))
+
+        best, best_bound, previous, single = None, np.inf, None, None
+        step = STEP
         try:
-            for offset in (step, -step, 2 * step, -2 * step):
-                y = self.output(array, index, original + offset)
-                if y is None:
-                    return None
-                outputs.append(y)
+            while step >= MIN_STEP:
+                value = five_point(step)
+                single = value if value is not None else single
+                if value is not None and previous is not None:
+                    bound = abs(previous - value) / 15
+                    if bound < best_bound:
+                        best, best_bound = value, bound
+                    if bound <= CONVERGED * tolerance * max(abs(value), floor):
+                        return value
+                previous = value
+                step /= 2
         finally:
             array[index] = original
-        plus, minus, plus2, minus2 = outputs
-        combined = 8 * (plus - minus) - (plus2 - minus2)
-        return float(np.sum(combined * self.weights) / (12 * step))
-
-    def numerical(self, array: np.ndarray, index: tuple) -> float | None:
-        step = STEP
-        for _ in range(MAX_SHRINK + 1):
-            value = self.difference(array, index, step)
-            if value is not None:
-                return value
-            step /= 10
-        return None
+        return best if best is not None else single
 
 
 def relative_error(analytic: np.ndarray, numerical: np.ndarray, scale: float) -> float:
@@ -119,9 +143,10 @@ def _check_array(loss: _Loss, array: np.ndarray, analytic: np.ndarray, samples, 
                  layer: str, param: str, tolerance: float, scale: float) -> GradResult:
     flat_index = _indices(array.size, samples, rng)
     got_a, got_n, skipped = [], [], 0
+    floor = FLOOR_FRACTION * scale
     for flat in flat_index:
         index = np.unravel_index(flat, array.shape)
-        value = loss.numerical(array, index)
+        value = loss.numerical(array, index, floor, tolerance)
         if value is None:
             skipped += 1
             continue
@@ -138,7 +163,8 @@ def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
               init: str = "he") -> list[GradResult]:
     """Check every parameter (and the input) of `network` at its input shape.
 
-    samples: entries checked per array (None: all of them; each costs two forward passes).
+    samples: entries checked per array (None: all of them; each costs six or more forward
+    passes).
     Returns one GradResult per parameter array, in execution order, then one for the input.
     """
     model = build(network, seed=seed, dtype="float64", init=init)
