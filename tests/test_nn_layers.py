@@ -326,3 +326,20 @@ def test_backward_without_input_gradient_keeps_param_grads():
     for key, value in full.items():
         assert np.array_equal(m.grads[key], value), key
     assert m.backward(r).shape == x.shape  # the first layer computes dx again afterwards
+
+
+def test_freeze_prefixes_and_frozen_batchnorm():
+    m = model("[{conv: {filters: 2, kernel: 1}}, bn, {blk: [{conv: {filters: 2, kernel: 1}}, bn]}, flatten, {dense: 2}]",
+              (1, 2, 2))
+    assert m.freeze(["blk"]) == {"blk.conv1.weight", "blk.conv1.bias", "blk.bn1.weight", "blk.bn1.bias"}
+    with pytest.raises(ArchcalcError, match="matches no parameter"):
+        m.freeze("conv")  # whole names only: 'conv' is not 'conv1'
+    x = np.random.default_rng(0).standard_normal((3, 1, 2, 2))
+    y = m.forward(x, training=True)
+    m.backward(np.ones_like(y))
+    assert np.all(m.grads["blk.conv1.weight"] == 0) and np.any(m.grads["conv1.weight"] != 0)
+    # a frozen batch norm normalises with its running statistics and leaves them alone
+    assert np.array_equal(m.buffers["blk.bn1.running_mean"], [0, 0])
+    assert not np.array_equal(m.buffers["bn1.running_mean"], [0, 0])
+    record = {r.name: r for r in m.records}["blk.conv1"]
+    assert (record.trainable_params, record.non_trainable_params) == (0, 2 * 2 + 2)
