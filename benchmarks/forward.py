@@ -1,0 +1,464 @@
+"""Forward-pass benchmark: the NumPy executor against numpy's own GEMM and against PyTorch.
+
+    python benchmarks/forward.py                      # every bundled network, torch if present
+    python benchmarks/forward.py --networks lenet5,vgg16 --repeat 7 --no-torch
+    python benchmarks/forward.py --json runs/forward.json
+
+What it measures, per network (batch 1 at the spec's input, and LeNet-5 at batch 256):
+  - the median wall time of model.forward(x, training=False) over --repeat runs (after a
+    warm-up run), for the executor and, when torch imports, for the same network translated to
+    torch.nn with the same weights, the two run in turns so that both see the same background
+    load (the outputs are compared: max |Δ| / max |y| is printed);
+  - the conv layers alone: the sum of the conv layers' own times (the executor's
+    LayerRecord.seconds; forward hooks in torch), median over the runs, and their achieved
+    GFLOP/s = 2·MACs / time, MACs from the calculator (H_out·W_out·C_out·K_h·K_w·C_in/groups);
+  - next to numpy's own float32 matrix-product rate on this machine (an n×n @ n×n product,
+    2·n³ FLOPs), the ceiling an im2col + GEMM convolution can approach.
+torch runs with as many threads as numpy's BLAS. This is a script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from archcalc.calc import analyze  # noqa: E402
+from archcalc.nn import build  # noqa: E402
+from archcalc.spec import bundled_names, load  # noqa: E402
+from archcalc.spec.layers import IN_PLACE, explicit_pads, pair, same_pads  # noqa: E402
+from archcalc.spec.tree import Leaf, Merge, Network  # noqa: E402
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # the benchmark still runs, without the torch columns
+    torch = None
+
+
+# ---- the machine ---------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _openblas() -> ctypes.CDLL | None:
+    """The OpenBLAS that numpy's wheels bundle (numpy.libs/), if that is numpy's BLAS."""
+    for path in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
+                                       "*openblas*")):
+        return ctypes.CDLL(path)
+    return None
+
+
+def _openblas_call(action: str, *args: int) -> int | None:
+    lib = _openblas()
+    if lib is None:
+        return None
+    for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+        func = getattr(lib, f"{prefix}{action}_num_threads{suffix}", None)
+        if func is not None:
+            func.restype = ctypes.c_int if action == "get" else None
+            return func(*args)
+    return None
+
+
+def blas_threads() -> int | None:
+    """Threads of the BLAS numpy calls."""
+    try:
+        from threadpoolctl import threadpool_info  # optional
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                return int(pool["num_threads"])
+    except ImportError:
+        pass
+    return _openblas_call("get")
+
+
+def set_blas_threads(count: int) -> None:
+    try:
+        from threadpoolctl import threadpool_limits  # optional
+
+        threadpool_limits(count, user_api="blas")
+        return
+    except ImportError:
+        pass
+    if _openblas_call("get") is None:
+        raise SystemExit("cannot set numpy's BLAS threads here; set OPENBLAS_NUM_THREADS "
+                         "(or install threadpoolctl) instead of --threads")
+    _openblas_call("set", count)
+
+
+def blas_name() -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001 - older numpy: no dict mode
+        return "unknown"
+
+
+def machine() -> dict[str, Any]:
+    info = {
+        "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "python": platform.python_version(),
+        "numpy": np.__version__, "blas": blas_name(), "blas_threads": blas_threads(),
+        "torch": torch.__version__ if torch is not None else None,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    return info
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+def median_time(fn: Callable[[], Any], repeat: int) -> float:
+    fn()  # warm-up: first-touch page faults, BLAS thread start-up, torch's kernel choice
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_gflops(n: int, repeat: int) -> float:
+    """numpy's own float32 matrix-product rate: 2·n³ FLOPs per n×n @ n×n."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), dtype=np.float32)
+    seconds = median_time(lambda: np.matmul(a, b, out=out), repeat)
+    return 2 * n ** 3 / seconds / 1e9
+
+
+# ---- spec → torch.nn, with the executor's weights -------------------------------------------
+
+if torch is not None:
+    class Maxout(nn.Module):
+        """Max over `pieces` consecutive channels: (N, C, ...) → (N, C/pieces, ...)."""
+
+        def __init__(self, pieces: int) -> None:
+            super().__init__()
+            self.pieces = pieces
+
+        def forward(self, x):
+            return x.unflatten(1, (x.shape[1] // self.pieces, self.pieces)).amax(2)
+
+    class MergeModule(nn.Module):
+        """Branches on the same input, concatenated on channels or added."""
+
+        def __init__(self, mode: str, branches: list) -> None:
+            super().__init__()
+            self.mode = mode
+            self.branches = nn.ModuleList(branches)
+
+        def forward(self, x):
+            outs = [branch(x) for branch in self.branches]
+            if self.mode == "concat":
+                return torch.cat(outs, dim=1)
+            y = outs[0] + outs[1]
+            for other in outs[2:]:
+                y = y + other
+            return y
+
+
+class TorchTranslator:
+    """Builds a torch.nn.Module from the resolved spec tree. Input shapes come from the
+    calculator's rows ('same' padding needs the size); weights from the executor's params."""
+
+    def __init__(self, network: Network, params: dict, buffers: dict) -> None:
+        self.network = network
+        self.params, self.buffers = params, buffers
+        self.rows = {row.path: row for row in analyze(network).rows}
+        self.convs: list = []  # the torch conv modules, for timing them alone
+
+    def module(self):
+        return self.node(self.network.root).eval()
+
+    def node(self, node, fresh: bool = False):
+        """`fresh`: the node's input is a tensor made inside this sequence, so an activation
+        may overwrite it (never the network's input or a merge's shared input)."""
+        if isinstance(node, Leaf):
+            return self.leaf(node, fresh)
+        if isinstance(node, Merge):
+            return MergeModule(node.mode, [self.node(b) for b in node.branches])
+        modules = []
+        for child in node.children:
+            modules.append(self.node(child, fresh))
+            fresh = fresh or not (isinstance(child, Leaf) and child.kind in IN_PLACE)
+        return nn.Sequential(*modules)
+
+    def tensor(self, key: str, source: dict | None = None):
+        return torch.from_numpy(np.array((source or self.params)[key], dtype=np.float32))
+
+    def leaf(self, leaf: Leaf, inplace: bool):
+        """One layer; activations in place where safe, like torchvision's ReLU(inplace=True)."""
+        spec, name = leaf.spec, self.network.display(leaf.path)
+        shape = self.rows[leaf.path].input_shape
+        kind = spec.type
+        if kind == "conv2d":
+            return self.conv(spec, name, shape)
+        if kind in ("maxpool", "avgpool"):
+            pads = explicit_pads(spec.padding)
+            if pads is None:
+                k, s = pair(spec.kernel), spec.strides
+                pads = same_pads(shape[1], k[0], s[0], 1) + same_pads(shape[2], k[1], s[1], 1)
+            if pads[0] != pads[1] or pads[2] != pads[3]:
+                raise NotImplementedError(f"{name}: asymmetric pool padding")
+            cls = nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d
+            return cls(pair(spec.kernel), spec.strides, (pads[0], pads[2]),
+                       ceil_mode=spec.ceil_mode)
+        if kind == "global_avgpool":
+            pool = nn.AdaptiveAvgPool2d(1)
+            return pool if spec.keepdims else nn.Sequential(pool, nn.Flatten())
+        if kind == "dense":
+            layer = nn.Linear(shape[0], spec.units, bias=spec.bias)
+            return self.load(layer, name, ("weight", "bias") if spec.bias else ("weight",))
+        if kind == "batchnorm":
+            cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+            layer = cls(shape[0], eps=spec.eps, momentum=spec.momentum)
+            self.load(layer, name, ("weight", "bias"))
+            layer.running_mean.copy_(self.tensor(f"{name}.running_mean", self.buffers))
+            layer.running_var.copy_(self.tensor(f"{name}.running_var", self.buffers))
+            return layer
+        if kind == "layernorm":
+            return self.load(nn.LayerNorm(list(shape), eps=spec.eps), name, ("weight", "bias"))
+        simple = {
+            "flatten": lambda: nn.Flatten(), "dropout": lambda: nn.Dropout(spec.rate),
+            "relu": lambda: nn.ReLU(inplace=inplace),
+            "leaky_relu": lambda: nn.LeakyReLU(spec.slope, inplace=inplace),
+            "elu": lambda: nn.ELU(spec.alpha, inplace=inplace), "sigmoid": lambda: nn.Sigmoid(),
+            "tanh": lambda: nn.Tanh(), "softmax": lambda: nn.Softmax(dim=1),
+            "maxout": lambda: Maxout(spec.pieces),
+            "lrn": lambda: nn.LocalResponseNorm(spec.size, spec.alpha, spec.beta, spec.k),
+        }
+        return simple[kind]()
+
+    def conv(self, spec, name: str, shape: tuple[int, ...]):
+        kernel, stride, dilation = pair(spec.kernel), pair(spec.stride), pair(spec.dilation)
+        pads = explicit_pads(spec.padding)
+        if pads is None:
+            pads = (same_pads(shape[1], kernel[0], stride[0], dilation[0])
+                    + same_pads(shape[2], kernel[1], stride[1], dilation[1]))
+        symmetric = pads[0] == pads[1] and pads[2] == pads[3]
+        layer = nn.Conv2d(shape[0], spec.filters, kernel, stride,
+                          (pads[0], pads[2]) if symmetric else 0, dilation, spec.groups,
+                          bias=spec.bias)
+        self.load(layer, name, ("weight", "bias") if spec.bias else ("weight",))
+        self.convs.append(layer)
+        if symmetric:
+            return layer
+        return nn.Sequential(nn.ZeroPad2d((pads[2], pads[3], pads[0], pads[1])), layer)
+
+    def load(self, layer, name: str, shorts: tuple[str, ...]):
+        with torch.no_grad():
+            for short in shorts:
+                getattr(layer, short).copy_(self.tensor(f"{name}.{short}"))
+        return layer
+
+
+def torch_conv_seconds(module, convs: list, x, repeat: int) -> float:
+    """The conv modules' own time in one forward pass (hooks around each), median."""
+    spent: list[float] = [0.0]
+    starts: dict[int, float] = {}
+
+    def before(mod, _inputs):
+        starts[id(mod)] = time.perf_counter()
+
+    def after(mod, _inputs, _output):
+        spent[0] += time.perf_counter() - starts[id(mod)]
+
+    handles = [c.register_forward_pre_hook(before) for c in convs]
+    handles += [c.register_forward_hook(after) for c in convs]
+    totals = []
+    try:
+        with torch.inference_mode():
+            module(x)
+            for _ in range(repeat):
+                spent[0] = 0.0
+                module(x)
+                totals.append(spent[0])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return statistics.median(totals)
+
+
+# ---- one network ---------------------------------------------------------------------------
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Median seconds of each function, run in turns (a, b, a, b, ...) after one warm-up
+    each, so that on a shared machine both see the same background load."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def bench(name: str, batch: int, repeat: int, use_torch: bool) -> dict[str, Any]:
+    network = load(name)
+    rows = analyze(network, batch=batch).rows
+    conv_macs = sum(r.macs for r in rows if r.type == "conv2d") * batch
+    macs = sum(r.macs for r in rows) * batch
+    model = build(network, seed=0)
+    x = np.random.default_rng(1).standard_normal((batch, *network.input_shape),
+                                                 dtype=np.float32)
+    conv_times: list[float] = []
+
+    def numpy_forward():
+        model.forward(x, training=False)
+        conv_times.append(sum(r.seconds for r in model.records if r.type == "conv2d"))
+
+    result: dict[str, Any] = {
+        "network": name, "batch": batch, "input": list(network.input_shape),
+        "gflop": 2 * macs / 1e9, "conv_gflop": 2 * conv_macs / 1e9,
+    }
+    fns: dict[str, Callable[[], Any]] = {"numpy": numpy_forward}
+    module = translator = None
+    if use_torch:
+        try:
+            translator = TorchTranslator(network, model.params, model.buffers)
+            module = translator.module()
+        except NotImplementedError as exc:
+            result["torch_skipped"] = str(exc)
+    if module is not None:
+        xt = torch.from_numpy(x)
+
+        def torch_forward():
+            with torch.inference_mode():
+                return module(xt)
+
+        fns["torch"] = torch_forward
+    medians = interleaved(fns, repeat)
+    result["numpy_s"] = medians["numpy"]
+    conv_s = statistics.median(conv_times[1:])  # the warm-up run left out
+    result["numpy_conv_s"] = conv_s
+    result["numpy_conv_gflops"] = 2 * conv_macs / conv_s / 1e9 if conv_macs else None
+    if module is not None:
+        result["torch_s"] = medians["torch"]
+        result["ratio"] = result["numpy_s"] / result["torch_s"]
+        expected = model.forward(x, training=False)
+        diff = np.abs(torch_forward().numpy() - expected)
+        # relative to the output's scale: logits of a deep random network can be large
+        result["max_rel_diff"] = float(diff.max() / max(float(np.abs(expected).max()), 1e-30))
+        if conv_macs:
+            tconv = torch_conv_seconds(module, translator.convs, xt, repeat)
+            result["torch_conv_s"] = tconv
+            result["torch_conv_gflops"] = 2 * conv_macs / tconv / 1e9
+    return result
+
+
+# ---- report --------------------------------------------------------------------------------
+
+def _ms(seconds: float | None) -> str:
+    return f"{seconds * 1e3:9.1f}" if seconds is not None else f"{'—':>9}"
+
+
+def _num(value: float | None, fmt: str = "7.1f") -> str:
+    return format(value, fmt) if value is not None else f"{'—':>{int(fmt.split('.')[0])}}"
+
+
+def print_machine(info: dict[str, Any], gemm: float, gemm_n: int) -> None:
+    print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, "
+          f"load average {', '.join(f'{v:.2f}' for v in info['load_average'] or [])}")
+    print(f"python {info['python']}, numpy {info['numpy']} ({info['blas']}, "
+          f"{info['blas_threads']} threads), torch {info['torch'] or 'not installed'}")
+    print(f"numpy float32 GEMM ({gemm_n}×{gemm_n} @ {gemm_n}×{gemm_n}): {gemm:.1f} GFLOP/s")
+    print()
+
+
+def print_table(results: list[dict[str, Any]], gemm: float) -> None:
+    head = (f"{'network':<13}{'batch':>6}{'GFLOP':>8}{'numpy ms':>10}{'torch ms':>10}"
+            f"{'np/torch':>9}{'np conv GF/s':>13}{'torch conv':>11}{'% GEMM':>8}"
+            f"{'max|Δ|/max|y|':>15}")
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        conv = r.get("numpy_conv_gflops")
+        print(f"{r['network']:<13}{r['batch']:>6}{r['gflop']:>8.2f}{_ms(r['numpy_s']):>10}"
+              f"{_ms(r.get('torch_s')):>10}{_num(r.get('ratio'), '9.2f')}"
+              f"{_num(conv, '13.1f')}{_num(r.get('torch_conv_gflops'), '11.1f')}"
+              f"{_num(100 * conv / gemm if conv else None, '7.0f')}%"
+              f"{_num(r.get('max_rel_diff'), '15.1e')}")
+
+
+def print_goals(results: list[dict[str, Any]], gemm: float) -> None:
+    print()
+    vgg = next((r for r in results if r["network"] == "vgg16" and r["batch"] == 1), None)
+    if vgg and vgg.get("ratio"):
+        verdict = "met" if vgg["ratio"] <= 2 else "NOT met"
+        print(f"goal 1, VGG16 batch-1 forward within 2× of PyTorch: numpy/torch = "
+              f"{vgg['ratio']:.2f} ({verdict})")
+    flops = sum(r["conv_gflop"] for r in results if r.get("numpy_conv_gflops"))
+    seconds = sum(r["numpy_conv_s"] for r in results if r.get("numpy_conv_gflops"))
+    if seconds:
+        rate = flops / seconds
+        verdict = "met" if rate >= 0.6 * gemm else "NOT met"
+        print(f"goal 2, conv layers at ≥ 60% of numpy's GEMM rate: all networks' conv layers "
+              f"together {rate:.1f} GFLOP/s = {100 * rate / gemm:.0f}% of {gemm:.1f} ({verdict})")
+        if vgg and vgg.get("numpy_conv_gflops"):
+            print(f"        VGG16's conv layers alone: {vgg['numpy_conv_gflops']:.1f} GFLOP/s "
+                  f"= {100 * vgg['numpy_conv_gflops'] / gemm:.0f}% of the GEMM rate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", default=",".join(bundled_names()),
+                        help="comma-separated bundled names (default: all)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per network")
+    parser.add_argument("--lenet-batch", type=int, default=256)
+    parser.add_argument("--gemm-n", type=int, default=2048)
+    parser.add_argument("--threads", type=int,
+                        help="threads for numpy's BLAS and torch (default: numpy's own count)")
+    parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    use_torch = torch is not None and not args.no_torch
+    if args.threads:
+        set_blas_threads(args.threads)
+    threads = blas_threads()
+    if use_torch and threads:
+        torch.set_num_threads(threads)  # the same number of cores for both
+    info = machine()
+    gemm = gemm_gflops(args.gemm_n, args.repeat)
+    print_machine(info, gemm, args.gemm_n)
+    runs = [(name, 1) for name in args.networks.split(",") if name]
+    if "lenet5" in args.networks.split(","):
+        runs.append(("lenet5", args.lenet_batch))
+    results = []
+    for name, batch in runs:
+        results.append(bench(name, batch, args.repeat, use_torch))
+        print(f"  measured {name} at batch {batch}", file=sys.stderr)
+    print_table(results, gemm)
+    print_goals(results, gemm)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": info, "gemm_gflops": gemm,
+                                               "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
