@@ -91,13 +91,24 @@ def input_row(analysis: Analysis) -> Row:
 
 
 # ---- rich table ----------------------------------------------------------------------------
+def _non_trainable_label(analysis: Analysis) -> str:
+    """What the non-trainable parameters are: batch-norm running statistics, frozen weights."""
+    rows = [r for r in analysis.rows if r.non_trainable_params]
+    if not rows:
+        return ""
+    stats_only = all(r.type == "batchnorm" and r.trainable_params == r.non_trainable_params
+                     for r in rows)
+    if stats_only:
+        return "  (batch-norm running mean and variance)"
+    return "  (batch-norm running statistics and the weights of frozen layers)"
+
+
 def totals_lines(analysis: Analysis) -> list[str]:
     t = analysis.totals
     lines = [
         f"Total params:          {t.params:,}",
         f"  trainable:           {t.trainable_params:,}",
-        f"  non-trainable:       {t.non_trainable_params:,}"
-        + ("  (batch-norm running mean and variance)" if t.non_trainable_params else ""),
+        f"  non-trainable:       {t.non_trainable_params:,}" + _non_trainable_label(analysis),
         f"MACs per image:        {t.macs:,} ({human(t.macs)})    FLOPs = 2·MACs = {t.flops:,}",
         f"Activations per image: {t.activations:,} values (input {t.input_values:,} included)"
         f" = {t.activation_bytes:,} B ({human_bytes(t.activation_bytes)}) in {t.dtype}",
@@ -116,7 +127,8 @@ def totals_lines(analysis: Analysis) -> list[str]:
 def rich_summary(analysis: Analysis, depth: int | None = None) -> Group:
     net = analysis.network
     title = f"{net.name} — input {fmt_shape(net.input_shape)}"
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    # Names are user text: Text() keeps rich from reading "[b]" in them as markup.
+    table = Table(title=Text(title), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Type", no_wrap=True)
     table.add_column("Input", justify="right", no_wrap=True)
@@ -127,7 +139,7 @@ def rich_summary(analysis: Analysis, depth: int | None = None) -> Group:
     table.add_column("RF /stride", justify="right", no_wrap=True)
     rows = [input_row(analysis)] + fold(analysis, depth)
     for row in rows:
-        table.add_row(row.name, row.type,
+        table.add_row(Text(row.name), Text(row.type),
                       "" if row.type == "input" else fmt_shape(row.input_shape),
                       fmt_shape(row.output_shape),
                       f"{row.params:,}" if row.params else "—",

@@ -41,9 +41,48 @@ CASES = {
     "unknown_block": ("blocks:\n  unit: {args: [], layers: [relu]}\nlayers:\n  - {use: unti}\n",
                       [":6:", "unknown block 'unti'", "did you mean 'unit'?"]),
     "recursive_block": ("blocks:\n  loop: {args: [], layers: [{use: loop}]}\nlayers:\n  - {use: loop}\n",
-                        ["nest too deeply"]),
+                        ["nest more than 64 levels deep", "in block 'loop' used at line 6"]),
     "maxout_channels": ("layers:\n  - conv: {filters: 5, kernel: 3}\n  - maxout: 2\n",
                         ["layer 'maxout1'", "5 channels not divisible by pieces (2)"]),
+    "string_times_number": ("blocks:\n  b: {args: [p], layers: [{conv: {filters: 4 * p, kernel: 1}}]}\n"
+                            "layers:\n  - {use: b, with: ['16']}\n",
+                            [":6:", "cannot compute '4 * p': '16' is not a number"]),
+    "division_by_zero": ("blocks:\n  b: {args: [p], layers: [{conv: {filters: p // 0, kernel: 1}}]}\n"
+                         "layers:\n  - {use: b, with: [16]}\n", ["division by zero"]),
+    "repeat_of_string": ("blocks:\n  b: {args: [n], layers: [{repeat: n - 1, layers: [relu]}]}\n"
+                         "layers:\n  - {use: b, with: [three]}\n", ["'three' is not a number"]),
+    "use_not_a_name": ("layers:\n  - {use: [a]}\n", ["unknown block '['a']'"]),
+    "type_not_a_name": ("layers:\n  - {type: [conv]}\n", ["unknown layer type"]),
+    "unhashable_key": ("layers:\n  - {[1, 2]: relu}\n", [":4:", "a key must be a name"]),
+    "args_not_a_list": ("blocks:\n  b: {args: 5, layers: [relu]}\nlayers: [b]\n",
+                        [":4:", "args must be a list of names"]),
+    "args_a_string": ("blocks:\n  b: {args: planes, layers: [relu]}\nlayers: [b]\n",
+                      ["args must be a list of names"]),
+    "block_without_body": ("blocks:\n  b: {args: [x]}\nlayers: [b]\n",
+                           ["block 'b' needs exactly one body"]),
+    "block_named_like_a_kind": ("blocks:\n  relu: {layers: [relu]}\nlayers: [relu]\n",
+                                ["block name 'relu' is a layer kind"]),
+    "bool_kernel": ("layers:\n  - conv: {filters: 4, kernel: true}\n", ["'kernel'", "got True"]),
+    "float_filters": ("layers:\n  - conv: {filters: 3.5, kernel: 3}\n", ["'filters'", "3.5"]),
+    "composite_unknown_key": ("layers:\n  - {add: [[relu], []], foo: 1}\n",
+                              ["add: unknown field(s) foo"]),
+    "huge_repeat": ("layers:\n  - {repeat: 100000000000, layers: [relu]}\n",
+                    ["more than archcalc unrolls"]),
+    "unnamed_repeats_collide": ("layers:\n  - {repeat: 2, layers: [relu]}\n"
+                                "  - {repeat: 2, layers: [relu]}\n",
+                                [":5:", "duplicate name '0'", "two unnamed repeats"]),
+    "error_inside_block": ("blocks:\n  b: {args: [f], layers: [{conv: {filters: f, kernel: 1}}]}\n"
+                           "layers:\n  - relu\n  - x: {use: b, with: [-3]}\n",
+                           [":4:", "'filters'", "got -3", "used at line 7"]),
+    "shape_error_inside_block": ("blocks:\n  b: {args: [k], layers: [{conv: {filters: 2, kernel: k}}]}\n"
+                                 "layers:\n  - relu\n  - x: {use: b, with: [30]}\n",
+                                 [":4:", "layer 'x.conv1'", "(in 'x', line 7)"]),
+    "huge_integer": ("layers:\n  - conv: {filters: 1%s, kernel: 3}\n" % ("0" * 5000,),
+                     ["a value cannot be read"]),
+    "deep_nesting": ("layers: " + "[" * 3000 + "relu" + "]" * 3000 + "\n",
+                     ["nest"]),
+    "top_level_typo": ("inputs: [1, 8, 8]\nlayers: [relu]\n",
+                       [":3:", "unknown top-level key 'inputs'", "did you mean 'input'?"]),
 }
 
 
@@ -67,11 +106,34 @@ def test_bad_spec_one_clear_line(run, write_spec, case):
             assert result.stdout == ""  # nothing half-printed
 
 
-def test_top_level_typo(run, write_spec):
-    path = write_spec("name: t\ninputs: [1, 8, 8]\nlayers: [relu]\n")
-    result = run("validate", path)
+def test_missing_top_level_key(run, write_spec):
+    result = run("validate", write_spec("name: t\nlayers: [relu]\n"))
     assert result.exit_code == 1
-    assert "missing top-level key 'input'" in result.stderr or "inputs" in result.stderr
+    assert "missing top-level key 'input'" in result.stderr and "(fix: add 'input:')" in result.stderr
+
+
+def test_json_spec_errors_have_lines_and_reject_duplicates(run, tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text('{\n "name": "j",\n "input": [1, 8, 8],\n "layers": [\n'
+                    '  {"conv": {"filters": 4, "kernel": 3, "stirde": 1}}\n ]\n}\n')
+    result = run("validate", str(path))
+    assert result.exit_code == 1
+    assert "net.json:5:" in result.stderr and "did you mean 'stride'?" in result.stderr
+    path.write_text('{"name": "j", "input": [1, 8, 8], "input": [3, 8, 8], "layers": ["relu"]}')
+    result = run("validate", str(path))
+    assert result.exit_code == 1 and "duplicate key 'input'" in result.stderr
+
+
+def test_names_are_not_rich_markup(run, write_spec):
+    path = write_spec("name: 'net[/x]'\ninput: [4]\nlayers: [{dense: {name: 'a[b]', units: 2}}]\n")
+    result = run("summary", path)
+    assert result.exit_code == 0
+    assert "net[/x]" in result.stdout and "a[b]" in result.stdout
+
+
+def test_huge_input_option(run):
+    result = run("summary", "lenet5", "--input", "1x" + "9" * 5000 + "x32")
+    assert result.exit_code == 2 and "Traceback" not in result.output
 
 
 def test_not_a_mapping(run, write_spec):

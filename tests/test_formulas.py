@@ -16,6 +16,9 @@ from archcalc.calc.shapes import Dim, receptive_step
     (112, 3, 2, 0, 0, 1, False, 55),     # the same in floor mode
     (5, 2, 2, 0, 0, 1, True, 3),         # ceil: windows at 0, 2, 4 (the last starts inside)
     (4, 2, 2, 1, 1, 1, True, 3),         # ceil with padding: (6 − 2)/2 + 1 = 3, no extra window
+    (5, 2, 2, 1, 1, 1, True, 3),         # ceil 3.5 → 4, but window 4 would start at 6, in the
+                                         # trailing padding (5 + 1): PyTorch drops it → 3
+    (2, 3, 2, 0, 0, 1, True, 1),         # ceil: a 3×3/2 pool on a 2×2 map still gives 1 (PyTorch)
     (6, 3, 3, 0, 0, 1, True, 2),         # ceil where it divides: unchanged
     (10, 3, 1, 0, 0, 2, False, 6),       # dilation 2: span 5, (10 − 5)/1 + 1
     (10, 3, 1, 2, 2, 2, False, 10),      # dilated 'same'
@@ -33,6 +36,20 @@ def test_formula_text_is_exact():
     assert Dim(227, 11, 4).formula() == "(227 − 11 + 2·0)/4 + 1 = 55"
     assert Dim(10, 2, 3).formula() == "(10 − 2 + 2·0)/3 + 1 ≈ 3.667"
     assert Dim(8, 3, 2, 0, 1).formula() == "(8 − 3 + 0 + 1)/2 + 1 = 4"
+    big = 10**30  # exact decimal text however large (no float rounding)
+    assert Dim(big, 1, 4).formula() == f"({big} − 1 + 2·0)/4 + 1 = {(big - 1) // 4 + 1}.75"
+
+
+def test_ceil_drop_is_explained():
+    from archcalc.calc import analyze
+    from archcalc.spec import loads
+
+    net = loads("name: t\ninput: [1, 5, 5]\n"
+                "layers: [{maxpool: {kernel: 2, stride: 2, padding: 1, ceil_mode: true}}]\n")
+    analysis = analyze(net)
+    assert analysis.output_shape == (1, 3, 3)
+    assert "= 3.5 → ceiled to 4, less the last window" in analysis.notes[0]
+    assert analysis.notes[0].endswith("i.e. to 3; only padding goes uncovered")
 
 
 def test_uncovered_pixels():

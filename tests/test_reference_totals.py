@@ -44,7 +44,8 @@ def test_resnet18_batchnorm_channels_by_hand():
     # bn1 64; layer1: 2 blocks × 2 BN × 64; layer2: 2×2×128 + downsample 128;
     # layer3: 2×2×256 + 256; layer4: 2×2×512 + 512.
     channels = 64 + 4 * 64 + 4 * 128 + 128 + 4 * 256 + 256 + 4 * 512 + 512
-    assert channels == 4_800
+    totals = analyze(load("resnet18")).totals
+    assert totals.non_trainable_params == 2 * channels
 
 
 def test_resnet50_batchnorm_channels_by_hand():
@@ -52,14 +53,31 @@ def test_resnet50_batchnorm_channels_by_hand():
     # downsample BN of 4·planes. Blocks per stage 3, 4, 6, 3.
     stages = [(64, 3), (128, 4), (256, 6), (512, 3)]
     channels = 64 + sum(n * 6 * p + 4 * p for p, n in stages)
-    assert channels == 26_560
+    totals = analyze(load("resnet50")).totals
+    assert totals.non_trainable_params == 2 * channels
+
+
+@pytest.mark.parametrize("name, macs", [
+    # Golden values, printed in the README; they agree with the papers' rounded figures:
+    # GoogLeNet "1.5 billion multiply-adds" (Szegedy et al. 2014, Section 5); ResNet
+    # 1.8 / 3.6 / 7.6-7.8 / 11.3-11.5 × 10^9 (He et al. 2015, Table 1; torchvision's v1.5
+    # stride placement adds a little).
+    ("googlenet", 1_582_671_872), ("alexnet_1gpu", 1_135_256_096),
+    ("resnet18", 1_814_073_344), ("resnet34", 3_663_761_408),
+    ("resnet101", 7_801_405_440), ("resnet152", 11_513_626_624),
+])
+def test_golden_macs(name, macs):
+    assert analyze(load(name)).totals.macs == macs
 
 
 def test_alexnet_one_gpu_form():
-    assert analyze(load("alexnet_1gpu")).totals.params == 62_378_344
-    # The two-GPU groups halve the weights of conv2, conv4 and conv5:
-    # (5·5·96·256 − 5·5·48·256) + (3·3·384·384 − 3·3·192·384) + (3·3·384·256 − 3·3·192·256)
-    assert 62_378_344 - 60_965_224 == 307_200 + 663_552 + 442_368
+    one = {r.name: r.params for r in analyze(load("alexnet_1gpu")).rows}
+    two = {r.name: r.params for r in analyze(load("alexnet")).rows}
+    assert sum(one.values()) == 62_378_344
+    # The two-GPU groups halve the weights of conv2, conv4 and conv5 (biases unchanged).
+    assert one["conv2"] - two["conv2"] == 5 * 5 * 96 * 256 - 5 * 5 * 48 * 256
+    assert one["conv4"] - two["conv4"] == 3 * 3 * 384 * 384 - 3 * 3 * 192 * 384
+    assert one["conv5"] - two["conv5"] == 3 * 3 * 384 * 256 - 3 * 3 * 192 * 256
 
 
 def test_vgg16_activations_match_cs231n_rows():

@@ -156,3 +156,31 @@ def test_bundled_specs_work_from_any_directory(run, tmp_path, monkeypatch):
     result = run("summary", "lenet5", "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["totals"]["params"] == 61_706
+
+
+def test_trainable_false_on_a_block_freezes_every_layer_in_it():
+    net = loads("""
+name: t
+input: [4]
+blocks:
+  head: {args: [], layers: [{dense: 3}, {dense: 2}]}
+layers:
+  - {use: head, trainable: false}
+  - {add: [[{dense: 2}], []], trainable: false}
+  - {dense: 2}
+""")
+    totals = analyze(net).totals
+    assert totals.non_trainable_params == (4 * 3 + 3) + (3 * 2 + 2) + (2 * 2 + 2)
+    assert totals.trainable_params == 2 * 2 + 2
+
+
+def test_yaml_merge_keys_may_override():
+    net = loads("""
+name: t
+input: [1, 8, 8]
+layers:
+  - conv: &c3 {filters: 8, kernel: 3, padding: 1}
+  - conv: {<<: *c3, kernel: 1, padding: 0}
+""")
+    second = list(net.leaves())[1].spec
+    assert (second.filters, second.kernel, second.padding) == (8, 1, 0)

@@ -158,8 +158,14 @@ class _Walker:
         self.labels: dict[Path, str] = {}
 
     def fail(self, exc: ArchcalcError, path: Path) -> ArchcalcError:
-        return exc.located(file=self.net.file, line=self.net.line_of(path),
-                           layer=self.net.display(path))
+        line = self.net.line_of(path)
+        # Inside a block the layer's line is the block's body: also say where it was used.
+        for depth in range(len(path) - 1, 0, -1):
+            used = self.net.line_of(path[:depth])
+            if used is not None and used != line:
+                exc.message += f" (in '{self.net.display(path[:depth])}', line {used})"
+                break
+        return exc.located(file=self.net.file, line=line, layer=self.net.display(path))
 
     def walk(self, node: Node, state: _State) -> _State:
         if isinstance(node, Leaf):
@@ -208,6 +214,11 @@ class _Walker:
             if dim.divides:
                 continue
             rounded = "ceiled" if dim.ceil_mode else "floored"
+            ceiled = -(-(dim.padded - dim.span) // dim.stride) + 1
+            if dim.ceil_mode and dim.out < ceiled:
+                # PyTorch drops a last window that would start in the trailing padding.
+                rounded = (f"ceiled to {ceiled}, less the last window (it would start in the "
+                           "trailing padding), i.e.")
             text = f"{name}{axis}: {dim.formula()} → {rounded} to {dim.out}"
             if dim.span < dim.stride:
                 self.notes.append(f"{text}; kernel {dim.span} < stride {dim.stride} samples "

@@ -50,7 +50,8 @@ def _sliding(leaf: Leaf, shape: tuple[int, ...], name: str, kernel, stride, padd
     top, bottom, left, right = pads
     dims = (Dim(h, kh, sh, top, bottom, dh, ceil_mode), Dim(w, kw, sw, left, right, dw, ceil_mode))
     for axis, dim in zip(("H", "W"), dims):
-        if dim.span > dim.padded or dim.out <= 0:
+        # Ceil mode may start a last window inside the input that overhangs it (PyTorch does).
+        if dim.out <= 0 or (dim.span > dim.padded and not dim.ceil_mode):
             raise ShapeError(
                 f"kernel {dim.span} larger than the padded input {dim.padded} along {axis}: "
                 f"{dim.formula()} → output size {dim.out}", layer=name,

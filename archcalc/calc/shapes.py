@@ -87,16 +87,22 @@ class Dim:
 
 
 def _fraction_text(value: Fraction) -> str:
+    """'= 54.25' when the fraction has a finite decimal form (printed exactly, in integer
+    arithmetic, whatever its size), else '≈ 3.667'."""
     if value.denominator == 1:
         return f"= {value.numerator}"
-    den = value.denominator
+    den, twos, fives = value.denominator, 0, 0
     while den % 2 == 0:
-        den //= 2
+        den, twos = den // 2, twos + 1
     while den % 5 == 0:
-        den //= 5
-    if den == 1:  # a terminating decimal: print it exactly
-        return "= " + format(float(value), "f").rstrip("0").rstrip(".")
-    return f"≈ {float(value):.3f}"
+        den, fives = den // 5, fives + 1
+    digits = max(twos, fives) if den == 1 else 3
+    scaled = value * 10**digits
+    rounded = round(scaled)  # exact when den == 1
+    sign = "-" if rounded < 0 else ""
+    whole, frac = divmod(abs(rounded), 10**digits)
+    text = f"{sign}{whole}.{frac:0{digits}d}"
+    return f"= {text.rstrip('0').rstrip('.')}" if den == 1 else f"≈ {text}"
 
 
 def receptive_step(rf: int, jump: int, span: int, stride: int) -> tuple[int, int]:

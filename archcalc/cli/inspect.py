@@ -7,6 +7,7 @@ import sys
 import click
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from archcalc import report
 from archcalc.calc import analyze
@@ -33,8 +34,8 @@ def list_specs() -> None:
         analysis = analyze(load(name))
         net = analysis.network
         t = analysis.totals
-        table.add_row(name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
-                      f"{t.trainable_params:,}", f"{t.macs:,}", net.source or "")
+        table.add_row(Text(name), "×".join(map(str, net.input_shape)), f"{t.params:,}",
+                      f"{t.trainable_params:,}", f"{t.macs:,}", Text(net.source or ""))
     print_wide(table)
     console().print(f"[dim]{len(bundled_names())} specs in {bundled_dir()}; "
                     "`archcalc summary NAME` shows one.[/dim]")

@@ -38,10 +38,10 @@ def out_size(size: int, extent: int, stride: int, before: int, after: int,
              ceil_mode: bool = False) -> int:
     """Number of window positions along one axis (PyTorch's rule in ceil mode)."""
     room = size + before + after - extent
-    if room < 0:
-        return 0
     if not ceil_mode:
-        return room // stride + 1
+        return room // stride + 1 if room >= 0 else 0
+    # In ceil mode a window may overhang even a map smaller than the kernel (PyTorch: 2×2
+    # under a 3×3/2 pool gives 1×1).
     out = -(-room // stride) + 1
     if (out - 1) * stride >= size + before:  # the last window would start in the padding
         out -= 1

@@ -24,9 +24,19 @@ class _NotAnExpression(Exception):
     pass
 
 
-def _eval(node: ast.AST, env: dict[str, Any]) -> Any:
+class ExprError(Exception):
+    """An expression over block arguments that cannot be computed (a string times 4, /0)."""
+
+
+def _num(value: Any, text: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ExprError(f"cannot compute '{text}': {value!r} is not a number")
+    return value
+
+
+def _eval(node: ast.AST, env: dict[str, Any], text: str = "") -> Any:
     if isinstance(node, ast.Expression):
-        return _eval(node.body, env)
+        return _eval(node.body, env, text)
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         return node.value
     if isinstance(node, ast.Name):
@@ -34,20 +44,27 @@ def _eval(node: ast.AST, env: dict[str, Any]) -> Any:
             return env[node.id]
         raise _NotAnExpression(node.id)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        return _BINOPS[type(node.op)](_eval(node.left, env), _eval(node.right, env))
+        left = _num(_eval(node.left, env, text), text)
+        right = _num(_eval(node.right, env, text), text)
+        try:
+            return _BINOPS[type(node.op)](left, right)
+        except ZeroDivisionError:
+            raise ExprError(f"cannot compute '{text}': division by zero") from None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return -_eval(node.operand, env)
+        return -_num(_eval(node.operand, env, text), text)
     raise _NotAnExpression(ast.dump(node))
 
 
 def evaluate(text: str, env: dict[str, Any]) -> Any:
     """The value of `text` if it is an arithmetic expression over `env`, else `text`."""
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
+    if len(text) > 200:  # not an expression anyone writes; don't parse megabytes
         return text
     try:
-        return _eval(tree, env)
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return text
+    try:
+        return _eval(tree, env, text.strip())
     except _NotAnExpression:
         return text
 

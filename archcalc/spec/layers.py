@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
+# Strict: YAML's `true` is not the integer 1, and 3.5 filters is an error, not 3.
+PositiveInt = Annotated[int, Strict(), Field(gt=0, le=10**9)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0, le=10**9)]
 IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 PadSpec = Union[
     NonNegInt,
@@ -196,7 +197,7 @@ class Maxout(_Layer):
     """Max over `pieces` consecutive channels: C → C/pieces (Goodfellow et al. 2013)."""
 
     type: Literal["maxout"] = "maxout"
-    pieces: Annotated[int, Field(ge=2)] = 2
+    pieces: Annotated[int, Strict(), Field(ge=2)] = 2
 
 
 LayerSpec = Annotated[

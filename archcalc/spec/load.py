@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from archcalc.errors import ArchcalcError, SpecError
 from archcalc.spec.resolve import Resolver, nearest
@@ -20,13 +20,17 @@ _SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
 
 def parse_shape(text: str) -> tuple[int, ...]:
     """'3x224x224' (or 3×224×224, 3,224,224) → (3, 224, 224); a flat input is one number."""
-    if not _SHAPE_RE.match(str(text)):
-        raise ArchcalcError(f"bad input shape '{text}'", fix="write CxHxW, e.g. --input 3x224x224")
+    if len(str(text)) > 100 or not _SHAPE_RE.match(str(text)):
+        raise ArchcalcError(f"bad input shape '{str(text)[:40]}'",
+                            fix="write CxHxW, e.g. --input 3x224x224")
     shape = tuple(int(v) for v in re.split(r"[x×,]", str(text).replace(" ", "")))
-    if len(shape) not in (1, 3) or min(shape) <= 0:
+    if len(shape) not in (1, 3) or min(shape) <= 0 or max(shape) > MAX_SIZE:
         raise ArchcalcError(f"bad input shape '{text}': need C×H×W (or N) with every size > 0",
                             fix="e.g. --input 3x224x224")
     return shape
+
+
+MAX_SIZE = 10**9  # any larger C, H or W is a typo; it also keeps every product exact and fast
 
 
 class NetworkSpec(BaseModel):
@@ -36,7 +40,7 @@ class NetworkSpec(BaseModel):
     name: str
     source: str | None = None
     description: str | None = None
-    input: tuple[Annotated[int, Field(gt=0)], ...]
+    input: tuple[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)], ...]
     separator: Literal[".", "/"] = "."
     blocks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
@@ -45,10 +49,22 @@ class NetworkSpec(BaseModel):
     @classmethod
     def _shape(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return parse_shape(value)
+            try:
+                return parse_shape(value)
+            except ArchcalcError as exc:
+                raise ValueError(exc.message) from None
         if isinstance(value, list) and len(value) not in (1, 3):
             raise ValueError("input must be [C, H, W] (or [N] for a flat input)")
         return value
+
+
+_TOP_FIXES = {
+    "input": "input: [C, H, W] with positive integers, e.g. [3, 224, 224]",
+    "layers": "layers: a list of at least one layer",
+    "blocks": "blocks: {name: {args: [...], layers: [...]}}",
+    "separator": "separator: '.' or '/'",
+    "name": "name: a string",
+}
 
 
 def bundled_dir() -> FsPath:
@@ -117,23 +133,26 @@ def from_dict(raw: Any, *, file: str | None = None,
     try:
         spec = NetworkSpec.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key shows up twice (unknown 'inputs', missing 'input'): report the typo.
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         field = str(err["loc"][0]) if err["loc"] else ""
         node = raw.get(field) if field in raw else raw
+        key_line = (getattr(raw, "key_lines", None) or {}).get(field) or line_of(raw)
         if err["type"] == "extra_forbidden":
             hint = nearest(field, list(NetworkSpec.model_fields))
-            raise SpecError(f"unknown top-level key '{field}'", file=file, line=line_of(raw),
+            raise SpecError(f"unknown top-level key '{field}'", file=file, line=key_line,
                             fix=f"did you mean '{hint}'?" if hint else
                             "top-level keys: " + ", ".join(NetworkSpec.model_fields)) from None
         if err["type"] == "missing":
             raise SpecError(f"missing top-level key '{field}'", file=file, line=line_of(raw),
                             fix=f"add '{field}:'") from None
-        raise SpecError(f"'{'.'.join(map(str, err['loc']))}': {err['msg'].lower()} "
-                        f"(got {err.get('input')!r})", file=file,
-                        line=line_of(node) or line_of(raw),
-                        fix="see README, Spec language") from None
-    resolver = Resolver(spec.blocks, spec.separator)
+        got = repr(err.get("input"))
+        raise SpecError(f"'{field}': {err['msg'].lower()} (got {got[:60]})", file=file,
+                        line=key_line, fix=_TOP_FIXES.get(field, "see README, Spec language")) from None
+    # The raw mappings keep their line numbers (pydantic copies them into plain dicts).
     try:
+        resolver = Resolver(raw.get("blocks") or {}, spec.separator)
         root = resolver.resolve(raw["layers"])
     except ArchcalcError as exc:
         raise exc.located(file=file) from None

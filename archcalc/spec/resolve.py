@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from archcalc.errors import SpecError
-from archcalc.spec.expr import substitute
+from archcalc.spec.expr import ExprError, substitute
 from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
 from archcalc.spec.yamlio import line_of
@@ -32,6 +33,17 @@ from archcalc.spec.yamlio import line_of
 COMPOSITES = ("concat", "add", "repeat", "use", "sequence", "layers")
 _LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
 _MAX_DEPTH = 64
+MAX_LAYERS = 1_000_000  # a spec that unrolls to more is a typo (repeat: 100000000), not a net
+# The keys each composite form takes (besides its own keyword).
+_COMPOSITE_KEYS = {
+    "use": {"use", "with", "name", "trainable"},
+    "concat": {"concat", "name", "trainable"},
+    "add": {"add", "name", "trainable"},
+    "sequence": {"sequence", "name", "trainable"},
+    "layers": {"layers", "name", "trainable"},
+    "repeat": {"repeat", "start", "use", "with", "layers", "name", "inline", "trainable"},
+}
+_BLOCK_KEYS = {"args", "description", "layers", "sequence", "concat", "add", "repeat", "use"}
 
 
 def nearest(word: str, choices: list[str]) -> str | None:
@@ -106,7 +118,7 @@ class _Scope:
                 self.used.add(name)
                 return name
 
-    def claim(self, name: Any, line: int | None) -> str:
+    def claim(self, name: Any, line: int | None, fix: str | None = None) -> str:
         name = str(name)
         if not name or self.separator in name:
             raise SpecError(f"bad name '{name}': names must be non-empty and must not contain "
@@ -116,7 +128,7 @@ class _Scope:
         if name in self.used:
             raise SpecError(f"duplicate name '{self.display(name)}'", line=line,
                             layer=self.display(name),
-                            fix="give one of the two layers another name (or drop 'inline')")
+                            fix=fix or "give one of the two layers another name (or drop 'inline')")
         self.used.add(name)
         return name
 
@@ -131,6 +143,39 @@ class Resolver:
         self.blocks = blocks
         self.separator = separator
         self.lines: dict[Path, int] = {}
+        self.frozen = 0   # > 0 inside a composite marked trainable: false
+        self.leaves = 0
+        for name, definition in blocks.items():
+            self._check_block(name, definition)
+
+    def _check_block(self, name: Any, definition: Any) -> None:
+        line = line_of(definition)
+        if not isinstance(name, str) or not name.replace("_", "a").replace("-", "a").isalnum():
+            raise SpecError(f"bad block name {name!r}", line=line,
+                            fix="use letters, digits, '_' or '-' (no '.' or '/')")
+        if name in ALIASES or name in COMPOSITES:
+            raise SpecError(f"block name '{name}' is a layer kind or keyword", line=line,
+                            fix=f"rename the block, e.g. '{name}_block'")
+        if not isinstance(definition, dict):
+            raise SpecError(f"block '{name}' must be a mapping with args and layers", line=line,
+                            fix=f"{name}: {{args: [...], layers: [...]}}")
+        args = definition.get("args", [])
+        if args is None:
+            args = []
+        if not isinstance(args, list) or not all(isinstance(a, str) and a.isidentifier()
+                                                 for a in args):
+            raise SpecError(f"block '{name}': args must be a list of names (got {args!r})",
+                            line=line, fix="args: [filters, stride]")
+        unknown = [str(k) for k in definition if k not in _BLOCK_KEYS]
+        if unknown:
+            hint = nearest(unknown[0], sorted(_BLOCK_KEYS))
+            raise SpecError(f"block '{name}': unknown key(s) {', '.join(unknown)}", line=line,
+                            fix=f"did you mean '{hint}'?" if hint else "a block has args and layers")
+        bodies = [k for k in definition if k not in ("args", "description")]
+        if len(bodies) != 1:
+            raise SpecError(f"block '{name}' needs exactly one body (layers, concat, add, "
+                            f"repeat or use), got {', '.join(bodies) or 'none'}", line=line,
+                            fix=f"{name}: {{args: [...], layers: [...]}}")
 
     # ---- entry point -------------------------------------------------------------------
     def resolve(self, items: list) -> Sequence:
@@ -151,9 +196,9 @@ class Resolver:
     def _item(self, item: Any, scope: _Scope, depth: int, name: Any,
               line: int | None) -> list[Node]:
         if depth > _MAX_DEPTH:
-            raise SpecError("blocks nest too deeply (does a block use itself?)", line=line,
+            raise SpecError(f"items nest more than {_MAX_DEPTH} levels deep", line=line,
                             layer=scope.display(str(name)) if name else None,
-                            fix="remove the recursive 'use'")
+                            fix="does a block use itself? remove the recursive 'use'")
         line = line_of(item) or line
         if isinstance(item, str):
             return self._from_word(item, scope, depth, name, line)
@@ -167,16 +212,22 @@ class Resolver:
             name = item["name"]
         if "type" in item:
             return [self._leaf(dict(item), scope, name, line)]
-        if "repeat" in item:
-            return self._repeat(item, scope, depth, name, line)
-        if "use" in item:
-            return [self._use(item, scope, depth, name, line)]
-        for mode in ("concat", "add"):
-            if mode in item:
-                return [self._merge(mode, item, scope, depth, name, line)]
-        if "sequence" in item or "layers" in item:
-            body = item.get("sequence", item.get("layers"))
-            return [self._sequence(body, scope, depth, name, line, label="sequence")]
+        form = next((k for k in ("repeat", "use", "concat", "add", "sequence", "layers")
+                     if k in item), None)
+        if form is not None:
+            unknown = [str(k) for k in item if k not in _COMPOSITE_KEYS[form]]
+            if unknown:
+                hint = nearest(unknown[0], sorted(_COMPOSITE_KEYS[form]))
+                raise SpecError(f"{form}: unknown field(s) {', '.join(unknown)}", line=line,
+                                layer=scope.display(str(name)) if name else None,
+                                fix=f"did you mean '{hint}'?" if hint else
+                                f"{form} takes: {', '.join(sorted(_COMPOSITE_KEYS[form]))}")
+            frozen = item.get("trainable", True) is False
+            self.frozen += frozen
+            try:
+                return self._composite(form, item, scope, depth, name, line)
+            finally:
+                self.frozen -= frozen
         keys = [k for k in item if k not in ("name", "trainable")]
         if len(keys) != 1:
             raise SpecError(f"cannot tell what this item is (keys: {', '.join(map(str, item))})",
@@ -200,6 +251,16 @@ class Resolver:
         if isinstance(value, dict) and _looks_like_item(value):
             return self._item(value, scope, depth, name=key, line=line)
         raise self._unknown(key, line, scope)
+
+    def _composite(self, form: str, item: dict, scope: _Scope, depth: int, name: Any,
+                   line: int | None) -> list[Node]:
+        if form == "repeat":
+            return self._repeat(item, scope, depth, name, line)
+        if form == "use":
+            return [self._use(item, scope, depth, name, line)]
+        if form in ("concat", "add"):
+            return [self._merge(form, item, scope, depth, name, line)]
+        return [self._sequence(item[form], scope, depth, name, line, label="sequence")]
 
     def _unknown(self, key: Any, line: int | None, scope: _Scope) -> SpecError:
         choices = sorted(set(ALIASES) | set(self.blocks) | {"concat", "add", "repeat", "use"})
@@ -232,9 +293,15 @@ class Resolver:
 
     def _leaf(self, params: dict, scope: _Scope, name: Any, line: int | None) -> Leaf:
         kind = params.get("type")
-        if kind not in ALIASES:
+        if not isinstance(kind, str) or kind not in ALIASES:
             raise self._unknown(kind, line, scope)
         params["type"] = ALIASES[kind]
+        if self.frozen:
+            params["trainable"] = False
+        self.leaves += 1
+        if self.leaves > MAX_LAYERS:
+            raise SpecError(f"the spec unrolls to more than {MAX_LAYERS:,} layers", line=line,
+                            fix="check the repeat counts")
         if name is None:
             name = params.get("name")
         leaf_name = scope.claim(name, line) if name is not None else scope.derive(
@@ -287,6 +354,9 @@ class Resolver:
         definition = self.blocks[block]
         params = definition.get("args", []) or []
         where = scope.display(block)
+        if isinstance(args, bool) or not isinstance(args, (list, dict, int, float, str, type(None))):
+            raise SpecError(f"block '{block}': 'with' must be a list or a mapping (got {args!r})",
+                            line=line, layer=where, fix=f"with: [{', '.join(params)}]")
         if args is None:
             args = []
         if isinstance(args, dict):
@@ -310,7 +380,7 @@ class Resolver:
     def _block_body(self, item: dict, scope: _Scope, name: Any, line: int | None) -> Any:
         """The body of the block `item` uses, with its arguments substituted."""
         block = item["use"]
-        if block not in self.blocks:
+        if not isinstance(block, str) or block not in self.blocks:
             hint = nearest(str(block), list(self.blocks))
             raise SpecError(f"unknown block '{block}'", line=line,
                             layer=scope.display(str(name)) if name else None,
@@ -318,7 +388,12 @@ class Resolver:
                             "define it under 'blocks:' (defined: " + (", ".join(self.blocks) or "none") + ")")
         env = self._bind(block, item.get("with"), line, scope)
         body = {k: v for k, v in self.blocks[block].items() if k not in ("args", "description")}
-        body = substitute(body, env)
+        try:
+            body = substitute(body, env)
+        except ExprError as exc:
+            raise SpecError(f"block '{block}': {exc}", line=line,
+                            layer=scope.display(str(name)) if name else None,
+                            fix="pass numbers in 'with:' for arguments used in arithmetic") from None
         return body["layers"] if set(body) == {"layers"} else body
 
     def _use(self, item: dict, scope: _Scope, depth: int, name: Any,
@@ -328,7 +403,9 @@ class Resolver:
         inner = scope.child(use_name)
         if line:
             self.lines[inner.path] = line
-        return Sequence(inner.path, tuple(self._items(body, inner, depth + 1)), item["use"], line)
+        with _used_at(item["use"], line):
+            children = tuple(self._items(body, inner, depth + 1))
+        return Sequence(inner.path, children, item["use"], line)
 
     def _repeat(self, item: dict, scope: _Scope, depth: int, name: Any,
                 line: int | None) -> list[Node]:
@@ -336,7 +413,10 @@ class Resolver:
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise SpecError(f"repeat: count must be an integer >= 0 (got {count!r})", line=line,
                             fix="repeat: 3")
-        if not isinstance(start, int) or start < 0:
+        if count > MAX_LAYERS:
+            raise SpecError(f"repeat: {count:,} repetitions is more than archcalc unrolls "
+                            f"({MAX_LAYERS:,})", line=line, fix="check the repeat count")
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
             raise SpecError(f"repeat: start must be an integer >= 0 (got {start!r})", line=line,
                             fix="start: 1")
         if "use" in item:
@@ -346,10 +426,6 @@ class Resolver:
         else:
             raise SpecError("repeat: needs 'layers: [...]' or 'use: block'", line=line,
                             fix="repeat: 2\n  layers: [...]")
-        unknown = set(item) - {"repeat", "start", "use", "with", "layers", "name", "inline"}
-        if unknown:
-            raise SpecError(f"repeat: unknown field(s) {', '.join(sorted(map(str, unknown)))}",
-                            line=line, fix="repeat takes repeat, layers or use/with, name, start, inline")
         if item.get("inline"):
             out: list[Node] = []
             for _ in range(count):
@@ -363,7 +439,8 @@ class Resolver:
             if line:
                 self.lines[outer.path] = line
         for i in range(start, start + count):
-            inner_name = outer.claim(str(i), line)
+            inner_name = outer.claim(str(i), line, fix="two unnamed repeats share a scope: name "
+                                     "one (stage2: {repeat: ...}), give it start:, or inline: true")
             inner = outer.child(inner_name)
             if line:
                 self.lines[inner.path] = line
@@ -371,12 +448,24 @@ class Resolver:
                 label, layers = body["use"], self._block_body(body, outer, inner_name, line)
             else:
                 label, layers = "repeat", body
-            nodes.append(Sequence(inner.path, tuple(self._items(layers, inner, depth + 1)),
-                                  label, line))
+            with _used_at(label if label != "repeat" else None, line):
+                children = tuple(self._items(layers, inner, depth + 1))
+            nodes.append(Sequence(inner.path, children, label, line))
         if name is not None:
             what = f"{body['use']}" if isinstance(body, dict) and "use" in body else "repeat"
             return [Sequence(outer.path, tuple(nodes), f"{what}×{count}", line)]
         return nodes
+
+
+@contextmanager
+def _used_at(block: str | None, line: int | None):
+    """Errors inside a block's body point at the body; add where the block was used."""
+    try:
+        yield
+    except SpecError as exc:
+        if block is not None and line is not None and exc.line != line:
+            exc.message += f" (in block '{block}' used at line {line})"
+        raise
 
 
 def _is_kind_map(item: dict) -> bool:
