@@ -6,7 +6,8 @@ Speed: one step = forward (training mode) + softmax cross-entropy + backward + S
 momentum 0.9, lr 0.01, on real images (the embedded digits fitted to 1×32×32), float32.
 The executor step is archcalc's own Trainer.step (it also checks the loss and weights for
 NaN); the PyTorch step is the same architecture with the same initial weights. The median
-of --steps timed steps (after warm-up) is reported, and the ratio executor / PyTorch.
+of --steps timed steps (after warm-up, the two taking turns) is reported, and the ratio
+executor / PyTorch.
 
 Memory: the peak of everything NumPy allocates during training steps (tracemalloc; NumPy
 reports its buffers to it), above what was allocated before the first step (the weights,
@@ -51,16 +52,19 @@ def batch_of(trainer: Trainer, n: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     return trainer.data.train.x(idx), trainer.data.train.labels[idx]
 
 
-def time_steps(step, steps: int, warmup: int = 5) -> float:
-    """Median seconds of one call of step()."""
+def time_steps(steps_by_name: dict, rounds: int, warmup: int = 5) -> dict[str, float]:
+    """Median seconds of one call of each step function. The functions take turns, one
+    call each per round, so that a load change on a shared machine hits them alike."""
     for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for step in steps_by_name.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure_memory(spec: str, batch: int, steps: int = 3) -> tuple[int, int, int]:
@@ -117,9 +121,9 @@ def speed(spec: str, batch: int, steps: int, torch) -> tuple[float, float | None
         first_torch = torch_step()
         first_ours, _ = trainer.step(x, y)
         gap = abs(first_torch - first_ours)     # same weights in: the same loss out
-        t_torch = time_steps(torch_step, steps)
-    t_ours = time_steps(lambda: trainer.step(x, y), steps)
-    return t_ours, t_torch, gap
+        times = time_steps({"ours": lambda: trainer.step(x, y), "torch": torch_step}, steps)
+        return times["ours"], times["torch"], gap
+    return time_steps({"ours": lambda: trainer.step(x, y)}, steps)["ours"], None, gap
 
 
 def main() -> None:
@@ -129,11 +133,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--cols-mib", type=float, default=None,
+                        help="Cap the executor's im2col buffers (archcalc.nn.conv."
+                             "MAX_COLS_BYTES) to trade speed for peak memory.")
     args = parser.parse_args()
+    if args.cols_mib is not None:
+        from archcalc.nn import conv
+        conv.MAX_COLS_BYTES = int(args.cols_mib * 2**20)
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, NumPy {np.__version__}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
+          + (f", im2col buffers capped at {args.cols_mib:g} MiB" if args.cols_mib else ""))
     print("\nmemory of a training step (executor; tracemalloc peak above the weights and data)")
     for batch in args.batches:
         peak, estimate, rss = measure_memory(args.spec, batch)

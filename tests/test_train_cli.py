@@ -25,18 +25,18 @@ def test_train_writes_every_file(run, write_spec, tmp_path):
     spec = write_spec(TINY)
     out = tmp_path / "run"
     result = run("train", spec, "--epochs", "2", "--batch-size", "32", "--lr", "0.01",
-                 "--out", str(out))
+                 "--init", "lecun", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "input: 8×8 images flattened to 64 values; pixels ÷16 to 0..1" in result.output
     assert "data:  digits, 1,294 train / 144 val / 359 test, 10 classes" in result.output
     assert "2/2  loss" in result.output and "test accuracy" in result.output
-    assert "augment: none" in result.output
+    assert "augment: none" in result.output and "lecun init" in result.output
     history = json.loads((out / "history.json").read_text())
     assert [set(h) for h in history] == [HISTORY_KEYS, HISTORY_KEYS]
     assert [h["epoch"] for h in history] == [1, 2] and history[1]["lr"] == 0.01
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test_acc", "test_loss", "epochs", "seconds", "images_per_second"} <= set(metrics)
-    assert metrics["epochs"] == 2 and metrics["test_acc"] > 0.8
+    assert metrics["epochs"] == 2 and metrics["test_acc"] > 0.8 and metrics["init"] == "lecun"
     ckpt = train.read_checkpoint(out / "checkpoint.npz")
     assert ckpt.meta["epoch"] == 2 and "t" in ckpt.optimizer
     if importlib.util.find_spec("matplotlib"):
@@ -146,3 +146,21 @@ layers:
     assert "note: translate is 0, the checkpoint's run used 2: not an exact continuation" \
         in result.output
     assert "note: lr is 0.01, the checkpoint's run used 0.001" in result.output
+
+
+def test_ctrl_c_saves_then_exits_130(run, write_spec, tmp_path, monkeypatch):
+    from archcalc.cli import train as cli_train
+
+    def interrupt(self, batch, loss, acc):
+        if self.epochs and "2/" in self.bar.tasks[0].description and batch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train.RichProgress, "batch_end", interrupt)
+    out = tmp_path / "run"
+    result = run("train", write_spec(TINY), "--epochs", "5", "--out", str(out))
+    assert result.exit_code == 130, result.output
+    assert "interrupted: stopped after epoch 1 (the last one completed)" in result.output
+    assert f"resume with: --resume {out / 'checkpoint.npz'}" in result.output
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+    assert train.read_checkpoint(out / "checkpoint.npz").meta["epoch"] == 1

@@ -126,8 +126,8 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
               help="Clip the gradients' global norm to this value.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the weights, the shuffling, augmentation and dropout.")
-@click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default="he",
-              show_default=True, help="Weight initialiser.")
+@click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default=None,
+              help="Weight initialiser [default: the spec's 'init', else he].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: runs/<spec name>].")
 @click.option("--resume", type=click.Path(path_type=Path), default=None,
@@ -182,6 +182,8 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
                             weight_decay=weight_decay, l1=l1, class_weights=class_weights,
                             clip_norm=clip_norm, seed=seed, patience=patience, monitor=monitor,
                             restore_best=restore_best, translate=translate, flip=flip)
+    # a spec may name its initialiser (a top-level `init:`, when the spec language has it)
+    init = init or getattr(net, "init", None) or "he"
     model = build(net, seed=seed, dtype=dtype, init=init)
     if freeze:
         model.freeze(list(freeze))
@@ -194,13 +196,14 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
         trainer.resume(resume)
     elif weights:
         trainer.start_from(weights)
-    _intro(out_con, net, data, cfg, model, trainer, resume, augment_default)
+    _intro(out_con, net, data, cfg, model, trainer, resume, augment_default, init)
     with bar:
         result = trainer.fit()
+    result.extra.update({"init": init, "translate": cfg.translate, "flip": cfg.flip})
     _finish(out_con, result, trainer, out_dir, data)
 
 
-def _intro(out, net, data, cfg, model, trainer, resume, augment_default) -> None:
+def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -> None:
     counts = f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test"
     out.print(f"data:  {data.name}, {counts}, {data.classes} classes")
     out.print(f"input: {data.transform}")
@@ -212,8 +215,8 @@ def _intro(out, net, data, cfg, model, trainer, resume, augment_default) -> None
     if lr == "constant":
         lr = f"{cfg.lr:g}"
     batch = "full batch" if cfg.batch_size == 0 else f"batch {cfg.batch_size}"
-    out.print(f"train: {cfg.optimizer}, lr {lr}, {batch}, {cfg.loss} loss, seed {cfg.seed}, "
-              f"{cfg.epochs} epochs")
+    out.print(f"train: {cfg.optimizer}, lr {lr}, {batch}, {cfg.loss} loss, {init} init, "
+              f"seed {cfg.seed}, {cfg.epochs} epochs")
     augment = [f"random shifts of up to {cfg.translate} px"] if cfg.translate else []
     augment += ["random left-right flips"] if cfg.flip else []
     out.print("augment: " + (", ".join(augment) or "none")
@@ -245,6 +248,9 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
     wrote = "checkpoint.npz, history.json, metrics.json" + (", curves.png" if plotted else "")
     out.print(f"wrote {wrote} to {out_dir}"
               + ("" if plotted else " (curves.png needs matplotlib: pip install 'archcalc[plot]')"))
+    if result.interrupted:
+        out.print(f"resume with: --resume {out_dir / 'checkpoint.npz'}")
+        raise SystemExit(130)           # the shell's code for "stopped by Ctrl-C"
 
 
 @main.command("evaluate")
