@@ -227,7 +227,7 @@ def test_the_estimate_counts_activations_parameters_and_scratch():
     per_image = analysis.totals.activations + 3 * 224 * 224  # the executor copies the input
     assert one.activation_bytes == per_image * 4
     assert two.activation_bytes == 2 * one.activation_bytes
-    assert one.param_bytes == 2 * 138_357_544 * 4  # parameters and their gradients
+    assert one.param_bytes == 138_357_544 * 4
     # conv1_2's scratch: the padded 64×226×226 input, its 576 × 224·224 im2col buffer
     # (under the executor's 256 MiB chunk bound) and the 64×224×224 product
     assert one.scratch_bytes == (64 * 226 * 226 + 576 * 224 * 224 + 64 * 224 * 224) * 4
