@@ -6,8 +6,8 @@ Speed: one step = forward (training mode) + softmax cross-entropy + backward + S
 momentum 0.9, lr 0.01, on real images (the embedded digits fitted to 1×32×32), float32.
 The executor step is archcalc's own Trainer.step (it also checks the loss and weights for
 NaN); the PyTorch step is the same architecture with the same initial weights. The median
-of --steps timed steps (after warm-up, the two taking turns) is reported, and the ratio
-executor / PyTorch.
+of --steps timed steps is reported (after warm-up; the two take turns in blocks of 20
+steps), and the ratio executor / PyTorch.
 
 Memory: the peak of everything NumPy allocates during training steps (tracemalloc; NumPy
 reports its buffers to it), above what was allocated before the first step (the weights,
@@ -52,18 +52,22 @@ def batch_of(trainer: Trainer, n: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     return trainer.data.train.x(idx), trainer.data.train.labels[idx]
 
 
-def time_steps(steps_by_name: dict, rounds: int, warmup: int = 5) -> dict[str, float]:
-    """Median seconds of one call of each step function. The functions take turns, one
-    call each per round, so that a load change on a shared machine hits them alike."""
-    for _ in range(warmup):
-        for step in steps_by_name.values():
-            step()
+def time_steps(steps_by_name: dict, rounds: int, block: int = 20,
+               warmup: int = 5) -> dict[str, float]:
+    """Median seconds of one call of each step function. The functions take turns in
+    blocks of `block` calls (each runs warm, in its steady state, yet a load change on a
+    shared machine hits them alike); `rounds` calls of each in all."""
     times: dict[str, list[float]] = {name: [] for name in steps_by_name}
-    for _ in range(rounds):
+    for start in range(0, rounds, block):
         for name, step in steps_by_name.items():
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
+            # re-warm after the other ran: BLAS and OpenMP threads of the one before may
+            # still be spinning for a few milliseconds
+            for _ in range(warmup if start == 0 else 3):
+                step()
+            for _ in range(min(block, rounds - start)):
+                t0 = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
