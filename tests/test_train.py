@@ -289,3 +289,15 @@ def test_checkpoint_is_loadable_by_the_executor(digits64, tmp_path):
     load_weights(model, Path(tmp_path / "checkpoint.npz"))
     ckpt = train.read_checkpoint(tmp_path / "checkpoint.npz")
     np.testing.assert_array_equal(model.params["fc2.weight"], ckpt.state["fc2.weight"])
+
+
+def test_checkpoint_keeps_slashed_layer_names_apart(tmp_path):
+    """GoogLeNet-style names hold '/', and a layer may even be called 'best'."""
+    state = {"inception_3a/1x1.weight": np.ones(2), "best/conv.weight": np.zeros(1)}
+    opt = {"t": np.array(3), "m/inception_3a/1x1.weight": np.full(2, 0.5)}
+    best = {"inception_3a/1x1.weight": np.full(2, 5.0)}
+    train.save_checkpoint(tmp_path / "c.npz", state, opt, best, {"epoch": 1})
+    ckpt = train.read_checkpoint(tmp_path / "c.npz")
+    assert set(ckpt.state) == set(state) and set(ckpt.optimizer) == set(opt)
+    assert ckpt.best["inception_3a/1x1.weight"].tolist() == [5.0, 5.0]
+    assert ckpt.meta == {"format": 1, "epoch": 1}

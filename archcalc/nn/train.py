@@ -133,11 +133,12 @@ def write_json(path: Path, obj: Any) -> None:
 def save_checkpoint(path: Path, state: dict[str, np.ndarray], optimizer: dict[str, np.ndarray],
                     best: dict[str, np.ndarray] | None, meta: dict[str, Any]) -> None:
     """checkpoint.npz: the model's arrays under their own names (so executor.load_weights
-    reads it), "optimizer/<slot>/<param>", "best/<name>" and a JSON "meta" string."""
+    reads it), "@optimizer/<slot>/<param>", "@best/<name>" and a JSON "@meta" string.
+    ('@' keeps them apart from layer names, which may contain '/'.)"""
     arrays = dict(state)
-    arrays.update({f"optimizer/{k}": v for k, v in optimizer.items()})
-    arrays.update({f"best/{k}": v for k, v in (best or {}).items()})
-    arrays["meta"] = np.array(json.dumps({"format": CHECKPOINT_FORMAT, **meta}))
+    arrays.update({f"@optimizer/{k}": v for k, v in optimizer.items()})
+    arrays.update({f"@best/{k}": v for k, v in (best or {}).items()})
+    arrays["@meta"] = np.array(json.dumps({"format": CHECKPOINT_FORMAT, **meta}))
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
@@ -166,20 +167,20 @@ def read_checkpoint(path: Path) -> Checkpoint:
         raise ArchcalcError(f"not a readable checkpoint (.npz): {exc}", file=str(path),
                             fix="point at a checkpoint.npz written by archcalc train") from None
     meta = {}
-    if "meta" in arrays:
+    if "@meta" in arrays:
         try:
-            meta = json.loads(str(arrays.pop("meta")))
+            meta = json.loads(str(arrays.pop("@meta")))
         except ValueError:
             raise ArchcalcError("the checkpoint's meta record is damaged", file=str(path),
                                 fix="train again, or use an older checkpoint") from None
-    parts: dict[str, dict[str, np.ndarray]] = {"optimizer": {}, "best": {}, "": {}}
+    parts: dict[str, dict[str, np.ndarray]] = {"@optimizer": {}, "@best": {}, "": {}}
     for key, arr in arrays.items():
         head, sep, rest = key.partition("/")
-        if sep and head in ("optimizer", "best"):
+        if sep and head in ("@optimizer", "@best"):
             parts[head][rest] = arr
         else:
             parts[""][key] = arr
-    return Checkpoint(path, parts[""], parts["optimizer"], parts["best"], meta)
+    return Checkpoint(path, parts[""], parts["@optimizer"], parts["@best"], meta)
 
 
 def load_into(model, weights: dict[str, np.ndarray], ckpt: Checkpoint, spec: str) -> None:
