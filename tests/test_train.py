@@ -214,6 +214,8 @@ def test_dataset_must_fit_the_spec(digits64):
         train.Trainer(build(mlp(units=5)), digits64, train.TrainConfig())
     with pytest.raises(ArchcalcError, match="class weights '1,2': need 10 numbers"):
         train.Trainer(build(mlp()), digits64, train.TrainConfig(class_weights="1,2"))
+    with pytest.raises(ArchcalcError, match="unknown monitor 'val_f1'"):
+        train.Trainer(build(mlp()), digits64, train.TrainConfig(monitor="val_f1"))
 
 
 # --- early stopping, frozen layers, Ctrl-C -----------------------------------------------
@@ -301,3 +303,15 @@ def test_checkpoint_keeps_slashed_layer_names_apart(tmp_path):
     assert set(ckpt.state) == set(state) and set(ckpt.optimizer) == set(opt)
     assert ckpt.best["inception_3a/1x1.weight"].tolist() == [5.0, 5.0]
     assert ckpt.meta == {"format": 1, "epoch": 1}
+
+
+def test_class_weights_reach_the_loss(digits64):
+    labels = digits64.train.labels
+    t = train.Trainer(build(mlp()), digits64, train.TrainConfig(class_weights="balanced"))
+    np.testing.assert_allclose(t.class_weights, labels.size / (10 * np.bincount(labels)))
+    heavy = train.Trainer(build(mlp()), digits64,
+                          train.TrainConfig(class_weights=",".join(["1"] * 9 + ["50"])))
+    plain = train.Trainer(build(mlp()), digits64, train.TrainConfig())
+    # the same weights score the validation set differently once class 9 weighs 50×
+    assert heavy.evaluate(digits64.val)[0] != pytest.approx(plain.evaluate(digits64.val)[0])
+    assert heavy.evaluate(digits64.val)[1] == plain.evaluate(digits64.val)[1]

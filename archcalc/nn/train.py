@@ -34,6 +34,7 @@ from archcalc.nn import losses, optim, schedules
 
 CHECKPOINT_FORMAT = 1
 EVAL_BATCH = 500           # examples per forward pass when only predicting
+MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
 
 
 @dataclass
@@ -222,6 +223,8 @@ class Trainer:
         if config.loss not in losses.LOSSES:
             raise ArchcalcError(f"unknown loss '{config.loss}'",
                                 fix="one of " + ", ".join(losses.LOSSES))
+        if config.monitor not in MONITORS:
+            raise ArchcalcError(f"unknown monitor '{config.monitor}'", fix=", ".join(MONITORS))
         self.optimizer = optim.make(config.optimizer, config.lr)
         self.schedule = schedules.parse(config.schedule)
         self.outputs, self.last_kind = self._probe()
@@ -387,6 +390,9 @@ class Trainer:
         self.train_images += seen
         val_loss, val_acc = (self.evaluate(self.data.val)[:2] if len(self.data.val)
                              else (None, None))
+        if val_loss is not None and not math.isfinite(val_loss):
+            raise self._diverged(f"the validation loss became {val_loss}",
+                                 f"the end of epoch {epoch}")
         return EpochRecord(epoch, total_loss / seen, correct / seen, val_loss, val_acc,
                            self.optimizer.lr, round(time.perf_counter() - start, 3))
 
@@ -411,9 +417,6 @@ class Trainer:
         name = self.cfg.monitor
         if name.startswith("val_") and r.val_loss is None:
             name = "train_" + name[4:]                  # no validation split
-        if name not in ("val_loss", "val_acc", "train_loss", "train_acc"):
-            raise ArchcalcError(f"unknown monitor '{self.cfg.monitor}'",
-                                fix="val_loss, val_acc, train_loss or train_acc")
         return getattr(r, name), name.endswith("acc")
 
     def _track_best(self, r: EpochRecord) -> bool:
