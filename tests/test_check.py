@@ -126,7 +126,7 @@ def test_wrong_parameter_count_is_a_disagreement(run, write_spec, monkeypatch):
 def test_wrong_activation_bytes_is_a_disagreement(monkeypatch):
     walker = importlib.import_module("archcalc.calc.analyze")  # the module, not the function
     # claim maxpool works in place: the calculator then predicts 0 bytes for it
-    monkeypatch.setattr(walker, "IN_PLACE", walker.IN_PLACE | {"maxpool"})
+    monkeypatch.setattr(walker, "PASS_THROUGH", walker.PASS_THROUGH | {"maxpool"})
     result = run_check(load("lenet5"))
     assert not result.ok
     assert result.first_failure.name == "maxpool1"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from archcalc.calc.layers import layer_math
 from archcalc.calc.shapes import Dim, fmt_shape, prod, receptive_step
 from archcalc.errors import ArchcalcError, ShapeError
-from archcalc.spec.layers import IN_PLACE
+from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
 from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
 
 DTYPE_BYTES = {"float16": 2, "float32": 4, "float64": 8}
@@ -145,6 +145,8 @@ class _State:
     jump: tuple[int, int]
     # the spatial size when the data was last C×H×W, for flatten / dense receptive fields
     spatial: tuple[int, int] | None
+    # Nothing else will read this tensor: an elementwise activation may overwrite it.
+    free: bool = True
 
 
 class _Walker:
@@ -197,12 +199,17 @@ class _Walker:
             rf, jump = (rh, rw), (jh, jw)
         if math.dims is not None:
             self.check_division(name, leaf, math.dims)
-        activations = 0 if leaf.kind in IN_PLACE else prod(math.out_shape)
+        if leaf.kind in PASS_THROUGH:            # a view, or the identity at inference
+            activations, free = 0, state.free
+        elif leaf.kind in IN_PLACE and state.free:  # overwrites its input
+            activations, free = 0, True
+        else:                                     # a new tensor
+            activations, free = prod(math.out_shape), True
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
                              rf, jump, leaf.line))
         spatial = tuple(math.out_shape[1:]) if len(math.out_shape) == 3 else state.spatial
-        return _State(math.out_shape, rf, jump, spatial)  # type: ignore[arg-type]
+        return _State(math.out_shape, rf, jump, spatial, free)  # type: ignore[arg-type]
 
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
         """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
@@ -243,8 +250,13 @@ class _Walker:
     def merge(self, merge: Merge, state: _State) -> _State:
         name = self.net.display(merge.path)
         outs: list[tuple[str, _State]] = []
+        count = len(merge.branches)
         for index, branch in enumerate(merge.branches, start=1):
-            out = self.walk(branch, state)
+            # Every branch reads the merge's input: only the last may overwrite it, and only
+            # if no earlier branch passed it on unchanged (an identity shortcut, say).
+            free = (state.free and index == count
+                    and not any(_passes_through(b) for b in merge.branches[:index - 1]))
+            out = self.walk(branch, _State(state.shape, state.rf, state.jump, state.spatial, free))
             last = _last_leaf(branch)
             label = (f"branch {index} (ending at {self.net.display(last.path)})" if last
                      else f"branch {index} (identity)")
@@ -272,7 +284,16 @@ class _Walker:
         jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))
         self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,
                              prod(shape), rf, jump, merge.line))
-        return _State(shape, rf, jump, first.spatial)
+        return _State(shape, rf, jump, first.spatial, True)
+
+
+def _passes_through(node: Node) -> bool:
+    """True when a branch hands on its input itself (empty, or only views / dropout)."""
+    if isinstance(node, Leaf):
+        return node.kind in PASS_THROUGH
+    if isinstance(node, Merge):
+        return False
+    return all(_passes_through(child) for child in node.children)
 
 
 def _last_leaf(node: Node) -> Leaf | None:

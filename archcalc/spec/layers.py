@@ -241,7 +241,9 @@ NAME_PREFIX: dict[str, str] = {
     "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "maxout": "maxout",
 }
 
-# Kinds that compute in place (or as a view) and so keep no new tensor: see README,
-# "activation memory". Maxout changes the shape and so is not among them.
+# Activation memory (README, "Conventions"): elementwise activations overwrite their input
+# when nothing else reads it (else they make a new tensor); flatten (a view) and dropout (the
+# identity at inference) never make one. Maxout changes the shape and so is not among them.
 IN_PLACE: frozenset[str] = frozenset(
-    {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "dropout", "flatten"})
+    {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"})
+PASS_THROUGH: frozenset[str] = frozenset({"dropout", "flatten"})
