@@ -247,7 +247,8 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
               f"{result.images_per_second:,.0f} images/s")
     wrote = "checkpoint.npz, history.json, metrics.json" + (", curves.png" if plotted else "")
     out.print(f"wrote {wrote} to {out_dir}"
-              + ("" if plotted else " (curves.png needs matplotlib: pip install 'archcalc[plot]')"))
+              + ("" if plotted else " (curves.png needs matplotlib: pip install 'archcalc[plot]')"),
+              markup=False)  # "[plot]" and paths are text, not rich markup
     if result.interrupted:
         out.print(f"resume with: --resume {out_dir / 'checkpoint.npz'}")
         raise SystemExit(130)           # the shell's code for "stopped by Ctrl-C"
