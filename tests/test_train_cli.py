@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 
@@ -43,6 +44,17 @@ def test_train_writes_every_file(run, write_spec, tmp_path):
         assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert not (out / "curves.png").exists() and "pip install 'archcalc[plot]'" in result.output
+
+
+def test_without_matplotlib_curves_are_skipped_with_a_hint(run, write_spec, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib fails
+    out = tmp_path / "[run]"                                 # brackets are not rich markup
+    result = run("train", write_spec(TINY), "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert not (out / "curves.png").exists() and (out / "metrics.json").exists()
+    assert (f"wrote checkpoint.npz, history.json, metrics.json to {out} (curves.png needs "
+            "matplotlib: pip install 'archcalc[plot]')") in " ".join(result.output.split())
 
 
 def test_resume_continues_and_evaluate_prints_confusion(run, write_spec, tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich import box
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
@@ -205,12 +206,12 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
 
 def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -> None:
     counts = f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test"
-    out.print(f"data:  {data.name}, {counts}, {data.classes} classes")
-    out.print(f"input: {data.transform}")
+    out.print(f"data:  {data.name}, {counts}, {data.classes} classes", markup=False)
+    out.print(f"input: {data.transform}", markup=False)
     trainable = sum(p.size for k, p in model.params.items() if k not in model.frozen)
     frozen = sum(p.size for k, p in model.params.items() if k in model.frozen)
     out.print(f"model: {net.name} ({'×'.join(map(str, net.input_shape))}), {trainable:,} "
-              "trainable parameters" + (f", {frozen:,} frozen" if frozen else ""))
+              "trainable parameters" + (f", {frozen:,} frozen" if frozen else ""), markup=False)
     lr = trainer.schedule.describe().replace("lr0", f"{cfg.lr:g}")
     if lr == "constant":
         lr = f"{cfg.lr:g}"
@@ -225,9 +226,9 @@ def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -
         out.print("note: the spec ends with a softmax, so cross-entropy is taken on its "
                   "probabilities")
     if resume:
-        out.print(f"resuming after epoch {trainer.epoch} from {resume}")
+        out.print(f"resuming after epoch {trainer.epoch} from {resume}", markup=False)
     for note in trainer.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {note}", markup=False)
 
 
 def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, data) -> None:
@@ -250,7 +251,7 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
               + ("" if plotted else " (curves.png needs matplotlib: pip install 'archcalc[plot]')"),
               markup=False)  # "[plot]" and paths are text, not rich markup
     if result.interrupted:
-        out.print(f"resume with: --resume {out_dir / 'checkpoint.npz'}")
+        out.print(f"resume with: --resume {out_dir / 'checkpoint.npz'}", markup=False)
         raise SystemExit(130)           # the shell's code for "stopped by Ctrl-C"
 
 
@@ -280,7 +281,7 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     matrix = train.confusion_matrix(data.test.labels, predicted, data.classes)
     out = console()
     out.print(f"{net.name} on {data.name}: test accuracy {acc:.2%} "
-              f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}")
+              f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}", markup=False)
     print_wide(confusion_table(matrix, data.class_names))
 
 
@@ -290,11 +291,11 @@ def confusion_table(matrix, names: list[str]) -> Table:
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("true \\ pred", no_wrap=True)
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(escape(name), justify="right", no_wrap=True)
     table.add_column("recall", justify="right")
     for i, row in enumerate(matrix):
         cells = [f"[bold]{v}[/bold]" if i == j else (str(v) if v else "[dim]·[/dim]")
                  for j, v in enumerate(row)]
         recall = f"{row[i] / row.sum():.1%}" if row.sum() else "-"
-        table.add_row(names[i], *cells, recall)
+        table.add_row(escape(names[i]), *cells, recall)
     return table
