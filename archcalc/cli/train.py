@@ -183,7 +183,7 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
                             weight_decay=weight_decay, l1=l1, class_weights=class_weights,
                             clip_norm=clip_norm, seed=seed, patience=patience, monitor=monitor,
                             restore_best=restore_best, translate=translate, flip=flip)
-    # a spec may name its initialiser (a top-level `init:`, when the spec language has it)
+    # a spec may name its initialiser (a top-level `init:`)
     init = init or getattr(net, "init", None) or "he"
     model = build(net, seed=seed, dtype=dtype, init=init)
     if freeze:

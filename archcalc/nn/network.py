@@ -126,6 +126,11 @@ class Model:
                 layer.frozen = True
         return newly
 
+    def reseed_noise(self, seed) -> None:
+        """Restart the generator of dropout masks (the trainer does so every epoch, from the
+        run's seed and the epoch, so that a resumed run draws the same masks)."""
+        self.store.noise = np.random.default_rng(seed)
+
     def fix_dropout(self, fixed: bool = True) -> None:
         """Make dropout reuse its last mask (for gradient checks)."""
         for layer in self.layers.values():

@@ -375,6 +375,7 @@ class Trainer:
         self.optimizer.lr = self.schedule(cfg.lr, epoch - 1)
         shuffle = np.random.default_rng([cfg.seed, epoch, 0])
         augment = np.random.default_rng([cfg.seed, epoch, 1])
+        self.model.reseed_noise([cfg.seed, epoch, 2])  # dropout masks: same on resume
         parts = datamod.batch_indices(len(self.data.train), cfg.batch_size, shuffle)
         self.progress.epoch_start(epoch, cfg.epochs, len(parts), self.optimizer.lr)
         total_loss = seen = correct = 0

@@ -42,6 +42,7 @@ class NetworkSpec(BaseModel):
     description: str | None = None
     input: tuple[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)], ...]
     separator: Literal[".", "/"] = "."
+    init: Literal["he", "xavier", "lecun"] | None = None  # the executor's default initialiser
     blocks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
 
@@ -63,6 +64,7 @@ _TOP_FIXES = {
     "layers": "layers: a list of at least one layer",
     "blocks": "blocks: {name: {args: [...], layers: [...]}}",
     "separator": "separator: '.' or '/'",
+    "init": "init: he, xavier or lecun",
     "name": "name: a string",
 }
 
@@ -157,4 +159,5 @@ def from_dict(raw: Any, *, file: str | None = None,
     except ArchcalcError as exc:
         raise exc.located(file=file) from None
     shape = tuple(input_shape) if input_shape is not None else tuple(spec.input)
-    return Network(spec.name, shape, root, spec.separator, spec.source, file, resolver.lines)
+    return Network(spec.name, shape, root, spec.separator, spec.source, file, resolver.lines,
+                   spec.init)

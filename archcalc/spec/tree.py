@@ -66,6 +66,7 @@ class Network:
     source: str | None = None
     file: str | None = None
     lines: dict[Path, int] = field(default_factory=dict, compare=False)
+    init: str | None = None  # he | xavier | lecun: how the executor draws weights by default
 
     def display(self, path: Path) -> str:
         return self.separator.join(path)
@@ -78,7 +79,7 @@ class Network:
 
     def with_input(self, shape: tuple[int, ...]) -> "Network":
         return Network(self.name, tuple(shape), self.root, self.separator, self.source,
-                       self.file, self.lines)
+                       self.file, self.lines, self.init)
 
 
 def iter_leaves(node: Node) -> Iterator[Leaf]:
