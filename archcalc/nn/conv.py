@@ -93,18 +93,18 @@ class Conv2D(Layer):
         weight = self.p("weight").reshape(g, f // g, -1)
         n = x.shape[0]
         y = np.empty((n, f, ho, wo), dtype=x.dtype)
+        # the bias is added piece by piece while each piece of y is still in cache
+        bias = self.p("bias")[:, None] if self.spec.bias else None
         if kernel == (1, 1) and not any(pads):
-            self._pointwise(x, weight, stride, y)
+            self._pointwise(x, weight, bias, stride, y)
         else:
-            self._im2col_forward(x, weight, pads, kernel, stride, dilation, y)
-        if self.spec.bias:
-            y += self.p("bias")[:, None, None]
+            self._im2col_forward(x, weight, bias, pads, kernel, stride, dilation, y)
         self.cache = x if training else None
         return y
 
-    def _pointwise(self, x: np.ndarray, weight: np.ndarray, stride, y: np.ndarray) -> None:
+    def _pointwise(self, x, weight, bias, stride, y) -> None:
         """1×1, unpadded: y[n] (G, F/G, H_out·W_out) = weight (G, F/G, C/G) @ x[n] (G, C/G,
-        H_out·W_out), x subsampled by the stride; one product per image, written into y."""
+        H_out·W_out) (+ bias (F, 1)), x subsampled by the stride; one product per image."""
         g = weight.shape[0]
         if stride != (1, 1):  # a 1×1 window at stride s reads every s-th pixel
             x = x[:, :, ::stride[0], ::stride[1]]
@@ -113,9 +113,12 @@ class Conv2D(Layer):
         for i in range(n):
             np.matmul(weight, x[i].reshape(g, c // g, ho * wo),
                       out=y[i].reshape(g, weight.shape[1], ho * wo))
+            if bias is not None:
+                y[i].reshape(-1, ho * wo)[:] += bias
 
-    def _im2col_forward(self, x, weight, pads, kernel, stride, dilation, y) -> None:
-        """y (N, F, H_out, W_out) filled chunk by chunk from cache-sized im2col buffers."""
+    def _im2col_forward(self, x, weight, bias, pads, kernel, stride, dilation, y) -> None:
+        """y (N, F, H_out, W_out) (+ bias (F, 1)) filled chunk by chunk from cache-sized
+        im2col buffers."""
         n, c = x.shape[:2]
         f, ho, wo = y.shape[1:]
         g = weight.shape[0]
@@ -138,10 +141,14 @@ class Conv2D(Layer):
             cols = cols.reshape(g, k // g, m)
             if n1 - n0 == 1 and r1 - r0 == ho:  # one whole image: write straight into y
                 np.matmul(weight, cols, out=y[n0].reshape(g, f // g, ho * wo))
+                if bias is not None:
+                    y[n0].reshape(f, ho * wo)[:] += bias
                 continue
             # matmul into a strided slice of y would leave BLAS (measured: 5× slower), so
             # the product goes to a contiguous buffer and is copied into place
             prod = np.matmul(weight, cols, out=prod_buf[:f * m].reshape(g, f // g, m))
+            if bias is not None:
+                prod.reshape(f, m)[:] += bias
             if n1 - n0 == 1:
                 y[n0].reshape(f, ho * wo)[:, r0 * wo:r1 * wo] = prod.reshape(f, m)
             else:
