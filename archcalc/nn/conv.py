@@ -15,8 +15,10 @@ least MIN_CHUNK_COLS output positions), so that a chunk is still in cache when t
 reads it: measured on VGG16's 64→64 3×3 layer at 224², one 110 MiB buffer took 92 ms and
 2–4 MiB chunks 62 ms (docs/performance.md). A 1×1 convolution without padding needs no
 im2col at all: its input, subsampled by the stride, already is the column matrix.
-Backward recomputes cols chunk by chunk (up to MAX_COLS_BYTES) and scatters the column
-gradient back with one vectorised add per kernel offset (col2im).
+Backward works in chunks too (about BACKWARD_COLS_BYTES, same reused-buffer scheme): it
+recomputes each chunk's cols for the weight gradient and scatters the chunk's column
+gradient straight into dx with one vectorised add per kernel offset (col2im), clipped to
+the unpadded input so that no padded copy of dx is needed.
 """
 
 from __future__ import annotations
@@ -25,13 +27,18 @@ import numpy as np
 
 from archcalc.errors import ShapeError
 from archcalc.nn.base import Layer
-from archcalc.nn.windows import (check_fits, offset_slice, out_size, pad, patches,
-                                 resolve_pads, span)
+from archcalc.nn.windows import check_fits, out_size, pad, patches, resolve_pads, span
 from archcalc.spec.layers import pair
 
-MAX_COLS_BYTES = 256 * 2**20  # bound on one im2col buffer (forward and backward)
-CACHE_COLS_BYTES = 4 * 2**20   # forward: aim for chunks this size, so they stay in cache
-MIN_CHUNK_COLS = 1024          # ... but give each product at least this many columns
+MAX_COLS_BYTES = 256 * 2**20  # hard bound on one im2col buffer (forward and backward)
+# forward: aim for chunks this size, so they stay in cache. 2 MiB rather than 4: both were
+# equally fast on VGG16 (docs/performance.md) and on LeNet-5, but 4 MiB put LeNet-5's
+# training peak at batch 64 at 2.25× the calculator's estimate (2 MiB: 1.61×)
+CACHE_COLS_BYTES = 2 * 2**20
+# backward: cols and dcols are each about this size (smaller than the forward's chunks: two
+# buffers live at once, next to every cached activation, and a training step's peak is there)
+BACKWARD_COLS_BYTES = 1 * 2**20
+MIN_CHUNK_COLS = 1024  # ... but give each chunk's product at least this many columns (both)
 
 
 def chunks(n: int, rows: int, bytes_per_row: int, limit: int | None = None):
@@ -79,12 +86,6 @@ class Conv2D(Layer):
         check_fits("H", h, eh, pads[0], pads[1], ho, stride[0])
         check_fits("W", w, ew, pads[2], pads[3], wo, stride[1])
         return pads, kernel, stride, dilation, (ho, wo)
-
-    def _cols(self, view: np.ndarray) -> np.ndarray:
-        """(n, C, kH, kW, h, w) patch view → contiguous (G, C/G·kH·kW, n·h·w)."""
-        n, c, kh, kw, h, w = view.shape
-        cols = np.ascontiguousarray(view.transpose(1, 2, 3, 0, 4, 5))
-        return cols.reshape(self.spec.groups, (c // self.spec.groups) * kh * kw, n * h * w)
 
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         """x: (N, C, H, W) → y: (N, F, H_out, W_out)."""
@@ -155,37 +156,22 @@ class Conv2D(Layer):
                 y[n0:n1, :, r0:r1] = prod.reshape(f, n1 - n0, r1 - r0, wo).transpose(1, 0, 2, 3)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy: (N, F, H_out, W_out) → dx: (N, C, H, W); fills weight and bias grads."""
+        """dy: (N, F, H_out, W_out) → dx: (N, C, H, W); fills weight and bias grads.
+
+        Chunk by chunk (about BACKWARD_COLS_BYTES each, in buffers reused across chunks):
+        cols (G, C/G·kH·kW, m) is recomputed for dW (G, F/G, C/G·kH·kW) += dy_chunk @ colsᵀ,
+        and dcols = Wᵀ @ dy_chunk is scattered into dx straight away (col2im), so no buffer
+        the size of the whole batch's columns is ever built."""
         x = self.need_cache("cache")
         pads, kernel, stride, dilation, (ho, wo) = self.geometry(x)
         g, f = self.spec.groups, self.spec.filters
         n, c = x.shape[:2]
         weight = self.p("weight").reshape(g, f // g, -1)
-        want_w = self.wants_grad("weight")
-        xp = pad(x, pads)
-        view = patches(xp, kernel, stride, dilation, (ho, wo))
+        want_w, need_dx = self.wants_grad("weight"), self.need_dx
         dw = np.zeros_like(weight) if want_w else None
-        # the padded input gradient, channels first so each kernel offset is one add
-        dxp = np.zeros((c, n) + xp.shape[2:], dtype=x.dtype) if self.need_dx else None
-        row_bytes = c * kernel[0] * kernel[1] * wo * x.itemsize
-        for n0, n1, r0, r1 in chunks(n, ho, row_bytes):
-            m = (n1 - n0) * (r1 - r0) * wo
-            dyb = np.ascontiguousarray(dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)).reshape(g, f // g, m)
-            if want_w:
-                cols = self._cols(view[n0:n1, :, :, :, r0:r1])
-                dw += np.matmul(dyb, cols.transpose(0, 2, 1))
-                del cols
-            if not self.need_dx:
-                continue
-            dcols = np.matmul(weight.transpose(0, 2, 1), dyb)
-            dcols = dcols.reshape(c, kernel[0], kernel[1], n1 - n0, r1 - r0, wo)
-            for i in range(kernel[0]):  # col2im: a loop over the kernel, not the pixels
-                rows = offset_slice(i, dilation[0], stride[0], ho)
-                rows = slice(rows.start + r0 * stride[0], rows.start + (r1 - 1) * stride[0] + 1,
-                             stride[0])
-                for j in range(kernel[1]):
-                    cols_j = offset_slice(j, dilation[1], stride[1], wo)
-                    dxp[:, n0:n1, rows, cols_j] += dcols[:, i, j]
+        dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
+        if want_w or need_dx:
+            self._chunked_backward(x, dy, weight, pads, kernel, stride, dilation, dw, dx)
         if want_w:
             self.set_grad("weight", dw.reshape(self.p("weight").shape))
         else:
@@ -195,8 +181,74 @@ class Conv2D(Layer):
                 self.set_grad("bias", dy.sum(axis=(0, 2, 3)))
             else:
                 self.zero_grad("bias")
-        if not self.need_dx:
-            return None
-        top, _, left, _ = pads
-        dx = dxp[:, :, top:top + x.shape[2], left:left + x.shape[3]].transpose(1, 0, 2, 3)
-        return np.ascontiguousarray(dx)
+        return dx
+
+    def _chunked_backward(self, x, dy, weight, pads, kernel, stride, dilation, dw, dx) -> None:
+        """Accumulate dw (G, F/G, C/G·kH·kW) and dx (N, C, H, W) (either may be None) over
+        blocks of images × output rows."""
+        n, c = x.shape[:2]
+        f, ho, wo = dy.shape[1:]
+        g = weight.shape[0]
+        k = c * kernel[0] * kernel[1]
+        row_bytes = k * wo * x.itemsize
+        min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
+        limit = min(MAX_COLS_BYTES, max(BACKWARD_COLS_BYTES, min_bytes))
+        blocks = list(chunks(n, ho, row_bytes, limit))
+        most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * wo
+        # reused across chunks: fresh buffers would fault their pages in again each time
+        dy_buf = np.empty(f * most, dtype=dy.dtype)
+        if dw is not None:
+            view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
+            cols_buf = np.empty(k * most, dtype=x.dtype)
+            dw_part = np.empty_like(dw) if len(blocks) > 1 else dw
+        if dx is not None:
+            dcols_buf = np.empty(k * most, dtype=x.dtype)
+            w_t = weight.transpose(0, 2, 1)
+        for n0, n1, r0, r1 in blocks:
+            m = (n1 - n0) * (r1 - r0) * wo
+            dyb = dy_buf[:f * m].reshape(f, n1 - n0, r1 - r0, wo)
+            np.copyto(dyb, dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3))
+            dyb = dyb.reshape(g, f // g, m)
+            if dw is not None:
+                cols = cols_buf[:k * m].reshape(c, kernel[0], kernel[1], n1 - n0, r1 - r0, wo)
+                np.copyto(cols, view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5))
+                np.matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
+                if dw_part is not dw:
+                    dw += dw_part
+            if dx is not None:
+                dcols = np.matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
+                col2im(dcols.reshape(c, kernel[0], kernel[1], n1 - n0, r1 - r0, wo),
+                       dx[n0:n1], r0, pads, stride, dilation)
+
+
+def clipped(offset: int, before: int, stride: int, first: int, last: int, size: int):
+    """For one kernel offset (already times the dilation) along one axis: the output
+    positions in [first, last) whose input position o·S + offset − before lies inside
+    [0, size), as (slice into the input, slice into the outputs relative to `first`), or
+    None. Clipping here spares col2im a padded copy of dx."""
+    shift = offset - before
+    lo = max(first, -(-max(0, -shift) // stride))
+    hi = min(last, (size - 1 - shift) // stride + 1) if size - 1 - shift >= 0 else first
+    if lo >= hi:
+        return None
+    start = lo * stride + shift
+    return (slice(start, start + (hi - lo - 1) * stride + 1, stride),
+            slice(lo - first, hi - first))
+
+
+def col2im(dcols: np.ndarray, dx: np.ndarray, r0: int, pads, stride, dilation) -> None:
+    """Scatter-add dcols (C, kH, kW, n, rows, W_out), the gradient of the columns of output
+    rows r0 … r0+rows−1 of n images, into dx (n, C, H, W): one vectorised add per kernel
+    offset over a strided slice (a loop over the kernel, not over the pixels)."""
+    c, kh, kw, n, rows, wo = dcols.shape
+    h, w = dx.shape[2:]
+    for i in range(kh):
+        along_h = clipped(i * dilation[0], pads[0], stride[0], r0, r0 + rows, h)
+        if along_h is None:
+            continue
+        for j in range(kw):
+            along_w = clipped(j * dilation[1], pads[2], stride[1], 0, wo, w)
+            if along_w is None:
+                continue
+            target = dx[:, :, along_h[0], along_w[0]]
+            target += dcols[:, i, j, :, along_h[1], along_w[1]].transpose(1, 0, 2, 3)
