@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from archcalc.calc.layers import layer_math
 from archcalc.calc.shapes import Dim, fmt_shape, prod, receptive_step
@@ -143,8 +143,6 @@ class _State:
     shape: tuple[int, ...]
     rf: tuple[int, int]
     jump: tuple[int, int]
-    # the spatial size when the data was last C×H×W, for flatten / dense receptive fields
-    spatial: tuple[int, int] | None
     # Nothing else will read this tensor: an elementwise activation may overwrite it.
     free: bool = True
 
@@ -192,11 +190,6 @@ class _Walker:
             rh, jh = receptive_step(rf[0], jump[0], sh, th)
             rw, jw = receptive_step(rf[1], jump[1], sw, tw)
             rf, jump = (rh, rw), (jh, jw)
-        elif math.global_window and len(state.shape) == 3:
-            h, w = state.shape[1], state.shape[2]
-            rh, jh = receptive_step(rf[0], jump[0], h, h)
-            rw, jw = receptive_step(rf[1], jump[1], w, w)
-            rf, jump = (rh, rw), (jh, jw)
         if math.dims is not None:
             self.check_division(name, leaf, math.dims)
         if leaf.kind in PASS_THROUGH:            # a view, or the identity at inference
@@ -208,8 +201,7 @@ class _Walker:
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
                              rf, jump, leaf.line))
-        spatial = tuple(math.out_shape[1:]) if len(math.out_shape) == 3 else state.spatial
-        return _State(math.out_shape, rf, jump, spatial, free)  # type: ignore[arg-type]
+        return _State(math.out_shape, rf, jump, free)
 
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
         """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
@@ -256,7 +248,7 @@ class _Walker:
             # if no earlier branch passed it on unchanged (an identity shortcut, say).
             free = (state.free and index == count
                     and not any(_passes_through(b) for b in merge.branches[:index - 1]))
-            out = self.walk(branch, _State(state.shape, state.rf, state.jump, state.spatial, free))
+            out = self.walk(branch, replace(state, free=free))
             last = _last_leaf(branch)
             label = (f"branch {index} (ending at {self.net.display(last.path)})" if last
                      else f"branch {index} (identity)")
@@ -284,7 +276,7 @@ class _Walker:
         jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))
         self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,
                              prod(shape), rf, jump, merge.line))
-        return _State(shape, rf, jump, first.spatial, True)
+        return _State(shape, rf, jump, True)
 
 
 def _passes_through(node: Node) -> bool:
@@ -316,8 +308,7 @@ def analyze(network: Network, *, batch: int = 1, dtype: str = "float32",
         raise ArchcalcError(f"batch must be >= 1 (got {batch})", fix="--batch 1")
     walker = _Walker(network, strict)
     shape = tuple(network.input_shape)
-    spatial = tuple(shape[1:]) if len(shape) == 3 else None
-    walker.walk(network.root, _State(shape, (1, 1), (1, 1), spatial))  # type: ignore[arg-type]
+    walker.walk(network.root, _State(shape, (1, 1), (1, 1)))
     rows = walker.rows
     totals = Totals(
         trainable_params=sum(r.trainable_params for r in rows),

@@ -23,9 +23,8 @@ class LayerMath:
     non_trainable: int = 0
     macs: int = 0
     # (span, stride) per spatial dim for the receptive field; None: no spatial window.
+    # Flatten and global pooling have one window the size of the whole map.
     window: tuple[tuple[int, int], tuple[int, int]] | None = None
-    # Collapses the spatial extent (flatten, global pooling): every output sees it all.
-    global_window: bool = False
     dims: tuple[Dim, Dim] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -87,9 +86,14 @@ def pool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
                      dims=(dh, dw))
 
 
+def _whole_map(shape: tuple[int, ...]):
+    """The receptive-field window of a layer that sees the whole H×W map at once."""
+    return ((shape[1], shape[1]), (shape[2], shape[2])) if len(shape) == 3 else None
+
+
 def global_avgpool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     c, _, _ = _need_chw(leaf, shape, name)
-    return LayerMath((c, 1, 1) if leaf.spec.keepdims else (c,), global_window=True)
+    return LayerMath((c, 1, 1) if leaf.spec.keepdims else (c,), window=_whole_map(shape))
 
 
 def dense(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
@@ -102,7 +106,7 @@ def dense(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
 
 
 def flatten(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
-    return LayerMath((prod(shape),), global_window=len(shape) == 3)
+    return LayerMath((prod(shape),), window=_whole_map(shape))
 
 
 def batchnorm(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:

@@ -7,7 +7,6 @@ that differs) and on a spec the calculator rejects or a run over the memory budg
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import click
@@ -17,27 +16,8 @@ from rich.text import Text
 from archcalc.calc.shapes import fmt_shape
 from archcalc.check import CheckResult, LayerCheck, fmt_bytes, parse_size, run_check
 from archcalc.cli import main
-from archcalc.cli.common import console, input_option
-from archcalc.errors import ArchcalcError
+from archcalc.cli.common import ParsedParam, input_option, print_wide
 from archcalc.spec import load
-
-# Tables piped to a file or a CI log are not squeezed into 80 columns.
-_PIPE_WIDTH = 150
-
-
-class SizeParam(click.ParamType):
-    """A byte size: 2GB, 500MB, 1.5GiB, 4096."""
-
-    name = "SIZE"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(value)
-        except ArchcalcError as exc:
-            self.fail(f"{exc.message} ({exc.fix})", param, ctx)
-
 
 @main.command("check")
 @click.argument("spec")
@@ -48,7 +28,7 @@ class SizeParam(click.ParamType):
               help="Seed of the weights and of the random batch.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True, help="Precision of the executor's arrays.")
-@click.option("--memory-budget", type=SizeParam(), default=None,
+@click.option("--memory-budget", type=ParsedParam("SIZE", parse_size, int), default=None,
               help="Refuse runs estimated above this, e.g. 2GB or 500MB "
                    "[default: half the available memory].")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
@@ -122,10 +102,7 @@ def build_table(result: CheckResult) -> Table:
 
 
 def render(result: CheckResult) -> None:
-    out = console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = console(width=_PIPE_WIDTH)
-    out.print(build_table(result))
+    out = print_wide(build_table(result))
     for warning in result.warnings:
         out.print(f"warning: {warning}", soft_wrap=True, markup=False)
     out.print(f"seconds: {result.seconds:.2f} (build {result.build_seconds:.2f}, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import click
 from rich.console import Console, Group
@@ -28,21 +28,23 @@ class AppGroup(click.Group):
             sys.exit(130)
 
 
-class ShapeParam(click.ParamType):
-    """CxHxW, e.g. 3x224x224 (or a single number for a flat input)."""
+class ParsedParam(click.ParamType):
+    """An option value read by one of the library's parsers; its ArchcalcError becomes
+    click's usage error (exit 2) with the parser's message and fix."""
 
-    name = "CxHxW"
+    def __init__(self, name: str, parse: Callable[[str], Any], parsed: type) -> None:
+        self.name, self.parse, self.parsed = name, parse, parsed
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
-        if isinstance(value, tuple):
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, self.parsed):  # a default, already parsed
             return value
         try:
-            return parse_shape(value)
+            return self.parse(value)
         except ArchcalcError as exc:
             self.fail(f"{exc.message} ({exc.fix})", param, ctx)
 
 
-SHAPE = ShapeParam()
+SHAPE = ParsedParam("CxHxW", parse_shape, tuple)  # 3x224x224, or N for a flat input
 
 DTYPES = click.Choice(["float16", "float32", "float64"])
 
@@ -64,9 +66,10 @@ def console(width: int | None = None) -> Console:
     return Console(width=width, soft_wrap=False, highlight=False)
 
 
-def print_wide(renderable, width: int | None = None) -> None:
+def print_wide(renderable, width: int | None = None) -> Console:
     """Print without ever truncating a number: if the table needs more columns than the
-    terminal has, widen the console (the terminal wraps) rather than cut cells."""
+    terminal has, widen the console (the terminal wraps) rather than cut cells. Returns
+    the console used, for the lines that follow the table."""
     out = console(width)
     if width is None:
         wide = Console(width=10_000, file=io.StringIO())
@@ -75,3 +78,4 @@ def print_wide(renderable, width: int | None = None) -> None:
         if needed > out.width:
             out = console(needed)
     out.print(renderable)
+    return out

@@ -30,14 +30,15 @@ def list_specs() -> None:
     for name, justify in (("Name", "left"), ("Input", "right"), ("Params", "right"),
                           ("Trainable", "right"), ("MACs", "right"), ("Source", "left")):
         table.add_column(name, justify=justify, no_wrap=name != "Source")
-    for name in bundled_names():
+    names = bundled_names()
+    for name in names:
         analysis = analyze(load(name))
         net = analysis.network
         t = analysis.totals
         table.add_row(Text(name), "×".join(map(str, net.input_shape)), f"{t.params:,}",
                       f"{t.trainable_params:,}", f"{t.macs:,}", Text(net.source or ""))
     print_wide(table)
-    console().print(f"[dim]{len(bundled_names())} specs in {bundled_dir()}; "
+    console().print(f"[dim]{len(names)} specs in {bundled_dir()}; "
                     "`archcalc summary NAME` shows one.[/dim]")
 
 

@@ -474,7 +474,4 @@ def _is_kind_map(item: dict) -> bool:
 
 
 def _looks_like_item(value: dict) -> bool:
-    if "type" in value or any(k in value for k in COMPOSITES):
-        return True
-    keys = [k for k in value if k not in ("name", "trainable")]
-    return len(keys) == 1 and str(keys[0]) in ALIASES
+    return "type" in value or any(k in value for k in COMPOSITES) or _is_kind_map(value)
