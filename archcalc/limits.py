@@ -1,0 +1,61 @@
+"""Every limit archcalc puts on its input, in one place.
+
+A limit bounds the work done on untrusted input *before* the work is done (a 465-byte YAML
+file must not expand to gigabytes; a gzip file must not inflate past what its header
+promises). Each is a named constant with the environment variable that raises it, for the
+rare real network that needs more; the README's "Reliability" section lists them all.
+
+Read a limit with `limit(NAME)`: the environment variable (a positive integer) wins over the
+default, so tests and users can raise or lower it without touching code.
+"""
+
+from __future__ import annotations
+
+import os
+
+from archcalc.errors import ArchcalcError
+
+# name → (default, what it bounds). The environment variable is ARCHCALC_<NAME>.
+DEFAULTS: dict[str, tuple[int, str]] = {
+    # Spec files (archcalc.spec).
+    "MAX_SPEC_BYTES": (64 * 1024 * 1024, "bytes in one spec file"),
+    "MAX_SPEC_NODES": (4_000_000, "YAML values in a spec once its aliases (*anchor) are expanded"),
+    "MAX_SPEC_DEPTH": (500, "nesting depth of a spec (lists, mappings, blocks, repeats)"),
+    "MAX_LAYERS": (1_000_000, "layers in a resolved spec (repeats and blocks unrolled)"),
+    # Data files (archcalc.nn.data).
+    "MAX_DATA_BYTES": (4 * 1024 * 1024 * 1024, "bytes of one decompressed IDX data file"),
+}
+
+# How much user text an error line may echo (a value, a name) before it is cut with '…'.
+MAX_ECHO = 200
+
+
+def env_name(name: str) -> str:
+    return f"ARCHCALC_{name}"
+
+
+def limit(name: str) -> int:
+    """The limit `name`: ARCHCALC_<name> from the environment if set, else the default."""
+    default, what = DEFAULTS[name]
+    raw = os.environ.get(env_name(name))
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ArchcalcError(f"{env_name(name)}={raw[:40]!r} is not a positive integer",
+                            fix=f"unset it (default {default:,}: {what}) or give a number")
+    return value
+
+
+def raise_hint(name: str) -> str:
+    """The fix part of a message: how to raise limit `name` if the input is legitimate."""
+    return f"if the input is legitimate, raise the limit: {env_name(name)}=<larger number>"
+
+
+def echo(text: object, limit_chars: int = MAX_ECHO) -> str:
+    """User data for an error line: repr-free, one line, at most `limit_chars` characters."""
+    s = str(text).replace("\n", "\\n").replace("\r", "\\r")
+    return s if len(s) <= limit_chars else s[:limit_chars] + f"… ({len(s):,} characters)"
