@@ -97,14 +97,14 @@ def test_idx_round_trip(tmp_path, gz):
 def test_idx_errors_name_the_file(tmp_path):
     arr = np.zeros((10, 28, 28), np.uint8)
     short = write_idx(tmp_path / "short", arr, cut=100)
-    with pytest.raises(ArchcalcError, match=r"short: truncated IDX file: .*10×28×28 values "
-                                            r"\(7840 bytes\), the file holds 7740") as exc:
+    with pytest.raises(ArchcalcError, match=r"short: truncated IDX file: .*10×28×28 ubyte values "
+                                            r"\(7,840 bytes\), the file holds 7,740") as exc:
         data.read_idx(short)
     assert exc.value.file == str(short)
     cutgz = tmp_path / "cut.gz"
     noise = np.random.default_rng(0).integers(0, 256, 4000).astype(np.uint8).tobytes()
     cutgz.write_bytes(gzip.compress(b"\0\0\x08\x01" + struct.pack(">i", 4000) + noise)[:-500])
-    with pytest.raises(ArchcalcError, match="cut.gz: truncated or corrupt gzip file"):
+    with pytest.raises(ArchcalcError, match="cut.gz: truncated gzip file"):
         data.read_idx(cutgz)
     junk = tmp_path / "junk"
     junk.write_bytes(b"PK\x03\x04hello")
@@ -139,7 +139,7 @@ def test_missing_data_is_one_line(tmp_path):
 def test_idx_counts_must_agree(tmp_path):
     make_idx_dir(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(29))
-    with pytest.raises(ArchcalcError, match=r"shape \(30, 28, 28\) but .*labels of shape \(29,\)"):
+    with pytest.raises(ArchcalcError, match=r"train-labels-idx1-ubyte: 29 labels for 30 images"):
         data.load(f"idx:{tmp_path}", (1, 28, 28))
 
 

@@ -15,14 +15,21 @@ Sources (the `--data` option):
 from __future__ import annotations
 
 import gzip
+import math
+import os
+import stat
+import struct
 import zlib
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from archcalc.errors import ArchcalcError
+from archcalc.limits import echo, limit, raise_hint
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -78,69 +85,276 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
         return z["images"], z["labels"]
 
 
+# --- IDX files -----------------------------------------------------------------------------
+#
+# An IDX file is untrusted input: its header alone decides how much memory the data takes, and
+# a .gz file may inflate a thousandfold. So every header is read and checked (magic, type,
+# dimensions, size against the limits and against the file) before a byte of data is
+# allocated, and a .gz file is inflated in bounded pieces, never past what its header promised
+# plus one byte (the byte that tells "trailing data" from "exactly right").
+
+IDX_TYPE_NAMES = {0x08: "ubyte", 0x09: "sbyte", 0x0B: "short", 0x0C: "int", 0x0D: "float",
+                  0x0E: "double"}
+CHUNK = 1 << 20            # bytes read (or inflated) per step
+GZIP_RATIO_FREE = 1 << 20  # promises this small are never refused for their ratio
+REDOWNLOAD = "the file is damaged or not what it claims to be: download or write it again"
+
+
+@dataclass(frozen=True)
+class IdxHeader:
+    """What an IDX header declares: the value type, the dimensions, the header's length."""
+
+    code: int
+    dims: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(IDX_TYPES[self.code])
+
+    @property
+    def offset(self) -> int:
+        return 4 + 4 * len(self.dims)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data the header promises (Python ints: no overflow, however large)."""
+        return math.prod(self.dims) * self.dtype.itemsize
+
+    def describe(self) -> str:
+        """'60,000×28×28 ubyte values (47,040,000 bytes)'."""
+        return (f"{'×'.join(f'{d:,}' for d in self.dims)} {IDX_TYPE_NAMES[self.code]} values "
+                f"({self.nbytes:,} bytes)")
+
+
+def _error(path: Path, message: str, fix: str = REDOWNLOAD) -> ArchcalcError:
+    return ArchcalcError(message, file=echo(path), fix=fix)
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turns what opening, reading or inflating `path` can raise into one line."""
+    try:
+        yield
+    except PermissionError:
+        raise _error(path, "permission denied", "give read permission (chmod +r), or copy "
+                     "the files somewhere readable") from None
+    except FileNotFoundError:
+        raise _error(path, "no such file", "check the path") from None
+    except EOFError:   # gzip: the compressed stream stops before its end marker
+        raise _error(path, "truncated gzip file: the compressed stream ends before its "
+                     "end-of-stream marker") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:   # CRC, length, bad block, bad header
+        raise _error(path, f"corrupt gzip file ({echo(exc, 80)})") from None
+    except MemoryError:
+        raise _error(path, "not enough memory to hold its data",
+                     "free memory, or use a smaller dataset") from None
+    except OSError as exc:
+        raise _error(path, f"cannot read the file: {exc.strerror or exc}",
+                     "check the file and its disk") from None
+
+
+def _open_idx(path: Path, stack: ExitStack) -> tuple[BinaryIO, int, bool]:
+    """(a stream of the IDX bytes, the size on disk, whether it is gzipped)."""
+    info = path.stat()                  # stat, not open: opening a FIFO would block
+    if stat.S_ISDIR(info.st_mode):
+        raise _error(path, "is a directory, not an IDX file",
+                     "remove or rename it; the data directory needs the four IDX files")
+    if not stat.S_ISREG(info.st_mode):
+        raise _error(path, "not a regular file (a device, FIFO or socket)",
+                     "give a regular IDX file")
+    fh = stack.enter_context(open(path, "rb"))
+    gz = fh.read(2) == b"\x1f\x8b"      # gzip magic, whatever the suffix
+    fh.seek(0)
+    stream = stack.enter_context(gzip.GzipFile(fileobj=fh, mode="rb")) if gz else fh
+    return stream, info.st_size, gz
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """Up to n bytes (fewer only at the end of the data)."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(min(n - got, CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _parse_header(stream: BinaryIO, path: Path) -> IdxHeader:
+    head = _read_exactly(stream, 4)
+    if len(head) < 4 or head[:2] != b"\0\0":
+        raise _error(path, f"not an IDX file: it starts with bytes {head.hex(' ') or '(none)'}, "
+                     "an IDX file with 00 00 TYPE NDIM",
+                     "give the MNIST-format files, e.g. train-images-idx3-ubyte")
+    code, ndim = head[2], head[3]
+    if code not in IDX_TYPES:
+        known = ", ".join(f"0x{c:02X} {n}" for c, n in IDX_TYPE_NAMES.items())
+        raise _error(path, f"unknown IDX type code 0x{code:02X} (known: {known})")
+    if ndim == 0:
+        raise _error(path, "the IDX header declares 0 dimensions")
+    raw = _read_exactly(stream, 4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise _error(path, f"truncated IDX file: it ends inside its header ({ndim} dimensions "
+                     f"need {4 + 4 * ndim} bytes, the file holds {4 + len(raw)})")
+    dims = struct.unpack(f">{ndim}i", raw)   # IDX sizes are signed big-endian int32
+    for axis, size in enumerate(dims):
+        if size < 1:
+            raise _error(path, f"the IDX header's dimension {axis} is {size:,} (dimensions "
+                         f"{'×'.join(map(str, dims))}); every dimension must be at least 1")
+    return IdxHeader(code, dims)
+
+
+def _check_promise(header: IdxHeader, path: Path, disk: int, gz: bool) -> None:
+    """The header's promise against the limits and, for a plain file, the file's size."""
+    cap = limit("MAX_DATA_BYTES")
+    if header.nbytes > cap:
+        raise _error(path, f"its header promises {header.describe()}, more than the limit of "
+                     f"{cap:,} bytes (MAX_DATA_BYTES)", raise_hint("MAX_DATA_BYTES"))
+    if gz:
+        ratio = limit("MAX_GZIP_RATIO")
+        if header.nbytes > max(GZIP_RATIO_FREE, ratio * disk):
+            raise _error(path, f"its header promises {header.describe()} from {disk:,} "
+                         f"compressed bytes, more than {ratio:,} times the file (a gzip bomb?)",
+                         raise_hint("MAX_GZIP_RATIO"))
+        return
+    held = disk - header.offset
+    if held < header.nbytes:
+        raise _error(path, f"truncated IDX file: its header promises {header.describe()}, "
+                     f"the file holds {held:,} after its {header.offset}-byte header")
+    if held > header.nbytes:
+        raise _error(path, f"the IDX file is longer than its header promises: "
+                     f"{header.describe()}, the file holds {held:,} after its "
+                     f"{header.offset}-byte header ({held - header.nbytes:,} trailing bytes)")
+
+
+def _read_values(stream: BinaryIO, header: IdxHeader, path: Path) -> np.ndarray:
+    """The data, read in pieces into one array of exactly the promised size, then one more
+    byte asked for: there must be none."""
+    out = np.empty(header.nbytes, np.uint8)
+    view, got = memoryview(out), 0
+    while got < header.nbytes:
+        n = stream.readinto(view[got:got + CHUNK])
+        if not n:
+            raise _error(path, f"truncated IDX file: its header promises {header.describe()}, "
+                         f"its data holds {got:,}")
+        got += n
+    if stream.read(1):
+        raise _error(path, f"the IDX file holds more than its header promises "
+                     f"({header.describe()}); reading stopped there")
+    return out.view(header.dtype).reshape(header.dims)
+
+
+def read_idx_header(path: Path) -> IdxHeader:
+    """The checked header of an IDX file (gzipped or not); reads no more than the header."""
+    path = Path(path)
+    with _reading(path), ExitStack() as stack:
+        stream, disk, gz = _open_idx(path, stack)
+        header = _parse_header(stream, path)
+        _check_promise(header, path, disk, gz)
+        return header
+
+
 def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzipped or not) as an array of its declared type and dimensions.
 
     Layout: 2 zero bytes, a type byte, the number of dimensions d, then d big-endian int32
-    sizes, then the values, big-endian, row-major.
+    sizes, then the values, big-endian, row-major. The header is checked before anything is
+    allocated; the data must be exactly as long as the header promises.
     """
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":                       # gzip magic, whatever the suffix
-            raw = gzip.decompress(raw)
-    except OSError as exc:
-        raise ArchcalcError(f"cannot read the file: {exc.strerror or exc}", file=str(path),
-                            fix="check the file, or download it again") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile):
-        raise ArchcalcError("truncated or corrupt gzip file", file=str(path),
-                            fix="download it again") from None
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_TYPES:
-        raise ArchcalcError("not an IDX file (bad magic number)", file=str(path),
-                            fix="give the MNIST-format files, e.g. train-images-idx3-ubyte")
-    ndim = raw[3]
-    head = 4 + 4 * ndim
-    if len(raw) < head:
-        raise ArchcalcError("truncated IDX file: it ends inside its header", file=str(path),
-                            fix="download it again")
-    dims = tuple(int(v) for v in np.frombuffer(raw, ">i4", ndim, 4))
-    dtype = np.dtype(IDX_TYPES[raw[2]])
-    need = int(np.prod(dims)) * dtype.itemsize
-    if len(raw) - head < need:
-        raise ArchcalcError(
-            f"truncated IDX file: its header promises {'×'.join(map(str, dims))} values "
-            f"({need} bytes), the file holds {len(raw) - head}", file=str(path),
-            fix="download it again")
-    return np.frombuffer(raw, dtype, need // dtype.itemsize, head).reshape(dims)
+    path = Path(path)
+    with _reading(path), ExitStack() as stack:
+        stream, disk, gz = _open_idx(path, stack)
+        header = _parse_header(stream, path)
+        _check_promise(header, path, disk, gz)
+        return _read_values(stream, header, path)
 
 
 def find_idx_file(directory: Path, stem: str) -> Path:
-    """stem, stem.gz, or the dotted variant (train-images.idx3-ubyte) inside directory."""
+    """stem, stem.gz, or the dotted variant (train-images.idx3-ubyte) inside directory.
+
+    Any existing entry counts (a directory or FIFO of that name is then refused by
+    read_idx with what it is, rather than reported missing)."""
     dotted = stem.replace("-idx", ".idx")
     for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
-        if (directory / name).is_file():
+        if (directory / name).exists():
             return directory / name
-    raise ArchcalcError(f"missing IDX file {directory / stem} (or .gz)",
+    raise ArchcalcError(f"missing IDX file {echo(directory / stem)} (or .gz)",
                         fix="the directory needs train-images-idx3-ubyte, train-labels-idx1-"
                             "ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte")
 
 
-def load_idx_dir(directory: Path) -> dict[str, np.ndarray]:
-    """The four standard IDX files of directory: {role: array} (see IDX_FILES)."""
-    if not directory.is_dir():
-        raise ArchcalcError(f"no such data directory: {directory}",
-                            fix="give a directory holding the four MNIST-format IDX files")
-    arrays: dict[str, np.ndarray] = {}
-    paths = {}
-    for role, stem in IDX_FILES.items():
-        paths[role] = find_idx_file(directory, stem)
-        arrays[role] = read_idx(paths[role])
+def _check_directory(directory: Path) -> None:
+    where = echo(directory)
+    need = "give a directory holding the four MNIST-format IDX files (idx:DIR)"
+    try:
+        if not directory.exists():
+            raise ArchcalcError(f"no such data directory: {where}", fix=need)
+        if not directory.is_dir():
+            raise ArchcalcError("the data source is a file, not a directory", file=where,
+                                fix=need)
+        os.listdir(directory)   # so that an unreadable directory is said as such
+    except PermissionError:
+        raise ArchcalcError("permission denied on the data directory", file=where,
+                            fix="give read and execute permission (chmod +rx)") from None
+
+
+def _check_headers(headers: dict[str, IdxHeader], paths: dict[str, Path]) -> None:
+    """Images N×H×W, labels N of an integer type, and the same N: from the headers alone."""
+    for role, header in headers.items():
+        want = 1 if role.endswith("labels") else 3
+        if len(header.dims) != want:
+            shape = "N (one label per image)" if want == 1 else "N×H×W (N images of H×W)"
+            raise _error(paths[role], f"the header declares {len(header.dims)} dimension(s) "
+                         f"({header.describe()}); {role.replace('_', ' ')} need {want}: {shape}",
+                         f"write the {role.split('_')[1]} as {shape}")
+        if role.endswith("labels") and header.dtype.kind == "f":
+            # Refused by type, not by value: a float label file is a regression target or a
+            # mistake, and whether it loads must not depend on whether every value is whole.
+            raise _error(paths[role], f"labels must be integers (class numbers), the header "
+                         f"declares {IDX_TYPE_NAMES[header.code]} values (type 0x"
+                         f"{header.code:02X})", "write the labels as ubyte (type 0x08), e.g. "
+                         "labels.astype(numpy.uint8)")
     for part in ("train", "test"):
-        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
-        if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-            raise ArchcalcError(
-                f"{paths[part + '_images']} holds images of shape {images.shape} but "
-                f"{paths[part + '_labels']} holds labels of shape {labels.shape}",
-                fix="need N×H×W images and N labels")
+        n_img, n_lab = headers[f"{part}_images"].dims[0], headers[f"{part}_labels"].dims[0]
+        if n_img != n_lab:
+            raise _error(paths[f"{part}_labels"], f"{n_lab:,} labels for {n_img:,} images in "
+                         f"{echo(paths[part + '_images'].name, 80)}",
+                         "give one label per image (the files of one part must match)")
+
+
+def _check_values(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
+    """Labels are class numbers 0 ≤ y < MAX_CLASSES; pixels are finite and ≥ 0."""
+    cap = limit("MAX_CLASSES")
+    for role, values in arrays.items():
+        if role.endswith("labels"):
+            bad = np.flatnonzero((values < 0) | (values >= cap))
+            if bad.size:
+                i = int(bad[0])
+                what = "negative" if values[i] < 0 else f"not below the limit of {cap:,} classes"
+                raise _error(paths[role], f"label {int(values[i]):,} (label #{i:,}) is {what}; "
+                             "labels are class numbers 0, 1, 2, …",
+                             "number the classes from 0" if values[i] < 0
+                             else raise_hint("MAX_CLASSES"))
+        elif values.dtype.kind == "f" and not np.isfinite(values).all():
+            i = int(np.flatnonzero(~np.isfinite(values.reshape(-1)))[0])
+            raise _error(paths[role], f"pixel value #{i:,} is {values.reshape(-1)[i]}",
+                         "images must hold finite numbers")
+        elif values.dtype.kind in "if" and values.min() < 0:
+            raise _error(paths[role], f"negative pixel value {values.min()}",
+                         "images must hold values >= 0 (they are scaled by their maximum)")
+
+
+def load_idx_dir(directory: Path) -> dict[str, np.ndarray]:
+    """The four standard IDX files of directory: {role: array} (see IDX_FILES).
+
+    All four headers are checked against each other before any data is read."""
+    _check_directory(directory)
+    paths = {role: find_idx_file(directory, stem) for role, stem in IDX_FILES.items()}
+    headers = {role: read_idx_header(path) for role, path in paths.items()}
+    _check_headers(headers, paths)
+    arrays = {role: read_idx(path) for role, path in paths.items()}
+    _check_values(arrays, paths)
     return arrays
 
 
