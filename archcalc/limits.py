@@ -25,10 +25,14 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # Data files (archcalc.nn.data).
     "MAX_DATA_BYTES": (4 * 1024 * 1024 * 1024, "bytes of one decompressed IDX data file"),
     # Weights and checkpoints (archcalc.nn.weights).
-    "MAX_CHECKPOINT_BYTES": (4 * 1024 * 1024 * 1024, "bytes of the arrays in one weights or checkpoint .npz"),
+    "MAX_CHECKPOINT_BYTES": (4 * 1024 * 1024 * 1024,
+                             "bytes of the arrays in one weights or checkpoint .npz"),
     "MAX_GZIP_RATIO": (100, "decompressed ÷ compressed size a .gz IDX file may promise "
                             "(above 1 MiB; MNIST's is 5)"),
     "MAX_CLASSES": (10_000, "distinct class numbers (largest label + 1) in an IDX dataset"),
+    # archcalc sweep (archcalc.calc.whatif).
+    "MAX_SWEEP_SIZES": (1_000, "input sizes in one sweep (--sizes, or a --from/--to/--step range)"),
+    "MAX_SWEEP_SCAN": (256, "sizes tried one by one, past the bisection, for the smallest fit"),
 }
 
 # How much user text an error line may echo (a value, a name) before it is cut with '…'.

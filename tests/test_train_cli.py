@@ -19,7 +19,7 @@ layers:
   - dense: 10
 """
 
-HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "run_id"}
 
 
 def test_train_writes_every_file(run, write_spec, tmp_path):
@@ -151,13 +151,18 @@ layers:
     assert "input: 8×8 images, used as they are; pixels ÷16 to 0..1" in result.output
     assert ("augment: random shifts of up to 2 px (digits default; --translate 0 turns it off)"
             in result.output)
-    result = run("train", cnn, "--epochs", "2", "--translate", "0", "--lr", "0.01",
-                 "--out", str(tmp_path / "a"), "--resume", str(tmp_path / "a" / "checkpoint.npz"))
+    # a resumed run takes the options its checkpoint was trained with ...
+    result = run("train", cnn, "--epochs", "2", "--resume", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
-    assert "augment: none" in result.output
-    assert "note: translate is 0, the checkpoint's run used 2: not an exact continuation" \
-        in result.output
-    assert "note: lr is 0.01, the checkpoint's run used 0.001" in result.output
+    assert "augment: random shifts of up to 2 px\n" in result.output
+    # ... and refuses one given on the command line that differs, naming the stored value
+    ckpt = tmp_path / "a" / "checkpoint.npz"
+    result = run("train", cnn, "--epochs", "3", "--translate", "0", "--resume", str(ckpt))
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {ckpt}: the checkpoint's run used --translate 2; this run asks for "
+        f"--translate 0 (fix: drop that option to continue the run as it was, or start a new "
+        f"run from its weights: --weights {ckpt})\n")
 
 
 def test_ctrl_c_saves_then_exits_130(run, write_spec, tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+import math
 from pathlib import Path
 
 import click
@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
+
+from click.core import ParameterSource
 
 from archcalc.cli import main
 from archcalc.cli.common import console, input_option, print_wide
@@ -44,6 +46,22 @@ class BatchSize(click.ParamType):
             self.fail(f"'{value}' is not a batch size (a whole number >= 1, or 'full')",
                       param, ctx)
         return n
+
+
+class FiniteFloat(click.FloatRange):
+    """A float in a range that is also finite: click's FloatRange lets inf through when the
+    range is open above, and nan through always (every comparison with nan is false)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number in the range {self._describe_range()}",
+                      param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, train.SEED_MAX)
+MAX_EPOCHS = 1_000_000          # a bound to state, far above any run (an epoch takes >= 1 ms)
 
 
 class RichProgress(train.Progress):
@@ -105,39 +123,42 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
 @click.argument("spec")
 @click.option("--data", "source", default="digits", show_default=True,
               help="digits (embedded), fashion-mnist[:DIR], or idx:DIR (MNIST-format files).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=20, show_default=True)
 @click.option("--batch-size", type=BatchSize(), default="64", show_default=True,
               help="Examples per step; 1 = single example, 'full' = full batch.")
 @click.option("--optimizer", type=click.Choice(list(optim.OPTIMIZERS)), default="adam",
               show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Initial learning rate [default: 0.001 for adam/rmsprop, 0.01 for "
                    "momentum/nesterov/adagrad, 0.1 for sgd].")
 @click.option("--schedule", default="constant", show_default=True,
               help="constant, inverse-time:K, exponential:GAMMA, inv-sqrt, step:EVERY,GAMMA.")
 @click.option("--loss", type=click.Choice(list(LOSSES)), default="cross_entropy",
               show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--weight-decay", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="L2 penalty λ on conv/dense weights (λ/2·Σw²).")
-@click.option("--l1", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--l1", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="L1 penalty on conv/dense weights.")
 @click.option("--class-weights", default=None,
               help="'balanced' or one weight per class, e.g. 1,1,5.")
-@click.option("--clip-norm", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--clip-norm", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Clip the gradients' global norm to this value.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the weights, the shuffling, augmentation and dropout.")
 @click.option("--init", type=click.Choice(["he", "xavier", "lecun"]), default=None,
               help="Weight initialiser [default: the spec's 'init', else he].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: runs/<spec name>].")
 @click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="Continue a run exactly from its checkpoint.npz.")
+              help="Continue a run exactly from its checkpoint.npz (or its directory), with "
+                   "the options it was started with; --out defaults to its directory.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run that --out already holds (without it, train refuses).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Start a new run from a checkpoint's weights (fine-tuning).")
 @click.option("--freeze", multiple=True, metavar="PREFIX",
               help="Do not train the layers whose names start with PREFIX (repeatable).")
-@click.option("--patience", type=click.IntRange(min=1), default=None,
+@click.option("--patience", type=click.IntRange(1, MAX_EPOCHS), default=None,
               help="Stop after this many epochs without improvement of --monitor.")
 @click.option("--monitor", type=click.Choice(["val_loss", "val_acc", "train_loss", "train_acc"]),
               default="val_loss", show_default=True)
@@ -147,15 +168,12 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
               help="Augmentation: shift each image by up to N pixels [default: 2 for "
                    "digits on a C×H×W input, else 0].")
 @click.option("--flip", is_flag=True, help="Augmentation: mirror half the images left-right.")
-@click.option("--val-split", type=click.FloatRange(0, 0.9), default=0.1, show_default=True,
+@click.option("--val-split", type=FiniteFloat(0, 0.9), default=0.1, show_default=True,
               help="Fraction of the training images held out for validation.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)
 @input_option()
-def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, loss, weight_decay,
-                  l1, class_weights, clip_norm, seed, init, out, resume, weights, freeze,
-                  patience, monitor, restore_best, translate, flip, val_split, dtype,
-                  input_shape):
+def train_command(spec, **opts):
     """Train SPEC with the NumPy executor and write history.json, metrics.json,
     checkpoint.npz and curves.png to --out.
 
@@ -164,44 +182,72 @@ def train_command(spec, source, epochs, batch_size, optimizer, lr, schedule, los
       archcalc train lenet5
       archcalc train lenet5 --data fashion-mnist --epochs 10 --translate 2 --flip
       archcalc train lenet5 --optimizer momentum --lr 0.05 --schedule step:5,0.5
-      archcalc train lenet5 --resume runs/lenet5/checkpoint.npz --epochs 30
+      archcalc train lenet5 --resume runs/lenet5 --epochs 30
       archcalc train lenet5 --weights runs/lenet5/checkpoint.npz --freeze conv1 --freeze conv2
     """
-    if resume and weights:
+    o = opts
+    if o["resume"] and o["weights"]:
         raise ArchcalcError("--resume and --weights exclude each other",
                             fix="--resume continues a run; --weights starts a new one")
-    net = load(spec, input_shape)
-    data = datamod.load(source, net.input_shape, spec=net.name, val_fraction=val_split)
-    augment_default = translate is None and "translate" in data.augment
-    if translate is None:
-        translate = data.augment.get("translate", 0)
-    if (translate or flip) and len(net.input_shape) != 3:
-        raise ArchcalcError(f"augmentation needs C×H×W images; spec '{net.name}' takes a flat "
-                            "input", fix="drop --translate/--flip")
-    cfg = train.TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                            lr=lr or DEFAULT_LR[optimizer], schedule=schedule, loss=loss,
-                            weight_decay=weight_decay, l1=l1, class_weights=class_weights,
-                            clip_norm=clip_norm, seed=seed, patience=patience, monitor=monitor,
-                            restore_best=restore_best, translate=translate, flip=flip)
+    net = load(spec, o["input_shape"])
+    ckpt = None
+    if o["resume"]:
+        if o["resume"].is_dir():
+            o["resume"] = o["resume"] / train.CHECKPOINT
+        ckpt = train.read_checkpoint(o["resume"])
+        _take_stored(o, ckpt)
+    out_dir = o["out"] or (o["resume"].parent if o["resume"] else Path("runs") / net.name)
+    train.check_run_dir(out_dir, resume=o["resume"], overwrite=o["overwrite"])
+    data = datamod.load(o["source"], net.input_shape, spec=net.name, val_fraction=o["val_split"])
+    augment_default = o["translate"] is None and "translate" in data.augment
+    if o["translate"] is None:
+        o["translate"] = data.augment.get("translate", 0)
+    cfg = train.TrainConfig(
+        lr=o["lr"] or DEFAULT_LR[o["optimizer"]],
+        **{k: o[k] for k in ("epochs", "batch_size", "optimizer", "schedule", "loss",
+                             "weight_decay", "l1", "class_weights", "clip_norm", "seed",
+                             "patience", "monitor", "restore_best", "translate", "flip")})
     # a spec may name its initialiser (a top-level `init:`)
-    init = init or getattr(net, "init", None) or "he"
-    model = build(net, seed=seed, dtype=dtype, init=init)
-    if freeze:
-        model.freeze(list(freeze))
-    out_dir = out or Path("runs") / net.name
+    init = o["init"] or getattr(net, "init", None) or "he"
+    model = build(net, seed=cfg.seed, dtype=o["dtype"], init=init)
+    if o["freeze"]:
+        model.freeze(list(o["freeze"]))
+    setup = {"data": o["source"], "val_split": o["val_split"], "dtype": o["dtype"],
+             "init": init, "freeze": list(o["freeze"])}
     out_con = console()
     bar = progress_bar(out_con)
     trainer = train.Trainer(model, data, cfg, spec=net.name, out=out_dir,
-                            progress=RichProgress(bar))
-    if resume:
-        trainer.resume(resume)
-    elif weights:
-        trainer.start_from(weights)
-    _intro(out_con, net, data, cfg, model, trainer, resume, augment_default, init)
+                            progress=RichProgress(bar), setup=setup, overwrite=o["overwrite"])
+    if ckpt is not None:
+        trainer.resume(ckpt)
+    elif o["weights"]:
+        trainer.start_from(o["weights"])
+    _intro(out_con, net, data, cfg, model, trainer, o["resume"], augment_default, init)
     with bar:
         result = trainer.fit()
-    result.extra.update({"init": init, "translate": cfg.translate, "flip": cfg.flip})
     _finish(out_con, result, trainer, out_dir, data)
+
+
+# The CLI's name of each stored key (the rest are the same): setup["data"] is --data.
+_PARAM = {"data": "source"}
+
+
+def _take_stored(opts: dict, ckpt: train.Checkpoint) -> None:
+    """On --resume, every option not given on the command line takes the value the
+    checkpoint's run used; the trainer then refuses the given ones that differ."""
+    ctx = click.get_current_context()
+    stored = dict(train.config_from_meta(ckpt.meta, ckpt.path))
+    setup = ckpt.meta.get("setup")
+    if isinstance(setup, dict):
+        stored.update(setup)
+    for key, value in stored.items():
+        param = _PARAM.get(key, key)
+        if key in train.RESUME_MAY_CHANGE or param not in opts:
+            continue
+        if ctx.get_parameter_source(param) in (ParameterSource.COMMANDLINE,
+                                               ParameterSource.ENVIRONMENT):
+            continue
+        opts[param] = tuple(value) if param == "freeze" and isinstance(value, list) else value
 
 
 def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -> None:
@@ -237,11 +283,7 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
     elif result.stopped_early:
         out.print(f"early stop: no progress in {trainer.cfg.monitor} for "
                   f"{trainer.cfg.patience} epoch(s); best epoch {result.best_epoch}")
-    result.extra.update({"data": data.name, "spec": trainer.spec, "optimizer": trainer.cfg.optimizer,
-                         "lr": trainer.cfg.lr, "batch_size": trainer.cfg.batch_size,
-                         "seed": trainer.cfg.seed})
-    train.write_json(out_dir / "history.json", [asdict(r) for r in result.history])
-    train.write_json(out_dir / "metrics.json", result.metrics())
+    # the trainer wrote the checkpoint, history.json and metrics.json
     plotted = plot_curves(result.history, out_dir / "curves.png") if result.history else False
     out.print(f"test accuracy {result.test_acc:.2%}, loss {result.test_loss:.4f} "
               f"({len(data.test):,} images); {result.epochs} epochs in {result.seconds:.1f}s, "
@@ -270,9 +312,9 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     """
     net = load(spec, input_shape)
     ckpt = train.read_checkpoint(checkpoint)
-    saved = ckpt.meta.get("config", {})
-    known = {f.name for f in fields(train.TrainConfig)}
-    cfg = train.TrainConfig(**{k: v for k, v in saved.items() if k in known})
+    # the loss (and class weights) the run was trained with; no augmentation when scoring
+    stored = train.config_from_meta(ckpt.meta, ckpt.path)
+    cfg = train.TrainConfig(**{**stored, "translate": 0, "flip": False})
     data = datamod.load(source, net.input_shape, spec=net.name)
     model = build(net, dtype="float32")
     trainer = train.Trainer(model, data, cfg, spec=net.name)

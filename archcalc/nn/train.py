@@ -16,23 +16,25 @@ after the current batch, puts back the last completed epoch and writes everythin
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
-import tempfile
+import re
 import time
-import zipfile
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
 from archcalc.nn import data as datamod
-from archcalc.nn import losses, optim, schedules
+from archcalc.nn import losses, optim, schedules, weights
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2           # the meta record's version (2: run id, setup, namespaced file)
 EVAL_BATCH = 500           # examples per forward pass when only predicting
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
 
@@ -70,6 +72,9 @@ class EpochRecord:
     seconds: float
 
 
+_RECORD_KEYS = [f.name for f in fields(EpochRecord)]
+
+
 @dataclass
 class Result:
     history: list[EpochRecord]
@@ -103,28 +108,7 @@ class Progress:
 
 # --- checkpoints -------------------------------------------------------------------------
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through a temp file in the same directory, then os.replace: a run killed while
-    writing leaves the previous file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())            # mkstemp makes 0600; be a normal file
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+atomic_write = weights.atomic_write        # one writer for every file of a run
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -133,14 +117,13 @@ def write_json(path: Path, obj: Any) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, np.ndarray], optimizer: dict[str, np.ndarray],
                     best: dict[str, np.ndarray] | None, meta: dict[str, Any]) -> None:
-    """checkpoint.npz: the model's arrays under their own names (so executor.load_weights
-    reads it), "@optimizer/<slot>/<param>", "@best/<name>" and a JSON "@meta" string.
-    ('@' keeps them apart from layer names, which may contain '/'.)"""
-    arrays = dict(state)
-    arrays.update({f"@optimizer/{k}": v for k, v in optimizer.items()})
-    arrays.update({f"@best/{k}": v for k, v in (best or {}).items()})
-    arrays["@meta"] = np.array(json.dumps({"format": CHECKPOINT_FORMAT, **meta}))
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    """checkpoint.npz (archcalc.nn.weights format 2): the model's arrays, the optimizer's
+    state, the best epoch's weights and a JSON meta record, each in its own namespace, so a
+    layer may have any name (executor.load_weights reads the model's part)."""
+    parts = {"model": state, "optimizer": optimizer}
+    if best:
+        parts["best"] = best
+    weights.write_archive(path, parts, {"format": CHECKPOINT_FORMAT, **meta})
 
 
 @dataclass
@@ -159,29 +142,11 @@ class Checkpoint:
 
 def read_checkpoint(path: Path) -> Checkpoint:
     """A checkpoint (or a plain weights .npz) split into its parts; one line if unreadable."""
-    if not path.is_file():
+    path = Path(path)
+    if not path.exists():
         raise ArchcalcError(f"no such checkpoint: {path}", fix="check the path")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
-        raise ArchcalcError(f"not a readable checkpoint (.npz): {exc}", file=str(path),
-                            fix="point at a checkpoint.npz written by archcalc train") from None
-    meta = {}
-    if "@meta" in arrays:
-        try:
-            meta = json.loads(str(arrays.pop("@meta")))
-        except ValueError:
-            raise ArchcalcError("the checkpoint's meta record is damaged", file=str(path),
-                                fix="train again, or use an older checkpoint") from None
-    parts: dict[str, dict[str, np.ndarray]] = {"@optimizer": {}, "@best": {}, "": {}}
-    for key, arr in arrays.items():
-        head, sep, rest = key.partition("/")
-        if sep and head in ("@optimizer", "@best"):
-            parts[head][rest] = arr
-        else:
-            parts[""][key] = arr
-    return Checkpoint(path, parts[""], parts["@optimizer"], parts["@best"], meta)
+    parts, meta = weights.read_archive(path)
+    return Checkpoint(path, parts["model"], parts["optimizer"], parts["best"], meta)
 
 
 def load_into(model, weights: dict[str, np.ndarray], ckpt: Checkpoint, spec: str) -> None:
@@ -191,8 +156,165 @@ def load_into(model, weights: dict[str, np.ndarray], ckpt: Checkpoint, spec: str
     except ArchcalcError as exc:
         saved = ckpt.meta.get("spec")
         if saved and saved != spec:
-            exc.message += f" (the checkpoint was saved from spec '{saved}', not '{spec}')"
+            exc.message += f" (the checkpoint was saved from spec '{echo(saved, 60)}', not '{spec}')"
         raise exc.located(file=str(ckpt.path)) from None
+
+
+# --- run directories ---------------------------------------------------------------------
+# A run directory holds checkpoint.npz (the truth: weights, optimizer, epoch, history, run
+# id) and views of it: history.json (rewritten after every checkpoint), metrics.json and
+# curves.png (written when the run ends). Every record in history.json and metrics.json
+# carries the run id, and history.json is removed before each checkpoint is replaced and
+# written again after, so whatever moment a run is killed at, the files present agree with
+# the checkpoint (one may be missing; the checkpoint holds the history).
+
+CHECKPOINT = "checkpoint.npz"
+VIEWS = ("history.json", "metrics.json", "curves.png")
+RUN_FILES = (CHECKPOINT, *VIEWS)
+_TEMP = re.compile(r"^\.(" + "|".join(map(re.escape, RUN_FILES)) + r")\.[a-z0-9_]{8}\.tmp$")
+
+
+def run_files(out: Path) -> list[str]:
+    """The files of a run that `out` holds."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def check_run_dir(out: Path, *, resume: Path | None = None, overwrite: bool = False) -> None:
+    """Refuse to start a run in a directory that holds another run, unless told to replace
+    it (overwrite) or to continue it (resume from its own checkpoint)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ArchcalcError("--out is a file, not a directory", file=str(out),
+                            fix="choose a directory for the run's files")
+    present = run_files(out)
+    if not present or overwrite:
+        return
+    own = out / CHECKPOINT
+    if resume is not None and own.exists() and os.path.samefile(resume, own):
+        return
+    if resume is not None:
+        fix = (f"--overwrite replaces that run with the resumed one, or resume into the "
+               f"checkpoint's own directory (--out {echo(Path(resume).parent, 80)})")
+    else:
+        fix = f"--resume {echo(own, 80)} continues it, --overwrite replaces it, or choose another --out"
+    raise ArchcalcError(f"already holds a training run ({', '.join(present)})", file=str(out),
+                        fix=fix)
+
+
+class RunLock:
+    """An exclusive lock on a run directory (flock on the directory itself) for as long as a
+    run writes there: a second run in the same directory is refused, and temp files found
+    there at the start can only be orphans of a killed run. The kernel drops the lock when
+    the process dies, even by SIGKILL, so there is no stale lock file to clean."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.fd = Path(out), None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.out, os.O_RDONLY)
+        except OSError as exc:
+            raise ArchcalcError(f"cannot use it as the run directory: {exc.strerror or exc}",
+                                file=str(self.out), fix="choose another --out") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise ArchcalcError("another archcalc train is writing to this directory",
+                                file=str(self.out),
+                                fix="wait for it to finish, or choose another --out") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)                            # closing drops the lock
+
+
+def clean_temps(out: Path) -> list[str]:
+    """Remove the temp files a killed run left (only names atomic_write gives run files)."""
+    removed = []
+    for entry in os.scandir(out):
+        if _TEMP.match(entry.name) and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+            removed.append(entry.name)
+    return removed
+
+
+# --- options -------------------------------------------------------------------------------
+
+SEED_MAX = 2**32 - 1
+# Options that may change when a run is resumed: they decide how long it goes on, not what
+# each epoch computes. Every other option (and every key of `setup`) must match.
+RESUME_MAY_CHANGE = ("epochs", "patience", "restore_best")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Every number of a TrainConfig in its range (the CLI's click types say the same; this
+    guards library callers and the options stored in a checkpoint)."""
+    def need(ok: bool, option: str, value: Any, want: str) -> None:
+        if not ok:
+            raise ArchcalcError(f"--{option} {echo(value, 40)} is out of range: {want}",
+                                fix=f"give --{option} {want}")
+
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    need(whole(cfg.epochs) and cfg.epochs >= 1, "epochs", cfg.epochs, "a whole number >= 1")
+    need(whole(cfg.batch_size) and cfg.batch_size >= 0, "batch-size", cfg.batch_size,
+         "a whole number >= 1, or full")
+    need(finite(cfg.lr) and cfg.lr > 0, "lr", cfg.lr, "a finite number > 0")
+    need(finite(cfg.weight_decay) and cfg.weight_decay >= 0, "weight-decay", cfg.weight_decay,
+         "a finite number >= 0")
+    need(finite(cfg.l1) and cfg.l1 >= 0, "l1", cfg.l1, "a finite number >= 0")
+    need(cfg.clip_norm is None or finite(cfg.clip_norm) and cfg.clip_norm > 0, "clip-norm",
+         cfg.clip_norm, "a finite number > 0")
+    need(whole(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, "seed", cfg.seed,
+         f"a whole number in 0..{SEED_MAX}")
+    need(cfg.patience is None or whole(cfg.patience) and cfg.patience >= 1, "patience",
+         cfg.patience, "a whole number >= 1")
+    need(whole(cfg.translate) and cfg.translate >= 0, "translate", cfg.translate,
+         "a whole number >= 0")
+    for key in ("optimizer", "schedule", "loss", "monitor"):
+        need(isinstance(getattr(cfg, key), str), key, getattr(cfg, key), "a name")
+    need(cfg.class_weights is None or isinstance(cfg.class_weights, str), "class-weights",
+         cfg.class_weights, "'balanced' or numbers")
+    need(isinstance(cfg.flip, bool) and isinstance(cfg.restore_best, bool), "flip",
+         cfg.flip, "true or false")
+
+
+def config_from_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The options a checkpoint's run used (only TrainConfig's fields), checked like the
+    CLI's: a damaged or hand-made meta record gives one line, not a crash mid-run."""
+    saved = meta.get("config", {})
+    if not isinstance(saved, dict):
+        raise ArchcalcError("the checkpoint's stored options are damaged", file=str(path),
+                            fix="start a new run from its weights with --weights")
+    known = {f.name for f in fields(TrainConfig)}
+    stored = {k: v for k, v in saved.items() if k in known}
+    try:
+        check_config(TrainConfig(**stored))
+    except ArchcalcError as exc:
+        raise ArchcalcError(f"the checkpoint's stored options are damaged: {exc.message}",
+                            file=str(path), fix="start a new run from its weights with "
+                            "--weights") from None
+    return stored
+
+
+def option_text(key: str, value: Any) -> str:
+    """How a user writes an option on the command line: '--seed 5', 'no --clip-norm'."""
+    flag = "--data" if key == "data" else "--" + key.replace("_", "-")
+    if value is None or value is False or value == []:
+        return f"no {flag}"
+    if value is True:
+        return flag
+    if key == "batch_size" and value == 0:
+        value = "full"
+    if isinstance(value, list):
+        return " ".join(f"{flag} {echo(v, 40)}" for v in value)
+    return f"{flag} {echo(value, 60)}"
 
 
 # --- the trainer -------------------------------------------------------------------------
@@ -214,12 +336,22 @@ class Trainer:
     """Trains `model` (archcalc.nn.Model) on `data` (archcalc.nn.data.Data)."""
 
     def __init__(self, model, data: datamod.Data, config: TrainConfig, *,
-                 spec: str = "", out: Path | None = None, progress: Progress | None = None):
+                 spec: str = "", out: Path | None = None, progress: Progress | None = None,
+                 setup: dict[str, Any] | None = None, overwrite: bool = False):
+        """`setup`: the choices made outside the trainer that decide the result (data
+        source, validation split, dtype, init, frozen layers); stored in the checkpoint and
+        compared on resume. `overwrite`: the run may replace another run in `out`."""
         self.model, self.data, self.cfg = model, data, config
         self.spec = spec or getattr(model.network, "name", "")
         self.out = Path(out) if out is not None else None
         self.progress = progress or Progress()
         self.dtype = np.dtype(model.dtype).name
+        self.setup = dict(setup or {})
+        self.overwrite = overwrite
+        self.run_id = uuid.uuid4().hex[:12]             # a resumed run keeps its own
+        self.resumed_from: Path | None = None
+        check_config(config)
+        self._check_augment()
         if config.loss not in losses.LOSSES:
             raise ArchcalcError(f"unknown loss '{config.loss}'",
                                 fix="one of " + ", ".join(losses.LOSSES))
@@ -240,6 +372,18 @@ class Trainer:
         self.notes: list[str] = []                      # said to the user before training
 
     # ---- set-up --------------------------------------------------------------------
+    def _check_augment(self) -> None:
+        """A shift must leave part of the image (and bounds the padded copy it makes)."""
+        shape, t = self.model.input_shape, self.cfg.translate
+        if (t or self.cfg.flip) and len(shape) != 3:
+            raise ArchcalcError(f"augmentation needs C×H×W images; spec '{self.spec}' takes "
+                                "a flat input", fix="drop --translate/--flip")
+        if t and t >= min(shape[1:]):
+            h, w = shape[1:]
+            raise ArchcalcError(f"--translate {t} would shift {h}×{w} images by up to {t} "
+                                f"pixels; the most is {min(h, w) - 1}",
+                                fix="a few pixels, e.g. --translate 2, or 0 for none")
+
     def _probe(self) -> tuple[int, str]:
         """Scores per example and the last layer's kind, from one forward on zeros."""
         y = self.model.forward(np.zeros((1, *self.model.input_shape), dtype=self.dtype))
@@ -266,8 +410,9 @@ class Trainer:
             w = np.array([float(v) for v in text.split(",")])
         except ValueError:
             w = np.array([])
-        if w.size != self.data.classes or (w < 0).any():
-            raise ArchcalcError(f"class weights '{text}': need {self.data.classes} numbers >= 0",
+        if w.size != self.data.classes or not np.isfinite(w).all() or (w < 0).any():
+            raise ArchcalcError(f"class weights '{echo(text, 80)}': need {self.data.classes} "
+                                "finite numbers >= 0",
                                 fix="--class-weights balanced, or one weight per class")
         return w
 
@@ -284,36 +429,55 @@ class Trainer:
         return (scores[:, 0] > threshold).astype(np.int64)
 
     # ---- resume / fine-tune --------------------------------------------------------
-    def resume(self, path: Path) -> None:
-        """Continue a run from its checkpoint: weights, optimizer state, epoch, history."""
-        ckpt = read_checkpoint(Path(path))
+    def resume(self, source: Path | Checkpoint) -> None:
+        """Continue a run from its checkpoint: weights, optimizer state, epoch, history,
+        run id. Every option that decides the result must be the checkpoint's (the CLI fills
+        in the ones not given); a different one is an error naming the stored value."""
+        ckpt = source if isinstance(source, Checkpoint) else read_checkpoint(Path(source))
+        path = ckpt.path
         if "epoch" not in ckpt.meta:
             raise ArchcalcError("not a training checkpoint (no epoch in it)", file=str(path),
                                 fix="use --weights to start a new run from these weights")
-        saved_opt = ckpt.meta.get("optimizer")
-        if saved_opt != self.cfg.optimizer:
-            raise ArchcalcError(f"the checkpoint was trained with --optimizer {saved_opt}, this "
-                                f"run asks for {self.cfg.optimizer}", file=str(path),
-                                fix=f"resume with --optimizer {saved_opt}, or start a new run "
-                                    "from its weights with --weights")
+        self._check_same_run(ckpt)
         load_into(self.model, ckpt.state, ckpt, self.spec)
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.epoch = int(ckpt.meta["epoch"])
-        self.history = [EpochRecord(**r) for r in ckpt.meta.get("history", [])]
-        best = ckpt.meta.get("best") or {}
-        self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
-        self.wait = int(ckpt.meta.get("wait", 0))
+        try:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+            self.epoch = int(ckpt.meta["epoch"])
+            self.history = [EpochRecord(**{k: r[k] for k in _RECORD_KEYS})
+                            for r in ckpt.meta.get("history", [])]
+            best = ckpt.meta.get("best") or {}
+            self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
+            self.wait = int(ckpt.meta.get("wait", 0))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise ArchcalcError("the checkpoint's meta record is damaged", file=str(path),
+                                fix="start a new run from its weights with --weights") from None
         self.best_state = ckpt.best or None
-        saved = ckpt.meta.get("config", {})
-        for key, value in asdict(self.cfg).items():
-            if key not in ("epochs", "patience", "monitor", "restore_best") and key in saved \
-                    and saved[key] != value:
-                self.notes.append(f"{key} is {value!r}, the checkpoint's run used "
-                                  f"{saved[key]!r}: not an exact continuation")
+        self.run_id = str(ckpt.meta.get("run_id") or self.run_id)
+        self.resumed_from = path
         if self.epoch >= self.cfg.epochs:
             raise ArchcalcError(f"the checkpoint has already trained {self.epoch} epoch(s) "
                                 f"and --epochs is {self.cfg.epochs}", file=str(path),
                                 fix=f"raise --epochs above {self.epoch} to train more")
+
+    def _check_same_run(self, ckpt: Checkpoint) -> None:
+        """Every result-deciding option equals the checkpoint's: anything else would not
+        continue that run but silently start a different one from its middle."""
+        stored = config_from_meta(ckpt.meta, ckpt.path)
+        if "optimizer" not in stored and "optimizer" in ckpt.meta:
+            stored["optimizer"] = ckpt.meta["optimizer"]     # format-1 checkpoints
+        mine = asdict(self.cfg)
+        pairs = [(k, v, mine[k]) for k, v in stored.items() if k not in RESUME_MAY_CHANGE]
+        setup = ckpt.meta.get("setup")
+        if isinstance(setup, dict):
+            pairs += [(k, v, self.setup[k]) for k, v in setup.items()
+                      if k in self.setup and k != "init"]
+        for key, saved, given in pairs:
+            if saved != given:
+                raise ArchcalcError(
+                    f"the checkpoint's run used {option_text(key, saved)}; this run asks for "
+                    f"{option_text(key, given)}", file=str(ckpt.path),
+                    fix=f"drop that option to continue the run as it was, or start a new run "
+                        f"from its weights: --weights {echo(ckpt.path, 80)}")
 
     def start_from(self, path: Path) -> None:
         """Fine-tuning: start a new run from a checkpoint's (final) weights."""
@@ -360,10 +524,9 @@ class Trainer:
         return loss, int((self.predict(scores) == labels).sum())
 
     def _diverged(self, what: str, where: str) -> ArchcalcError:
-        kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out / 'checkpoint.npz'}"
+        # the checkpoint and history.json on disk are the last completed epoch's already
+        kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out / CHECKPOINT}"
                 if self.out is not None else f"the last good epoch was {self.epoch}")
-        if self.out is not None:
-            write_json(self.out / "history.json", [asdict(r) for r in self.history])
         return ArchcalcError(f"training diverged: {what} at {where}",
                              fix=f"lower the learning rate, e.g. --lr {self.optimizer.lr / 10:g}; "
                                  + kept)
@@ -434,19 +597,38 @@ class Trainer:
         return self.cfg.patience is not None and self.wait >= self.cfg.patience
 
     def _meta(self, ended_on_best: bool = False) -> dict[str, Any]:
-        return {"spec": self.spec, "epoch": self.epoch, "optimizer": self.cfg.optimizer,
-                "config": asdict(self.cfg), "data": self.data.name,
+        return {"run_id": self.run_id, "spec": self.spec, "epoch": self.epoch,
+                "optimizer": self.cfg.optimizer, "config": asdict(self.cfg),
+                "setup": self.setup, "data": self.data.name,
                 "history": [asdict(r) for r in self.history], "wait": self.wait,
                 "best": {"epoch": self.best_epoch, "value": self.best_value,
                          "monitor": self.cfg.monitor},
                 "ended_on_best": ended_on_best}
 
     def _save(self, ended_on_best: bool = False) -> None:
+        """Checkpoint, then history.json. history.json goes first, so that a kill between
+        the two leaves no history of another epoch beside the checkpoint."""
         if self.out is None:
             return
         state, opt_state = self._good
-        save_checkpoint(self.out / "checkpoint.npz", state, opt_state, self.best_state,
+        _unlink(self.out / "history.json")
+        save_checkpoint(self.out / CHECKPOINT, state, opt_state, self.best_state,
                         self._meta(ended_on_best))
+        write_json(self.out / "history.json", self.history_records())
+
+    def history_records(self) -> list[dict[str, Any]]:
+        """history.json: one record per epoch, each with the run id."""
+        return [{**asdict(r), "run_id": self.run_id} for r in self.history]
+
+    def _start_dir(self) -> None:
+        """At the start of a run: refuse another run's directory, remove orphaned temp
+        files and the views of an earlier run or segment, then write this run's checkpoint
+        (epoch 0, or the one resumed from) and its history."""
+        check_run_dir(self.out, resume=self.resumed_from, overwrite=self.overwrite)
+        clean_temps(self.out)
+        for name in VIEWS:
+            _unlink(self.out / name)
+        self._save()
 
     def _remember(self) -> None:
         """Keep the state of the epoch just completed (what a checkpoint holds)."""
@@ -455,11 +637,17 @@ class Trainer:
 
     # ---- the run -------------------------------------------------------------------
     def fit(self) -> Result:
+        if self.out is None:
+            return self._fit()
+        with RunLock(self.out):
+            return self._fit()
+
+    def _fit(self) -> Result:
         start = time.perf_counter()
         self.train_seconds, self.train_images = 0.0, 0
         self._remember()
-        if self.epoch == 0:
-            self._save()                    # so that even an early Ctrl-C leaves a checkpoint
+        if self.out is not None:
+            self._start_dir()               # so that even an early Ctrl-C leaves a checkpoint
         stopped = interrupted = False
         try:
             for epoch in range(self.epoch + 1, self.cfg.epochs + 1):
@@ -484,7 +672,28 @@ class Trainer:
         if self.out is not None:
             self._save(ended_on_best)
         test_loss, test_acc, _ = self.evaluate(self.data.test)
-        return Result(self.history, test_loss, test_acc, self.epoch,
-                      time.perf_counter() - start,
-                      self.train_images / self.train_seconds if self.train_seconds else 0.0,
-                      self.best_epoch, stopped, interrupted)
+        result = Result(self.history, test_loss, test_acc, self.epoch,
+                        time.perf_counter() - start,
+                        self.train_images / self.train_seconds if self.train_seconds else 0.0,
+                        self.best_epoch, stopped, interrupted)
+        result.extra.update(self._about())
+        if self.out is not None:
+            write_json(self.out / "metrics.json", result.metrics())
+        return result
+
+    def _about(self) -> dict[str, Any]:
+        """What metrics.json says about the run besides its figures."""
+        cfg = self.cfg
+        about = {"run_id": self.run_id, "data": self.data.name, "spec": self.spec,
+                 "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                 "seed": cfg.seed, "translate": cfg.translate, "flip": cfg.flip}
+        if "init" in self.setup:
+            about["init"] = self.setup["init"]
+        return about
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
