@@ -20,7 +20,9 @@ from archcalc.spec.load import bundled_dir
 def test_alexnet_smallest_input_is_67():
     """Backwards from pool5 (3×3/2 needs a 3×3 map): pool2 input ≥ (3 − 1)·2 + 3 = 7,
     pool1 input ≥ (7 − 1)·2 + 3 = 15, conv1 (11/4, no padding) input ≥ (15 − 1)·4 + 11 = 67."""
-    smallest, below = smallest_fit(load("alexnet"), 227)
+    fit = smallest_fit(load("alexnet"), 227)
+    smallest, below = fit.smallest, fit.below
+    assert fit.complete and below.too_small
     assert smallest.size == 67 and smallest.analysis.output_shape == (1000,)
     assert below.size == 66 and "pool5" in below.error and "output size 0" in below.error
 
@@ -31,8 +33,8 @@ def test_the_issues_63_is_torchvisions_alexnet_with_padding_2():
     text = (bundled_dir() / "alexnet.yaml").read_text()
     padded = text.replace("kernel: 11, stride: 4}", "kernel: 11, stride: 4, padding: 2}")
     assert padded != text
-    smallest, below = smallest_fit(loads(padded), 227)
-    assert (smallest.size, below.size) == (63, 62)
+    fit = smallest_fit(loads(padded), 227)
+    assert (fit.smallest.size, fit.below.size) == (63, 62)
 
 
 def test_sweep_marks_sizes_that_do_not_fit():
@@ -51,7 +53,7 @@ def test_sweep_params_change_where_dense_follows_flatten():
 
 
 def test_sweep_needs_a_chw_spec():
-    with pytest.raises(ArchcalcError, match="needs a C×H×W input"):
+    with pytest.raises(ArchcalcError, match="sweep varies a C×H×W input.s H and W; spec .t. takes a flat"):
         sweep(loads("name: t\ninput: [4]\nlayers:\n  - dense: 3\n"), [8])
 
 
@@ -66,15 +68,115 @@ def test_parse_sizes(args, expected):
 
 @pytest.mark.parametrize("args, message", [
     (("32,x", None, None, None), "bad --sizes"),
-    (("0,32", None, None, None), "positive"),
+    (("0,32", None, None, None), "input size 0 in --sizes is outside 1..1,000,000,000"),
     (("32", 1, 2, None), "not both"),
     ((None, 64, 32, None), "below --from"),
-    ((None, 32, 64, 0), "--step must be a positive integer"),
+    ((None, 32, 64, 0), r"--step 0 is outside 1..1,000,000,000"),
+    ((None, 0, 64, 1), r"--from 0 is outside 1..1,000,000,000"),
+    ((None, 1, 10**9 + 1, 1), r"--to 1000000001 is outside"),
+    ((None, 1, 10**9, None), r"--from 1 --to 1,000,000,000 --step 1 is 1,000,000,000 sizes, "
+                             r"more than the limit of 1,000 \(MAX_SWEEP_SIZES\) \(fix: use "
+                             r"--step 1,000,000 or more"),
+    (("1," * 1000 + "1", None, None, None), "--sizes lists 1,001 sizes"),
+    (("1000000001", None, None, None), "outside 1..1,000,000,000"),
+    (("9" * 5000, None, None, None), "outside 1..1,000,000,000"),
+    ((",,", None, None, None), "lists no size"),
     ((None, None, None, None), "no sizes"),
 ])
 def test_parse_sizes_errors(args, message):
     with pytest.raises(ArchcalcError, match=message):
         parse_sizes(*args)
+
+
+@pytest.mark.parametrize("start, stop, step", [(1, 1000, 1), (1, 1001, 2), (7, 5007, 6),
+                                              (5, 10**9, 10**6)])
+def test_the_suggested_step_is_the_least_that_fits_the_cap(start, stop, step):
+    """At the cap exactly: the range is accepted, one less step is refused with that step."""
+    assert len(parse_sizes(None, start, stop, step)) <= 1000
+    if step > 1:
+        with pytest.raises(ArchcalcError, match=f"use --step {step:,} or more"):
+            parse_sizes(None, start, stop, step - 1)
+
+
+# ---- the smallest fit: bisection on "too small", then a bounded scan ------------------------
+EVEN_ONLY = """
+name: even_only
+input: [1, 32, 32]
+layers:
+  - concat:
+      - [{conv: {filters: 2, kernel: 1, stride: 2}}]
+      - [{maxpool: {kernel: 2, stride: 2}}]
+  - conv: {filters: 2, kernel: 3}
+"""
+NEVER = """
+name: never
+input: [1, 32, 32]
+layers:
+  - add:
+      - [{conv: {filters: 2, kernel: 3}}]
+      - [{conv: {filters: 2, kernel: 1}}]
+"""
+
+
+def test_fit_at_even_sizes_only_is_found_past_the_bisection():
+    """Branches (1×1 stride 2 → ⌈W/2⌉, 2×2/2 pool → ⌊W/2⌋) agree only at even W, and the
+    3×3 conv after them needs ⌈W/2⌉ ≥ 3. W = 4 is too small; 5 is not, but its branches
+    disagree (3 vs 2): the bisection stops at 4/5 and the scan finds 6, proven smallest."""
+    fit = smallest_fit(loads(EVEN_ONLY), 1000)
+    assert fit.smallest.size == 6 and fit.below.size == 5 and "concat" in fit.below.error
+    assert [p.ok for p in sweep(loads(EVEN_ONLY), [4, 5, 6, 7, 8])] == [False, False, True,
+                                                                         False, True]
+
+
+def test_a_spec_that_never_fits_is_searched_in_bounded_work(monkeypatch):
+    """The issue: --sizes 1000000000 on a spec that never fits scanned 10⁹ sizes. Now:
+    ~30 bisection steps and MAX_SWEEP_SCAN sizes, and the answer says how far it knows."""
+    calls = []
+    import archcalc.calc.whatif as whatif
+    real = whatif._at
+    monkeypatch.setattr(whatif, "_at", lambda *a: calls.append(a[1]) or real(*a))
+    monkeypatch.setenv("ARCHCALC_MAX_SWEEP_SCAN", "50")
+    fit = smallest_fit(loads(NEVER), 10**9)
+    assert fit.smallest is None and not fit.complete
+    assert fit.known_upto == 52 and "add needs equal shapes" in fit.below.error  # 1, 2 too small
+    assert len(calls) <= 31 + 50
+
+
+def test_too_small_everywhere_is_complete():
+    fit = smallest_fit(load("alexnet"), 66)
+    assert fit.smallest is None and fit.complete and fit.below.size == 66
+
+
+@pytest.mark.parametrize("name", ["alexnet", "googlenet", "resnet18", "lenet5", "vgg11"])
+def test_too_small_is_downward_closed(name):
+    """The bisection's premise, checked: once a size is too small, every smaller size fails;
+    and the bisection's answer is the first size that fits, scanning one by one."""
+    network = load(name)
+    points = sweep(network, list(range(1, 120)))
+    for point in points:
+        if point.too_small:
+            assert not any(p.ok for p in points[:point.size - 1]), (name, point.size)
+    first = next((p.size for p in points if p.ok), None)
+    fit = smallest_fit(network, 119)
+    assert (fit.smallest.size if fit.smallest else None) == first
+
+
+def test_ceil_mode_and_same_padding_keep_the_premise():
+    spec = """
+name: mixed
+input: [1, 32, 32]
+layers:
+  - conv: {filters: 2, kernel: 3, stride: 2, padding: same}
+  - maxpool: {kernel: 3, stride: 2, ceil_mode: true}
+  - conv: {filters: 2, kernel: 3, dilation: 2}
+  - maxpool: {kernel: 2, stride: 2, padding: 1, ceil_mode: true}
+"""
+    network = loads(spec)
+    points = sweep(network, list(range(1, 200)))
+    first = next(p.size for p in points if p.ok)
+    assert all(p.too_small for p in points[:first - 1])
+    assert all(p.ok for p in points[first - 1:])      # monotone here: no merges
+    assert smallest_fit(network, 199).smallest.size == first
 
 
 SMALL = """

@@ -2,8 +2,10 @@
 
 Sweep: the spec at square inputs C×S×S for each S, with MACs and activation memory per
 image (and parameters, which change when a dense layer follows a flatten), or the reason
-the spec does not fit at S. `smallest_fit` scans S = 1, 2, ... for the first size at which
-every layer has an output (AlexNet as in the paper: 67; its last pool needs a 3×3 map).
+the spec does not fit at S. `smallest_fit` finds the first size at which every layer has an
+output (AlexNet as in the paper: 67; its last pool needs a 3×3 map) by bisection on "a
+window is larger than its input", then a bounded scan (see its docstring for why that is
+exact). Every sweep is bounded before it is built (MAX_SWEEP_SIZES, MAX_SWEEP_SCAN).
 
 Training memory for a batch of N (every figure × bytes per value):
 
@@ -24,8 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, analyze
-from archcalc.calc.explain import need_chw, reason
+from archcalc.calc.explain import reason
 from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.limits import echo, limit, raise_hint
+from archcalc.spec.load import MAX_SIZE
 from archcalc.spec.tree import Network
 
 # Slots per trainable parameter, as archcalc.nn.optim keeps them (and torch.optim does).
@@ -40,6 +44,7 @@ class SweepPoint:
     input_shape: tuple[int, ...]
     analysis: Analysis | None = None
     error: str | None = None
+    too_small: bool = False     # failed because a window is larger than its input
 
     @property
     def ok(self) -> bool:
@@ -56,61 +61,142 @@ class SweepPoint:
         return out
 
 
+def _size(text: str) -> int:
+    """One size of --sizes: an integer in 1..MAX_SIZE (10⁹, the spec's own bound)."""
+    part = text.strip()
+    if not part.isdigit() and not (part.startswith("-") and part[1:].isdigit()):
+        raise ArchcalcError(f"bad --sizes value '{echo(part, 40)}'",
+                            fix="comma-separated integers, e.g. --sizes 32,64,128,224")
+    if len(part) > len(str(MAX_SIZE)) or not 1 <= int(part) <= MAX_SIZE:
+        raise ArchcalcError(f"input size {echo(part, 40)} in --sizes is outside 1..{MAX_SIZE:,}",
+                            fix=f"give sizes from 1 to {MAX_SIZE:,}")
+    return int(part)
+
+
+def _range_sizes(start: int | None, stop: int | None, step: int | None, cap: int) -> list[int]:
+    """--from/--to/--step: the range's length is counted (arithmetic) before it is built."""
+    if start is None or stop is None:
+        raise ArchcalcError("no sizes to sweep", fix="give --sizes 32,64,128 or "
+                            "--from 32 --to 512 --step 32")
+    step = 1 if step is None else step
+    for name, value in (("--from", start), ("--to", stop), ("--step", step)):
+        if not 1 <= value <= MAX_SIZE:
+            raise ArchcalcError(f"{name} {value} is outside 1..{MAX_SIZE:,}",
+                                fix=f"give {name} from 1 to {MAX_SIZE:,}")
+    if stop < start:
+        raise ArchcalcError(f"--to {stop:,} is below --from {start:,}", fix="swap them")
+    count = (stop - start) // step + 1
+    if count > cap:
+        least = (stop - start) // cap + 1       # the smallest step giving at most cap sizes
+        raise ArchcalcError(f"--from {start:,} --to {stop:,} --step {step:,} is {count:,} sizes, "
+                            f"more than the limit of {cap:,} (MAX_SWEEP_SIZES)",
+                            fix=f"use --step {least:,} or more, a shorter range, or "
+                                "ARCHCALC_MAX_SWEEP_SIZES=<larger number>")
+    return list(range(start, stop + 1, step))
+
+
 def parse_sizes(text: str | None, start: int | None, stop: int | None,
                 step: int | None) -> list[int]:
-    """--sizes 32,64,128 or --from 32 --to 512 --step 32 → the sizes, validated."""
+    """--sizes 32,64,128 or --from 32 --to 512 --step 32 → the sizes, validated.
+
+    Bounded before anything is built: a list is counted by its commas, a range by
+    arithmetic, against MAX_SWEEP_SIZES; every size lies in 1..MAX_SIZE."""
+    cap = limit("MAX_SWEEP_SIZES")
     if text is not None and (start, stop, step) != (None, None, None):
         raise ArchcalcError("give either --sizes or --from/--to/--step, not both",
                             fix="e.g. --sizes 32,64,128,224")
-    if text is not None:
-        try:
-            sizes = [int(part) for part in text.replace(" ", "").split(",") if part]
-        except ValueError:
-            raise ArchcalcError(f"bad --sizes '{text}'", fix="comma-separated integers, "
-                                "e.g. --sizes 32,64,128,224") from None
-    else:
-        if start is None or stop is None:
-            raise ArchcalcError("no sizes to sweep", fix="give --sizes 32,64,128 or "
-                                "--from 32 --to 512 --step 32")
-        step = 1 if step is None else step
-        if step < 1:
-            raise ArchcalcError(f"--step must be a positive integer (got {step})",
-                                fix="e.g. --step 32")
-        if stop < start:
-            raise ArchcalcError(f"--to {stop} is below --from {start}", fix="swap them")
-        sizes = list(range(start, stop + 1, step))
-    if not sizes or min(sizes) < 1:
-        raise ArchcalcError(f"input sizes must be positive integers (got {text or sizes})",
-                            fix="e.g. --sizes 32,64,128,224")
-    if len(sizes) > 1000:
-        raise ArchcalcError(f"{len(sizes)} sizes is more than a sweep needs",
-                            fix="use a larger --step (at most 1000 sizes)")
+    if text is None:
+        return _range_sizes(start, stop, step, cap)
+    count = text.count(",") + 1
+    if count > cap:
+        raise ArchcalcError(f"--sizes lists {count:,} sizes, more than the limit of {cap:,} "
+                            "(MAX_SWEEP_SIZES)", fix="sweep fewer sizes, or "
+                            + raise_hint("MAX_SWEEP_SIZES"))
+    sizes = [_size(part) for part in text.split(",") if part.strip()]
+    if not sizes:
+        raise ArchcalcError("--sizes lists no size", fix="e.g. --sizes 32,64,128,224")
     return sizes
 
 
+def _channels(network: Network) -> int:
+    """C of a C×H×W spec: a sweep varies H = W, which a flat input does not have."""
+    if len(network.input_shape) != 3:
+        raise ArchcalcError(f"sweep varies a C×H×W input's H and W; spec '{echo(network.name, 80)}'"
+                            f" takes a flat input of {network.input_shape[0]:,} values",
+                            file=network.file, fix="sweep a spec whose input is [C, H, W]")
+    return network.input_shape[0]
+
+
 def _at(network: Network, size: int, dtype: str) -> SweepPoint:
-    channels = need_chw(network.input_shape, "sweep")[0]
-    shape = (channels, size, size)
+    shape = (_channels(network), size, size)
     try:
         return SweepPoint(size, shape, analyze(network.with_input(shape), dtype=dtype))
     except ShapeError as exc:
-        return SweepPoint(size, shape, error=reason(exc))
+        return SweepPoint(size, shape, error=reason(exc), too_small=_too_small(exc))
+
+
+def _too_small(exc: ShapeError) -> bool:
+    """A sliding window (conv, pool) larger than its padded input: the input is too small.
+    (The calculator's message for it; tests/test_whatif.py pins that this is recognised.)"""
+    return "larger than the padded input" in exc.message
 
 
 def sweep(network: Network, sizes: list[int], dtype: str = "float32") -> list[SweepPoint]:
     return [_at(network, size, dtype) for size in sizes]
 
 
-def smallest_fit(network: Network, upto: int) -> tuple[SweepPoint | None, SweepPoint | None]:
-    """(the first size in 1..upto at which the spec fits, the size just below it) —
-    scanned one by one, since fitting need not be monotone in the size."""
-    below = None
-    for size in range(1, upto + 1):
-        point = _at(network, size, "float32")
-        if point.ok:
-            return point, below
-        below = point
-    return None, below
+@dataclass
+class Fit:
+    """The smallest square input that fits, as far as it was searched.
+
+    smallest: the first size at which every layer has an output (None if none was found);
+    below: the size just below it, or the last size tried, with why it does not fit;
+    known_upto: every size up to this one is known (fits from `smallest` on, or fails);
+    upto: the largest size asked about."""
+
+    smallest: SweepPoint | None
+    below: SweepPoint | None
+    known_upto: int
+    upto: int
+
+    @property
+    def complete(self) -> bool:
+        return self.smallest is not None or self.known_upto >= self.upto
+
+
+def smallest_fit(network: Network, upto: int) -> Fit:
+    """The first size in 1..upto at which the spec fits, proven, in O(log upto) + a bounded
+    scan of evaluations (never one by one from 1).
+
+    Why it is right: every output size the calculator computes, (W + P − D·(K − 1) − 1)/S + 1
+    floored or ceiled (with PyTorch's last-window rule), 'same' padding's ⌈W/S⌉, a global
+    pool's 1, is non-decreasing in its input size, so every tensor of the network is. Hence if
+    some window is larger than its padded input at size S ("too small"), at any S' < S that
+    window's input is no larger, and S' fails too (at that layer or earlier). Bisection finds
+    a size lo that is too small with lo + 1 not too small (or lo = 0); every size ≤ lo fails.
+    Fitting is not monotone beyond that (branches merged by add/concat may agree only at some
+    sizes: strides 2 with kernels 1 and 2 agree only at even sizes), so the sizes from lo + 1
+    up are evaluated one by one, at most MAX_SWEEP_SCAN of them; the first that fits is the
+    smallest. tests/test_whatif.py checks the monotone premise on every bundled spec."""
+    seen: dict[int, SweepPoint] = {}
+
+    def at(size: int) -> SweepPoint:
+        if size not in seen:
+            seen[size] = _at(network, size, "float32")
+        return seen[size]
+
+    lo, hi = 0, upto + 1        # invariant: lo is too small (or 0); hi is not (or upto + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if at(mid).too_small:
+            lo = mid
+        else:
+            hi = mid
+    last = min(upto, lo + limit("MAX_SWEEP_SCAN"))
+    for size in range(lo + 1, last + 1):
+        if at(size).ok:
+            return Fit(at(size), seen.get(size - 1), size, upto)
+    return Fit(None, seen.get(last), last, upto)   # last ≥ lo, and every size ≤ last was tried
 
 
 # ---- training memory -------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from archcalc.calc.bottleneck import adhoc, find
 from archcalc.calc.compare import compare as compare_specs
 from archcalc.calc.explain import explain_conv, explain_dense, explain_pool, positive
 from archcalc.calc.factorize import factorize as factorize_conv
-from archcalc.calc.whatif import (OPTIMIZER_COPIES, parse_sizes, smallest_fit, sweep as sweep_sizes,
-                                  training_memory)
+from archcalc.calc.whatif import (MAX_SIZE, OPTIMIZER_COPIES, parse_sizes, smallest_fit,
+                                  sweep as sweep_sizes, training_memory)
 from archcalc.cli import main
 from archcalc.cli.common import batch_option, dtype_option, input_option, print_wide
 from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
@@ -261,12 +261,19 @@ def layer_dense(input_text, units, no_bias, dtype) -> None:
 
 
 # ---- sweep, memory ----------------------------------------------------------------------------
+# A size's range: click states the real limit (10⁹, the spec's own) in its message.
+SIZE_RANGE = click.IntRange(1, MAX_SIZE)
+
+
 @main.command()
 @click.argument("spec")
-@click.option("--sizes", default=None, help="Comma-separated square sizes, e.g. 32,64,128,224.")
-@click.option("--from", "start", type=int, default=None, help="First size of a range.")
-@click.option("--to", "stop", type=int, default=None, help="Last size of a range (included).")
-@click.option("--step", type=int, default=None, help="Step of the range (default 1).")
+@click.option("--sizes", default=None,
+              help="Comma-separated square sizes, e.g. 32,64,128,224 (at most "
+                   "ARCHCALC_MAX_SWEEP_SIZES, default 1,000; also for a range).")
+@click.option("--from", "start", type=SIZE_RANGE, default=None, help="First size of a range.")
+@click.option("--to", "stop", type=SIZE_RANGE, default=None,
+              help="Last size of a range (included).")
+@click.option("--step", type=SIZE_RANGE, default=None, help="Step of the range (default 1).")
 @dtype_option
 @format_option
 def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
@@ -279,13 +286,22 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
       archcalc sweep alexnet --sizes 32,64,67,128,227
       archcalc sweep resnet50 --from 32 --to 512 --step 32
     """
+    wanted = parse_sizes(sizes, start, stop, step)   # bounded before the spec is even read
     network = load(spec)
-    points = sweep_sizes(network, parse_sizes(sizes, start, stop, step), dtype)
-    smallest, below = smallest_fit(network, max(p.size for p in points))
+    points = sweep_sizes(network, wanted, dtype)
+    fit = smallest_fit(network, max(wanted))
+    smallest = fit.smallest
     data = {"name": network.name, "points": [p.as_dict() for p in points],
             "smallest_fit": smallest.size if smallest else None,
-            "below_smallest": below.as_dict() if below else None}
-    _show(sweep_grid(network.name, points, smallest, below, dtype), fmt, data)
+            "below_smallest": fit.below.as_dict() if fit.below else None,
+            "smallest_fit_searched_upto": fit.known_upto}
+    grid = sweep_grid(network.name, points, smallest, fit.below, dtype)
+    if not fit.complete:
+        # sweep_grid's footer would claim every size up to the largest one; say the truth.
+        grid.footer[0] = (f"No square input from 1 to {fit.known_upto:,} fits (larger sizes, up "
+                          f"to {fit.upto:,}, were not searched: MAX_SWEEP_SCAN); at "
+                          f"{'×'.join(map(str, fit.below.input_shape))}: {fit.below.error}.")
+    _show(grid, fmt, data)
 
 
 @main.command()
