@@ -58,23 +58,35 @@ def atomic_write(path, write: Callable[[Any], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        _test_hook("ARCHCALC_TEST_BEFORE_RENAME", path)
+        _kill_window("before_rename", path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _kill_window("after_rename", path)
 
 
-def _test_hook(name: str, path: Path) -> None:
-    """For the fault test only: when the environment variable `name` holds a file name,
-    create that file (to tell the test "now") and linger a moment, so that a SIGKILL can be
-    aimed at the instant between a finished temp file and its rename."""
-    marker = os.environ.get(name)
-    if marker and path.name == "checkpoint.npz":
+_writes = {"before_rename": 0, "after_rename": 0}
+
+
+def _kill_window(phase: str, path: Path) -> None:
+    """For tests/test_faults.py only, and inert unless ARCHCALC_TEST_KILL_WINDOW is set to
+    "PHASE,K,MARKER": at the K-th write of a checkpoint.npz, at PHASE (before_rename: the temp
+    file is complete and synced; after_rename: the new checkpoint is in place, history.json
+    not yet), create the file MARKER and pause, so that the test's SIGKILL lands exactly
+    there. It changes nothing that is written."""
+    spec = os.environ.get("ARCHCALC_TEST_KILL_WINDOW")
+    if not spec or path.name != "checkpoint.npz":
+        return
+    want, k, marker = spec.split(",", 2)
+    if want != phase:
+        return
+    _writes[phase] += 1
+    if _writes[phase] == int(k):
         Path(marker).touch()
         import time
-        time.sleep(float(os.environ.get("ARCHCALC_TEST_HOOK_SECONDS", "0.05")))
+        time.sleep(5.0)                              # the test kills well before this ends
 
 
 def _umask() -> int:
