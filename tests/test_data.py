@@ -178,3 +178,88 @@ def test_hflip():
     kept = [(out[i] == x[i]).all() for i in range(50)]
     assert all(f or k for f, k in zip(flipped, kept)) and 10 < sum(flipped) < 40
     assert (data.hflip(x, rng, p=1.0) == x[..., ::-1]).all()
+
+
+# ---- hostile IDX files: checked before allocating, inflated no further than promised -------
+def _bomb(tmp_path: Path, promise: tuple[int, ...], zeros: int) -> Path:
+    """A .gz of an IDX header promising `promise` ubyte values followed by `zeros` zero bytes."""
+    head = bytes([0, 0, 0x08, len(promise)]) + struct.pack(f">{len(promise)}i", *promise)
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(gzip.compress(head + bytes(zeros), compresslevel=9))
+    return path
+
+
+def test_gzip_is_inflated_no_further_than_the_promise_plus_one_byte(tmp_path, monkeypatch):
+    inflated = []
+
+    class Counting(gzip.GzipFile):   # readinto() goes through read() too
+        def read(self, size=-1):
+            out = super().read(size)
+            inflated.append(len(out))
+            return out
+
+    monkeypatch.setattr(data.gzip, "GzipFile", Counting)
+    path = _bomb(tmp_path, (10, 4, 4), 64 << 20)
+    with pytest.raises(ArchcalcError, match="decompressed data is longer than its header"):
+        data.read_idx(path)
+    assert sum(inflated) == 16 + 160 + 1          # header, the promised values, one byte more
+
+
+@pytest.mark.parametrize("dims, message", [
+    ((-1, 28, 28), "dimension 0 is -1"),
+    ((60000, 0, 28), "dimension 1 is 0"),
+    ((2**31 - 1, 2**31 - 1), "more than the limit of 4,294,967,296 bytes"),
+])
+def test_bad_dimensions_are_refused_from_the_header(tmp_path, dims, message):
+    path = tmp_path / "x-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, len(dims)]) + struct.pack(f">{len(dims)}i", *dims))
+    with pytest.raises(ArchcalcError, match=message):
+        data.read_idx_header(path)
+
+
+def test_an_honest_bomb_is_refused_by_its_ratio(tmp_path, monkeypatch):
+    path = _bomb(tmp_path, (64, 1024, 1024), 0)      # 64 MiB promised by a 60-byte file
+    with pytest.raises(ArchcalcError, match=r"64×1,024×1,024 ubyte values \(67,108,864 bytes\) "
+                                            r"from \d+ compressed bytes, more than 100 times"):
+        data.read_idx(path)
+    monkeypatch.setenv("ARCHCALC_MAX_GZIP_RATIO", str(10**9))
+    with pytest.raises(ArchcalcError, match="truncated IDX file: .*decompressed data holds 0"):
+        data.read_idx(path)
+
+
+def test_permission_denied_is_one_line(tmp_path, monkeypatch):
+    """Run as root here, so chmod cannot deny a read: the OS's answer is simulated."""
+    path = write_idx(tmp_path / "a-idx3-ubyte", np.zeros((2, 3, 3)))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(data, "open", denied, raising=False)
+    with pytest.raises(ArchcalcError, match=r"a-idx3-ubyte: permission denied \(fix: give read"):
+        data.read_idx(path)
+    monkeypatch.setattr(data.os, "listdir", denied)
+    with pytest.raises(ArchcalcError, match="permission denied on the data directory"):
+        data.load_idx_dir(tmp_path)
+
+
+def test_float_labels_are_refused_even_when_whole(tmp_path):
+    """By type, not by value: 3.0 is refused like 3.7 (see _check_headers)."""
+    make_idx_dir(tmp_path)
+    whole = (np.arange(30) % 10).astype(">f4")
+    raw = bytes([0, 0, 0x0D, 1]) + struct.pack(">i", 30) + whole.tobytes()
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(raw)
+    with pytest.raises(ArchcalcError, match="labels must be integers .* float values"):
+        data.load(f"idx:{tmp_path}", (1, 28, 28))
+
+
+def test_wider_integer_types_load(tmp_path):
+    """short and int images and sbyte labels are read big-endian, as IDX stores them."""
+    make_idx_dir(tmp_path)
+    images = np.arange(30 * 28 * 28).reshape(30, 28, 28) % 1000
+    raw = bytes([0, 0, 0x0B, 3]) + struct.pack(">3i", 30, 28, 28) + images.astype(">i2").tobytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(raw)
+    labels = (bytes([0, 0, 0x09, 1]) + struct.pack(">i", 30)
+              + (np.arange(30) % 10).astype("i1").tobytes())
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(labels)
+    arrays = data.load_idx_dir(tmp_path)
+    assert (arrays["train_images"] == images).all() and arrays["train_labels"][13] == 3

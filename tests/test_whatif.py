@@ -53,7 +53,8 @@ def test_sweep_params_change_where_dense_follows_flatten():
 
 
 def test_sweep_needs_a_chw_spec():
-    with pytest.raises(ArchcalcError, match="sweep varies a C×H×W input.s H and W; spec .t. takes a flat"):
+    with pytest.raises(ArchcalcError, match="sweep varies a C×H×W input.s H and W; spec .t. "
+                                            "takes a flat"):
         sweep(loads("name: t\ninput: [4]\nlayers:\n  - dense: 3\n"), [8])
 
 

@@ -121,8 +121,9 @@ def parse_sizes(text: str | None, start: int | None, stop: int | None,
 def _channels(network: Network) -> int:
     """C of a C×H×W spec: a sweep varies H = W, which a flat input does not have."""
     if len(network.input_shape) != 3:
-        raise ArchcalcError(f"sweep varies a C×H×W input's H and W; spec '{echo(network.name, 80)}'"
-                            f" takes a flat input of {network.input_shape[0]:,} values",
+        name = echo(network.name, 80)
+        raise ArchcalcError(f"sweep varies a C×H×W input's H and W; spec '{name}' takes a flat "
+                            f"input of {network.input_shape[0]:,} values",
                             file=network.file, fix="sweep a spec whose input is [C, H, W]")
     return network.input_shape[0]
 

@@ -185,7 +185,7 @@ def _parse_header(stream: BinaryIO, path: Path) -> IdxHeader:
     head = _read_exactly(stream, 4)
     if len(head) < 4 or head[:2] != b"\0\0":
         raise _error(path, f"not an IDX file: it starts with bytes {head.hex(' ') or '(none)'}, "
-                     "an IDX file with 00 00 TYPE NDIM",
+                     "an IDX file starts with 00 00 TYPE NDIM",
                      "give the MNIST-format files, e.g. train-images-idx3-ubyte")
     code, ndim = head[2], head[3]
     if code not in IDX_TYPES:
@@ -228,20 +228,21 @@ def _check_promise(header: IdxHeader, path: Path, disk: int, gz: bool) -> None:
                      f"{header.offset}-byte header ({held - header.nbytes:,} trailing bytes)")
 
 
-def _read_values(stream: BinaryIO, header: IdxHeader, path: Path) -> np.ndarray:
+def _read_values(stream: BinaryIO, header: IdxHeader, path: Path, gz: bool) -> np.ndarray:
     """The data, read in pieces into one array of exactly the promised size, then one more
     byte asked for: there must be none."""
     out = np.empty(header.nbytes, np.uint8)
     view, got = memoryview(out), 0
+    data = "the decompressed data" if gz else "the file's data"
     while got < header.nbytes:
         n = stream.readinto(view[got:got + CHUNK])
         if not n:
             raise _error(path, f"truncated IDX file: its header promises {header.describe()}, "
-                         f"its data holds {got:,}")
+                         f"{data} holds {got:,}")
         got += n
     if stream.read(1):
-        raise _error(path, f"the IDX file holds more than its header promises "
-                     f"({header.describe()}); reading stopped there")
+        raise _error(path, f"{data} is longer than its header promises: "
+                     f"{header.describe()}; reading stopped there")
     return out.view(header.dtype).reshape(header.dims)
 
 
@@ -267,7 +268,7 @@ def read_idx(path: Path) -> np.ndarray:
         stream, disk, gz = _open_idx(path, stack)
         header = _parse_header(stream, path)
         _check_promise(header, path, disk, gz)
-        return _read_values(stream, header, path)
+        return _read_values(stream, header, path, gz)
 
 
 def find_idx_file(directory: Path, stem: str) -> Path:
@@ -304,10 +305,10 @@ def _check_headers(headers: dict[str, IdxHeader], paths: dict[str, Path]) -> Non
     for role, header in headers.items():
         want = 1 if role.endswith("labels") else 3
         if len(header.dims) != want:
-            shape = "N (one label per image)" if want == 1 else "N×H×W (N images of H×W)"
+            shape = "N labels" if want == 1 else "N images of H×W"
             raise _error(paths[role], f"the header declares {len(header.dims)} dimension(s) "
                          f"({header.describe()}); {role.replace('_', ' ')} need {want}: {shape}",
-                         f"write the {role.split('_')[1]} as {shape}")
+                         f"write the {role.split('_')[1]} as an idx{want} file of {shape}")
         if role.endswith("labels") and header.dtype.kind == "f":
             # Refused by type, not by value: a float label file is a regression target or a
             # mistake, and whether it loads must not depend on whether every value is whole.
