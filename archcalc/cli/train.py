@@ -304,13 +304,16 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
               help="digits (embedded), fashion-mnist[:DIR], or idx:DIR.")
 @input_option()
 def evaluate_command(spec, checkpoint, source, input_shape):
-    """Test accuracy and confusion matrix of SPEC with the weights in CHECKPOINT.
+    """Test accuracy and confusion matrix of SPEC with the weights in CHECKPOINT (a
+    checkpoint.npz or a weights .npz, or a run directory).
 
     \b
     Example:
       archcalc evaluate lenet5 runs/lenet5/checkpoint.npz --data digits
     """
     net = load(spec, input_shape)
+    if checkpoint.is_dir():                          # a run directory
+        checkpoint = checkpoint / train.CHECKPOINT
     ckpt = train.read_checkpoint(checkpoint)
     # the loss (and class weights) the run was trained with; no augmentation when scoring
     stored = train.config_from_meta(ckpt.meta, ckpt.path)
