@@ -2,19 +2,15 @@
 Markdown design report that gathers them.
 
 Rendering only: each `*_grid` turns the plain data of an archcalc.calc module into a Grid
-(title, header, rows of strings, footer lines), which prints as a rich table or as Markdown.
+(archcalc.tables: title, header, rows of strings, footer lines), which prints as a rich table,
+fitted to a terminal, or as Markdown. Each grid names the columns a narrow terminal hides
+first (`drop`).
 Every number is formatted from the exact integer the calculator gave.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from fractions import Fraction
-
-from rich import box
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from archcalc import __version__, report
 from archcalc.calc.bottleneck import Bottlenecks, Case, find
@@ -24,45 +20,7 @@ from archcalc.calc.shapes import fmt_shape
 from archcalc.calc.whatif import MemoryEstimate, SweepPoint
 from archcalc.report import human_bytes
 from archcalc.spec.layers import pair
-
-
-@dataclass
-class Grid:
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-    footer: list[str] = field(default_factory=list)
-    # Columns allowed to wrap (index → max width), for n/a reasons and notes.
-    wrap: dict[int, int] = field(default_factory=dict)
-    # Rows drawn with a rule above them (totals).
-    ruled: set[int] = field(default_factory=set)
-
-    def rich(self) -> Group:
-        if not self.rows:  # nothing to tabulate: the title and what the footer says
-            return Group(Text(self.title), *[Text(line) for line in self.footer])
-        table = Table(title=self.title, box=box.SIMPLE_HEAD, title_justify="left",
-                      pad_edge=False)
-        for index, header in enumerate(self.headers):
-            table.add_column(header, justify="left" if index == 0 or index in self.wrap
-                             else "right",
-                             no_wrap=index not in self.wrap, max_width=self.wrap.get(index))
-        for index, row in enumerate(self.rows):
-            table.add_row(*row, end_section=index + 1 in self.ruled)
-        return Group(table, *[Text(line) for line in self.footer])
-
-    def markdown(self, level: int = 3) -> str:
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|").replace("\n", " ")
-        if not self.rows:
-            return "\n".join([f"{'#' * level} {self.title}", ""]
-                              + [f"- {line}" for line in self.footer]) + "\n"
-        lines = [f"{'#' * level} {self.title}", "",
-                 "| " + " | ".join(cell(h) for h in self.headers) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(self.headers) - 1)) + "|"]
-        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
-        if self.footer:
-            lines += [""] + [f"- {line}" for line in self.footer]
-        return "\n".join(lines) + "\n"
+from archcalc.tables import Grid
 
 
 def times(value: Fraction | float | None, digits: int = 2) -> str:
@@ -198,9 +156,11 @@ def bottleneck_grid(result: Bottlenecks) -> Grid:
                       + ", ".join(result.skipped) + ".")
     footer += [f"{case.name}: {case.note}" for case in result.cases if case.note]
     title = f"1×1 bottlenecks in {net.name} — input {fmt_shape(net.input_shape)}"
+    # A narrow terminal keeps the MAC savings; the params group goes whole (two "saving"s).
     return Grid(title, ["1×1 reduce", "kernels", "channels", "input → output", "MACs with",
                         "MACs without", "saving", "params with", "params without", "saving"],
-                rows, footer, ruled={len(result.cases)} if result.cases else set())
+                rows, footer, ruled={len(result.cases)} if result.cases else set(),
+                drop=[3, 2, 1, 9, 7, 8])
 
 
 def case_lines(case: Case, title: str | None = None) -> list[str]:
@@ -255,7 +215,8 @@ def factorize_grid(result: Factorization) -> Grid:
              f"{fmt_shape(result.input_shape)}, {result.filters} filters"
              + (f", {result.mid} in between" if result.mid != result.filters else ""))
     return Grid(title, ["variant", "layers", "params", "MACs", "activations", "RF",
-                        "nonlinearities", "params ×", "MACs ×"], rows, footer)
+                        "nonlinearities", "params ×", "MACs ×"], rows, footer,
+                drop=[6, 4, 5, 1])
 
 
 def _kernel(leaf) -> tuple[int, int]:
@@ -288,7 +249,7 @@ def sweep_grid(name: str, points: list[SweepPoint], smallest: SweepPoint | None,
                   "params change with the input only where a dense layer follows a flatten.")
     return Grid(f"{name} across input sizes", ["input", "output", "params", "MACs",
                                                "activations", "memory / image", "note"],
-                rows, footer, wrap={6: 60})
+                rows, footer, wrap={6: 60}, drop=[4, 2, 1])
 
 
 def memory_grid(name: str, estimates: list[MemoryEstimate]) -> Grid:
@@ -309,7 +270,8 @@ def memory_grid(name: str, estimates: list[MemoryEstimate]) -> Grid:
     ]
     return Grid(f"Training memory of {name}, batch {e0.batch}, {e0.dtype}",
                 ["optimizer", "k", "weights", "gradients", "optimizer state",
-                 f"activations ×{e0.batch}", "total", "total bytes"], rows, footer)
+                 f"activations ×{e0.batch}", "total", "total bytes"], rows, footer,
+                drop=[7, 3, 1])
 
 
 # ---- the Markdown report ----------------------------------------------------------------------

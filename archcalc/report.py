@@ -7,13 +7,12 @@ import csv
 import io
 import json
 
-from rich import box
 from rich.console import Console, Group
-from rich.table import Table
 from rich.text import Text
 
 from archcalc.calc.analyze import Analysis, Row
 from archcalc.calc.shapes import fmt_shape
+from archcalc.tables import Grid
 
 CONVENTIONS = (
     "Shapes are C×H×W per image. 1 MAC = one multiply-accumulate of a conv or dense layer "
@@ -124,35 +123,30 @@ def totals_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def rich_summary(analysis: Analysis, depth: int | None = None) -> Group:
+def summary_grid(analysis: Analysis, depth: int | None = None) -> Grid:
+    """The per-layer table with the totals, warnings, notes and conventions below it. A
+    narrow terminal hides RF /stride, then Input, then Activations (torchinfo and Keras
+    users read name, type, output, params and MACs first)."""
     net = analysis.network
-    title = f"{net.name} — input {fmt_shape(net.input_shape)}"
-    # Names are user text: Text() keeps rich from reading "[b]" in them as markup.
-    table = Table(title=Text(title), box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("Layer", no_wrap=True)
-    table.add_column("Type", no_wrap=True)
-    table.add_column("Input", justify="right", no_wrap=True)
-    table.add_column("Output", justify="right", no_wrap=True)
-    table.add_column("Params", justify="right", no_wrap=True)
-    table.add_column("MACs", justify="right", no_wrap=True)
-    table.add_column("Activations", justify="right", no_wrap=True)
-    table.add_column("RF /stride", justify="right", no_wrap=True)
-    rows = [input_row(analysis)] + fold(analysis, depth)
-    for row in rows:
-        table.add_row(Text(row.name), Text(row.type),
-                      "" if row.type == "input" else fmt_shape(row.input_shape),
-                      fmt_shape(row.output_shape),
-                      f"{row.params:,}" if row.params else "—",
-                      f"{row.macs:,}" if row.macs else "—",
-                      f"{row.activations:,}" if row.activations else "—",
-                      "" if row.type == "input" else rf_text(row))
-    parts: list = [table, Text("\n".join(totals_lines(analysis)))]
-    for warning in analysis.warnings:
-        parts.append(Text(f"warning: {warning}", style="yellow"))
-    for note in analysis.notes:
-        parts.append(Text(f"note: {note}", style="dim"))
-    parts.append(Text(CONVENTIONS, style="dim"))
-    return Group(*parts)
+    rows = [[row.name, row.type,
+             "" if row.type == "input" else fmt_shape(row.input_shape),
+             fmt_shape(row.output_shape),
+             f"{row.params:,}" if row.params else "—",
+             f"{row.macs:,}" if row.macs else "—",
+             f"{row.activations:,}" if row.activations else "—",
+             "" if row.type == "input" else rf_text(row)]
+            for row in [input_row(analysis)] + fold(analysis, depth)]
+    footer: list = [Text("\n".join(totals_lines(analysis)))]
+    footer += [Text(f"warning: {warning}", style="yellow") for warning in analysis.warnings]
+    footer += [Text(f"note: {note}", style="dim") for note in analysis.notes]
+    footer.append(Text(CONVENTIONS, style="dim"))
+    return Grid(f"{net.name} — input {fmt_shape(net.input_shape)}",
+                ["Layer", "Type", "Input", "Output", "Params", "MACs", "Activations",
+                 "RF /stride"], rows, footer, left={1}, drop=[7, 2, 6])
+
+
+def rich_summary(analysis: Analysis, depth: int | None = None) -> Group:
+    return summary_grid(analysis, depth).rich()
 
 
 def render_text(renderable, width: int = 120) -> str:
