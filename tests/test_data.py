@@ -81,6 +81,8 @@ def test_fit_pads_28_to_32_and_flattens():
     ((3, 32, 32), "1-channel .*8×8 images; spec 'net' takes 3×32×32"),
     ((1, 4, 4), "8×8 images, larger than spec 'net''s input 1×4×4"),
     ((50,), "8×8 images; spec 'net' takes a flat input of 50"),
+    ((1, 10**6, 10**6), r"1 image fitted to spec 'net''s input 1×1000000×1000000 take "
+                        r"1,000,000,000,000 bytes, more than the limit of 4,294,967,296"),
 ])
 def test_fit_refuses_what_does_not_fit(shape, match):
     with pytest.raises(ArchcalcError, match=match):

@@ -372,6 +372,7 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
     values takes the image flattened; of s² values, the image fitted to s×s then flattened.
     """
     n, h, w = images.shape
+    _check_fitted_size(n, input_shape, images.dtype.itemsize, source, spec)
     if len(input_shape) == 1:
         (size,) = input_shape
         side = int(round(size ** 0.5))
@@ -402,6 +403,19 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
         steps.append(f"zero padding (top {top}, bottom {hh - k * h - top}, left {left}, "
                      f"right {ww - k * w - left}) to {hh}×{ww}")
     return out[:, None], f"{h}×{w} images, " + (", ".join(steps) or "used as they are")
+
+
+def _check_fitted_size(n: int, input_shape: tuple[int, ...], itemsize: int, source: str,
+                       spec: str) -> None:
+    """Upscaling repeats pixels: 60,000 tiny images fitted to a 1×2000×2000 input would take
+    240 GB. The fitted array is bounded like a data file, before it is made."""
+    need, cap = n * math.prod(input_shape) * itemsize, limit("MAX_DATA_BYTES")
+    if need > cap:
+        raise ArchcalcError(f"dataset '{echo(source, 80)}': {n:,} image{'s' * (n != 1)} fitted to spec "
+                            f"'{echo(spec, 80)}''s input {'×'.join(map(str, input_shape))} "
+                            f"take {need:,} bytes, more than the limit of {cap:,} "
+                            "(MAX_DATA_BYTES)", fix="use a spec with a smaller input, or "
+                            + raise_hint("MAX_DATA_BYTES"))
 
 
 # --- splits ------------------------------------------------------------------------------
