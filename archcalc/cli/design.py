@@ -21,7 +21,8 @@ from archcalc.calc.factorize import factorize as factorize_conv
 from archcalc.calc.whatif import (MAX_SIZE, OPTIMIZER_COPIES, parse_sizes, smallest_fit,
                                   sweep as sweep_sizes, training_memory)
 from archcalc.cli import main
-from archcalc.cli.common import batch_option, dtype_option, input_option, print_wide
+from archcalc.cli.common import (batch_option, dtype_option, input_option, print_lines,
+                                 print_wide, wide_option)
 from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
                                     design_report, factorize_grid, memory_grid, sweep_grid)
 from archcalc.errors import ArchcalcError
@@ -43,9 +44,8 @@ def _show(grid: Grid, fmt: str, data: dict, extra: list[str] | None = None) -> N
         for line in extra or []:
             click.echo(f"    {line}")
     else:
-        print_wide(grid.rich())
-        for line in extra or []:
-            click.echo(line)
+        print_wide(grid)
+        print_lines(extra or [])
 
 
 def _need_input(text: str | None, command: str) -> tuple[int, ...]:
@@ -91,6 +91,7 @@ def _padding(text: str | None):
 @input_option(multiple=True)
 @dtype_option
 @format_option
+@wide_option
 def compare(specs: tuple[str, ...], input_shape, dtype: str, fmt: str) -> None:
     """Specs side by side: params, MACs, memory, depth, receptive field, dense share.
 
@@ -127,6 +128,7 @@ def compare(specs: tuple[str, ...], input_shape, dtype: str, fmt: str) -> None:
 @click.option("--no-bias", is_flag=True, help="Ad hoc: convolutions without biases.")
 @click.option("--formulas", is_flag=True, help="With SPEC: print every product, per case.")
 @format_option
+@wide_option
 def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, padding_text,
                no_bias, formulas, fmt) -> None:
     """What each 1×1 reduction saves: MACs and params with it and without it.
@@ -166,7 +168,7 @@ def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, pad
     if fmt == "json":
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
-        click.echo("\n".join(case_lines(result.cases[0], title="bottleneck")))
+        print_lines(case_lines(result.cases[0], title="bottleneck"))
 
 
 # ---- factorize --------------------------------------------------------------------------------
@@ -178,6 +180,7 @@ def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, pad
               help="Channels between the factors (default: --filters).")
 @click.option("--no-bias", is_flag=True, help="Convolutions without biases.")
 @format_option
+@wide_option
 def factorize(input_text, kernel, filters, mid, no_bias, fmt) -> None:
     """A k×k convolution vs a stack of 3×3s and vs k×1 + 1×k, same receptive field.
 
@@ -218,6 +221,7 @@ def layer() -> None:
 @click.option("--groups", type=int, default=1, show_default=True)
 @click.option("--no-bias", is_flag=True)
 @dtype_option
+@wide_option
 def layer_conv(input_text, kernel_text, filters, stride_text, padding_text, dilation_text,
                groups, no_bias, dtype) -> None:
     """A convolution: (W − F + 2P)/S + 1 per axis, weights, MACs, activations."""
@@ -227,7 +231,7 @@ def layer_conv(input_text, kernel_text, filters, stride_text, padding_text, dila
                           stride=_pair("stride", stride_text), padding=_padding(padding_text),
                           dilation=_pair("dilation", dilation_text), groups=groups,
                           bias=not no_bias, dtype=dtype)
-    click.echo(result.text())
+    print_lines(result.text().splitlines())
 
 
 @layer.command("pool")
@@ -238,13 +242,14 @@ def layer_conv(input_text, kernel_text, filters, stride_text, padding_text, dila
 @click.option("--ceil-mode", is_flag=True, help="Round the output size up (Caffe, GoogLeNet).")
 @click.option("--avg", is_flag=True, help="Average instead of max pooling.")
 @dtype_option
+@wide_option
 def layer_pool(input_text, kernel_text, stride_text, padding_text, ceil_mode, avg, dtype) -> None:
     """Max or average pooling, with ceil mode: the output size and why."""
     result = explain_pool(_need_input(input_text, "layer pool"),
                           kernel=_pair("kernel", kernel_text),
                           stride=_pair("stride", stride_text), padding=_padding(padding_text),
                           ceil_mode=ceil_mode, mode="avg" if avg else "max", dtype=dtype)
-    click.echo(result.text())
+    print_lines(result.text().splitlines())
 
 
 @layer.command("dense")
@@ -252,12 +257,13 @@ def layer_pool(input_text, kernel_text, stride_text, padding_text, ceil_mode, av
 @click.option("--units", type=int, required=True, help="Output features.")
 @click.option("--no-bias", is_flag=True)
 @dtype_option
+@wide_option
 def layer_dense(input_text, units, no_bias, dtype) -> None:
     """A dense layer on N features (a CxHxW input is flattened): weights and MACs."""
     positive(units=units)
     result = explain_dense(_need_input(input_text, "layer dense"), units=units,
                            bias=not no_bias, dtype=dtype)
-    click.echo(result.text())
+    print_lines(result.text().splitlines())
 
 
 # ---- sweep, memory ----------------------------------------------------------------------------
@@ -276,6 +282,7 @@ SIZE_RANGE = click.IntRange(1, MAX_SIZE)
 @click.option("--step", type=SIZE_RANGE, default=None, help="Step of the range (default 1).")
 @dtype_option
 @format_option
+@wide_option
 def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
     """MACs and activation memory of SPEC at square inputs C×S×S, and where it stops fitting.
 
@@ -313,6 +320,7 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
               type=click.Choice(list(OPTIMIZER_COPIES)),
               help="Repeatable; default: all of them.")
 @format_option
+@wide_option
 def memory(spec, input_shape, batch, dtype, optimizers, fmt) -> None:
     """Training memory per optimizer: weights + gradients + optimizer state + activations.
 

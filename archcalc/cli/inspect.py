@@ -5,20 +5,20 @@ from __future__ import annotations
 import sys
 
 import click
-from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from archcalc import report
 from archcalc.calc import analyze
 from archcalc.cli import main
-from archcalc.cli.common import batch_option, console, dtype_option, input_option, print_wide
+from archcalc.cli.common import batch_option, dtype_option, input_option, print_wide, wide_option
 from archcalc.errors import ArchcalcError
 from archcalc.spec import bundled_names, load
 from archcalc.spec.load import bundled_dir
+from archcalc.tables import Grid
 
 
 @main.command("list")
+@wide_option
 def list_specs() -> None:
     """List the bundled specs: name, source, input, parameters, MACs.
 
@@ -26,20 +26,19 @@ def list_specs() -> None:
     Example:
       archcalc list
     """
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, justify in (("Name", "left"), ("Input", "right"), ("Params", "right"),
-                          ("Trainable", "right"), ("MACs", "right"), ("Source", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "Source")
     names = bundled_names()
+    rows = []
     for name in names:
         analysis = analyze(load(name))
         net = analysis.network
         t = analysis.totals
-        table.add_row(Text(name), "×".join(map(str, net.input_shape)), f"{t.params:,}",
-                      f"{t.trainable_params:,}", f"{t.macs:,}", Text(net.source or ""))
-    print_wide(table)
-    console().print(f"[dim]{len(names)} specs in {bundled_dir()}; "
-                    "`archcalc summary NAME` shows one.[/dim]")
+        rows.append([name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
+                     f"{t.trainable_params:,}", f"{t.macs:,}", net.source or ""])
+    footer = [Text(f"{len(names)} specs in {bundled_dir()}; `archcalc summary NAME` shows one.",
+                   style="dim")]
+    # Source wraps; a narrow terminal hides Trainable, then Source.
+    print_wide(Grid("", ["Name", "Input", "Params", "Trainable", "MACs", "Source"], rows,
+                    footer, wrap={5: None}, drop=[3, 5]))
 
 
 @main.command()
@@ -52,6 +51,7 @@ def list_specs() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--strict", is_flag=True, help="Uneven divisions that drop input pixels are errors.")
+@wide_option
 def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, fmt: str,
             strict: bool) -> None:
     """Per-layer shapes, parameters, MACs, activations and receptive fields, with totals.
@@ -73,7 +73,7 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
     elif fmt == "markdown":
         click.echo(report.to_markdown(analysis, depth))
     else:
-        print_wide(report.rich_summary(analysis, depth))
+        print_wide(report.summary_grid(analysis, depth))
 
 
 @main.command()
