@@ -315,3 +315,64 @@ def test_class_weights_reach_the_loss(digits64):
     # the same weights score the validation set differently once class 9 weighs 50×
     assert heavy.evaluate(digits64.val)[0] != pytest.approx(plain.evaluate(digits64.val)[0])
     assert heavy.evaluate(digits64.val)[1] == plain.evaluate(digits64.val)[1]
+
+
+# --- run directories and options (issue 8) ---------------------------------------------------
+
+@pytest.mark.parametrize("key, value, message", [
+    ("lr", float("inf"), "--lr inf is out of range: a finite number > 0"),
+    ("lr", float("nan"), "--lr nan is out of range"),
+    ("seed", -1, "--seed -1 is out of range: a whole number in 0..4294967295"),
+    ("seed", 2**32, "--seed 4294967296 is out of range"),
+    ("weight_decay", float("nan"), "--weight-decay nan is out of range"),
+    ("clip_norm", float("inf"), "--clip-norm inf is out of range"),
+    ("batch_size", -3, "--batch-size -3 is out of range"),
+    ("translate", 8, "--translate 8 would shift 8×8 images by up to 8 pixels; the most is 7"),
+])
+def test_library_callers_get_the_same_ranges(key, value, message):
+    net = loads(CNN)
+    d = datamod.load("digits", net.input_shape, spec="tiny_cnn")
+    with pytest.raises(ArchcalcError, match=message.replace("+", r"\+")):
+        train.Trainer(build(net), d, train.TrainConfig(**{key: value}))
+
+
+def test_a_second_run_in_the_same_directory_is_refused(digits64, tmp_path):
+    with train.RunLock(tmp_path):
+        trainer = train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=1),
+                                out=tmp_path)
+        with pytest.raises(ArchcalcError, match="another archcalc train is writing"):
+            trainer.fit()
+    trainer.fit()                                    # the lock went with its holder
+    assert train.read_checkpoint(tmp_path / "checkpoint.npz").meta["epoch"] == 1
+
+
+def test_library_refuses_another_run_too(digits64, tmp_path):
+    fit(mlp(), digits64, out=tmp_path, epochs=1)
+    with pytest.raises(ArchcalcError, match="already holds a training run"):
+        fit(mlp(), digits64, out=tmp_path, epochs=1)
+    model = build(mlp())
+    train.Trainer(model, digits64, train.TrainConfig(epochs=1), out=tmp_path,
+                  overwrite=True).fit()
+
+
+def test_resume_refuses_each_result_deciding_option(digits64, tmp_path):
+    setup = {"data": "digits", "val_split": 0.1, "dtype": "float32", "freeze": []}
+    train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=1), out=tmp_path,
+                  setup=setup).fit()
+    path = tmp_path / "checkpoint.npz"
+    for change, said in [({"seed": 1}, "--seed 0; this run asks for --seed 1"),
+                         ({"batch_size": 0}, "--batch-size 64; this run asks for --batch-size full"),
+                         ({"clip_norm": 1.0}, "no --clip-norm; this run asks for --clip-norm 1.0"),
+                         ({"loss": "hinge"}, "--loss cross_entropy; this run asks for --loss hinge")]:
+        t = train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=2, **change),
+                          setup=setup)
+        with pytest.raises(ArchcalcError, match=said):
+            t.resume(path)
+    t = train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=2),
+                      setup={**setup, "dtype": "float64"})
+    with pytest.raises(ArchcalcError, match="--dtype float32; this run asks for --dtype float64"):
+        t.resume(path)
+    ok = train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=5, patience=2),
+                       setup=setup)
+    ok.resume(path)                                  # epochs and patience may change
+    assert ok.epoch == 1

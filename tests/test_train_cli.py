@@ -181,3 +181,62 @@ def test_ctrl_c_saves_then_exits_130(run, write_spec, tmp_path, monkeypatch):
     assert len(json.loads((out / "history.json").read_text())) == 1
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
     assert train.read_checkpoint(out / "checkpoint.npz").meta["epoch"] == 1
+
+
+# --- run directories (issue 8, class 8) ------------------------------------------------------
+
+def run_ids(out):
+    ckpt = train.read_checkpoint(out / "checkpoint.npz")
+    history = json.loads((out / "history.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    return ckpt.meta["run_id"], {h["run_id"] for h in history}, metrics["run_id"]
+
+
+def test_an_existing_run_is_refused_unless_overwrite(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+    assert run("train", spec, "--epochs", "2", "--out", str(out)).exit_code == 0
+    before = (out / "checkpoint.npz").read_bytes()
+    first_id, history_ids, metrics_id = run_ids(out)
+    assert history_ids == {first_id} and metrics_id == first_id
+    result = run("train", spec, "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 1 and "already holds a training run" in result.output
+    assert "--overwrite replaces it" in result.output
+    assert (out / "checkpoint.npz").read_bytes() == before          # nothing touched
+    result = run("train", spec, "--epochs", "1", "--out", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    new_id, history_ids, metrics_id = run_ids(out)
+    assert new_id != first_id and history_ids == {new_id} and metrics_id == new_id
+    assert len(json.loads((out / "history.json").read_text())) == 1
+
+
+def test_resume_without_the_seed_continues_the_same_run(run, write_spec, tmp_path):
+    """The issue's reproducer: --seed 5, resumed without --seed, silently used seed 0."""
+    spec = write_spec(TINY)
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--seed", "5", "--batch-size", "50", "--lr", "0.01", "--optimizer", "momentum"]
+    assert run("train", spec, "--epochs", "3", "--out", str(a), *common).exit_code == 0
+    assert run("train", spec, "--epochs", "1", "--out", str(b), *common).exit_code == 0
+    result = run("train", spec, "--epochs", "3", "--resume", str(b))
+    assert result.exit_code == 0, result.output
+    assert "momentum, lr 0.01, batch 50" in result.output and "seed 5" in result.output
+    straight = train.read_checkpoint(a / "checkpoint.npz")
+    resumed = train.read_checkpoint(b / "checkpoint.npz")
+    for name, value in straight.state.items():
+        np.testing.assert_array_equal(value, resumed.state[name], err_msg=name)
+    ckpt_id, history_ids, metrics_id = run_ids(b)       # one run, resumed: one run id
+    assert history_ids == {ckpt_id} and metrics_id == ckpt_id
+
+
+def test_orphaned_temp_files_are_cleaned_and_only_ours(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    out = tmp_path / "run"
+    assert run("train", spec, "--epochs", "1", "--out", str(out)).exit_code == 0
+    orphans = [".checkpoint.npz.k2j4_x9a.tmp", ".history.json.abcdefgh.tmp"]
+    kept = [".checkpoint.npz.not-ours.tmp", "notes.tmp", ".data.npz.abcdefgh.tmp"]
+    for name in orphans + kept:
+        (out / name).write_bytes(b"half")
+    result = run("train", spec, "--epochs", "2", "--resume", str(out))
+    assert result.exit_code == 0, result.output
+    left = {p.name for p in out.iterdir()}
+    assert not left & set(orphans) and set(kept) <= left
