@@ -156,7 +156,8 @@ def load_into(model, weights: dict[str, np.ndarray], ckpt: Checkpoint, spec: str
     except ArchcalcError as exc:
         saved = ckpt.meta.get("spec")
         if saved and saved != spec:
-            exc.message += f" (the checkpoint was saved from spec '{echo(saved, 60)}', not '{spec}')"
+            exc.message += (f" (the checkpoint was saved from spec '{echo(saved, 60)}', "
+                            f"not '{spec}')")
         raise exc.located(file=str(ckpt.path)) from None
 
 
@@ -196,7 +197,8 @@ def check_run_dir(out: Path, *, resume: Path | None = None, overwrite: bool = Fa
         fix = (f"--overwrite replaces that run with the resumed one, or resume into the "
                f"checkpoint's own directory (--out {echo(Path(resume).parent, 80)})")
     else:
-        fix = f"--resume {echo(own, 80)} continues it, --overwrite replaces it, or choose another --out"
+        fix = (f"--resume {echo(own, 80)} continues it, --overwrite replaces it, or choose "
+               "another --out")
     raise ArchcalcError(f"already holds a training run ({', '.join(present)})", file=str(out),
                         fix=fix)
 

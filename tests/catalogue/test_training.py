@@ -6,7 +6,6 @@ range (seed, non-finite floats, shifts larger than the image)."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from archcalc.nn import build, data as datamod, save_weights, train, weights
+from archcalc.nn import build, data as datamod, save_weights, train
 from archcalc.spec import loads
 from catalogue.runner import Case, check_case, measure
 
@@ -107,7 +106,8 @@ CASES = [
          "error: run: already holds a training run (history.json) (fix: --overwrite replaces "
          "that run with the resumed one, or resume into the checkpoint's own directory "
          "(--out old))", files=SPECS, setup=lambda w: (existing("history.json")(w),
-                                                      (w / "old").mkdir(), plain_weights(w / "old"))),
+                                                      (w / "old").mkdir(),
+                                                      plain_weights(w / "old"))),
     Case("train_out_is_a_file", [*T, "--out", "f"],
          "error: train: invalid value for '--out': Directory 'f' is a file " + HELP,
          code=2, files={**SPECS, "f": "x"}),
