@@ -261,7 +261,9 @@ def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -
     lr = trainer.schedule.describe().replace("lr0", f"{cfg.lr:g}")
     if lr == "constant":
         lr = f"{cfg.lr:g}"
-    batch = "full batch" if cfg.batch_size == 0 else f"batch {cfg.batch_size}"
+    # a batch larger than the training set is the full batch (say so, not "batch 100000")
+    full = cfg.batch_size == 0 or cfg.batch_size >= len(data.train)
+    batch = "full batch" if full else f"batch {cfg.batch_size}"
     out.print(f"train: {cfg.optimizer}, lr {lr}, {batch}, {cfg.loss} loss, {init} init, "
               f"seed {cfg.seed}, {cfg.epochs} epochs")
     augment = [f"random shifts of up to {cfg.translate} px"] if cfg.translate else []
