@@ -1,3 +1,43 @@
-from archcalc.cli import main
+"""`python -m archcalc` and the `archcalc` console script (pyproject.toml's [project.scripts]).
 
-main()
+`run` is the entry point, not the click group itself: importing the commands (click, rich,
+NumPy, pydantic) takes a noticeable moment, and a Ctrl-C or a closed pipe during that moment
+happens before click's error boundary exists. Here it is still one line (or silence) and the
+conventional exit code, however early it comes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _silence_stdout() -> None:
+    # What is still buffered goes to /dev/null at exit instead of raising again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def run() -> None:
+    try:
+        from archcalc.cli import main  # the slow part: every command's imports
+
+        main()
+    except KeyboardInterrupt:
+        try:
+            sys.stderr.write("interrupted\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        sys.exit(130)
+    except BrokenPipeError:  # `archcalc list | head -1` before the boundary: quiet, 128 + SIGPIPE
+        _silence_stdout()
+        sys.exit(141)
+
+
+if __name__ == "__main__":
+    run()

@@ -11,6 +11,8 @@ from pathlib import Path
 from archcalc.calc.analyze import Analysis, Row
 from archcalc.calc.shapes import fmt_shape
 from archcalc.errors import ArchcalcError
+from archcalc.fileio import replacing
+from archcalc.limits import echo
 from archcalc.report import fold
 
 SERIES = (("params", "parameters"), ("macs", "MACs"), ("activations", "activation values"))
@@ -31,22 +33,27 @@ def _matplotlib():
     return Figure
 
 
-def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None) -> Path:
-    """Draw three bar charts (one bar per layer, log scale) sharing the layer axis; write
-    them to `out` (format from its suffix: .png, .svg, .pdf). Returns the path written."""
-    Figure = _matplotlib()
-    out = Path(out)
-    rows = plotted_rows(analysis, depth)
-    if not rows:
-        raise ArchcalcError(f"{analysis.network.name} has no layer with parameters, MACs or "
-                            "activations to plot")
+def image_format(out: Path, supported: dict[str, str]) -> str:
+    """The format named by `out`'s suffix, checked before any drawing is done."""
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in supported:
+        what = f"'{echo(out.suffix, 20)}' is not" if out.suffix else "a name without a suffix is not"
+        raise ArchcalcError(f"cannot write {echo(out)}: {what} an image format matplotlib "
+                            "writes", fix="end the file name with .png, .svg or .pdf")
+    return suffix
+
+
+def _draw(Figure, analysis: Analysis, rows: list[Row]):
+    """The figure: three log-scale bar charts sharing the layer axis. Names are user text:
+    parse_math=False keeps a '$' in a name from being read as mathtext (which would fail or
+    print something else)."""
     names = [r.name for r in rows]
     positions = list(range(len(rows)))
     fig = Figure(figsize=(max(8.0, 0.22 * len(rows) + 2), 9), layout="constrained")
     axes = fig.subplots(3, 1, sharex=True)
     net = analysis.network
     fig.suptitle(f"{net.name} — input {fmt_shape(net.input_shape)} (log scale; a layer "
-                 "with none of a quantity has no bar)")
+                 "with none of a quantity has no bar)", parse_math=False)
     for ax, (attr, label) in zip(axes, SERIES):
         values = [getattr(r, attr) for r in rows]
         ax.bar(positions, values, color="tab:blue" if attr == "params" else
@@ -55,11 +62,23 @@ def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None) -
             ax.set_yscale("log")
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-    axes[-1].set_xticks(positions, names, rotation=90, fontsize=7)
-    try:
-        fig.savefig(out, dpi=110)
-    except (OSError, ValueError) as exc:
-        raise ArchcalcError(f"cannot write {out}: {exc}",
-                            fix="check the directory exists and the suffix is .png, .svg or "
-                                ".pdf") from None
+    axes[-1].set_xticks(positions, names, rotation=90, fontsize=7, parse_math=False)
+    return fig
+
+
+def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None) -> Path:
+    """Draw three bar charts (one bar per layer, log scale) sharing the layer axis; write
+    them to `out` (format from its suffix: .png, .svg, .pdf), whole or not at all (a full
+    disk leaves no partial image). Returns the path written."""
+    Figure = _matplotlib()
+    out = Path(out)
+    fmt = image_format(out, Figure().canvas.get_supported_filetypes())
+    rows = plotted_rows(analysis, depth)
+    if not rows:
+        raise ArchcalcError(f"{echo(analysis.network.name)} has no layer with parameters, "
+                            "MACs or activations to plot")
+    # The temporary file is made first, so an unwritable directory fails before the drawing;
+    # its name ends in .tmp, so the format is given, not guessed from the name.
+    with replacing(out) as tmp:
+        _draw(Figure, analysis, rows).savefig(tmp, dpi=110, format=fmt)
     return out

@@ -10,21 +10,21 @@ import json
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
 from archcalc.calc.shapes import fmt_shape
 from archcalc.check import CheckResult, LayerCheck, fmt_bytes, parse_size, run_check
 from archcalc.cli import main
-from archcalc.cli.common import ParsedParam, input_option, print_wide
+from archcalc.cli.common import (SEED, ParsedParam, input_option, plain, print_wide,
+                                 wide_option)
 from archcalc.spec import load
+from archcalc.tables import Grid
 
 @main.command("check")
 @click.argument("spec")
 @input_option()
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Images in the random batch.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed of the weights and of the random batch.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True, help="Precision of the executor's arrays.")
@@ -33,6 +33,7 @@ from archcalc.spec import load
                    "[default: half the available memory].")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
+@wide_option
 @click.pass_context
 def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | None,
                   batch: int, seed: int, dtype: str, memory_budget: int | None,
@@ -69,45 +70,41 @@ def _count(value: int | None) -> str:
 
 
 def _row(check: LayerCheck) -> list[Any]:
-    return [Text(check.name), _shape(check.calculated_shape), _shape(check.actual_shape),
+    return [check.name, _shape(check.calculated_shape), _shape(check.actual_shape),
             _count(check.calculated_total), _count(check.actual_total),
             _count(check.predicted_bytes), _count(check.measured_bytes), _mark(check.ok)]
 
 
-def build_table(result: CheckResult) -> Table:
+def build_table(result: CheckResult) -> Grid:
     """One row per layer, the input first and the totals last, so the byte columns sum
-    to the totals (as torchinfo's tables do)."""
-    table = Table(title=f"{result.name} · input {fmt_shape(result.input_shape)} · "
-                        f"batch {result.batch} · {result.dtype} · seed {result.seed}",
-                  title_justify="left", show_footer=False)
-    for header in ("layer", "calculated shape", "actual shape"):
-        table.add_column(header, overflow="fold")
-    for header in ("calc params", "actual params", "predicted bytes", "measured bytes"):
-        table.add_column(header, justify="right")
-    table.add_column("", justify="center")
+    to the totals (as torchinfo's tables do). The style of every table (a Grid: names print
+    as written); a narrow terminal hides the executor's columns (each row's ✓ stays)."""
     shape = fmt_shape(result.input_shape)
     ran = result.measured_activation_bytes is not None
-    table.add_row("input", shape, shape if ran else "—", "", "",
-                  f"{result.predicted_input_bytes:,}",
-                  _count(result.input_bytes) if ran else "—", "")
-    for check in result.layers:
-        table.add_row(*_row(check), style=None if check.ok else "bold red")
-    table.add_section()
+    rows = [["input", shape, shape if ran else "—", "", "", f"{result.predicted_input_bytes:,}",
+             _count(result.input_bytes) if ran else "—", ""]]
+    rows += [_row(check) for check in result.layers]
     calc_total = sum(c.calculated_total or 0 for c in result.layers)
     actual_total = sum(c.actual_total or 0 for c in result.layers)
-    table.add_row("total", "", "", f"{calc_total:,}", f"{actual_total:,}",
-                  f"{result.predicted_activation_bytes:,}",
-                  _count(result.measured_activation_bytes), _mark(result.ok))
-    return table
+    rows.append(["total", "", "", f"{calc_total:,}", f"{actual_total:,}",
+                 f"{result.predicted_activation_bytes:,}",
+                 _count(result.measured_activation_bytes), _mark(result.ok)])
+    failed = {index + 1: "bold red" for index, check in enumerate(result.layers) if not check.ok}
+    return Grid(f"{result.name} · input {shape} · batch {result.batch} · {result.dtype} · "
+                f"seed {result.seed}",
+                ["layer", "calculated shape", "actual shape", "calc params", "actual params",
+                 "predicted bytes", "measured bytes", ""], rows, ruled={len(rows) - 1},
+                styles=failed, drop=[2, 4, 6])
 
 
 def render(result: CheckResult) -> None:
+    # The lines after the table wrap on a terminal and stay whole in a pipe (print_wide's
+    # console); plain(): names in warnings and the verdict print as written.
     out = print_wide(build_table(result))
     for warning in result.warnings:
-        out.print(f"warning: {warning}", soft_wrap=True, markup=False)
-    out.print(f"seconds: {result.seconds:.2f} (build {result.build_seconds:.2f}, "
-              f"forward {result.forward_seconds:.2f}); memory estimate "
-              f"{fmt_bytes(result.estimate.total)}"
-              + (f" of a {fmt_bytes(result.budget)} budget" if result.budget else ""),
-              soft_wrap=True, markup=False)
-    out.print(result.verdict(), soft_wrap=True, markup=False)
+        out.print(plain(f"warning: {warning}"))
+    out.print(plain(f"seconds: {result.seconds:.2f} (build {result.build_seconds:.2f}, "
+                    f"forward {result.forward_seconds:.2f}); memory estimate "
+                    f"{fmt_bytes(result.estimate.total)}"
+                    + (f" of a {fmt_bytes(result.budget)} budget" if result.budget else "")))
+    out.print(plain(result.verdict()))

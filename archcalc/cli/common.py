@@ -2,30 +2,161 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import math
+import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import click
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
 from archcalc.spec import parse_shape
 
 
 class AppGroup(click.Group):
-    """Turns a user's mistake (ArchcalcError) into one line on stderr and exit code 1."""
+    """The error boundary: a user's mistake (ArchcalcError) is one line on stderr and exit 1;
+    a usage error (click's) is one line and exit 2; an output that cannot be written (a full
+    disk behind stdout, a closed pipe) is one line or, for a pipe, silence; Ctrl-C is
+    `interrupted` and exit 130. Never a traceback."""
+
+    group_class = type  # `layer` and any later subgroup get this same boundary
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:  # the group's own options and arguments: `archcalc --bogus`
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # the command's name, options and arguments
+            raise one_line(exc) from None
         except ArchcalcError as exc:
             click.echo(exc.render(), err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # what is left of I/O after the library's own messages
+            output_failed(exc)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Output still buffered when the command ends is written here, inside the boundary,
+        # not by the interpreter at exit (where a full disk would be a traceback-like
+        # "Exception ignored" and exit code 120).
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            flush_stdout()
+
+
+class OneLineUsageError(click.UsageError):
+    """click's usage error, shown as the house's one line (click prints four: Usage, Try,
+    a blank line, Error)."""
+
+    def __init__(self, line: str, ctx: click.Context | None) -> None:
+        super().__init__(line, ctx)
+        self.line = line
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.line, err=True)
+
+
+def _lower_first(text: str) -> str:
+    # "Invalid value" reads as "invalid value" after "error: cmd: "; "SPEC" stays "SPEC".
+    return text[:1].lower() + text[1:] if text[1:2].islower() else text
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """`error: COMMAND: click's message (fix: ...)`: the fix is the parser's own when it has
+    one (ParsedParam), else where the help is. The message echoes at most ~300 characters."""
+    path = exc.ctx.command_path if exc.ctx is not None else "archcalc"
+    command = path.partition(" ")[2]
+    message = echo(_lower_first(exc.format_message().strip().rstrip(".")), 300)
+    fix = getattr(exc, "fix", None) or f"see '{path} --help'"
+    return f"error: {command + ': ' if command else ''}{message} (fix: {fix})"
+
+
+def one_line(exc: click.UsageError) -> click.UsageError:
+    """`exc` as a one-line usage error; help shown for a bare group stays help."""
+    if isinstance(exc, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return exc
+    converted = OneLineUsageError(usage_line(exc), exc.ctx)
+    converted.exit_code = exc.exit_code
+    return converted
+
+
+# ---- output that cannot be written ------------------------------------------------------------
+def silence_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so the interpreter's last flush of what is
+    still buffered succeeds quietly (a closed pipe or a full disk has been reported)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real descriptor (a test's runner)
+        pass
+
+
+def _raised_writing_stdout(exc: OSError) -> bool:
+    """Whether `exc` came from writing stdout: some frame of its traceback was writing to it
+    (click.echo's `file`, a rich Console's `self`, a stream's `self`). A write error carries
+    no file name and a failed write drops its buffer, so the traceback is the only witness."""
+    streams = [sys.stdout, getattr(sys.stdout, "buffer", None), sys.__stdout__]
+    tb = exc.__traceback__
+    while tb is not None:
+        for name in ("self", "file", "stream"):
+            obj = tb.tb_frame.f_locals.get(name)
+            if isinstance(obj, Console):
+                obj = obj.file
+            if obj is not None and any(obj is s for s in streams):
+                return True
+        tb = tb.tb_next
+    return False
+
+
+def output_failed(exc: OSError) -> NoReturn:
+    """One line for an OSError that reached the boundary, then exit. A closed pipe
+    (`archcalc summary vgg16 | head -1`) is not an error: exit quietly, 141 (128 + SIGPIPE)
+    as a Unix tool killed by SIGPIPE does."""
+    if exc.errno == errno.EPIPE:
+        silence_stdout()
+        sys.exit(141)
+    why = exc.strerror or str(exc)
+    if exc.filename is None and _raised_writing_stdout(exc):
+        line = (f"error: cannot write to standard output: {why} (fix: free space where the "
+                "output goes, or redirect it to another file or disk)")
+    else:
+        where = f"{echo(exc.filename)}: " if exc.filename is not None else ""
+        line = f"error: {where}{why} (fix: check the path, its permissions and the free space)"
+    try:
+        click.echo(line, err=True)
+    except OSError:  # stderr is gone too: the exit code is all that is left
+        pass
+    silence_stdout()
+    sys.exit(1)
+
+
+def flush_stdout() -> None:
+    """Flush stdout inside the boundary (see AppGroup.main)."""
+    stream = sys.stdout  # noqa: F841 - named for _raised_writing_stdout
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        output_failed(exc)  # this frame's `stream` is stdout: the message names it
+    except ValueError:  # already closed
+        pass
 
 
 class ParsedParam(click.ParamType):
@@ -41,7 +172,48 @@ class ParsedParam(click.ParamType):
         try:
             return self.parse(value)
         except ArchcalcError as exc:
-            self.fail(f"{exc.message} ({exc.fix})", param, ctx)
+            failure = click.BadParameter(exc.message, ctx, param)
+            failure.fix = exc.fix  # the parser's fix replaces "see --help" in the one line
+            raise failure from None
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses inf and nan (nan compares false with every bound, so a
+    plain FloatRange lets it through)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+# A seed is what NumPy's generators and the executor accept: 0 .. 2**32 - 1.
+SEED = click.IntRange(0, 2**32 - 1)
+MAX_COUNT = 10**9  # the largest channel count, kernel, stride, ... (as for a spec's sizes)
+COUNT = click.IntRange(1, MAX_COUNT)  # filters, units, groups, channels, strides
+
+
+def plain(value: Any) -> Any:
+    """User text for rich, never parsed: a str becomes a Text, so '[/]' or ':fire:' in a
+    spec's name prints as written (rich would read markup and emoji codes in a str)."""
+    return Text(value) if isinstance(value, str) else value
+
+
+class PlainTable(Table):
+    """A rich Table whose title, caption, headers and cells, given as str, print literally.
+    Every table of user data is one of these, so no call site can forget (issue 8, class 5)."""
+
+    def __init__(self, *headers: Any, title: Any = None, caption: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*(plain(h) for h in headers), title=plain(title),
+                         caption=plain(caption), **kwargs)
+
+    def add_column(self, header: Any = "", footer: Any = "", **kwargs: Any) -> None:
+        super().add_column(plain(header), plain(footer), **kwargs)
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        super().add_row(*(plain(c) for c in cells), **kwargs)
 
 
 SHAPE = ParsedParam("CxHxW", parse_shape, tuple)  # 3x224x224, or N for a flat input

@@ -26,6 +26,7 @@ from archcalc.cli.common import (batch_option, dtype_option, input_option, print
 from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
                                     design_report, factorize_grid, memory_grid, sweep_grid)
 from archcalc.errors import ArchcalcError
+from archcalc.fileio import replacing
 from archcalc.spec import load, parse_shape
 
 FORMATS = click.Choice(["table", "json", "markdown"])
@@ -371,13 +372,12 @@ def report_cmd(specs, out, input_shape, depth, dtype) -> None:
       archcalc report vgg16 resnet50 --out report.md
       archcalc report googlenet --depth 2
     """
-    text = design_report(list(specs), list(input_shape), depth, dtype)
     if out is None:
-        click.echo(text)
+        click.echo(design_report(list(specs), list(input_shape), depth, dtype))
         return
-    try:
-        with open(out, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as exc:
-        raise ArchcalcError(f"cannot write {out}: {exc.strerror}", fix="check the path") from None
+    # The temporary file beside OUT is made first: an unwritable place fails before the work,
+    # and a failed write (full disk) leaves no partial report (one line naming the file).
+    with replacing(out) as tmp:
+        tmp.write_text(design_report(list(specs), list(input_shape), depth, dtype),
+                       encoding="utf-8")
     click.echo(f"wrote {out}")
