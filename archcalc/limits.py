@@ -33,6 +33,7 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # archcalc sweep (archcalc.calc.whatif).
     "MAX_SWEEP_SIZES": (1_000, "input sizes in one sweep (--sizes, or a --from/--to/--step range)"),
     "MAX_SWEEP_SCAN": (256, "sizes tried one by one, past the bisection, for the smallest fit"),
+    "MAX_SWEEP_WORK": (1_000_000, "layer evaluations in one sweep (layers × sizes analysed)"),
 }
 
 # How much user text an error line may echo (a value, a name) before it is cut with '…'.

@@ -287,3 +287,19 @@ def test_estimate_against_the_measured_peak(optimizer):
         tracemalloc.stop()
     assert estimate <= held <= estimate + 256 * 1024, (estimate, held)
     assert held < peak < 4 * estimate, (estimate, peak)
+
+
+def test_work_is_bounded_before_the_sweep_and_the_scan_gets_what_is_left(monkeypatch):
+    """alexnet has 23 layers; 196 sizes up to 227 need 196 + 8 bisection steps."""
+    from archcalc.calc.whatif import check_work
+    network = load("alexnet")
+    sizes = parse_sizes(None, 32, 227, None)
+    assert check_work(network, sizes) == 256                  # plenty left: MAX_SWEEP_SCAN
+    monkeypatch.setenv("ARCHCALC_MAX_SWEEP_WORK", str(23 * (196 + 8) + 23 * 10 + 5))
+    assert check_work(network, sizes) == 10                   # what the budget leaves
+    monkeypatch.setenv("ARCHCALC_MAX_SWEEP_WORK", str(23 * (196 + 8) - 1))
+    with pytest.raises(ArchcalcError, match=r"23 layers\) takes 4,692 layer evaluations .* "
+                                            r"sweep at most 195 sizes"):
+        check_work(network, sizes)
+    fit = smallest_fit(network, 227, scan=1)                 # 66 too small, 67 fits: one is enough
+    assert fit.smallest.size == 67

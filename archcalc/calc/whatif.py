@@ -131,9 +131,13 @@ def _channels(network: Network) -> int:
 def _at(network: Network, size: int, dtype: str) -> SweepPoint:
     shape = (_channels(network), size, size)
     try:
-        return SweepPoint(size, shape, analyze(network.with_input(shape), dtype=dtype))
+        full = analyze(network.with_input(shape), dtype=dtype)
     except ShapeError as exc:
         return SweepPoint(size, shape, error=reason(exc), too_small=_too_small(exc))
+    # A sweep shows totals and the output shape: keep the last row, not every layer's (1,000
+    # sizes of ResNet-152 kept whole took 265 MB).
+    slim = Analysis(full.network, full.rows[-1:], full.totals, full.warnings, full.notes)
+    return SweepPoint(size, shape, slim)
 
 
 def _too_small(exc: ShapeError) -> bool:
@@ -144,6 +148,30 @@ def _too_small(exc: ShapeError) -> bool:
 
 def sweep(network: Network, sizes: list[int], dtype: str = "float32") -> list[SweepPoint]:
     return [_at(network, size, dtype) for size in sizes]
+
+
+def check_work(network: Network, sizes: list[int]) -> int:
+    """Bound a sweep's work before any of it is done; return how many sizes smallest_fit may
+    then scan.
+
+    Each size analyses every layer, and so does each step of smallest_fit: the sizes and the
+    bisection (⌈log2(max size + 1)⌉ steps) must fit in MAX_SWEEP_WORK layer evaluations, or
+    the sweep is refused; the scan gets what is left (at least one size, at most
+    MAX_SWEEP_SCAN). About 8 µs per layer evaluation here: the default 10⁶ is ~8 s;
+    ResNet-152 (465 layers) at 1,000 sizes is 0.47·10⁶."""
+    _channels(network)
+    layers = max(1, sum(1 for _ in network.leaves()))
+    fixed = len(sizes) + (max(sizes) + 1).bit_length()
+    cap = limit("MAX_SWEEP_WORK")
+    if layers * fixed > cap:
+        most = cap // layers - (max(sizes) + 1).bit_length()
+        raise ArchcalcError(f"sweeping {len(sizes):,} sizes of spec '{echo(network.name, 80)}' "
+                            f"({layers:,} layers) takes {layers * fixed:,} layer evaluations "
+                            f"with the search for the smallest fit, more than the limit of "
+                            f"{cap:,} (MAX_SWEEP_WORK)", file=network.file,
+                            fix=(f"sweep at most {most:,} sizes, or " if most > 0 else "")
+                            + raise_hint("MAX_SWEEP_WORK"))
+    return max(1, min(limit("MAX_SWEEP_SCAN"), (cap - layers * fixed) // layers))
 
 
 @dataclass
@@ -165,7 +193,7 @@ class Fit:
         return self.smallest is not None or self.known_upto >= self.upto
 
 
-def smallest_fit(network: Network, upto: int) -> Fit:
+def smallest_fit(network: Network, upto: int, scan: int | None = None) -> Fit:
     """The first size in 1..upto at which the spec fits, proven, in O(log upto) + a bounded
     scan of evaluations (never one by one from 1).
 
@@ -177,8 +205,8 @@ def smallest_fit(network: Network, upto: int) -> Fit:
     a size lo that is too small with lo + 1 not too small (or lo = 0); every size ≤ lo fails.
     Fitting is not monotone beyond that (branches merged by add/concat may agree only at some
     sizes: strides 2 with kernels 1 and 2 agree only at even sizes), so the sizes from lo + 1
-    up are evaluated one by one, at most MAX_SWEEP_SCAN of them; the first that fits is the
-    smallest. tests/test_whatif.py checks the monotone premise on every bundled spec."""
+    up are evaluated one by one, at most `scan` of them (default MAX_SWEEP_SCAN); the first
+    that fits is the smallest. tests/test_whatif.py checks the premise on the bundled specs."""
     seen: dict[int, SweepPoint] = {}
 
     def at(size: int) -> SweepPoint:
@@ -193,7 +221,7 @@ def smallest_fit(network: Network, upto: int) -> Fit:
             lo = mid
         else:
             hi = mid
-    last = min(upto, lo + limit("MAX_SWEEP_SCAN"))
+    last = min(upto, lo + (limit("MAX_SWEEP_SCAN") if scan is None else max(1, scan)))
     for size in range(lo + 1, last + 1):
         if at(size).ok:
             return Fit(at(size), seen.get(size - 1), size, upto)

@@ -18,8 +18,8 @@ from archcalc.calc.bottleneck import adhoc, find
 from archcalc.calc.compare import compare as compare_specs
 from archcalc.calc.explain import explain_conv, explain_dense, explain_pool, positive
 from archcalc.calc.factorize import factorize as factorize_conv
-from archcalc.calc.whatif import (MAX_SIZE, OPTIMIZER_COPIES, parse_sizes, smallest_fit,
-                                  sweep as sweep_sizes, training_memory)
+from archcalc.calc.whatif import (MAX_SIZE, OPTIMIZER_COPIES, check_work, parse_sizes,
+                                  smallest_fit, sweep as sweep_sizes, training_memory)
 from archcalc.cli import main
 from archcalc.cli.common import (batch_option, dtype_option, input_option, print_lines,
                                  print_wide, wide_option)
@@ -296,8 +296,9 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
     """
     wanted = parse_sizes(sizes, start, stop, step)   # bounded before the spec is even read
     network = load(spec)
+    scan = check_work(network, wanted)               # and the whole sweep before it starts
     points = sweep_sizes(network, wanted, dtype)
-    fit = smallest_fit(network, max(wanted))
+    fit = smallest_fit(network, max(wanted), scan)
     smallest = fit.smallest
     data = {"name": network.name, "points": [p.as_dict() for p in points],
             "smallest_fit": smallest.size if smallest else None,
@@ -307,8 +308,9 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
     if not fit.complete:
         # sweep_grid's footer would claim every size up to the largest one; say the truth.
         grid.footer[0] = (f"No square input from 1 to {fit.known_upto:,} fits (larger sizes, up "
-                          f"to {fit.upto:,}, were not searched: MAX_SWEEP_SCAN); at "
-                          f"{'×'.join(map(str, fit.below.input_shape))}: {fit.below.error}.")
+                          f"to {fit.upto:,}, were not searched: MAX_SWEEP_SCAN, "
+                          f"MAX_SWEEP_WORK); at {'×'.join(map(str, fit.below.input_shape))}: "
+                          f"{fit.below.error}.")
     _show(grid, fmt, data)
 
 

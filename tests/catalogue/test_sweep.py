@@ -88,6 +88,12 @@ CASES = [
     Case("sweep_sizes_5000_digits", SW + ["--sizes", "9" * 5000],
          "error: input size 9999999999999999999999999999999999999999… (5,000 characters) in "
          "--sizes is outside 1..1,000,000,000 (fix: give sizes from 1 to 1,000,000,000)"),
+    Case("sweep_work_env_cap", SW + ["--from", "32", "--to", "227"],
+         "error: alexnet.yaml: sweeping 196 sizes of spec 'alexnet' (23 layers) takes 4,692 "
+         "layer evaluations with the search for the smallest fit, more than the limit of "
+         "2,000 (MAX_SWEEP_WORK) (fix: sweep at most 78 sizes, or if the input is legitimate, "
+         "raise the limit: ARCHCALC_MAX_SWEEP_WORK=<larger number>)",
+         env={"ARCHCALC_MAX_SWEEP_WORK": "2000"}),
     Case("sweep_flat_spec", ["sweep", "flat.yaml", "--sizes", "32"],
          "error: flat.yaml: sweep varies a C×H×W input's H and W; spec 'flat' takes a flat "
          "input of 16 values (fix: sweep a spec whose input is [C, H, W])",
@@ -108,16 +114,20 @@ def test_a_spec_that_never_fits_says_how_far_it_searched(tmp_path):
     code, out, err = run_case(case, tmp_path)
     assert (code, err) == (0, ""), err
     assert ("No square input from 1 to 258 fits (larger sizes, up to 1,000,000,000, were not "
-            "searched: MAX_SWEEP_SCAN); at 1×258×258: layer 'add1': add needs equal shapes"
+            "searched: MAX_SWEEP_SCAN, MAX_SWEEP_WORK); at 1×258×258: layer 'add1': add needs equal shapes"
             ) in " ".join(out.split())     # the footer is folded at 80 columns
 
 
 def test_sweep_bombs_stay_small(tmp_path):
     """The issue's two sweep bombs, measured in a fresh process (getrusage)."""
     (tmp_path / "never.yaml").write_text(NEVER)
+    (tmp_path / "deep.yaml").write_text("name: deep\ninput: [1, 8, 8]\nlayers:\n"
+                                        "  - {repeat: 30000, layers: [relu]}\n")
     for args in (["sweep", "alexnet", "--from", "1", "--to", "1000000000"],
                  ["sweep", "never.yaml", "--sizes", "1000000000"],
+                 ["sweep", "deep.yaml", "--from", "1", "--to", "1000"],  # 30,000 × 1,010
                  ["sweep", "resnet50", "--sizes", "1000000000", "--format", "json"]):
         m = measure(args, tmp_path)
         assert m.code in (0, 1) and "Traceback" not in m.stderr, m.stderr
+        assert m.code == 0 or "MAX_SWEEP" in m.stderr, m.stderr
         assert m.peak_mb < 200 and m.cpu_s < 5, (args, m.peak_mb, m.cpu_s)
