@@ -62,6 +62,7 @@ def test_sweep_needs_a_chw_spec():
     (("32,64, 128", None, None, None), [32, 64, 128]),
     ((None, 32, 128, 32), [32, 64, 96, 128]),
     ((None, 5, 7, None), [5, 6, 7]),
+    (("0067,000000000000224", None, None, None), [67, 224]),
 ])
 def test_parse_sizes(args, expected):
     assert parse_sizes(*args) == expected
@@ -82,6 +83,8 @@ def test_parse_sizes(args, expected):
     (("1000000001", None, None, None), "outside 1..1,000,000,000"),
     (("9" * 5000, None, None, None), "outside 1..1,000,000,000"),
     ((",,", None, None, None), "lists no size"),
+    (("6²", None, None, None), "bad --sizes value '6²'"),
+    (("+6", None, None, None), "bad --sizes value"),
     ((None, None, None, None), "no sizes"),
 ])
 def test_parse_sizes_errors(args, message):

@@ -23,6 +23,7 @@ Not counted: the transient gradients of activations during backward, framework w
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, analyze
@@ -64,10 +65,11 @@ class SweepPoint:
 def _size(text: str) -> int:
     """One size of --sizes: an integer in 1..MAX_SIZE (10⁹, the spec's own bound)."""
     part = text.strip()
-    if not part.isdigit() and not (part.startswith("-") and part[1:].isdigit()):
+    if not re.fullmatch(r"-?[0-9]+", part):   # ASCII only: '²'.isdigit() is True
         raise ArchcalcError(f"bad --sizes value '{echo(part, 40)}'",
                             fix="comma-separated integers, e.g. --sizes 32,64,128,224")
-    if len(part) > len(str(MAX_SIZE)) or not 1 <= int(part) <= MAX_SIZE:
+    digits = part.lstrip("-").lstrip("0")      # counted before int(): 5,000 digits is no size
+    if len(digits) > len(str(MAX_SIZE)) or not 1 <= int(part) <= MAX_SIZE:
         raise ArchcalcError(f"input size {echo(part, 40)} in --sizes is outside 1..{MAX_SIZE:,}",
                             fix=f"give sizes from 1 to {MAX_SIZE:,}")
     return int(part)
