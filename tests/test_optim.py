@@ -118,7 +118,11 @@ def test_schedules_by_hand():
                                         ("step:3", "takes 2 argument"),
                                         ("exponential:x", "takes 1 argument"),
                                         ("step:0,0.5", "whole number"),
-                                        ("inverse-time:-1", "must be > 0")])
+                                        ("inverse-time:-1", "must be > 0"),
+                                        ("step:inf,0.5", "finite number"),
+                                        ("exponential:nan", "finite number"),
+                                        ("inverse-time:nan", "finite number"),
+                                        ("step:1e300,0.5", "more than any run")])
 def test_bad_schedules(text, match):
     with pytest.raises(ArchcalcError, match=match):
         schedules.parse(text)

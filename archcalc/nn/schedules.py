@@ -16,6 +16,9 @@ import math
 from dataclasses import dataclass
 
 from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
+
+MAX_STEP_EVERY = 1_000_000  # the most epochs a run takes (train's --epochs range)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def parse(text: str) -> Schedule:
     name, _, args = (text or "constant").strip().partition(":")
     kind = _ALIASES.get(name.lower(), name.lower())
     if kind not in _KINDS:
-        raise ArchcalcError(f"unknown schedule '{name}'",
+        raise ArchcalcError(f"unknown schedule '{echo(name, 60)}'",
                             fix="one of " + ", ".join(
                                 f"{k}:{a}" if a else k for k, (_, a) in _KINDS.items()))
     defaults, help_args = _KINDS[kind]
@@ -75,16 +78,23 @@ def parse(text: str) -> Schedule:
     except ValueError:
         values = None
     if values is None or len(values) != len(defaults):
-        raise ArchcalcError(f"schedule '{text}' takes {len(defaults)} argument(s)",
+        raise ArchcalcError(f"schedule '{echo(text, 60)}' takes {len(defaults)} argument(s)",
                             fix=f"write {kind}:{help_args}" if help_args else f"write {kind}")
+    if not all(math.isfinite(v) for v in values):
+        # inf epochs overflow int(); a nan rate trains a run that diverges at epoch 2.
+        raise ArchcalcError(f"schedule '{echo(text, 60)}': every argument must be a finite number",
+                            fix=f"e.g. {kind}:" + ",".join(f"{d:g}" for d in defaults))
+    if kind == "step" and values[0] > MAX_STEP_EVERY:
+        raise ArchcalcError(f"schedule '{echo(text, 60)}': {values[0]:g} epochs per step is more "
+                            f"than any run ({MAX_STEP_EVERY:,})", fix="e.g. step:10,0.1")
     if kind == "step":
         every, gamma = values
         if every < 1 or every != int(every) or gamma <= 0:
-            raise ArchcalcError(f"schedule '{text}': need a whole number of epochs >= 1 and "
+            raise ArchcalcError(f"schedule '{echo(text, 60)}': need a whole number of epochs >= 1 and "
                                 "a factor > 0", fix="e.g. step:10,0.1")
         return Schedule(kind, gamma, int(every))
     rate = values[0] if values else 0.0
     if kind in ("inverse-time", "exponential") and rate <= 0:
-        raise ArchcalcError(f"schedule '{text}': the rate must be > 0",
+        raise ArchcalcError(f"schedule '{echo(text, 60)}': the rate must be > 0",
                             fix=f"e.g. {kind}:{defaults[0]}")
     return Schedule(kind, rate)
