@@ -70,10 +70,6 @@ def test_bottleneck_formulas_and_markdown(run):
      ["--reduce 200 is not fewer than the 192 input channels"]),
     (["--input", "192x28x28", "--kernel", "31", "--filters", "32", "--reduce", "16"],
      ["--kernel 31 is larger than the 28×28 input"]),
-    (["--input", "192x28x28", "--kernel", "0", "--filters", "32", "--reduce", "16"],
-     ["--kernel must be a positive integer (got 0)"]),
-    (["--input", "192x28x28", "--kernel", "5", "--filters", "-2", "--reduce", "16"],
-     ["--filters must be a positive integer (got -2)"]),
     (["--input", "0x28x28", "--kernel", "5", "--filters", "32", "--reduce", "16"],
      ["bad input shape '0x28x28'"]),
     (["--input", "192x28x28", "--kernel", "5"], ["missing --filters, --reduce"]),
@@ -141,16 +137,64 @@ def test_layer_conv_pool_dense(run):
 @pytest.mark.parametrize("args, fragment", [
     (["conv", "--input", "3x8x8", "--kernel", "11", "--filters", "4"],
      "kernel 11 larger than the padded input 8"),
-    (["conv", "--input", "3x8x8", "--kernel", "3", "--filters", "0"], "--filters must be"),
-    (["conv", "--input", "3x8x8", "--kernel", "3", "--filters", "4", "--padding", "-1"],
-     "bad --padding"),
-    (["conv", "--input", "3x8x8", "--kernel", "3x0", "--filters", "4"], "--kernel must be"),
     (["conv", "--kernel", "3", "--filters", "4"], "needs --input"),
-    (["dense", "--input", "9216", "--units", "0"], "--units must be"),
     (["pool", "--input", "9216", "--kernel", "2"], "needs a C×H×W input"),
 ])
 def test_layer_nonsense_is_one_line(run, args, fragment):
     one_error(run("layer", *args), fragment)
+
+
+def usage_error(result, line: str) -> None:
+    """Exit 2, stderr exactly `line` (one line), no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [line], result.stderr
+    assert "Traceback" not in result.output
+
+
+RANGE = "is not in the range 1<=x<=1000000000"
+
+
+@pytest.mark.parametrize("args, line", [
+    (["bottleneck", "--input", "192x28x28", "--kernel", "0", "--filters", "32", "--reduce", "16"],
+     f"error: bottleneck: invalid value for '--kernel': 0 {RANGE} "
+     "(fix: see 'archcalc bottleneck --help')"),
+    (["bottleneck", "--input", "192x28x28", "--kernel", "5", "--filters", "-2", "--reduce", "16"],
+     f"error: bottleneck: invalid value for '--filters': -2 {RANGE} "
+     "(fix: see 'archcalc bottleneck --help')"),
+    (["factorize", "--input", "64x8x8", "--kernel", "5", "--filters", "8", "--mid", "0"],
+     f"error: factorize: invalid value for '--mid': 0 {RANGE} "
+     "(fix: see 'archcalc factorize --help')"),
+    (["layer", "conv", "--input", "3x8x8", "--kernel", "3", "--filters", "0"],
+     f"error: layer conv: invalid value for '--filters': 0 {RANGE} "
+     "(fix: see 'archcalc layer conv --help')"),
+    (["layer", "conv", "--input", "3x8x8", "--kernel", "3", "--filters", "4", "--groups", "0"],
+     f"error: layer conv: invalid value for '--groups': 0 {RANGE} "
+     "(fix: see 'archcalc layer conv --help')"),
+    (["layer", "conv", "--input", "3x8x8", "--kernel", "3x0", "--filters", "4"],
+     f"error: layer conv: invalid value for '--kernel': 0 {RANGE} "
+     "(fix: a positive integer or HxW, e.g. --kernel 3)"),
+    (["layer", "conv", "--input", "3x8x8", "--kernel", "3", "--filters", "4", "--stride",
+      "2x5000000000"],
+     f"error: layer conv: invalid value for '--stride': 5000000000 {RANGE} "
+     "(fix: a positive integer or HxW, e.g. --stride 3)"),
+    (["layer", "conv", "--input", "3x8x8", "--kernel", "3", "--filters", "4", "--padding", "-1"],
+     "error: layer conv: invalid value for '--padding': '-1' is not a padding (each value in "
+     "0<=x<=1000000000) (fix: an integer >= 0, HxW, top,bottom,left,right, 'same' or 'valid')"),
+    (["layer", "pool", "--input", "3x8x8", "--kernel", "a"],
+     "error: layer pool: invalid value for '--kernel': 'a' is not an integer or HxW "
+     "(fix: e.g. --kernel 3 or --kernel 1x7)"),
+    (["layer", "dense", "--input", "9216", "--units", "0"],
+     f"error: layer dense: invalid value for '--units': 0 {RANGE} "
+     "(fix: see 'archcalc layer dense --help')"),
+])
+def test_numeric_options_have_click_ranges(run, args, line):
+    usage_error(run(*args), line)
+
+
+def test_pair_options_still_parse(run):
+    out = run("layer", "conv", "--input", "8x17x17", "--kernel", "1x7", "--padding", "0,0,3,3",
+              "--stride", "1x2", "--filters", "8").stdout
+    assert "stride 1×2, padding H 0, W 3" in out and "→ 8×17×9" in out, out
 
 
 # ---- sweep, memory ----------------------------------------------------------------------------

@@ -77,8 +77,9 @@ def _lower_first(text: str) -> str:
 def usage_line(exc: click.UsageError) -> str:
     """`error: COMMAND: click's message (fix: ...)`: the fix is the parser's own when it has
     one (ParsedParam), else where the help is. The message echoes at most ~300 characters."""
-    path = exc.ctx.command_path if exc.ctx is not None else "archcalc"
-    command = path.partition(" ")[2]
+    # The root is always called archcalc (python -m archcalc, a test's runner call it otherwise)
+    command = exc.ctx.command_path.partition(" ")[2] if exc.ctx is not None else ""
+    path = f"archcalc {command}" if command else "archcalc"
     message = echo(_lower_first(exc.format_message().strip().rstrip(".")), 300)
     fix = getattr(exc, "fix", None) or f"see '{path} --help'"
     return f"error: {command + ': ' if command else ''}{message} (fix: {fix})"

@@ -1,32 +1,35 @@
 """Design commands: compare, bottleneck, factorize, layer, sweep, memory, plot, report.
 
 Thin: parse options, call archcalc.calc (compare, bottleneck, factorize, explain, whatif),
-render with archcalc.design_report. Ad hoc numbers (--kernel, --filters, an ad hoc --input)
-are read as plain values and checked by the library, so a nonsensical value is one
-`error:` line and exit 1, like every other user mistake.
+render with archcalc.design_report. Every numeric option has a range that click checks
+(--kernel 0 is a usage error: one line, exit 2, the range in the message); what depends on
+the input (a kernel larger than it, a --reduce that does not reduce) is checked by the
+library: one `error:` line and exit 1, like every other user mistake.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import click
 
 from archcalc.calc import analyze
 from archcalc.calc.bottleneck import adhoc, find
 from archcalc.calc.compare import compare as compare_specs
-from archcalc.calc.explain import explain_conv, explain_dense, explain_pool, positive
+from archcalc.calc.explain import explain_conv, explain_dense, explain_pool
 from archcalc.calc.factorize import factorize as factorize_conv
 from archcalc.calc.whatif import (MAX_SIZE, OPTIMIZER_COPIES, check_work, parse_sizes,
                                   smallest_fit, sweep as sweep_sizes, training_memory)
 from archcalc.cli import main
-from archcalc.cli.common import (batch_option, dtype_option, input_option, print_lines,
-                                 print_wide, wide_option)
+from archcalc.cli.common import (COUNT, MAX_COUNT, ParsedParam, batch_option, dtype_option,
+                                 input_option, print_lines, print_wide, wide_option)
 from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
                                     design_report, factorize_grid, memory_grid, sweep_grid)
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import replacing
+from archcalc.limits import echo
 from archcalc.spec import load, parse_shape
 
 FORMATS = click.Choice(["table", "json", "markdown"])
@@ -55,35 +58,46 @@ def _need_input(text: str | None, command: str) -> tuple[int, ...]:
     return parse_shape(text)
 
 
-_PAIR_RE = re.compile(r"^\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*$")
+# At most 10 digits a value: a range check, not int(), meets a 5,000-digit argument.
+_PAIR_RE = re.compile(r"^\s*(\d{1,10})\s*(?:[x×,]\s*(\d{1,10}))?\s*$")
 
 
-def _pair(name: str, text: str | None):
-    """'3' → 3, '3x1' → (3, 1); every value positive."""
-    if text is None:
-        return None
+def _pair(name: str, text: str):
+    """'3' → 3, '3x1' → (3, 1); every value in 1..MAX_COUNT."""
     match = _PAIR_RE.match(str(text))
     if not match:
-        raise ArchcalcError(f"bad --{name} '{text}'", fix=f"an integer or HxW, e.g. --{name} 3")
+        raise ArchcalcError(f"'{echo(text, 40)}' is not an integer or HxW",
+                            fix=f"e.g. --{name} 3 or --{name} 1x7")
     values = [int(v) for v in match.groups() if v is not None]
-    positive(**{name: min(values)})
+    for value in values:
+        if not 1 <= value <= MAX_COUNT:
+            raise ArchcalcError(f"{value} is not in the range 1<=x<={MAX_COUNT}",
+                                fix=f"a positive integer or HxW, e.g. --{name} 3")
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def _padding(text: str | None):
+def _padding(text: str):
     """'1', '1x2' (H, W), '0,1,0,1' (top, bottom, left, right), 'same' or 'valid'."""
-    if text is None:
-        return None
     if text in ("same", "valid"):
         return text
-    try:
-        values = [int(v) for v in re.split(r"[x×,]", text.replace(" ", ""))]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2, 4) or min(values) < 0:
-        raise ArchcalcError(f"bad --padding '{text}'",
+    parts = re.split(r"[x×,]", str(text).replace(" ", ""))
+    values = [int(v) for v in parts if v.isascii() and v.isdigit() and len(v) <= 10]
+    if len(values) != len(parts) or len(values) not in (1, 2, 4) or max(values) > MAX_COUNT:
+        raise ArchcalcError(f"'{echo(text, 40)}' is not a padding (each value in "
+                            f"0<=x<={MAX_COUNT})",
                             fix="an integer >= 0, HxW, top,bottom,left,right, 'same' or 'valid'")
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def pair_option(name: str, **kwargs):
+    """--kernel / --stride / --dilation: K or KhxKw, range-checked by click (exit 2)."""
+    return click.option(f"--{name}", type=ParsedParam("K|KhxKw", partial(_pair, name),
+                                                      (int, tuple)), **kwargs)
+
+
+padding_option = click.option(
+    "--padding", type=ParsedParam("P|PhxPw|T,B,L,R|same|valid", _padding, (int, tuple)),
+    default="0", show_default=True, help="P, PhxPw, top,bottom,left,right, 'same' or 'valid'.")
 
 
 # ---- compare ----------------------------------------------------------------------------------
@@ -117,20 +131,20 @@ def compare(specs: tuple[str, ...], input_shape, dtype: str, fmt: str) -> None:
 @main.command()
 @click.argument("spec", required=False)
 @adhoc_input
-@click.option("--kernel", type=int, help="Ad hoc: the larger convolution's kernel (e.g. 5).")
-@click.option("--filters", type=int, help="Ad hoc: its filters (output channels).")
-@click.option("--reduce", "reduce_to", type=int, help="Ad hoc: channels of the 1×1 reduction.")
-@click.option("--expand", type=int, default=None,
+@click.option("--kernel", type=COUNT, help="Ad hoc: the larger convolution's kernel (e.g. 5).")
+@click.option("--filters", type=COUNT, help="Ad hoc: its filters (output channels).")
+@click.option("--reduce", "reduce_to", type=COUNT, help="Ad hoc: channels of the 1×1 reduction.")
+@click.option("--expand", type=COUNT, default=None,
               help="Ad hoc: a 1×1 back up to this many channels (ResNet bottleneck).")
-@click.option("--stride", type=int, default=1, show_default=True,
+@click.option("--stride", type=COUNT, default=1, show_default=True,
               help="Ad hoc: the larger convolution's stride.")
-@click.option("--padding", "padding_text", default="same", show_default=True,
-              help="Ad hoc: the larger convolution's padding.")
+@click.option("--padding", type=ParsedParam("P|PhxPw|T,B,L,R|same|valid", _padding, (int, tuple)),
+              default="same", show_default=True, help="Ad hoc: the larger convolution's padding.")
 @click.option("--no-bias", is_flag=True, help="Ad hoc: convolutions without biases.")
 @click.option("--formulas", is_flag=True, help="With SPEC: print every product, per case.")
 @format_option
 @wide_option
-def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, padding_text,
+def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, padding,
                no_bias, formulas, fmt) -> None:
     """What each 1×1 reduction saves: MACs and params with it and without it.
 
@@ -165,7 +179,7 @@ def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, pad
                                 "--filters 32 --reduce 16")
     result = adhoc(_need_input(input_text, "bottleneck"), kernel=kernel, filters=filters,
                    reduce=reduce_to, expand=expand, stride=stride,
-                   padding=_padding(padding_text), bias=not no_bias)
+                   padding=padding, bias=not no_bias)
     if fmt == "json":
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -175,9 +189,9 @@ def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, pad
 # ---- factorize --------------------------------------------------------------------------------
 @main.command()
 @adhoc_input
-@click.option("--kernel", type=int, required=True, help="The k×k convolution to factorise.")
-@click.option("--filters", type=int, required=True, help="Its output channels.")
-@click.option("--mid", type=int, default=None,
+@click.option("--kernel", type=COUNT, required=True, help="The k×k convolution to factorise.")
+@click.option("--filters", type=COUNT, required=True, help="Its output channels.")
+@click.option("--mid", type=COUNT, default=None,
               help="Channels between the factors (default: --filters).")
 @click.option("--no-bias", is_flag=True, help="Convolutions without biases.")
 @format_option
@@ -213,55 +227,49 @@ def layer() -> None:
 
 @layer.command("conv")
 @adhoc_input
-@click.option("--kernel", "kernel_text", required=True, help="K or KhxKw, e.g. 11 or 1x7.")
-@click.option("--filters", type=int, required=True, help="Output channels.")
-@click.option("--stride", "stride_text", default="1", show_default=True, help="S or ShxSw.")
-@click.option("--padding", "padding_text", default="0", show_default=True,
-              help="P, PhxPw, top,bottom,left,right, 'same' or 'valid'.")
-@click.option("--dilation", "dilation_text", default="1", show_default=True, help="D or DhxDw.")
-@click.option("--groups", type=int, default=1, show_default=True)
+@pair_option("kernel", required=True, help="K or KhxKw, e.g. 11 or 1x7.")
+@click.option("--filters", type=COUNT, required=True, help="Output channels.")
+@pair_option("stride", default="1", show_default=True, help="S or ShxSw.")
+@padding_option
+@pair_option("dilation", default="1", show_default=True, help="D or DhxDw.")
+@click.option("--groups", type=COUNT, default=1, show_default=True)
 @click.option("--no-bias", is_flag=True)
 @dtype_option
 @wide_option
-def layer_conv(input_text, kernel_text, filters, stride_text, padding_text, dilation_text,
-               groups, no_bias, dtype) -> None:
+def layer_conv(input_text, kernel, filters, stride, padding, dilation, groups, no_bias,
+               dtype) -> None:
     """A convolution: (W − F + 2P)/S + 1 per axis, weights, MACs, activations."""
-    positive(filters=filters, groups=groups)
     result = explain_conv(_need_input(input_text, "layer conv"), filters=filters,
-                          kernel=_pair("kernel", kernel_text),
-                          stride=_pair("stride", stride_text), padding=_padding(padding_text),
-                          dilation=_pair("dilation", dilation_text), groups=groups,
-                          bias=not no_bias, dtype=dtype)
+                          kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                          groups=groups, bias=not no_bias, dtype=dtype)
     print_lines(result.text().splitlines())
 
 
 @layer.command("pool")
 @adhoc_input
-@click.option("--kernel", "kernel_text", required=True, help="K or KhxKw.")
-@click.option("--stride", "stride_text", default=None, help="S or ShxSw (default: the kernel).")
-@click.option("--padding", "padding_text", default="0", show_default=True)
+@pair_option("kernel", required=True, help="K or KhxKw.")
+@pair_option("stride", default=None, help="S or ShxSw (default: the kernel).")
+@padding_option
 @click.option("--ceil-mode", is_flag=True, help="Round the output size up (Caffe, GoogLeNet).")
 @click.option("--avg", is_flag=True, help="Average instead of max pooling.")
 @dtype_option
 @wide_option
-def layer_pool(input_text, kernel_text, stride_text, padding_text, ceil_mode, avg, dtype) -> None:
+def layer_pool(input_text, kernel, stride, padding, ceil_mode, avg, dtype) -> None:
     """Max or average pooling, with ceil mode: the output size and why."""
-    result = explain_pool(_need_input(input_text, "layer pool"),
-                          kernel=_pair("kernel", kernel_text),
-                          stride=_pair("stride", stride_text), padding=_padding(padding_text),
+    result = explain_pool(_need_input(input_text, "layer pool"), kernel=kernel, stride=stride,
+                          padding=padding,
                           ceil_mode=ceil_mode, mode="avg" if avg else "max", dtype=dtype)
     print_lines(result.text().splitlines())
 
 
 @layer.command("dense")
 @adhoc_input
-@click.option("--units", type=int, required=True, help="Output features.")
+@click.option("--units", type=COUNT, required=True, help="Output features.")
 @click.option("--no-bias", is_flag=True)
 @dtype_option
 @wide_option
 def layer_dense(input_text, units, no_bias, dtype) -> None:
     """A dense layer on N features (a CxHxW input is flattened): weights and MACs."""
-    positive(units=units)
     result = explain_dense(_need_input(input_text, "layer dense"), units=units,
                            bias=not no_bias, dtype=dtype)
     print_lines(result.text().splitlines())
