@@ -39,20 +39,20 @@ CASES = [
          env={"ARCHCALC_MAX_SWEEP_SIZES": "0"}),
     Case("sweep_step_zero", SW + ["--from", "1", "--to", "9", "--step", "0"],
          "error: sweep: invalid value for '--step': 0 is not in the range 1<=x<=1000000000 "
-         "(fix: see 'main sweep --help')", code=2),
+         "(fix: see 'archcalc sweep --help')", code=2),
     Case("sweep_step_negative", SW + ["--from", "1", "--to", "9", "--step", "-4"],
          "error: sweep: invalid value for '--step': -4 is not in the range 1<=x<=1000000000 "
-         "(fix: see 'main sweep --help')", code=2),
+         "(fix: see 'archcalc sweep --help')", code=2),
     Case("sweep_step_beyond_max", SW + ["--from", "1", "--to", "9", "--step", "1000000001"],
          "error: sweep: invalid value for '--step': 1000000001 is not in the range "
-         "1<=x<=1000000000 (fix: see 'main sweep --help')",
+         "1<=x<=1000000000 (fix: see 'archcalc sweep --help')",
          code=2),
     Case("sweep_from_zero", SW + ["--from", "0", "--to", "9"],
          "error: sweep: invalid value for '--from': 0 is not in the range 1<=x<=1000000000 "
-         "(fix: see 'main sweep --help')", code=2),
+         "(fix: see 'archcalc sweep --help')", code=2),
     Case("sweep_to_beyond_max", SW + ["--from", "1", "--to", "1000000001"],
          "error: sweep: invalid value for '--to': 1000000001 is not in the range "
-         "1<=x<=1000000000 (fix: see 'main sweep --help')", code=2),
+         "1<=x<=1000000000 (fix: see 'archcalc sweep --help')", code=2),
     Case("sweep_to_not_a_number", SW + ["--from", "1", "--to", "1e9"],
          "error: sweep: invalid value for '--to': '1e9' is not a valid integer range (fix: "
          "see 'main sweep --help')", code=2),
