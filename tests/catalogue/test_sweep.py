@@ -55,7 +55,7 @@ CASES = [
          "1<=x<=1000000000 (fix: see 'archcalc sweep --help')", code=2),
     Case("sweep_to_not_a_number", SW + ["--from", "1", "--to", "1e9"],
          "error: sweep: invalid value for '--to': '1e9' is not a valid integer range (fix: "
-         "see 'main sweep --help')", code=2),
+         "see 'archcalc sweep --help')", code=2),
     Case("sweep_backwards", SW + ["--from", "512", "--to", "32"],
          "error: --to 32 is below --from 512 (fix: swap them)"),
     Case("sweep_no_to", SW + ["--from", "32"],
@@ -114,7 +114,8 @@ def test_a_spec_that_never_fits_says_how_far_it_searched(tmp_path):
     code, out, err = run_case(case, tmp_path)
     assert (code, err) == (0, ""), err
     assert ("No square input from 1 to 258 fits (larger sizes, up to 1,000,000,000, were not "
-            "searched: MAX_SWEEP_SCAN, MAX_SWEEP_WORK); at 1×258×258: layer 'add1': add needs equal shapes"
+            "searched: MAX_SWEEP_SCAN, MAX_SWEEP_WORK); at 1×258×258: layer 'add1': add needs "
+            "equal shapes"
             ) in " ".join(out.split())     # the footer is folded at 80 columns
 
 
