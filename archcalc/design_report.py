@@ -111,6 +111,9 @@ def compare_grid(cmp: Comparison) -> Grid:
         "input plus every new tensor (as `archcalc summary`).",
     ]
     wrap = {i + 1: 40 for i, c in enumerate(cols) if not c.ok}
+    # The labels wrap on a narrow terminal (every column is a spec: none is hidden, and a
+    # label cut to "activati…" would say nothing).
+    wrap[0] = None
     labels = ", ".join(c.label for c in cols)
     return Grid(f"Comparison: {labels}", [""] + [c.label for c in cols], rows, footer, wrap,
                 ruled)

@@ -7,7 +7,7 @@ Keras users expect to keep: name, type, output, params, MACs):
 
 1. hide the columns listed in `drop`, first listed first;
 2. abbreviate figures (1,790 → 1.79 k), keeping as many columns as then fit;
-3. cut the name column with '…';
+3. cut the name column with '…' (unless it is one that wraps, like compare's labels);
 4. on a terminal too narrow even for that, fold each row into a record of wrapped lines.
 
 Every cell is rich Text, never markup: names are user text ("[/]" is a valid layer name).
@@ -103,7 +103,7 @@ class Grid:
                                         width, exact)
         hidden = set(self.drop)
         name = self._natural(0, short=True) - (self.width(hidden, True) - width)
-        if name >= NAME_MIN:
+        if name >= NAME_MIN and 0 not in self.wrap:  # labels that wrap are never cut
             return self._fitted(self._table(hidden, True, name=name), hidden, True, True,
                                 width, exact)
         return self._folded(width, exact)

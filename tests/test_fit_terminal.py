@@ -30,6 +30,7 @@ COMMANDS = [
     ["summary", "googlenet"],
     ["check", "lenet5"],
     ["compare", "vgg16", "resnet50"],
+    ["compare", "vgg16", "resnet50", "alexnet"],  # folded into records at 80
     ["bottleneck", "resnet50"],
     ["bottleneck", "googlenet", "--formulas"],
     ["factorize", "--input", "64x56x56", "--kernel", "5", "--filters", "64"],
