@@ -34,9 +34,9 @@ def run() -> None:
         except (OSError, ValueError):
             pass
         sys.exit(130)
-    except BrokenPipeError:  # `archcalc list | head -1` before the boundary: quiet, 128 + SIGPIPE
+    except BrokenPipeError:  # a closed pipe outside the boundary: quiet, exit 1 as inside it
         _silence_stdout()
-        sys.exit(141)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

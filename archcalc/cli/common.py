@@ -22,7 +22,7 @@ from archcalc.spec import parse_shape
 class AppGroup(click.Group):
     """The error boundary: a user's mistake (ArchcalcError) is one line on stderr and exit 1;
     a usage error (click's) is one line and exit 2; an output that cannot be written (a full
-    disk behind stdout, a closed pipe) is one line or, for a pipe, silence; Ctrl-C is
+    disk behind stdout) is one line; a closed pipe exits 1 in silence; Ctrl-C is
     `interrupted` and exit 130. Never a traceback."""
 
     group_class = type  # `layer` and any later subgroup get this same boundary
@@ -129,11 +129,11 @@ def _raised_writing_stdout(exc: OSError) -> bool:
 
 def output_failed(exc: OSError) -> NoReturn:
     """One line for an OSError that reached the boundary, then exit. A closed pipe
-    (`archcalc summary vgg16 | head -1`) is not an error: exit quietly, 141 (128 + SIGPIPE)
-    as a Unix tool killed by SIGPIPE does."""
+    (`archcalc summary vgg16 | head -1`) is not an error: exit 1 quietly, as click and rich
+    (Console.on_broken_pipe) already do for the writes they make."""
     if exc.errno == errno.EPIPE:
         silence_stdout()
-        sys.exit(141)
+        sys.exit(1)
     why = exc.strerror or str(exc)
     if exc.filename is None and _raised_writing_stdout(exc):
         line = (f"error: cannot write to standard output: {why} (fix: free space where the "

@@ -1,0 +1,261 @@
+"""Output that cannot be written (issue 8, class 7), and Ctrl-C at start-up.
+
+A full disk, an unwritable or missing directory, a file where a directory should be, a full
+or closed stdout: one line (what could not be written, why, the fix), exit 1 (a closed pipe:
+silence, exit 1, as click and rich do), and no partial file left behind. Disk-full is simulated in-process by a
+write that fails with ENOSPC after writing part of its data, and is met for real by a
+subprocess whose stdout is /dev/full.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archcalc.cli import main
+
+ENV = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"}
+ENOSPC_FIX = "free space on that disk (or quota), or write to another disk"
+
+
+def one_line(result, line: str, code: int = 1) -> None:
+    assert result.exit_code == code, result.output
+    assert result.stderr.splitlines() == [line], result.stderr
+    assert "Traceback" not in result.output
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _enospc_after_half(original):
+    """A write that puts half its data on the disk and then finds it full."""
+    def write(self, data, *args, **kwargs):
+        original(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return write
+
+
+# ---- report ----------------------------------------------------------------------------------
+def test_report_disk_full_leaves_the_old_file_whole(run, tmp_path, monkeypatch):
+    out = tmp_path / "r.md"
+    out.write_text("the previous report\n")
+    monkeypatch.setattr(Path, "write_text", _enospc_after_half(Path.write_text))
+    result = run("report", "lenet5", "--out", str(out))
+    one_line(result, f"error: cannot write {out}: No space left on device (fix: {ENOSPC_FIX})")
+    assert out.read_text() == "the previous report\n"
+    assert leftovers(tmp_path) == ["r.md"]  # no temporary file left
+
+
+def test_report_disk_full_leaves_no_file(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(Path, "write_text", _enospc_after_half(Path.write_text))
+    result = run("report", "lenet5", "--out", str(tmp_path / "r.md"))
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert leftovers(tmp_path) == []  # not even a 0-byte r.md
+
+
+def test_report_writes_whole_file(run, tmp_path):
+    out = tmp_path / "r.md"
+    result = run("report", "lenet5", "--out", str(out))
+    assert result.exit_code == 0 and result.stdout == f"wrote {out}\n"
+    assert out.read_text(encoding="utf-8").startswith("# Design report: lenet5")
+    assert leftovers(tmp_path) == ["r.md"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("where, fix", [
+    ("missing/r.md", "create the directory first (mkdir -p {d}/missing) or fix the path"),
+    ("afile/r.md", "a part of the path is a file, not a directory; fix the path"),
+    ("adir", "that is a directory; give a file name inside it"),
+])
+def test_report_bad_places(run, tmp_path, where, fix):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    target = tmp_path / where
+    result = run("report", "lenet5", "--out", str(target))
+    why = {"missing/r.md": "No such file or directory", "afile/r.md": "Not a directory",
+           "adir": "Is a directory"}[where]
+    one_line(result, f"error: cannot write {target}: {why} (fix: {fix.format(d=tmp_path)})")
+    assert leftovers(tmp_path) == ["adir", "afile"]
+
+
+def test_report_into_proc(run):
+    one_line(run("report", "lenet5", "--out", "/proc/x.md"),
+             "error: cannot write /proc/x.md: No such file or directory (fix: create the "
+             "directory first (mkdir -p /proc) or fix the path)")
+
+
+def test_unwritable_directory_simulated(run, tmp_path, monkeypatch):
+    """A read-only or immutable directory (EACCES / EPERM from creating the temporary file):
+    simulated, since root (the CI's user) writes through chmod."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "r.md"
+    one_line(run("report", "lenet5", "--out", str(out)),
+             f"error: cannot write {out}: Operation not permitted (fix: make {tmp_path} and "
+             "the file writable (chmod; an immutable file needs chattr -i), or write somewhere "
+             "else)")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a 0o500 directory; "
+                    "test_unwritable_directory_simulated covers it")
+def test_read_only_directory_for_real(run, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        result = run("report", "lenet5", "--out", str(folder / "r.md"))
+    finally:
+        folder.chmod(0o700)
+    assert result.exit_code == 1 and "Permission denied" in result.stderr
+    assert leftovers(folder) == []
+
+
+# ---- plot ------------------------------------------------------------------------------------
+def test_plot_disk_full_leaves_no_file(run, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    def full(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(Figure, "savefig", full)
+    out = tmp_path / "p.png"
+    one_line(run("plot", "lenet5", "--out", str(out)),
+             f"error: cannot write {out}: No space left on device (fix: {ENOSPC_FIX})")
+    assert leftovers(tmp_path) == []
+
+
+def test_plot_bad_suffix_before_drawing(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.txt"
+    one_line(run("plot", "lenet5", "--out", str(out)),
+             f"error: cannot write {out}: '.txt' is not an image format matplotlib writes "
+             "(fix: end the file name with .png, .svg or .pdf)")
+    assert leftovers(tmp_path) == []
+
+
+def test_plot_into_missing_directory(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "no" / "p.png"
+    one_line(run("plot", "lenet5", "--out", str(out)),
+             f"error: cannot write {out}: No such file or directory (fix: create the directory "
+             f"first (mkdir -p {tmp_path}/no) or fix the path)")
+
+
+# ---- stdout, in this process -----------------------------------------------------------------
+class _Failing(io.StringIO):
+    def __init__(self, exc: OSError) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def write(self, text):
+        raise self.exc
+
+
+def _run_with_stdout(monkeypatch, stream, args):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.raises(SystemExit) as exit_:
+        main.main(args, prog_name="archcalc")
+    return exit_.value.code, err.getvalue()
+
+
+@pytest.mark.parametrize("args", [["summary", "lenet5"], ["summary", "lenet5", "--format", "json"],
+                                  ["validate", "lenet5"], ["layer", "dense", "--input", "4",
+                                                           "--units", "2"]])
+def test_stdout_full(monkeypatch, args):
+    code, err = _run_with_stdout(monkeypatch, _Failing(OSError(errno.ENOSPC, "No space left on "
+                                                                "device")), args)
+    assert code == 1
+    assert err == ("error: cannot write to standard output: No space left on device (fix: free "
+                   "space where the output goes, or redirect it to another file or disk)\n")
+
+
+def test_stdout_closed_pipe_is_quiet(monkeypatch):
+    """click.echo's path (rich's own, Console.on_broken_pipe, is met in a subprocess below)."""
+    code, err = _run_with_stdout(monkeypatch, _Failing(BrokenPipeError(errno.EPIPE, "Broken pipe")),
+                                 ["summary", "lenet5", "--format", "json"])
+    assert (code, err) == (1, "")
+
+
+# ---- for real, in a subprocess ---------------------------------------------------------------
+def test_dev_full_stdout_subprocess(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "archcalc", "summary", "vgg16"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=ENV,
+                              timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "error: cannot write to standard output: No space left on device (fix: free space "
+        "where the output goes, or redirect it to another file or disk)"]
+
+
+def test_closed_pipe_subprocess():
+    """`archcalc summary resnet50 | head -0`: the reader is gone before the first write."""
+    proc = subprocess.Popen([sys.executable, "-m", "archcalc", "summary", "resnet50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err == ""
+
+
+# ---- Ctrl-C at start-up ----------------------------------------------------------------------
+_INTERRUPT_DURING_IMPORT = r"""
+import builtins, sys
+real = builtins.__import__
+def interrupting(name, *args, **kwargs):
+    if name.startswith("rich"):          # in the middle of importing the commands
+        raise KeyboardInterrupt
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupting
+sys.argv = ["archcalc", "list"]
+from archcalc.__main__ import run
+run()
+"""
+
+
+def test_ctrl_c_during_imports_is_one_line():
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_DURING_IMPORT], capture_output=True,
+                          text=True, env=ENV, timeout=60)
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n")
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.4])
+def test_sigint_early_is_one_line(delay):
+    """A real SIGINT while the commands are imported or just after (`list` runs on)."""
+    proc = subprocess.Popen([sys.executable, "-m", "archcalc", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.fail(f"`archcalc list` finished within {delay} s: the test needs a slower command")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted"], err
+
+
+def test_console_script_entry_point_is_the_wrapper():
+    import tomllib
+    with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as fh:
+        scripts = tomllib.load(fh)["project"]["scripts"]
+    assert scripts["archcalc"] == "archcalc.__main__:run"
