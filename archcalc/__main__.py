@@ -26,7 +26,7 @@ def run() -> None:
     try:
         from archcalc.cli import main  # the slow part: every command's imports
 
-        main()
+        main(prog_name="archcalc")  # not "python -m archcalc" in help and messages
     except KeyboardInterrupt:
         try:
             sys.stderr.write("interrupted\n")

@@ -37,6 +37,8 @@ class AppGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # the command's name, options and arguments
+            if exc.ctx is None:  # click's parser leaves it out ("requires an argument")
+                exc.ctx = self._command_context(ctx)
             raise one_line(exc) from None
         except ArchcalcError as exc:
             click.echo(exc.render(), err=True)
@@ -46,6 +48,16 @@ class AppGroup(click.Group):
             sys.exit(130)
         except OSError as exc:  # what is left of I/O after the library's own messages
             output_failed(exc)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[f"archcalc.sub.{id(ctx)}"] = (name, command)  # for _command_context
+        return name, command, rest
+
+    def _command_context(self, ctx: click.Context) -> click.Context:
+        """A bare context of the subcommand being parsed, so the message can name it."""
+        name, command = ctx.meta.get(f"archcalc.sub.{id(ctx)}", (None, None))
+        return click.Context(command, info_name=name, parent=ctx) if command else ctx
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # Output still buffered when the command ends is written here, inside the boundary,
@@ -77,8 +89,13 @@ def _lower_first(text: str) -> str:
 def usage_line(exc: click.UsageError) -> str:
     """`error: COMMAND: click's message (fix: ...)`: the fix is the parser's own when it has
     one (ParsedParam), else where the help is. The message echoes at most ~300 characters."""
-    # The root is always called archcalc (python -m archcalc, a test's runner call it otherwise)
-    command = exc.ctx.command_path.partition(" ")[2] if exc.ctx is not None else ""
+    # The root is always called archcalc (`python -m archcalc` and a test's runner name it
+    # otherwise): the command is the chain of subcommand names below the root.
+    names, ctx = [], exc.ctx
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    command = " ".join(reversed(names))
     path = f"archcalc {command}" if command else "archcalc"
     message = echo(_lower_first(exc.format_message().strip().rstrip(".")), 300)
     fix = getattr(exc, "fix", None) or f"see '{path} --help'"
