@@ -123,7 +123,7 @@ class Grid:
         if hidden:
             names = ", ".join(self.headers[i] for i in sorted(hidden))
             notes.append(f"Hidden to fit {width} columns: {names}; --wide shows every column.")
-        if short:
+        if short and self._abbreviates(hidden):
             notes.append("Figures abbreviated (3 significant digits; k = 10³, M = 10⁶, "
                           f"G = 10⁹); {exact} for exact figures.")
         if cut:
@@ -141,12 +141,21 @@ class Grid:
                      if c.strip()]
             items = [f"{row[0]}:"] + [f"{item};" for item in items[:-1]] + items[-1:]
             lines += _pack(items, width)
-        note = (f"Rows folded to fit {width} columns, figures abbreviated; {exact} for the "
-                "table with exact figures.")
+        note = (f"Rows folded to fit {width} columns"
+                + (", figures abbreviated" if self._abbreviates(set()) else "")
+                + f"; {exact} for the full table.")
         return Group(Text("\n".join(lines)), *[_text(line) for line in self.footer],
                      Text(note, style="dim"))
 
     # ---- drawing -----------------------------------------------------------------------------
+    def _numeric(self, hidden: set[int]) -> set[int]:
+        """The shown columns whose figures may be abbreviated (not names, text or notes)."""
+        return {i for i in range(1, len(self.headers))
+                if i not in hidden and i not in self.wrap and i not in self.left}
+
+    def _abbreviates(self, hidden: set[int]) -> bool:
+        return any(_short(row[i]) != row[i] for row in self.rows for i in self._numeric(hidden))
+
     def _table(self, hidden: set[int], short: bool, name: int | None = None,
                folded_at: int | None = None) -> Table:
         """The table without `hidden` columns; `short` abbreviates figures, `name` cuts the
@@ -163,8 +172,7 @@ class Grid:
                              justify="left" if i == 0 or wraps or i in self.left else "right",
                              no_wrap=not wraps, max_width=name if i == 0 and name else limit,
                              overflow="fold" if wraps else "ellipsis")
-        abbreviated = {i for i in shown if short and i != 0 and i not in self.wrap
-                       and i not in self.left}
+        abbreviated = self._numeric(hidden) if short else set()
         for index, row in enumerate(self.rows):
             cells = [_short(row[i]) if i in abbreviated else row[i] for i in shown]
             if name and shown[0] == 0:
