@@ -26,3 +26,15 @@ def test_golden_table(run, args, name):
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(result.stdout, encoding="utf-8")
     assert result.stdout == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("args, name", [
+    (["summary", "lenet5", "--wide"], "lenet5.txt"),
+    (["summary", "resnet18", "--depth", "1", "--wide"], "resnet18_depth1.txt"),
+])
+def test_wide_in_a_pipe_is_the_golden_table(run, args, name):
+    """Not a terminal: the full table with or without --wide (tests/test_fit_terminal.py
+    covers the terminal)."""
+    result = run(*args)
+    assert result.exit_code == 0
+    assert result.stdout == (GOLDEN / name).read_text(encoding="utf-8")
