@@ -15,6 +15,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
 from rich.text import Text
 
+from archcalc.calc import analyze
 from archcalc.cli import main
 from archcalc.cli.common import (SEED, FiniteFloatRange, PlainTable, console, input_option,
                                  plain, print_wide)
@@ -100,6 +101,9 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
       archcalc gradcheck lenet5 --batch 4 --seed 7
     """
     network = load(spec, input_shape)
+    # The calculator rejects a spec whose shapes do not work before anything is printed or
+    # built, with the same line as every other command (the executor would say it later).
+    analyze(network)
     out = console()
     shape = "×".join(map(str, network.input_shape))
     out.print(plain(f"gradcheck {network.name}: input {batch}×{shape}, float64, seed {seed}, "
