@@ -262,3 +262,51 @@ def test_bad_budget_is_a_usage_error(run):
     result = run("check", "lenet5", "--memory-budget", "lots")
     assert result.exit_code == 2
     assert "bad memory size 'lots'" in result.output
+
+
+@pytest.mark.parametrize("text", ["2000TB", "9" * 400 + "GB"])
+def test_parse_size_bounds_huge_sizes(text):
+    # 400 digits are a float overflow (inf): refused, never an OverflowError
+    with pytest.raises(ArchcalcError, match=r"is more than 1 PB \(10\^15 bytes\)"):
+        parse_size(text)
+
+
+# ---- gradcheck: fast --help examples, progress only on a terminal ---------------------------
+
+def test_gradcheck_help_examples_finish_in_seconds(tmp_path):
+    """Each example in `archcalc gradcheck --help` runs in a fresh process under 5 s of CPU
+    (the old `--samples 0` example ran over 5 minutes)."""
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+    from catalogue.runner import measure
+
+    text = CliRunner().invoke(main, ["gradcheck", "--help"]).stdout
+    examples = [line.split()[1:] for line in text.splitlines()
+                if line.strip().startswith("archcalc gradcheck ")]
+    assert len(examples) >= 2
+    for args in examples:
+        used = measure(args, tmp_path)
+        assert used.code == 0, (args, used.stderr)
+        assert used.cpu_s < 5, (args, used.cpu_s)
+
+
+def test_gradcheck_progress_only_on_a_terminal(monkeypatch):
+    """On a terminal the per-array function is wrapped for the run (a bar ticks per entry)
+    and restored after; elsewhere nothing is touched. Results are the same either way."""
+    import archcalc.nn.gradcheck as gc
+    from archcalc.cli.gradcheck import entry_progress
+
+    original = gc._check_array
+    network = load("lenet5")
+    plain = gc.gradcheck(network, samples=2)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    with entry_progress():
+        assert gc._check_array is original  # pytest's stderr is not a terminal
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: treat stderr as a terminal
+    with entry_progress():
+        assert gc._check_array is not original
+        shown = gc.gradcheck(network, samples=2)
+    assert gc._check_array is original
+    assert [(r.layer, r.param, r.checked, r.error) for r in shown] == \
+           [(r.layer, r.param, r.checked, r.error) for r in plain]

@@ -87,3 +87,17 @@ def test_errors_echo_names_literally(run, write_spec):
     result = run("summary", bad)
     assert result.exit_code == 1
     assert "layer '[red]r'" in result.stderr and "Traceback" not in result.output
+
+
+# rich refreshes the bar in a thread: a MarkupError there must fail the test, not warn
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_gradcheck_progress_bar_shows_names_literally(spec):
+    """On a terminal the progress bar's description is a layer name: not markup either."""
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+    runner = CliRunner(env={"TTY_COMPATIBLE": "1", "COLUMNS": "120"})
+    result = runner.invoke(main, ["gradcheck", spec, "--samples", "300"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "✓ all 9 arrays agree" in result.stdout

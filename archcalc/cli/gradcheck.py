@@ -39,8 +39,9 @@ def entry_progress() -> Iterator[None]:
         yield
         return
     original = gradcheck_module._check_array
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=err, transient=True)
+    # markup=False: the description holds a layer name, printed as written
+    bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True)
     arrays = 0
 
     def check_array(loss, array, analytic, samples, rng, layer, param, *rest):
