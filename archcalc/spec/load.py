@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from importlib import resources
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
@@ -11,9 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from archcalc.errors import ArchcalcError, SpecError
+from archcalc.limits import echo, limit, raise_hint
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.tree import Network
-from archcalc.spec.yamlio import line_of, parse_text
+from archcalc.spec.yamlio import brief, line_of, parse_text, stack_room
 
 _SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
 
@@ -21,12 +23,19 @@ _SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
 def parse_shape(text: str) -> tuple[int, ...]:
     """'3x224x224' (or 3×224×224, 3,224,224) → (3, 224, 224); a flat input is one number."""
     if len(str(text)) > 100 or not _SHAPE_RE.match(str(text)):
-        raise ArchcalcError(f"bad input shape '{str(text)[:40]}'",
+        raise ArchcalcError(f"bad input shape '{echo(text, 40)}'",
                             fix="write CxHxW, e.g. --input 3x224x224")
     shape = tuple(int(v) for v in re.split(r"[x×,]", str(text).replace(" ", "")))
-    if len(shape) not in (1, 3) or min(shape) <= 0 or max(shape) > MAX_SIZE:
-        raise ArchcalcError(f"bad input shape '{text}': need C×H×W (or N) with every size > 0",
+    if len(shape) not in (1, 3):
+        raise ArchcalcError(f"bad input shape '{text}': {len(shape)} sizes, need C×H×W "
+                            "(3 sizes) or N (1, a flat input)", fix="e.g. --input 3x224x224")
+    if min(shape) <= 0:
+        raise ArchcalcError(f"bad input shape '{text}': every size must be at least 1",
                             fix="e.g. --input 3x224x224")
+    if max(shape) > MAX_SIZE:
+        raise ArchcalcError(f"bad input shape '{text}': {max(shape):,} is more than "
+                            f"{MAX_SIZE:,} (10⁹), the largest size archcalc takes",
+                            fix="give each of C, H and W at most 1000000000")
     return shape
 
 
@@ -89,20 +98,87 @@ def locate(ref: str) -> FsPath:
     """A bundled name or a file path → the file. Raises ArchcalcError with a suggestion."""
     path = FsPath(ref)
     if path.suffix.lower() in (".yaml", ".yml", ".json") or os.sep in ref or path.exists():
-        if not path.exists():
-            raise ArchcalcError(f"no such file: {ref}", fix="check the path")
-        if path.is_dir():
-            raise ArchcalcError(f"{ref} is a directory, not a spec file",
-                                fix="name a .yaml or .json file")
+        _regular_file(path, ref)
         return path
     candidate = bundled_dir() / f"{ref}.yaml"
     if candidate.exists():
         return candidate
     names = bundled_names()
     hint = nearest(ref, names)
-    raise ArchcalcError(f"unknown spec '{ref}': neither a file nor a bundled name",
+    raise ArchcalcError(f"unknown spec '{echo(ref)}': neither a file nor a bundled name",
                         fix=(f"did you mean '{hint}'? " if hint else "")
                         + "bundled: " + ", ".join(names))
+
+
+_NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+              (stat.S_ISSOCK, "a socket"))
+
+
+def _regular_file(path: FsPath, ref: str) -> os.stat_result:
+    """Stat `path` (never open it): a device or a pipe would read forever or block."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ArchcalcError(f"no such file: {echo(ref)}", fix="check the path") from None
+    except OSError as exc:
+        raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
+                            fix="check the path and its permissions") from None
+    _check_kind(info.st_mode, ref)
+    return info
+
+
+def _check_kind(mode: int, ref: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+    raise ArchcalcError(f"is {kind}, not a spec file", file=echo(ref),
+                        fix="name a .yaml or .json file")
+
+
+def _read_bounded(path: FsPath, ref: str) -> bytes:
+    """The file's bytes, at most MAX_SPEC_BYTES: refuse a larger file by its size, and read no
+    more than the limit plus one byte in case the size lied (a file still growing)."""
+    cap = limit("MAX_SPEC_BYTES")
+    info = _regular_file(path, ref)
+    if info.st_size > cap:
+        raise _too_large(info.st_size, cap)
+    try:
+        # O_NONBLOCK: if the path became a FIFO since the stat, opening it does not block;
+        # fstat of the opened file then refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
+                            fix="check the file's permissions") from None
+    with os.fdopen(fd, "rb") as handle:
+        _check_kind(os.fstat(fd).st_mode, ref)
+        try:
+            data = handle.read(cap + 1)
+        except OSError as exc:
+            raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
+                                fix="check the file") from None
+    if len(data) > cap:
+        raise _too_large(None, cap)
+    return data
+
+
+def _too_large(size: int | None, cap: int) -> ArchcalcError:
+    what = f"{size:,} bytes" if size is not None else "larger than that"
+    return SpecError(f"the file is {what}; a spec may have at most {cap:,} bytes",
+                     fix=raise_hint("MAX_SPEC_BYTES"))
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 text (a leading byte-order mark dropped), or one line saying where it is not."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # the byte-order mark Windows tools write
+            raise SpecError("UTF-16 text, not UTF-8", line=line,
+                            fix="save the file as UTF-8") from None
+        raise SpecError(f"not UTF-8 text at byte {exc.start:,} (0x{data[exc.start]:02x})",
+                        line=line, fix="save the file as UTF-8") from None
 
 
 def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
@@ -111,10 +187,7 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     # Errors name the file as the user wrote it; a bundled spec by its file name.
     display = ref if FsPath(ref).exists() else path.name
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchcalcError(f"cannot read {path}: {exc}", file=display) from None
-    try:
+        text = decode(_read_bounded(path, ref))
         return loads(text, file=display, json_mode=path.suffix.lower() == ".json",
                      input_shape=input_shape)
     except ArchcalcError as exc:
@@ -123,6 +196,12 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
 
 def loads(text: str, *, file: str | None = None, json_mode: bool = False,
           input_shape: tuple[int, ...] | None = None) -> Network:
+    cap = limit("MAX_SPEC_BYTES")
+    if len(text) > cap:
+        raise _too_large(len(text), cap).located(file=file)
+    if not text.strip():
+        raise SpecError("the file is empty", file=file,
+                        fix="a spec has name:, input: and layers:; see README, Spec language")
     raw = parse_text(text, json_mode=json_mode)
     return from_dict(raw, file=file, input_shape=input_shape)
 
@@ -143,19 +222,20 @@ def from_dict(raw: Any, *, file: str | None = None,
         key_line = (getattr(raw, "key_lines", None) or {}).get(field) or line_of(raw)
         if err["type"] == "extra_forbidden":
             hint = nearest(field, list(NetworkSpec.model_fields))
-            raise SpecError(f"unknown top-level key '{field}'", file=file, line=key_line,
+            raise SpecError(f"unknown top-level key '{echo(field)}'", file=file, line=key_line,
                             fix=f"did you mean '{hint}'?" if hint else
                             "top-level keys: " + ", ".join(NetworkSpec.model_fields)) from None
         if err["type"] == "missing":
             raise SpecError(f"missing top-level key '{field}'", file=file, line=line_of(raw),
                             fix=f"add '{field}:'") from None
-        got = repr(err.get("input"))
-        raise SpecError(f"'{field}': {err['msg'].lower()} (got {got[:60]})", file=file,
+        got = brief(err.get("input"))
+        raise SpecError(f"'{field}': {err['msg'].lower()} (got {got})", file=file,
                         line=key_line, fix=_TOP_FIXES.get(field, "see README, Spec language")) from None
     # The raw mappings keep their line numbers (pydantic copies them into plain dicts).
     try:
-        resolver = Resolver(raw.get("blocks") or {}, spec.separator)
-        root = resolver.resolve(raw["layers"])
+        with stack_room():
+            resolver = Resolver(raw.get("blocks") or {}, spec.separator)
+            root = resolver.resolve(raw["layers"])
     except ArchcalcError as exc:
         raise exc.located(file=file) from None
     shape = tuple(input_shape) if input_shape is not None else tuple(spec.input)

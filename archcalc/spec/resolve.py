@@ -20,20 +20,19 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
 from archcalc.errors import SpecError
-from archcalc.spec.expr import ExprError, substitute
+from archcalc.limits import echo, limit, raise_hint
+from archcalc.spec.budget import COMPOSITES, Forecast, is_kind_map, looks_like_item
+from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
-from archcalc.spec.yamlio import line_of
+from archcalc.spec.yamlio import brief, line_of
 
-COMPOSITES = ("concat", "add", "repeat", "use", "sequence", "layers")
 _LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
-_MAX_DEPTH = 64
-MAX_LAYERS = 1_000_000  # a spec that unrolls to more is a typo (repeat: 100000000), not a net
 # The keys each composite form takes (besides its own keyword).
 _COMPOSITE_KEYS = {
     "use": {"use", "with", "name", "trainable"},
@@ -47,11 +46,14 @@ _BLOCK_KEYS = {"args", "description", "layers", "sequence", "concat", "add", "re
 
 
 def nearest(word: str, choices: list[str]) -> str | None:
-    found = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    if not isinstance(word, str) or len(word) > 100:  # no name is that long: no near miss
+        return None
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return found[0] if found else None
 
 
-def _pydantic_message(exc: ValidationError, kind: str) -> tuple[str, str]:
+def _pydantic_message(exc: ValidationError, kind: str,
+                      args: tuple[str, ...] | None) -> tuple[str, str]:
     """The first validation error as (message, fix)."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
@@ -69,12 +71,16 @@ def _pydantic_message(exc: ValidationError, kind: str) -> tuple[str, str]:
         return f"{kind}: missing field '{field}'", f"add '{field}: <value>'"
     got = err.get("input")
     fix = _FIXES.get(field, "see README, Spec language")
-    if len(loc) > 1:  # a union (kernel, padding ...): pydantic names the member it tried
-        hint = nearest(str(got), ["same", "valid"]) if isinstance(got, str) else None
-        return (f"{kind}: bad value for '{field}' (got {got!r})",
-                f"did you mean '{hint}'?" if hint else fix)
     where = f"field '{field}'" if loc else "fields"
-    return f"{kind}: {where}: {err['msg'].lower()} (got {got!r})", fix
+    # A formula left as text ('f ** 100', '4 * x'): say what stops it being arithmetic.
+    why = problem(got, args) if isinstance(got, str) else None
+    if why is not None:
+        return f"{kind}: {where}: {why[0]}", why[1]
+    if len(loc) > 1:  # a union (kernel, padding ...): pydantic names the member it tried
+        hint = nearest(got, ["same", "valid"]) if isinstance(got, str) else None
+        return (f"{kind}: bad value for '{field}' (got {brief(got)})",
+                f"did you mean '{hint}'?" if hint else fix)
+    return f"{kind}: {where}: {err['msg'].lower()} (got {brief(got)})", fix
 
 
 _FIXES = {
@@ -89,12 +95,15 @@ _FIXES = {
 }
 
 
-def validate_leaf(params: dict, *, line: int | None, layer: str | None) -> Any:
+def validate_leaf(params: dict, *, line: int | None, layer: str | None,
+                  args: tuple[str, ...] | None = ()) -> Any:
+    """The layer's pydantic model. `args`: the names of the block arguments in scope (None
+    outside any block), to explain a formula that did not compute."""
     kind = params["type"]
     try:
         return _LAYER_ADAPTER.validate_python(dict(params))
     except ValidationError as exc:
-        message, fix = _pydantic_message(exc, kind)
+        message, fix = _pydantic_message(exc, kind, args)
         raise SpecError(message, line=line, layer=layer, fix=fix) from None
 
 
@@ -119,9 +128,17 @@ class _Scope:
                 return name
 
     def claim(self, name: Any, line: int | None, fix: str | None = None) -> str:
+        if isinstance(name, (list, dict)):  # str() of a list shared through aliases is huge
+            raise SpecError(f"a name must be text, got {brief(name)}", line=line,
+                            layer=self.separator.join(self.path) or None, fix="name: conv1")
         name = str(name)
+        if len(name) > limit("MAX_NAME_CHARS"):
+            raise SpecError(f"a name of {len(name):,} characters ('{echo(name, 40)}'): names "
+                            f"have at most {limit('MAX_NAME_CHARS'):,}", line=line,
+                            layer=self.separator.join(self.path) or None,
+                            fix="a shorter name; " + raise_hint("MAX_NAME_CHARS"))
         if not name or self.separator in name:
-            raise SpecError(f"bad name '{name}': names must be non-empty and must not contain "
+            raise SpecError(f"bad name '{echo(name)}': names must be non-empty and must not contain "
                             f"the separator '{self.separator}'", line=line,
                             layer=self.separator.join(self.path) or None,
                             fix="rename the layer")
@@ -145,13 +162,18 @@ class Resolver:
         self.lines: dict[Path, int] = {}
         self.frozen = 0   # > 0 inside a composite marked trainable: false
         self.leaves = 0
+        self.max_layers = limit("MAX_LAYERS")
+        self.max_depth = limit("MAX_SPEC_DEPTH")
+        # The argument names of the block being expanded (None: not inside a block), innermost
+        # last, to explain a formula that did not compute.
+        self.args: list[tuple[str, ...] | None] = []
         for name, definition in blocks.items():
             self._check_block(name, definition)
 
     def _check_block(self, name: Any, definition: Any) -> None:
         line = line_of(definition)
         if not isinstance(name, str) or not name.replace("_", "a").replace("-", "a").isalnum():
-            raise SpecError(f"bad block name {name!r}", line=line,
+            raise SpecError(f"bad block name {brief(name)}", line=line,
                             fix="use letters, digits, '_' or '-' (no '.' or '/')")
         if name in ALIASES or name in COMPOSITES:
             raise SpecError(f"block name '{name}' is a layer kind or keyword", line=line,
@@ -164,12 +186,12 @@ class Resolver:
             args = []
         if not isinstance(args, list) or not all(isinstance(a, str) and a.isidentifier()
                                                  for a in args):
-            raise SpecError(f"block '{name}': args must be a list of names (got {args!r})",
+            raise SpecError(f"block '{name}': args must be a list of names (got {brief(args)})",
                             line=line, fix="args: [filters, stride]")
         unknown = [str(k) for k in definition if k not in _BLOCK_KEYS]
         if unknown:
             hint = nearest(unknown[0], sorted(_BLOCK_KEYS))
-            raise SpecError(f"block '{name}': unknown key(s) {', '.join(unknown)}", line=line,
+            raise SpecError(f"block '{name}': unknown key(s) {echo(', '.join(unknown))}", line=line,
                             fix=f"did you mean '{hint}'?" if hint else "a block has args and layers")
         bodies = [k for k in definition if k not in ("args", "description")]
         if len(bodies) != 1:
@@ -179,6 +201,8 @@ class Resolver:
 
     # ---- entry point -------------------------------------------------------------------
     def resolve(self, items: list) -> Sequence:
+        # What the items unroll to, bounded before anything is built (archcalc.spec.budget).
+        Forecast(self.blocks, self._forecast_body).items(items, 0, line_of(items))
         scope = _Scope((), self.separator)
         children = self._items(items, scope, depth=0)
         return Sequence((), tuple(children), "network", line_of(items))
@@ -195,20 +219,19 @@ class Resolver:
 
     def _item(self, item: Any, scope: _Scope, depth: int, name: Any,
               line: int | None) -> list[Node]:
-        if depth > _MAX_DEPTH:
-            raise SpecError(f"items nest more than {_MAX_DEPTH} levels deep", line=line,
-                            layer=scope.display(str(name)) if name else None,
-                            fix="does a block use itself? remove the recursive 'use'")
+        if depth > self.max_depth:  # the forecast refused this already; a safety net
+            raise SpecError(f"items nest more than {self.max_depth:,} levels deep", line=line,
+                            fix=raise_hint("MAX_SPEC_DEPTH"))
         line = line_of(item) or line
         if isinstance(item, str):
             return self._from_word(item, scope, depth, name, line)
         if isinstance(item, list):
             return [self._sequence(item, scope, depth, name, line, label="sequence")]
         if not isinstance(item, dict):
-            raise SpecError(f"cannot read layer item {item!r}", line=line,
+            raise SpecError(f"cannot read layer item {brief(item)}", line=line,
                             layer=scope.display(str(name)) if name else None,
                             fix="write a layer kind such as 'relu' or {conv: {...}}")
-        if "name" in item and name is None and not _is_kind_map(item):
+        if "name" in item and name is None and not is_kind_map(item):
             name = item["name"]
         if "type" in item:
             return [self._leaf(dict(item), scope, name, line)]
@@ -218,7 +241,7 @@ class Resolver:
             unknown = [str(k) for k in item if k not in _COMPOSITE_KEYS[form]]
             if unknown:
                 hint = nearest(unknown[0], sorted(_COMPOSITE_KEYS[form]))
-                raise SpecError(f"{form}: unknown field(s) {', '.join(unknown)}", line=line,
+                raise SpecError(f"{form}: unknown field(s) {echo(', '.join(unknown))}", line=line,
                                 layer=scope.display(str(name)) if name else None,
                                 fix=f"did you mean '{hint}'?" if hint else
                                 f"{form} takes: {', '.join(sorted(_COMPOSITE_KEYS[form]))}")
@@ -230,7 +253,7 @@ class Resolver:
                 self.frozen -= frozen
         keys = [k for k in item if k not in ("name", "trainable")]
         if len(keys) != 1:
-            raise SpecError(f"cannot tell what this item is (keys: {', '.join(map(str, item))})",
+            raise SpecError(f"cannot tell what this item is (keys: {echo(', '.join(map(str, item)))})",
                             line=line, fix="one layer kind per list item, e.g. {conv: {...}}")
         key = keys[0]
         value = item[key]
@@ -248,7 +271,7 @@ class Resolver:
             return self._item(value, scope, depth, name=key, line=line)
         if isinstance(value, list):
             return [self._sequence(value, scope, depth, key, line, label="sequence")]
-        if isinstance(value, dict) and _looks_like_item(value):
+        if isinstance(value, dict) and looks_like_item(value):
             return self._item(value, scope, depth, name=key, line=line)
         raise self._unknown(key, line, scope)
 
@@ -266,8 +289,9 @@ class Resolver:
         choices = sorted(set(ALIASES) | set(self.blocks) | {"concat", "add", "repeat", "use"})
         hint = nearest(str(key), choices)
         fix = f"did you mean '{hint}'?" if hint else "known kinds: " + ", ".join(sorted(set(ALIASES.values())))
-        return SpecError(f"unknown layer type '{key}'", line=line,
-                         layer=scope.display(str(key)) if scope.path else None, fix=fix)
+        return SpecError(f"unknown layer type '{echo(key if isinstance(key, str) else brief(key))}'",
+                         line=line, layer=scope.display(echo(key)) if scope.path else None,
+                         fix=fix)
 
     def _from_word(self, word: str, scope: _Scope, depth: int, name: Any,
                    line: int | None) -> list[Node]:
@@ -287,7 +311,7 @@ class Resolver:
             return params
         if kind in SCALAR_FIELD and not isinstance(value, (list, bool)):
             return {"type": kind, SCALAR_FIELD[kind]: value}
-        raise SpecError(f"{kind}: expected a mapping of fields, got {value!r}", line=line,
+        raise SpecError(f"{kind}: expected a mapping of fields, got {brief(value)}", line=line,
                         layer=scope.display(kind) if scope.path else None,
                         fix=f"write {key}: {{field: value, ...}}")
 
@@ -299,15 +323,16 @@ class Resolver:
         if self.frozen:
             params["trainable"] = False
         self.leaves += 1
-        if self.leaves > MAX_LAYERS:
-            raise SpecError(f"the spec unrolls to more than {MAX_LAYERS:,} layers", line=line,
-                            fix="check the repeat counts")
+        if self.leaves > self.max_layers:  # the forecast refused this already; a safety net
+            raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
+                            line=line, fix=raise_hint("MAX_LAYERS"))
         if name is None:
             name = params.get("name")
         leaf_name = scope.claim(name, line) if name is not None else scope.derive(
             NAME_PREFIX[params["type"]])
         params["name"] = leaf_name
-        spec = validate_leaf(params, line=line, layer=scope.display(leaf_name))
+        spec = validate_leaf(params, line=line, layer=scope.display(leaf_name),
+                             args=self.args[-1] if self.args else None)
         path = scope.path + (leaf_name,)
         if line:
             self.lines[path] = line
@@ -355,7 +380,7 @@ class Resolver:
         params = definition.get("args", []) or []
         where = scope.display(block)
         if isinstance(args, bool) or not isinstance(args, (list, dict, int, float, str, type(None))):
-            raise SpecError(f"block '{block}': 'with' must be a list or a mapping (got {args!r})",
+            raise SpecError(f"block '{block}': 'with' must be a list or a mapping (got {brief(args)})",
                             line=line, layer=where, fix=f"with: [{', '.join(params)}]")
         if args is None:
             args = []
@@ -366,7 +391,7 @@ class Resolver:
                 raise SpecError(
                     f"block '{block}' takes ({', '.join(params)})"
                     + (f"; missing {', '.join(missing)}" if missing else "")
-                    + (f"; unknown {', '.join(map(str, extra))}" if extra else ""),
+                    + (f"; unknown {echo(', '.join(map(str, extra)))}" if extra else ""),
                     line=line, layer=where, fix=f"with: {{{', '.join(p + ': ...' for p in params)}}}")
             return {p: args[p] for p in params}
         if not isinstance(args, list):
@@ -377,24 +402,37 @@ class Resolver:
                             fix=f"with: [{', '.join(params)}]")
         return dict(zip(params, args))
 
-    def _block_body(self, item: dict, scope: _Scope, name: Any, line: int | None) -> Any:
-        """The body of the block `item` uses, with its arguments substituted."""
+    def _block_body(self, item: dict, scope: _Scope, name: Any, line: int | None,
+                    spend: Callable[[int], None] | None = None) -> Any:
+        """The body of the block `item` uses, with its arguments substituted (`spend` is told
+        of every value copied)."""
         block = item["use"]
         if not isinstance(block, str) or block not in self.blocks:
-            hint = nearest(str(block), list(self.blocks))
-            raise SpecError(f"unknown block '{block}'", line=line,
+            hint = nearest(block, list(self.blocks))
+            shown = echo(block) if isinstance(block, str) else brief(block)
+            raise SpecError(f"unknown block '{shown}'", line=line,
                             layer=scope.display(str(name)) if name else None,
                             fix=f"did you mean '{hint}'?" if hint else
                             "define it under 'blocks:' (defined: " + (", ".join(self.blocks) or "none") + ")")
         env = self._bind(block, item.get("with"), line, scope)
         body = {k: v for k, v in self.blocks[block].items() if k not in ("args", "description")}
         try:
-            body = substitute(body, env)
+            body = substitute(body, env, spend)
         except ExprError as exc:
             raise SpecError(f"block '{block}': {exc}", line=line,
                             layer=scope.display(str(name)) if name else None,
-                            fix="pass numbers in 'with:' for arguments used in arithmetic") from None
+                            fix=exc.fix or "pass numbers in 'with:' for arguments used in "
+                                           "arithmetic") from None
         return body["layers"] if set(body) == {"layers"} else body
+
+    def _forecast_body(self, block: str, args: Any, line: int | None,
+                       spend: Callable[[int], None]) -> Any:
+        """For the forecast: the body one use of `block` with `with: args` resolves."""
+        return self._block_body({"use": block, "with": args}, _Scope((), self.separator), None,
+                                line, spend)
+
+    def _arg_names(self, block: str) -> tuple[str, ...]:
+        return tuple(self.blocks[block].get("args") or ())
 
     def _use(self, item: dict, scope: _Scope, depth: int, name: Any,
              line: int | None) -> Sequence:
@@ -403,21 +441,29 @@ class Resolver:
         inner = scope.child(use_name)
         if line:
             self.lines[inner.path] = line
-        with _used_at(item["use"], line):
-            children = tuple(self._items(body, inner, depth + 1))
+        self.args.append(self._arg_names(item["use"]))
+        try:
+            with _used_at(item["use"], line):
+                children = tuple(self._items(body, inner, depth + 1))
+        finally:
+            self.args.pop()
         return Sequence(inner.path, children, item["use"], line)
 
     def _repeat(self, item: dict, scope: _Scope, depth: int, name: Any,
                 line: int | None) -> list[Node]:
         count, start = item["repeat"], item.get("start", 0)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise SpecError(f"repeat: count must be an integer >= 0 (got {count!r})", line=line,
-                            fix="repeat: 3")
-        if count > MAX_LAYERS:
+            why = problem(count, self.args[-1] if self.args else None) \
+                if isinstance(count, str) else None
+            raise SpecError(f"repeat: {why[0]}" if why else
+                            f"repeat: count must be an integer >= 0 (got {brief(count)})",
+                            line=line, fix=why[1] if why else "repeat: 3")
+        if count > self.max_layers:  # even of an empty body: the loop below would spin
             raise SpecError(f"repeat: {count:,} repetitions is more than archcalc unrolls "
-                            f"({MAX_LAYERS:,})", line=line, fix="check the repeat count")
+                            f"({self.max_layers:,})", line=line,
+                            fix="check the repeat count; " + raise_hint("MAX_LAYERS"))
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
-            raise SpecError(f"repeat: start must be an integer >= 0 (got {start!r})", line=line,
+            raise SpecError(f"repeat: start must be an integer >= 0 (got {brief(start)})", line=line,
                             fix="start: 1")
         if "use" in item:
             body: Any = {"use": item["use"], "with": item.get("with")}
@@ -446,10 +492,15 @@ class Resolver:
                 self.lines[inner.path] = line
             if isinstance(body, dict) and "use" in body:
                 label, layers = body["use"], self._block_body(body, outer, inner_name, line)
+                self.args.append(self._arg_names(label))
             else:
                 label, layers = "repeat", body
-            with _used_at(label if label != "repeat" else None, line):
-                children = tuple(self._items(layers, inner, depth + 1))
+                self.args.append(self.args[-1] if self.args else None)
+            try:
+                with _used_at(label if label != "repeat" else None, line):
+                    children = tuple(self._items(layers, inner, depth + 1))
+            finally:
+                self.args.pop()
             nodes.append(Sequence(inner.path, children, label, line))
         if name is not None:
             what = f"{body['use']}" if isinstance(body, dict) and "use" in body else "repeat"
@@ -463,15 +514,10 @@ def _used_at(block: str | None, line: int | None):
     try:
         yield
     except SpecError as exc:
-        if block is not None and line is not None and exc.line != line:
+        # Only the innermost use: a block used inside a block used inside ... would otherwise
+        # add one clause per level (200 of them for a 200-deep nesting).
+        if block is not None and line is not None and exc.line != line \
+                and not getattr(exc, "use_noted", False):
             exc.message += f" (in block '{block}' used at line {line})"
+            exc.use_noted = True  # type: ignore[attr-defined]
         raise
-
-
-def _is_kind_map(item: dict) -> bool:
-    keys = [k for k in item if k not in ("name", "trainable")]
-    return len(keys) == 1 and str(keys[0]) in ALIASES
-
-
-def _looks_like_item(value: dict) -> bool:
-    return "type" in value or any(k in value for k in COMPOSITES) or _is_kind_map(value)

@@ -3,17 +3,26 @@
 `yaml.safe_load` forgets where things were; a typo must point at its line, so mappings load
 as `LineDict` and lists as `LineList`, each with a `.line` (1-based). Duplicate keys, which
 PyYAML silently resolves to the last one, are an error here.
+
+The file is untrusted: YAML anchors (&a) and aliases (*a) let a few hundred bytes describe
+billions of values ("billion laughs"). PyYAML composes the node graph in time linear in the
+file (an alias reuses its anchor's node object), so the graph is measured *before* any
+Python object is built: its size once every alias is expanded, and its nesting depth. Both
+are bounded by archcalc.limits (MAX_SPEC_NODES, MAX_SPEC_DEPTH).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+import sys
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
 
 from archcalc.errors import SpecError
+from archcalc.limits import echo, limit, raise_hint
 
 
 class LineDict(dict):
@@ -27,7 +36,109 @@ class LineList(list):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """A SafeLoader that bounds nesting and size while it composes, and measures the composed
+    graph with its aliases expanded before constructing anything from it."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._nodes = 0        # nodes composed, each alias once
+        self._depth = 0        # lists and mappings open around the node being composed
+        self._shared = False   # a list or mapping has an anchor: aliases may multiply it
+        self._max_nodes = limit("MAX_SPEC_NODES")
+        self._max_depth = limit("MAX_SPEC_DEPTH")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # Called once per node: kept lean (the 100,000-layer spec composes 1.5M nodes).
+        self._nodes += 1
+        if self._nodes > self._max_nodes:
+            raise _too_many(self.peek_event().start_mark.line + 1)
+        return yaml.SafeLoader.compose_node(self, parent, index)
+
+    def compose_sequence_node(self, anchor: Any) -> Any:
+        self._open(anchor)
+        try:
+            return yaml.SafeLoader.compose_sequence_node(self, anchor)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        self._open(anchor)
+        try:
+            return yaml.SafeLoader.compose_mapping_node(self, anchor)
+        finally:
+            self._depth -= 1
+
+    def _open(self, anchor: Any) -> None:
+        # The composer recurses once per level: refuse deep nesting before Python's stack does.
+        self._depth += 1
+        if self._depth > self._max_depth:
+            raise _too_deep(self.peek_event().start_mark.line + 1)
+        self._shared = self._shared or anchor is not None
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        # Without an anchored list or mapping the graph is a tree (an alias of a scalar is one
+        # value) and composing it counted it exactly; with one, measure the expansion.
+        if node is not None and self._shared:
+            check_expansion(node)
+        return node
+
+
+def _too_many(line: int | None) -> SpecError:
+    return SpecError(f"the spec expands to more than {limit('MAX_SPEC_NODES'):,} values once its "
+                     "aliases (*name) are expanded", line=line, fix=raise_hint("MAX_SPEC_NODES"))
+
+
+def _too_deep(line: int | None) -> SpecError:
+    return SpecError(f"lists and mappings nest more than {limit('MAX_SPEC_DEPTH'):,} levels deep",
+                     line=line, fix=raise_hint("MAX_SPEC_DEPTH"))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases expand past MAX_SPEC_NODES values or
+    MAX_SPEC_DEPTH levels, or that contains itself (`&a [*a]`).
+
+    One iterative post-order walk over the distinct nodes, memoised by node identity, so the
+    cost is linear in the file however large the expansion is; sizes saturate just past the
+    limit, so no count grows into a huge integer. The error points at the smallest value
+    that crosses the limit: the anchor or alias that multiplies."""
+    max_values, max_depth = limit("MAX_SPEC_NODES"), limit("MAX_SPEC_DEPTH")
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if not children_done:
+            if key in size:
+                continue
+            if key in on_path:  # reached again below itself: an alias inside its own anchor
+                raise SpecError("a value contains itself through an alias (*name)",
+                                line=node.start_mark.line + 1,
+                                fix="an anchor (&name) cannot be used inside its own value")
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((kid, False) for kid in kids if id(kid) not in size)
+            continue
+        on_path.discard(key)
+        total = 1 + sum(size[id(kid)] for kid in kids)
+        size[key] = min(total, max_values + 1)
+        nested = isinstance(node, yaml.CollectionNode)
+        depth[key] = nested + max((depth[id(kid)] for kid in kids), default=0)
+        if total > max_values:
+            raise _too_many(node.start_mark.line + 1)
+        if depth[key] > max_depth:
+            raise _too_deep(node.start_mark.line + 1)
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -39,10 +150,10 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
             continue
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
-            raise SpecError(f"a key must be a name, got {key!r}", line=key_node.start_mark.line + 1,
-                            fix="write name: value")
+            raise SpecError(f"a key must be a name, got {brief(key)}",
+                            line=key_node.start_mark.line + 1, fix="write name: value")
         if key in own:
-            raise SpecError(f"duplicate key '{key}'", line=key_node.start_mark.line + 1,
+            raise SpecError(f"duplicate key '{echo(key)}'", line=key_node.start_mark.line + 1,
                             fix="keep one of them; YAML would silently drop the first")
         own.add(key)
     loader.flatten_mapping(node)
@@ -52,8 +163,8 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
-            raise SpecError(f"a key must be a name, got {key!r}", line=key_node.start_mark.line + 1,
-                            fix="write name: value")
+            raise SpecError(f"a key must be a name, got {brief(key)}",
+                            line=key_node.start_mark.line + 1, fix="write name: value")
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
@@ -70,8 +181,72 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+# Python frames one level of nesting costs (composer, constructor, resolver: about 5; twice
+# that for room) and the most the recursion limit is ever raised to, far below what would
+# overflow the C stack.
+_FRAMES_PER_LEVEL = 10
+_MAX_RECURSION = 20_000
+
+
+@contextmanager
+def stack_room() -> Iterator[None]:
+    """Raise Python's recursion limit, while a spec is read and resolved, to what
+    MAX_SPEC_DEPTH levels of nesting need. The depth limits are checked before the
+    recursion gets there, so the raised limit is never reached by a refused spec."""
+    old = sys.getrecursionlimit()
+    need = min(_FRAMES_PER_LEVEL * limit("MAX_SPEC_DEPTH") + 1000, _MAX_RECURSION)
+    sys.setrecursionlimit(max(old, need))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def brief(value: Any, limit_chars: int = 60) -> str:
+    """repr(value) cut to about `limit_chars` characters, built piece by piece so that a value
+    shared through YAML aliases (which repr would expand to gigabytes) costs only what is
+    shown."""
+    out: list[str] = []
+    size = 0
+    for piece in _repr_pieces(value, limit_chars):
+        out.append(piece)
+        size += len(piece)
+        if size > limit_chars:
+            return "".join(out)[:limit_chars] + "…"
+    return "".join(out)
+
+
+def _repr_pieces(value: Any, limit_chars: int) -> Iterator[str]:
+    if isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield ", " if index else ""
+            yield from _repr_pieces(key, limit_chars)
+            yield ": "
+            yield from _repr_pieces(item, limit_chars)
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "(" if isinstance(value, tuple) else "["
+        for index, item in enumerate(value):
+            yield ", " if index else ""
+            yield from _repr_pieces(item, limit_chars)
+        yield ")" if isinstance(value, tuple) else "]"
+    elif isinstance(value, str):
+        yield repr(value[:limit_chars + 1])
+    else:
+        try:
+            yield repr(value)[:limit_chars + 1]
+        except ValueError:  # an int past Python's 4300-digit str() limit
+            yield "<a number too long to show>"
+
+
 def parse_text(text: str, *, json_mode: bool = False) -> Any:
     """Parse spec text; raise SpecError with the line of a syntax error."""
+    with stack_room():
+        return _parse_text(text, json_mode)
+
+
+def _parse_text(text: str, json_mode: bool) -> Any:
     if json_mode:
         # JSON's own parser gives JSON's syntax errors; the YAML loader (JSON is YAML) then
         # gives the same line numbers and duplicate-key checks as a YAML spec.
@@ -87,8 +262,9 @@ def parse_text(text: str, *, json_mode: bool = False) -> Any:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except SpecError:
         raise
-    except RecursionError:
-        raise SpecError("the file nests too deeply to read", fix="flatten the nesting") from None
+    except RecursionError:  # MAX_SPEC_DEPTH raised past what Python's stack can take
+        raise SpecError("the file nests too deeply for Python to read",
+                        fix="flatten the nesting, or lower ARCHCALC_MAX_SPEC_DEPTH") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise SpecError(f"a value cannot be read: {str(exc).splitlines()[0][:120]}",
                         fix="check the numbers in the file") from None
