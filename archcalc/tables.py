@@ -168,7 +168,7 @@ class Grid:
             limit = self.wrap.get(i)
             if wraps and folded_at is not None:
                 limit = min(limit or folded_at, folded_at)
-            table.add_column(self.headers[i],
+            table.add_column(_text(self.headers[i]),
                              justify="left" if i == 0 or wraps or i in self.left else "right",
                              no_wrap=not wraps, max_width=name if i == 0 and name else limit,
                              overflow="fold" if wraps else "ellipsis")

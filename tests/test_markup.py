@@ -31,7 +31,6 @@ def spec(write_spec):
 # command arguments (SPEC is replaced by the spec's path) → text that must appear literally
 # compare's column headers are the specs' names: they print literally once archcalc/tables.py
 # gives Grid headers to rich as Text (Grid._table, add_column); until then compare fails here.
-NEEDS_TABLES_FIX = pytest.mark.xfail(strict=True, reason="archcalc/tables.py: headers as Text")
 
 CASES = {
     "summary": (["summary", "SPEC"], ["[/] — input", LAYER, "[red]r", ":fire:[/]"]),
@@ -51,8 +50,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS_TABLES_FIX) if "compare" in n
-                                  else n for n in sorted(CASES)])
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_names_print_literally(run, spec, name):
     args, expected = CASES[name]
     result = run(*[spec if a == "SPEC" else a for a in args])
