@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from archcalc.calc.layers import layer_math
-from archcalc.calc.shapes import Dim, fmt_shape, prod, receptive_step
+from archcalc.calc.shapes import Dim, channels_last_hint, fmt_shape, prod, receptive_step
 from archcalc.errors import ArchcalcError, ShapeError
 from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
 from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
@@ -165,6 +165,10 @@ class _Walker:
             if used is not None and used != line:
                 exc.message += f" (in '{self.net.display(path[:depth])}', line {used})"
                 break
+        # "Kernel larger than input" for 28×28×1 is really a channels-last input: say so.
+        hint = channels_last_hint(self.net.input_shape) if isinstance(exc, ShapeError) else None
+        if hint is not None:
+            exc.fix = hint
         return exc.located(file=self.net.file, line=line, layer=self.net.display(path))
 
     def walk(self, node: Node, state: _State) -> _State:

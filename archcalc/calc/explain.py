@@ -27,6 +27,7 @@ from archcalc.calc.shapes import Dim, fmt_shape
 from archcalc.errors import ArchcalcError
 from archcalc.spec.layers import MODELS, pair
 from archcalc.spec.tree import Leaf, Network, Sequence
+from archcalc.spec.yamlio import brief
 
 
 # ---- hypothetical layers and networks --------------------------------------------------------
@@ -39,7 +40,7 @@ def make_layer(kind: str, **fields):
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or kind
-        raise ArchcalcError(f"{kind}: {where}: {err['msg'].lower()} (got {err.get('input')!r})",
+        raise ArchcalcError(f"{kind}: {where}: {err['msg'].lower()} (got {brief(err.get('input'))})",
                             fix="see `archcalc layer --help`") from None
 
 

@@ -52,7 +52,7 @@ def _sliding(leaf: Leaf, shape: tuple[int, ...], name: str, kernel, stride, padd
         # Ceil mode may start a last window inside the input that overhangs it (PyTorch does).
         if dim.out <= 0 or (dim.span > dim.padded and not dim.ceil_mode):
             raise ShapeError(
-                f"kernel {dim.span} larger than the padded input {dim.padded} along {axis}: "
+                f"{dim.kernel_text()} larger than the padded input {dim.padded} along {axis}: "
                 f"{dim.formula()} → output size {dim.out}", layer=name,
                 fix="use a larger --input, more padding, or a smaller kernel/stride earlier")
     return dims

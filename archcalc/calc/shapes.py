@@ -30,6 +30,13 @@ class Dim:
         """The kernel's extent with dilation: D·(F − 1) + 1."""
         return self.dilation * (self.kernel - 1) + 1
 
+    def kernel_text(self) -> str:
+        """'kernel 5', or 'kernel 7 dilated by 2 spans 13' (the span alone would read as a
+        kernel size the spec never wrote)."""
+        if self.dilation == 1:
+            return f"kernel {self.kernel}"
+        return f"kernel {self.kernel} dilated by {self.dilation} spans {self.span},"
+
     @property
     def padded(self) -> int:
         return self.size + self.pad_before + self.pad_after
@@ -117,3 +124,16 @@ def prod(shape: tuple[int, ...]) -> int:
 
 def fmt_shape(shape: tuple[int, ...]) -> str:
     return "×".join(str(v) for v in shape)
+
+
+def channels_last_hint(shape: tuple[int, ...]) -> str | None:
+    """The fix for a shape error when the input looks channels-last (28×28×1, 224×224×3, as
+    Keras and NumPy images write it): archcalc reads C×H×W, so 28×28×1 is 28 channels of
+    28×1 and the first kernel does not fit. None when the shape does not look like that."""
+    if len(shape) != 3:
+        return None
+    h, w, c = shape
+    if c not in (1, 3) or h <= 4 * c or w <= 4 * c:
+        return None
+    return (f"archcalc reads the input as C×H×W and {h}×{w}×{c} looks like H×W×C "
+            f"(channels last): use {c}x{h}x{w}")
