@@ -268,6 +268,13 @@ def _parse_text(text: str, json_mode: bool) -> Any:
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise SpecError(f"a value cannot be read: {str(exc).splitlines()[0][:120]}",
                         fix="check the numbers in the file") from None
+    except yaml.reader.ReaderError as exc:  # a control character: checked before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        char = exc.character  # a code point for text input
+        code = char if isinstance(char, int) else ord(str(char)[:1] or " ")
+        raise SpecError(f"control character #x{code:04x} at column {column:,}: YAML text "
+                        "cannot hold it", line=line, fix="remove it; is this a binary file?") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
