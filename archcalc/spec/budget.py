@@ -204,8 +204,8 @@ class Forecast:
 
     def check(self, cost: Cost, line: int | None) -> Cost:
         if cost.layers > self.max_layers:
-            raise _budget(SpecError(f"the spec unrolls to more than {self.max_layers:,} layers, "
-                                    "more than archcalc unrolls", line=line,
+            raise _budget(SpecError(f"the spec unrolls to more than {self.max_layers:,} layers "
+                                    "(the most archcalc unrolls)", line=line,
                                     fix="check the repeat counts; " + raise_hint("MAX_LAYERS")))
         if cost.copies > self.max_copies:
             raise self.too_many_copies(line)

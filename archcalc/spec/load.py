@@ -232,7 +232,8 @@ def from_dict(raw: Any, *, file: str | None = None,
             raise SpecError(f"missing top-level key '{field}'", file=file, line=line_of(raw),
                             fix=f"add '{field}:'") from None
         got = brief(err.get("input"))
-        raise SpecError(f"'{field}': {err['msg'].lower()} (got {got})", file=file,
+        msg = err["msg"][:1].lower() + err["msg"][1:]  # keep C×H×W in our own messages
+        raise SpecError(f"'{field}': {msg} (got {got})", file=file,
                         line=key_line, fix=_TOP_FIXES.get(field, "see README, Spec language")) from None
     # The raw mappings keep their line numbers (pydantic copies them into plain dicts).
     try:
