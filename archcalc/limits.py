@@ -23,6 +23,8 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "MAX_SPEC_DEPTH": (500, "nesting depth of a spec (lists, mappings, blocks, repeats)"),
     "MAX_LAYERS": (1_000_000, "layers in a resolved spec (repeats and blocks unrolled)"),
     "MAX_NAME_CHARS": (1000, "characters in one layer name of a spec"),
+    "MAX_UNROLLED": (16_000_000, "items, repetitions and substituted values a spec's repeats "
+                                 "and block uses unroll to, all together"),
     # Data files (archcalc.nn.data).
     "MAX_DATA_BYTES": (4 * 1024 * 1024 * 1024, "bytes of one decompressed IDX data file"),
     # Weights and checkpoints (archcalc.nn.weights).

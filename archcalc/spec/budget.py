@@ -9,7 +9,8 @@ pair, multiplying instead of repeating, and refuses before building anything:
   named once: block 'a' → 'b' → 'a';
 - more than MAX_SPEC_DEPTH levels of nesting (lists, blocks, repeats);
 - more than MAX_LAYERS layers once every repeat and block is unrolled;
-- more than MAX_SPEC_NODES values copied when block arguments are substituted.
+- more than MAX_UNROLLED units of work to unroll them: items read, repetitions made (a
+  repeat of an empty body still loops) and values copied to substitute block arguments.
 
 It mirrors the resolver's grammar (resolve.py) but only counts: whatever it cannot read counts
 as nothing, and the resolver then reports the mistake in its own words.
@@ -32,17 +33,18 @@ _FORMS = ("repeat", "use", "concat", "add", "sequence", "layers")  # the resolve
 @dataclass(frozen=True)
 class Cost:
     layers: int = 0
-    copies: int = 0  # values copied by substituting block arguments
+    work: int = 0  # items read + repetitions made + values copied by substituting arguments
 
     def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.layers + other.layers, self.copies + other.copies)
+        return Cost(self.layers + other.layers, self.work + other.work)
 
     def times(self, count: int) -> "Cost":
-        return Cost(self.layers * count, self.copies * count)
+        return Cost(self.layers * count, self.work * count)
 
 
 NOTHING = Cost()
 ONE_LAYER = Cost(1, 0)
+ONE_STEP = Cost(0, 1)
 
 # A block body with its arguments substituted: (block name, `with:` value, line, spend) → body.
 # `spend(n)` is called as values are copied; it raises once the copies pass the limit.
@@ -65,12 +67,12 @@ class Forecast:
         self.blocks = blocks
         self.expand = expand
         self.max_layers = limit("MAX_LAYERS")
-        self.max_copies = limit("MAX_SPEC_NODES")
+        self.max_work = limit("MAX_UNROLLED")
         self.max_depth = limit("MAX_SPEC_DEPTH")
         self.memo: dict[tuple, Cost] = {}
         self.stack: list[tuple[str, tuple]] = []  # the (block, arguments) being expanded
-        self.keep: list[Any] = []  # objects whose id() is part of a memo key stay alive
-        self.spent = 0  # values this forecast itself copied (bounded like the resolver's)
+        self.keep: list[Any] = []  # arguments whose id() is part of a memo key stay alive
+        self.spent = 0  # values this forecast itself copied: bounded by the same limit
 
     # ---- the grammar, as resolve.py reads it -----------------------------------------------
     def items(self, items: Any, depth: int, line: int | None) -> Cost:
@@ -80,7 +82,7 @@ class Forecast:
         total = NOTHING
         for item, item_line in zip(items, lines):
             where = line_of(item) or item_line
-            total = self.check(total + self.item(item, depth, where), where)
+            total = self.check(total + ONE_STEP + self.item(item, depth, where), where)
         return total
 
     def item(self, item: Any, depth: int, line: int | None) -> Cost:
@@ -145,7 +147,7 @@ class Forecast:
             body = self.items(item["layers"], depth + 1, line)
         else:
             return NOTHING
-        total = body.times(count)
+        total = (body + ONE_STEP).times(count)  # each repetition is a step, even if empty
         if total.layers > self.max_layers:
             raise SpecError(f"repeat: {count:,} × {body.layers:,} layer(s) = {total.layers:,} "
                             f"layers, more than archcalc unrolls ({self.max_layers:,})",
@@ -168,8 +170,8 @@ class Forecast:
             nonlocal copied
             copied += values
             self.spent += values
-            if self.spent > self.max_copies:
-                raise self.too_many_copies(line)
+            if self.spent > self.max_work:
+                raise self.too_much_work(line)
 
         try:
             body = self.expand(block, args, line, spend)
@@ -177,10 +179,9 @@ class Forecast:
             if getattr(exc, "budget", False):
                 raise
             return NOTHING  # a wrong use: the resolver says what is wrong with it
-        self.keep.append(body)
         self.stack.append(key)
         try:
-            cost = self.items(body, depth + 1, line) + Cost(0, copied)
+            cost = self.items(body, depth + 1, line) + Cost(0, copied)  # copied ≥ 0
         finally:
             self.stack.pop()
         self.memo[key] = cost
@@ -207,14 +208,14 @@ class Forecast:
             raise _budget(SpecError(f"the spec unrolls to more than {self.max_layers:,} layers "
                                     "(the most archcalc unrolls)", line=line,
                                     fix="check the repeat counts; " + raise_hint("MAX_LAYERS")))
-        if cost.copies > self.max_copies:
-            raise self.too_many_copies(line)
+        if cost.work > self.max_work:
+            raise self.too_much_work(line)
         return cost
 
-    def too_many_copies(self, line: int | None) -> SpecError:
-        return _budget(SpecError(f"blocks expand to more than {self.max_copies:,} values once "
-                                 "their arguments are substituted", line=line,
-                                 fix=raise_hint("MAX_SPEC_NODES")))
+    def too_much_work(self, line: int | None) -> SpecError:
+        return _budget(SpecError(f"repeats and blocks expand to more than {self.max_work:,} "
+                                 "items and values once unrolled", line=line,
+                                 fix=raise_hint("MAX_UNROLLED")))
 
     def loop(self, block: str, start: int, line: int | None) -> SpecError:
         names = [name for name, _ in self.stack[start:]] + [block]

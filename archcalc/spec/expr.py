@@ -125,21 +125,30 @@ def evaluate(text: str, env: dict[str, Any]) -> Any:
 
 def substitute(obj: Any, env: dict[str, Any],
                spend: Callable[[int], None] | None = None) -> Any:
-    """A deep copy of `obj` with argument expressions replaced; line numbers kept.
-    `spend(n)` is told of every n values copied (it may raise to stop a copy too large)."""
+    """A copy of `obj` with argument expressions replaced; line numbers kept.
+    `spend(n)` is told of every n values copied (it may raise to stop a copy too large).
+    A value shared through YAML aliases is substituted once and stays shared in the copy, so
+    the copy costs what the file holds, not what its aliases expand to."""
     if not env:
         return obj
-    if spend is not None:
-        spend(1)
+    return _substitute(obj, env, spend, {})
+
+
+def _substitute(obj: Any, env: dict[str, Any], spend: Callable[[int], None] | None,
+                done: dict[int, Any]) -> Any:
     if isinstance(obj, str):
         return evaluate(obj, env)
+    if not isinstance(obj, (dict, list)):
+        return obj
+    if id(obj) in done:
+        return done[id(obj)]
+    if spend is not None:
+        spend(len(obj) + 1)
     if isinstance(obj, dict):
-        out = LineDict((k, substitute(v, env, spend)) for k, v in obj.items())
-        out.line = getattr(obj, "line", None)
-        return out
-    if isinstance(obj, list):
-        out_list = LineList(substitute(v, env, spend) for v in obj)
-        out_list.line = getattr(obj, "line", None)
-        out_list.item_lines = getattr(obj, "item_lines", None)
-        return out_list
-    return obj
+        out: Any = LineDict((k, _substitute(v, env, spend, done)) for k, v in obj.items())
+    else:
+        out = LineList(_substitute(v, env, spend, done) for v in obj)
+        out.item_lines = getattr(obj, "item_lines", None)
+    out.line = getattr(obj, "line", None)
+    done[id(obj)] = out
+    return out

@@ -184,7 +184,7 @@ def decode(data: bytes) -> str:
 def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     """Load, validate and resolve a spec. Every error names the file (and line)."""
     for name in ("MAX_SPEC_BYTES", "MAX_SPEC_NODES", "MAX_SPEC_DEPTH", "MAX_LAYERS",
-                 "MAX_NAME_CHARS"):
+                 "MAX_NAME_CHARS", "MAX_UNROLLED"):
         limit(name)  # a bad ARCHCALC_* value is the environment's mistake, not the file's
     path = locate(ref)
     # Errors name the file as the user wrote it; a bundled spec by its file name.

@@ -78,10 +78,11 @@ def _doubling_blocks(count: int) -> str:
     return "blocks:\n" + "\n".join(lines) + f"\nlayers: [b{count - 1}]\n"
 
 
-# A block whose body holds a list of 597,870 values (legal: under the 4M limit) used 100
-# times: substituting its argument would copy 60 million values.
-COPIES = (HEAD + "blocks:\n  b: {args: [k], layers: [{conv: {filters: k, kernel: 1, padding: "
-          + laughs(6) + "}}]}\nlayers:\n  - {repeat: 100, use: b, with: [4]}\n")
+# A block whose body is 3,000 values that build nothing (a repeat of 0), used 10,000 times:
+# substituting its argument would copy 30 million values for no layer at all.
+COPIES = (HEAD + "blocks:\n  b: {args: [k], layers: [{repeat: 0, layers: ["
+          + ", ".join(f"{{conv: {{filters: k, kernel: {i}}}}}" for i in range(1, 301))
+          + "]}]}\nlayers:\n  - {repeat: 10000, use: b, with: [4]}\n")
 
 CASES = [Case(case_id, ["validate", "bomb.yaml"],
               f"error: bomb.yaml:{BOMB_LINES[case_id]}: {TOO_MANY}", files={"bomb.yaml": text})
@@ -116,9 +117,8 @@ CASES += [
          "is legitimate, raise the limit: ARCHCALC_MAX_LAYERS=<larger number>)",
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 100000000000, layers: [relu]}\n"}),
     Case("spec_repeat_of_nothing_huge", ["validate", "net.yaml"],
-         "error: net.yaml:4: repeat: 100,000,000,000 repetitions is more than archcalc unrolls "
-         "(1,000,000) (fix: check the repeat count; if the input is legitimate, raise the "
-         "limit: ARCHCALC_MAX_LAYERS=<larger number>)",
+         "error: net.yaml:4: repeats and blocks expand to more than 16,000,000 items and values "
+         "once unrolled " + RAISE.format("MAX_UNROLLED"),
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 100000000000, layers: []}\n"}),
     Case("spec_doubling_blocks", ["summary", "net.yaml"],
          "error: net.yaml:23: the spec unrolls to more than 1,000,000 layers (the most archcalc "
@@ -132,9 +132,14 @@ CASES += [
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 11, layers: [relu]}\n"},
          env={"ARCHCALC_MAX_LAYERS": "10"}),
     Case("spec_substitution_copies", ["summary", "net.yaml"],
-         "error: net.yaml:6: blocks expand to more than 4,000,000 values once their arguments "
-         "are substituted " + RAISE.format("MAX_SPEC_NODES"),
+         "error: net.yaml:6: repeats and blocks expand to more than 16,000,000 items and values "
+         "once unrolled " + RAISE.format("MAX_UNROLLED"),
          files={"net.yaml": COPIES}),
+    Case("spec_empty_repeats", ["validate", "net.yaml"],
+         "error: net.yaml:4: repeats and blocks expand to more than 16,000,000 items and values "
+         "once unrolled " + RAISE.format("MAX_UNROLLED"),
+         files={"net.yaml": HEAD + "layers:\n  - repeat: 1000\n    layers:\n      - repeat: 1000\n"
+                "        layers: [{repeat: 1000, layers: []}]\n  - relu\n"}),
     # Block loops and depth: named once, with the blocks.
     Case("spec_block_uses_itself", ["summary", "net.yaml"],
          "error: net.yaml:4: block 'loop' → 'loop' is a loop that never ends (each uses the "
@@ -258,6 +263,7 @@ def test_case(case, tmp_path):
 # net) before the limits.
 RESOURCE = {**BOMBS, "spec_repeat_of_repeat": None, "spec_doubling_blocks": None,
             "spec_substitution_copies": None, "spec_nesting_100000": None,
+            "spec_empty_repeats": None,
             "spec_blocks_use_each_other": None}
 
 
