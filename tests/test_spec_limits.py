@@ -31,7 +31,8 @@ def _leaves(root) -> int:
 
 
 def _chain_blocks(count: int) -> str:
-    lines = ["  b0: {layers: [relu]}"] + [f"  b{i}: {{layers: [b{i - 1}]}}" for i in range(1, count)]
+    lines = ["  b0: {layers: [relu]}"]
+    lines += [f"  b{i}: {{layers: [b{i - 1}]}}" for i in range(1, count)]
     return HEAD + "blocks:\n" + "\n".join(lines) + f"\nlayers: [b{count - 1}]\n"
 
 
@@ -76,7 +77,7 @@ def test_recursion_that_ends_loads():
 
 
 def test_a_large_flat_spec_loads():
-    items = "".join("  - conv: {filters: 4, kernel: 3, padding: 1}\n  - relu\n" for _ in range(2500))
+    items = "  - conv: {filters: 4, kernel: 3, padding: 1}\n  - relu\n" * 2500
     assert _leaves(loads(HEAD + "layers:\n" + items).root) == 5000
 
 

@@ -9,6 +9,7 @@ from archcalc.calc.shapes import Dim, channels_last_hint, fmt_shape, prod, recep
 from archcalc.errors import ArchcalcError, ShapeError
 from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
 from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
+from archcalc.spec.yamlio import elide
 
 DTYPE_BYTES = {"float16": 2, "float32": 4, "float64": 8}
 
@@ -163,13 +164,13 @@ class _Walker:
         for depth in range(len(path) - 1, 0, -1):
             used = self.net.line_of(path[:depth])
             if used is not None and used != line:
-                exc.message += f" (in '{self.net.display(path[:depth])}', line {used})"
+                exc.message += f" (in '{elide(self.net.display(path[:depth]))}', line {used})"
                 break
         # "Kernel larger than input" for 28×28×1 is really a channels-last input: say so.
         hint = channels_last_hint(self.net.input_shape) if isinstance(exc, ShapeError) else None
         if hint is not None:
             exc.fix = hint
-        return exc.located(file=self.net.file, line=line, layer=self.net.display(path))
+        return exc.located(file=self.net.file, line=line, layer=elide(self.net.display(path)))
 
     def walk(self, node: Node, state: _State) -> _State:
         if isinstance(node, Leaf):
@@ -254,7 +255,7 @@ class _Walker:
                     and not any(_passes_through(b) for b in merge.branches[:index - 1]))
             out = self.walk(branch, replace(state, free=free))
             last = _last_leaf(branch)
-            label = (f"branch {index} (ending at {self.net.display(last.path)})" if last
+            label = (f"branch {index} (ending at {elide(self.net.display(last.path), 80)})" if last
                      else f"branch {index} (identity)")
             outs.append((label, out))
         first_label, first = outs[0]
@@ -264,7 +265,7 @@ class _Walker:
                     raise ShapeError(
                         f"add needs equal shapes: {first_label} gives {fmt_shape(first.shape)}, "
                         f"{label} gives {fmt_shape(other.shape)}",
-                        file=self.net.file, line=merge.line, layer=name,
+                        file=self.net.file, line=merge.line, layer=elide(name),
                         fix="use a projection shortcut (1×1 conv with the same stride and filters)")
             shape = first.shape
         else:
@@ -273,7 +274,7 @@ class _Walker:
                     raise ShapeError(
                         f"concat needs equal H×W: {first_label} gives {fmt_shape(first.shape)}, "
                         f"{label} gives {fmt_shape(other.shape)}",
-                        file=self.net.file, line=merge.line, layer=name,
+                        file=self.net.file, line=merge.line, layer=elide(name),
                         fix="give the branches the same stride and 'same' padding")
             shape = (sum(o.shape[0] for _, o in outs),) + tuple(first.shape[1:])
         rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))

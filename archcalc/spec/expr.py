@@ -14,7 +14,7 @@ import ast
 import operator
 from typing import Any, Callable
 
-from archcalc.spec.yamlio import LineDict, LineList
+from archcalc.spec.yamlio import LineDict, LineList, brief
 
 _BINOPS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -82,7 +82,7 @@ def _uses(tree: ast.AST, env: dict[str, Any]) -> bool:
 
 def _num(value: Any, text: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExprError(f"cannot compute '{text}': {value!r} is not a number")
+        raise ExprError(f"cannot compute '{text}': {brief(value)} is not a number")
     return value
 
 

@@ -30,7 +30,7 @@ from archcalc.spec.budget import COMPOSITES, Forecast, is_kind_map, looks_like_i
 from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
-from archcalc.spec.yamlio import brief, line_of
+from archcalc.spec.yamlio import brief, elide, line_of
 
 _LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
 # The keys each composite form takes (besides its own keyword).
@@ -117,7 +117,8 @@ class _Scope:
         self.used: set[str] = set()
 
     def display(self, name: str) -> str:
-        return self.separator.join(self.path + (name,))
+        """The dotted path of `name` for an error line (elided past 200 characters)."""
+        return elide(self.separator.join(self.path + (name,)))
 
     def derive(self, prefix: str) -> str:
         while True:

@@ -216,6 +216,15 @@ def brief(value: Any, limit_chars: int = 60) -> str:
     return "".join(out)
 
 
+def elide(text: str, limit_chars: int = 200) -> str:
+    """A long layer path for an error line, cut in the middle: both ends say where it is
+    (block1.block2.….conv3), and a 500-deep path of long names stays one short line."""
+    if len(text) <= limit_chars:
+        return text
+    head = limit_chars // 3
+    return text[:head] + "…" + text[len(text) - (limit_chars - head - 1):]
+
+
 def _repr_pieces(value: Any, limit_chars: int) -> Iterator[str]:
     if isinstance(value, dict):
         yield "{"
@@ -274,7 +283,8 @@ def _parse_text(text: str, json_mode: bool) -> Any:
         char = exc.character  # a code point for text input
         code = char if isinstance(char, int) else ord(str(char)[:1] or " ")
         raise SpecError(f"control character #x{code:04x} at column {column:,}: YAML text "
-                        "cannot hold it", line=line, fix="remove it; is this a binary file?") from None
+                        "cannot hold it", line=line,
+                        fix="remove it; is this a binary file?") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

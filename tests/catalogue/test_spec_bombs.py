@@ -43,25 +43,39 @@ def mapping_laughs(levels: int = 9, width: int = 9) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+def merge_laughs(levels: int = 9, width: int = 9) -> str:
+    """Merge keys: {<<: [*a, *a, ...]} — PyYAML's flatten_mapping would copy width^levels
+    key/value pairs before any duplicate is dropped."""
+    names = "abcdefghijklmnopqrstuvwxyz"
+    parts = ["&a {k0: 1, k1: 1, k2: 1}"]
+    for level in range(1, levels):
+        parts.append(f"&{names[level]} {{<<: [" + ", ".join([f"*{names[level - 1]}"] * width)
+                     + "]}")
+    return "[" + ", ".join(parts) + "]"
+
+
 BOMB = laughs()
 
 # Every route a value takes through loading: each was 30 s or more and GBs before.
 BOMBS = {
     "spec_bomb_field": HEAD + f"layers:\n  - conv: {{filters: 4, kernel: {BOMB}}}\n",
-    "spec_bomb_with": HEAD + "blocks:\n  b: {args: [k], layers: [{conv: {filters: 4, kernel: k}}]}\n"
-                      f"layers:\n  - {{use: b, with: [{BOMB}]}}\n",
+    "spec_bomb_with": HEAD + "blocks:\n  b: {args: [k], layers: [{conv: {filters: 4, "
+                      f"kernel: k}}}}]}}\nlayers:\n  - {{use: b, with: [{BOMB}]}}\n",
     "spec_bomb_layer_name": HEAD + f"layers:\n  - conv: {{name: {BOMB}, filters: 4, kernel: 3}}\n",
     "spec_bomb_source": f"name: t\nsource: {BOMB}\ninput: [1, 8, 8]\nlayers: [relu]\n",
     "spec_bomb_description": HEAD + f"blocks:\n  b: {{description: {BOMB}, layers: [relu]}}\n"
                              "layers: [b]\n",
     "spec_bomb_network_name": f"name: {BOMB}\ninput: [1, 8, 8]\nlayers: [relu]\n",
     "spec_bomb_key": HEAD + f"layers:\n  - {{? {BOMB}\n     : relu}}\n",
-    "spec_bomb_mapping": HEAD + f"layers:\n  - conv: {{filters: 4, kernel: 3, x: {mapping_laughs()}}}\n",
+    "spec_bomb_mapping": HEAD + "layers:\n  - conv: {filters: 4, kernel: 3, x: "
+                         + mapping_laughs() + "}\n",
+    "spec_bomb_merge_keys": HEAD + "layers:\n  - conv: {filters: 4, kernel: 3, x: "
+                            + merge_laughs() + "}\n",
 }
 BOMB_LINES = {
     "spec_bomb_field": 4, "spec_bomb_with": 6, "spec_bomb_layer_name": 4, "spec_bomb_source": 2,
     "spec_bomb_description": 4, "spec_bomb_network_name": 1, "spec_bomb_key": 4,
-    "spec_bomb_mapping": 4,
+    "spec_bomb_mapping": 4, "spec_bomb_merge_keys": 4,
 }
 
 
@@ -152,8 +166,8 @@ CASES += [
          files={"net.yaml": HEAD + "blocks:\n  a: {layers: [b]}\n  b: {layers: [a]}\n"
                 "layers: [a]\n"}),
     Case("spec_block_loop_of_three", ["summary", "net.yaml"],
-         "error: net.yaml:6: block 'a' → 'b' → 'c' → 'a' is a loop that never ends (each uses "
-         "the next with the same arguments) (fix: remove the 'use' that closes the loop)",
+         "error: net.yaml:6: block 'a' → 'b' → 'c' → 'a' is a loop that never ends (each "
+         "uses the next with the same arguments) (fix: remove the 'use' that closes the loop)",
          files={"net.yaml": HEAD + "blocks:\n  a: {args: [f], layers: [{use: b, with: [f]}]}\n"
                 "  b: {args: [f], layers: [relu, {use: c, with: [f]}]}\n"
                 "  c: {args: [f], layers: [{use: a, with: [f]}]}\n"
@@ -203,8 +217,8 @@ CASES += [
          "error: net.yaml:4: a name must be text, got ['a', 'b'] (fix: name: conv1)",
          files={"net.yaml": HEAD + "layers:\n  - conv: {name: [a, b], filters: 4, kernel: 3}\n"}),
     Case("spec_name_too_long", ["summary", "net.yaml"],
-         "error: net.yaml:4: a name of 5,000 characters ('" + "n" * 40 + "… (5,000 characters)'): "
-         "names have at most 1,000 (fix: a shorter name; if the input is legitimate, raise the "
+         "error: net.yaml:4: a name of 5,000 characters ('" + "n" * 40
+         + "… (5,000 characters)'): names have at most 1,000 (fix: a shorter name; if the input is legitimate, raise the "
          "limit: ARCHCALC_MAX_NAME_CHARS=<larger number>)",
          files={"net.yaml": HEAD + "layers:\n  - conv: {name: " + "n" * 5000
                 + ", filters: 4, kernel: 3}\n"}),
