@@ -173,6 +173,10 @@ class Resolver:
 
     def _check_block(self, name: Any, definition: Any) -> None:
         line = line_of(definition)
+        if isinstance(name, str) and len(name) > limit("MAX_NAME_CHARS"):
+            raise SpecError(f"a block name of {len(name):,} characters ('{echo(name, 40)}'): "
+                            f"names have at most {limit('MAX_NAME_CHARS'):,}", line=line,
+                            fix="a shorter name; " + raise_hint("MAX_NAME_CHARS"))
         if not isinstance(name, str) or not name.replace("_", "a").replace("-", "a").isalnum():
             raise SpecError(f"bad block name {brief(name)}", line=line,
                             fix="use letters, digits, '_' or '-' (no '.' or '/')")

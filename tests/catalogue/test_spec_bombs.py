@@ -222,6 +222,12 @@ CASES += [
          "limit: ARCHCALC_MAX_NAME_CHARS=<larger number>)",
          files={"net.yaml": HEAD + "layers:\n  - conv: {name: " + "n" * 5000
                 + ", filters: 4, kernel: 3}\n"}),
+    Case("spec_block_name_too_long", ["summary", "net.yaml"],
+         "error: net.yaml:5: a block name of 100,000 characters ('" + "b" * 40
+         + "… (100,000 characters)'): names have at most 1,000 (fix: a shorter name; if the "
+         "input is legitimate, raise the limit: ARCHCALC_MAX_NAME_CHARS=<larger number>)",
+         files={"net.yaml": HEAD + "blocks:\n  ? " + "b" * 100_000 + "\n  : {layers: [relu]}\n"
+                "layers: [relu]\n"}),
     Case("spec_long_value_echo", ["summary", "net.yaml"],
          "error: net.yaml:4: layer 'conv1': conv2d: bad value for 'kernel' (got '"
          + "x" * 59 + "…) (fix: a positive int or [h, w])",
