@@ -181,7 +181,7 @@ class Forecast:
             return NOTHING  # a wrong use: the resolver says what is wrong with it
         self.stack.append(key)
         try:
-            cost = self.items(body, depth + 1, line) + Cost(0, copied)  # copied ≥ 0
+            cost = self.items(body, depth + 1, line) + Cost(0, copied)
         finally:
             self.stack.pop()
         self.memo[key] = cost
