@@ -82,21 +82,6 @@ def check_case(case: Case, where: Path) -> None:
         assert len(line) <= 1000, f"{case.id}: a {len(line)}-character line on stderr"
 
 
-_MEASURE = r"""
-import atexit, os, resource, sys
-def _report():
-    use = resource.getrusage(resource.RUSAGE_SELF)
-    with open(os.environ["ARCHCALC_MEASURE_OUT"], "w") as fh:
-        fh.write(f"{use.ru_maxrss} {use.ru_utime + use.ru_stime}")
-atexit.register(_report)
-# A safety net so that a regression fails the test instead of the machine: 3 GiB of address space.
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-sys.argv = ["archcalc", *sys.argv[1:]]
-from archcalc.cli import main
-main()
-"""
-
-
 @dataclass
 class Measured:
     code: int
@@ -110,7 +95,8 @@ def measure(args: list[str], where: Path, env: dict[str, str] | None = None,
     """Run `archcalc ARGS` in a fresh process in `where` and read its own peak memory and CPU
     time with resource.getrusage (RUSAGE_SELF, written at exit), not a wall-clock guess."""
     out = where / ".measure"
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, *args], cwd=where,
+    script = Path(__file__).with_name("measured.py")
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=where,
                           env={**os.environ, **ENV, **(env or {}),
                                "ARCHCALC_MEASURE_OUT": str(out)},
                           capture_output=True, text=True, timeout=timeout)
