@@ -20,7 +20,7 @@ from catalogue.runner import Case, check_case, measure
 TINY = "name: tiny\ninput: [64]\nlayers: [{dense: 16}, relu, {dense: 10}]\n"
 WIDE = TINY.replace("name: tiny", "name: wide").replace("dense: 16", "dense: 30")
 SPECS = {"tiny.yaml": TINY, "wide.yaml": WIDE}
-HELP = "(fix: see 'main train --help')"       # click's runner names the program 'main'
+HELP = "(fix: see 'archcalc train --help')"       # click's runner names the program 'main'
 NPZ_FIX = "(fix: point at a checkpoint or weights .npz written by archcalc)"
 
 
