@@ -31,14 +31,13 @@ import numpy as np
 from archcalc.calc import DTYPE_BYTES, Analysis, Row, analyze
 from archcalc.calc.shapes import fmt_shape
 from archcalc.errors import ArchcalcError
-from archcalc.limits import echo
+from archcalc.limits import MAX_MEMORY_BUDGET, echo
 from archcalc.nn import build
 from archcalc.nn.conv import MAX_COLS_BYTES
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Network
 
 # The largest --memory-budget: a petabyte is no machine's memory (and keeps the value exact).
-MAX_BUDGET = 10**15
 
 # The default budget: this fraction of the memory the kernel says is available now.
 DEFAULT_BUDGET_FRACTION = 0.5
@@ -60,7 +59,7 @@ def parse_size(text: str) -> int:
         raise ArchcalcError(f"bad memory size '{echo(text, 40)}'",
                             fix="write e.g. 2GB, 500MB or 1.5GiB")
     number = float(match.group(1)) * _UNITS[unit]
-    if not number <= MAX_BUDGET:  # also inf: 400 digits are a float overflow, not a size
+    if not number <= MAX_MEMORY_BUDGET:  # also inf: 400 digits are a float overflow, not a size
         raise ArchcalcError(f"memory size '{echo(text, 40)}' is more than "
                             "1 PB (10^15 bytes)", fix="e.g. --memory-budget 2GB")
     value = int(number)

@@ -39,6 +39,15 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "MAX_SWEEP_WORK": (1_000_000, "layer evaluations in one sweep (layers × sizes analysed)"),
 }
 
+# Fixed ranges: options and values outside them are typos, not networks; they also keep every
+# product exact and every loop short. Not raised by the environment (click states them).
+MAX_SIZE = 10**9  # any C, H, W, channel count, kernel, stride, --sizes value
+SEED_MAX = 2**32 - 1  # --seed, as NumPy's legacy seeding takes it
+MAX_EPOCHS = 1_000_000  # --epochs, --patience and a step schedule's period (an epoch takes >= 1 ms)
+MAX_GRADCHECK_BATCH = 256  # float64 finite differences: a larger batch only multiplies the time
+MAX_MEMORY_BUDGET = 10**15  # --memory-budget (1 PB): more is a typo, and floats lose exactness
+MAX_NPZ_RATIO = 20  # arrays in a weights/checkpoint .npz may inflate to at most 20× the file
+
 # How much user text an error line may echo (a value, a name) before it is cut with '…'.
 MAX_ECHO = 200
 

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, analyze
 from archcalc.calc.explain import reason
 from archcalc.errors import ArchcalcError, ShapeError
-from archcalc.limits import echo, limit, raise_hint
-from archcalc.spec.load import MAX_SIZE
+from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.tree import Network
 
 # Slots per trainable parameter, as archcalc.nn.optim keeps them (and torch.optim does).

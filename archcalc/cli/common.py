@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from archcalc.errors import ArchcalcError
-from archcalc.limits import echo
+from archcalc.limits import MAX_SIZE, SEED_MAX, echo
 from archcalc.spec import parse_shape
 
 
@@ -207,9 +207,8 @@ class FiniteFloatRange(click.FloatRange):
 
 
 # A seed is what NumPy's generators and the executor accept: 0 .. 2**32 - 1.
-SEED = click.IntRange(0, 2**32 - 1)
-MAX_COUNT = 10**9  # the largest channel count, kernel, stride, ... (as for a spec's sizes)
-COUNT = click.IntRange(1, MAX_COUNT)  # filters, units, groups, channels, strides
+SEED = click.IntRange(0, SEED_MAX)
+COUNT = click.IntRange(1, MAX_SIZE)  # filters, units, groups, channels, strides
 
 
 def plain(value: Any) -> Any:

@@ -20,16 +20,16 @@ from archcalc.calc.bottleneck import adhoc, find
 from archcalc.calc.compare import compare as compare_specs
 from archcalc.calc.explain import explain_conv, explain_dense, explain_pool
 from archcalc.calc.factorize import factorize as factorize_conv
-from archcalc.calc.whatif import (MAX_SIZE, OPTIMIZER_COPIES, check_work, parse_sizes,
+from archcalc.calc.whatif import (OPTIMIZER_COPIES, check_work, parse_sizes,
                                   smallest_fit, sweep as sweep_sizes, training_memory)
 from archcalc.cli import main
-from archcalc.cli.common import (COUNT, MAX_COUNT, ParsedParam, batch_option, dtype_option,
+from archcalc.cli.common import (COUNT, ParsedParam, batch_option, dtype_option,
                                  input_option, print_lines, print_wide, wide_option)
 from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
                                     design_report, factorize_grid, memory_grid, sweep_grid)
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import replacing
-from archcalc.limits import echo
+from archcalc.limits import MAX_SIZE, echo
 from archcalc.spec import load, parse_shape
 
 FORMATS = click.Choice(["table", "json", "markdown"])
@@ -63,15 +63,15 @@ _PAIR_RE = re.compile(r"^\s*(\d{1,10})\s*(?:[x×,]\s*(\d{1,10}))?\s*$")
 
 
 def _pair(name: str, text: str):
-    """'3' → 3, '3x1' → (3, 1); every value in 1..MAX_COUNT."""
+    """'3' → 3, '3x1' → (3, 1); every value in 1..MAX_SIZE."""
     match = _PAIR_RE.match(str(text))
     if not match:
         raise ArchcalcError(f"'{echo(text, 40)}' is not an integer or HxW",
                             fix=f"e.g. --{name} 3 or --{name} 1x7")
     values = [int(v) for v in match.groups() if v is not None]
     for value in values:
-        if not 1 <= value <= MAX_COUNT:
-            raise ArchcalcError(f"{value} is not in the range 1<=x<={MAX_COUNT}",
+        if not 1 <= value <= MAX_SIZE:
+            raise ArchcalcError(f"{value} is not in the range 1<=x<={MAX_SIZE}",
                                 fix=f"a positive integer or HxW, e.g. --{name} 3")
     return values[0] if len(values) == 1 else tuple(values)
 
@@ -82,9 +82,9 @@ def _padding(text: str):
         return text
     parts = re.split(r"[x×,]", str(text).replace(" ", ""))
     values = [int(v) for v in parts if v.isascii() and v.isdigit() and len(v) <= 10]
-    if len(values) != len(parts) or len(values) not in (1, 2, 4) or max(values) > MAX_COUNT:
+    if len(values) != len(parts) or len(values) not in (1, 2, 4) or max(values) > MAX_SIZE:
         raise ArchcalcError(f"'{echo(text, 40)}' is not a padding (each value in "
-                            f"0<=x<={MAX_COUNT})",
+                            f"0<=x<={MAX_SIZE})",
                             fix="an integer >= 0, HxW, top,bottom,left,right, 'same' or 'valid'")
     return values[0] if len(values) == 1 else tuple(values)
 

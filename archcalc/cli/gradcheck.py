@@ -21,9 +21,9 @@ from archcalc.cli.common import (SEED, FiniteFloatRange, PlainTable, console, in
                                  plain, print_wide)
 from archcalc.nn import gradcheck as gradcheck_module
 from archcalc.nn.gradcheck import DEFAULT_TOLERANCE, gradcheck
+from archcalc.limits import MAX_GRADCHECK_BATCH
 from archcalc.spec import load
 
-MAX_BATCH = 256  # float64 finite differences: a larger batch only multiplies the time
 
 
 @contextmanager
@@ -76,7 +76,7 @@ def entry_progress() -> Iterator[None]:
 @main.command("gradcheck")
 @click.argument("spec")
 @input_option()
-@click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=2, show_default=True,
+@click.option("--batch", type=click.IntRange(1, MAX_GRADCHECK_BATCH), default=2, show_default=True,
               help="Examples in the random batch (batch norm needs 2 on flat inputs).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seeds the weights, the input and the loss weights.")

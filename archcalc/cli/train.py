@@ -17,6 +17,7 @@ from click.core import ParameterSource
 from archcalc.cli import main
 from archcalc.cli.common import console, input_option, print_wide
 from archcalc.errors import ArchcalcError
+from archcalc.limits import MAX_EPOCHS, SEED_MAX
 from archcalc.nn import build
 from archcalc.nn import data as datamod
 from archcalc.nn import optim, train
@@ -60,8 +61,7 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-SEED = click.IntRange(0, train.SEED_MAX)
-MAX_EPOCHS = 1_000_000          # a bound to state, far above any run (an epoch takes >= 1 ms)
+SEED = click.IntRange(0, SEED_MAX)
 
 
 class RichProgress(train.Progress):

@@ -16,9 +16,8 @@ import math
 from dataclasses import dataclass
 
 from archcalc.errors import ArchcalcError
-from archcalc.limits import echo
+from archcalc.limits import MAX_EPOCHS, echo
 
-MAX_STEP_EVERY = 1_000_000  # the most epochs a run takes (train's --epochs range)
 
 
 @dataclass(frozen=True)
@@ -84,9 +83,9 @@ def parse(text: str) -> Schedule:
         # inf epochs overflow int(); a nan rate trains a run that diverges at epoch 2.
         raise ArchcalcError(f"schedule '{echo(text, 60)}': every argument must be a finite number",
                             fix=f"e.g. {kind}:" + ",".join(f"{d:g}" for d in defaults))
-    if kind == "step" and values[0] > MAX_STEP_EVERY:
+    if kind == "step" and values[0] > MAX_EPOCHS:
         raise ArchcalcError(f"schedule '{echo(text, 60)}': {values[0]:g} epochs per step is more "
-                            f"than any run ({MAX_STEP_EVERY:,})", fix="e.g. step:10,0.1")
+                            f"than any run ({MAX_EPOCHS:,})", fix="e.g. step:10,0.1")
     if kind == "step":
         every, gamma = values
         if every < 1 or every != int(every) or gamma <= 0:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
-from archcalc.limits import echo
+from archcalc.limits import SEED_MAX, echo
 from archcalc.nn import data as datamod
 from archcalc.nn import losses, optim, schedules, weights
 
@@ -244,7 +244,6 @@ def clean_temps(out: Path) -> list[str]:
 
 # --- options -------------------------------------------------------------------------------
 
-SEED_MAX = 2**32 - 1
 # Options that may change when a run is resumed: they decide how long it goes on, not what
 # each epoch computes. Every other option (and every key of `setup`) must match.
 RESUME_MAY_CHANGE = ("epochs", "patience", "restore_best")

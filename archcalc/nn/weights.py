@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
-from archcalc.limits import echo, limit, raise_hint
+from archcalc.limits import MAX_NPZ_RATIO, echo, limit, raise_hint
 
 FORMAT = 2
 HEADER = "header"
@@ -41,7 +41,6 @@ TEMP_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 _REWRITE = "point at a checkpoint or weights .npz written by archcalc"
 # archcalc writes arrays uncompressed; float weights compress by about 1.1× (np.savez_compressed),
 # so an archive that inflates more than this is a bomb, not weights.
-MAX_RATIO = 20
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -193,9 +192,9 @@ def _check_sizes(path: Path, zf: zipfile.ZipFile, members) -> None:
                                  f"holds {info.file_size:,}")
         total += info.file_size
     on_disk = path.stat().st_size
-    if total > MAX_RATIO * on_disk + 1024 * 1024:
+    if total > MAX_NPZ_RATIO * on_disk + 1024 * 1024:
         raise _damaged(path, f"its arrays would take {total:,} bytes from a {on_disk:,}-byte "
-                             f"file, more than {MAX_RATIO}× (a compression bomb?)")
+                             f"file, more than {MAX_NPZ_RATIO}× (a compression bomb?)")
     cap = limit("MAX_CHECKPOINT_BYTES")
     if total > cap:
         raise ArchcalcError(f"its arrays hold {total:,} bytes, over the limit of {cap:,}",

@@ -11,9 +11,11 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
+from archcalc.limits import MAX_SIZE
+
 # Strict: YAML's `true` is not the integer 1, and 3.5 filters is an error, not 3.
-PositiveInt = Annotated[int, Strict(), Field(gt=0, le=10**9)]
-NonNegInt = Annotated[int, Strict(), Field(ge=0, le=10**9)]
+PositiveInt = Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]
+NonNegInt = Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE)]
 IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
 PadSpec = Union[
     NonNegInt,

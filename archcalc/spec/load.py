@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from archcalc.errors import ArchcalcError, SpecError
-from archcalc.limits import echo, limit, raise_hint
+from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.tree import Network
 from archcalc.spec.yamlio import brief, line_of, parse_text, stack_room
@@ -39,7 +39,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-MAX_SIZE = 10**9  # any larger C, H or W is a typo; it also keeps every product exact and fast
 
 
 class NetworkSpec(BaseModel):
@@ -221,7 +220,6 @@ def from_dict(raw: Any, *, file: str | None = None,
         # A misspelt key shows up twice (unknown 'inputs', missing 'input'): report the typo.
         err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         field = str(err["loc"][0]) if err["loc"] else ""
-        node = raw.get(field) if field in raw else raw
         key_line = (getattr(raw, "key_lines", None) or {}).get(field) or line_of(raw)
         if err["type"] == "extra_forbidden":
             hint = nearest(field, list(NetworkSpec.model_fields))
