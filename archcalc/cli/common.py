@@ -48,6 +48,24 @@ class AppGroup(click.Group):
             sys.exit(130)
         except OSError as exc:  # what is left of I/O after the library's own messages
             output_failed(exc)
+        except MemoryError:
+            # The commands estimate memory before they allocate; this is the net under them.
+            click.echo("error: out of memory: this run needs more memory than the machine gave "
+                       "it (fix: a smaller --batch or --input, or close other programs)", err=True)
+            sys.exit(1)
+        except RecursionError:
+            click.echo("error: the input nests too deeply for archcalc to follow (fix: flatten "
+                       "the nesting, e.g. of blocks and branches)", err=True)
+            sys.exit(1)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last net: a bug is one line too
+            if os.environ.get("ARCHCALC_DEBUG"):
+                raise
+            click.echo(f"error: internal error ({type(exc).__name__}: {echo(exc, 200)}): a bug "
+                       "in archcalc, not in your input (fix: please report it with the command "
+                       "and spec; ARCHCALC_DEBUG=1 shows the traceback)", err=True)
+            sys.exit(70)  # EX_SOFTWARE (sysexits.h): not the user's mistake (1) or usage (2)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, command, rest = super().resolve_command(ctx, args)

@@ -1,0 +1,42 @@
+"""The CLI's last nets: what escapes every command's own checks is still one line and an exit
+code, never a traceback (issue 8). Each failure is injected where `summary` computes."""
+
+from __future__ import annotations
+
+import pytest
+
+import archcalc.cli.inspect as inspect_cli
+
+
+def _fail_with(exc: BaseException):
+    def analyze(*args, **kwargs):
+        raise exc
+    return analyze
+
+
+@pytest.mark.parametrize("exc,code,line", [
+    (MemoryError(), 1, "error: out of memory: this run needs more memory than the machine gave "
+                       "it (fix: a smaller --batch or --input, or close other programs)"),
+    (RecursionError("maximum recursion depth exceeded"), 1,
+     "error: the input nests too deeply for archcalc to follow (fix: flatten the nesting, "
+     "e.g. of blocks and branches)"),
+    (ZeroDivisionError("division by zero"), 70,
+     "error: internal error (ZeroDivisionError: division by zero): a bug in archcalc, not in "
+     "your input (fix: please report it with the command and spec; ARCHCALC_DEBUG=1 shows "
+     "the traceback)"),
+])
+def test_escaped_errors_are_one_line(run, monkeypatch, exc, code, line):
+    monkeypatch.setattr(inspect_cli, "analyze", _fail_with(exc))
+    result = run("summary", "lenet5")
+    assert result.exit_code == code
+    assert result.stderr.splitlines() == [line]
+    assert result.stdout == ""
+
+
+def test_debug_shows_the_bug(monkeypatch):
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+    monkeypatch.setattr(inspect_cli, "analyze", _fail_with(ZeroDivisionError("x")))
+    result = CliRunner(env={"ARCHCALC_DEBUG": "1"}).invoke(main, ["summary", "lenet5"])
+    assert isinstance(result.exception, ZeroDivisionError)
