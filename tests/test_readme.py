@@ -52,3 +52,20 @@ def test_comparison_example_is_real_output():
     produced = rows(result.stdout)
     for row in table:
         assert row in produced, row
+
+
+def test_reliability_lists_every_limit_with_its_default():
+    """The README's limits table and archcalc.limits.DEFAULTS name the same limits, with the
+    same defaults (written 64 MiB / 4 GiB or with thousands separators)."""
+    from archcalc.limits import DEFAULTS, env_name
+
+    section = README.split("### Limits", 1)[1].split("\n### ", 1)[0]
+    rows = dict(re.findall(r"^\| `(ARCHCALC_\w+)` \| ([^|]+) \|", section, re.M))
+    assert set(rows) == {env_name(name) for name in DEFAULTS}
+
+    def value(text: str) -> int:
+        number, _, unit = text.strip().partition(" ")
+        return int(number.replace(",", "")) * {"": 1, "MiB": 2**20, "GiB": 2**30}[unit]
+
+    for name, (default, _) in DEFAULTS.items():
+        assert value(rows[env_name(name)]) == default, name
