@@ -57,3 +57,8 @@ class SpecError(ArchcalcError):
 
 class ShapeError(ArchcalcError):
     """The spec is well formed but its shapes do not work for the given input."""
+
+
+class WindowTooLargeError(ShapeError):
+    """A sliding window (conv, pool) larger than its padded input: the input is too small.
+    `sweep` searches for the smallest input on exactly this error."""

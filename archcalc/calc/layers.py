@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from archcalc.calc.shapes import Dim, fmt_shape, prod
-from archcalc.errors import ShapeError
+from archcalc.errors import ShapeError, WindowTooLargeError
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Leaf
 
@@ -51,7 +51,7 @@ def _sliding(leaf: Leaf, shape: tuple[int, ...], name: str, kernel, stride, padd
     for axis, dim in zip(("H", "W"), dims):
         # Ceil mode may start a last window inside the input that overhangs it (PyTorch does).
         if dim.out <= 0 or (dim.span > dim.padded and not dim.ceil_mode):
-            raise ShapeError(
+            raise WindowTooLargeError(
                 f"{dim.kernel_text()} larger than the padded input {dim.padded} along {axis}: "
                 f"{dim.formula()} → output size {dim.out}", layer=name,
                 fix="use a larger --input, more padding, or a smaller kernel/stride earlier")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, analyze
 from archcalc.calc.explain import reason
-from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.errors import ArchcalcError, ShapeError, WindowTooLargeError
 from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.tree import Network
 
@@ -142,9 +142,8 @@ def _at(network: Network, size: int, dtype: str) -> SweepPoint:
 
 
 def _too_small(exc: ShapeError) -> bool:
-    """A sliding window (conv, pool) larger than its padded input: the input is too small.
-    (The calculator's message for it; tests/test_whatif.py pins that this is recognised.)"""
-    return "larger than the padded input" in exc.message
+    """A sliding window (conv, pool) larger than its padded input: the input is too small."""
+    return isinstance(exc, WindowTooLargeError)
 
 
 def sweep(network: Network, sizes: list[int], dtype: str = "float32") -> list[SweepPoint]:
