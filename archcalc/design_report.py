@@ -17,7 +17,7 @@ from archcalc.calc.bottleneck import Bottlenecks, Case, find
 from archcalc.calc.compare import Comparison, compare
 from archcalc.calc.factorize import Factorization
 from archcalc.calc.shapes import fmt_shape
-from archcalc.calc.whatif import MemoryEstimate, SweepPoint
+from archcalc.calc.whatif import Fit, MemoryEstimate, SweepPoint
 from archcalc.report import human_bytes
 from archcalc.spec.layers import pair
 from archcalc.tables import Grid
@@ -227,8 +227,7 @@ def _kernel(leaf) -> tuple[int, int]:
 
 
 # ---- sweep and memory -------------------------------------------------------------------------
-def sweep_grid(name: str, points: list[SweepPoint], smallest: SweepPoint | None,
-               below: SweepPoint | None, dtype: str) -> Grid:
+def sweep_grid(name: str, points: list[SweepPoint], fit: Fit, dtype: str) -> Grid:
     rows = []
     for p in points:
         if p.analysis is None:
@@ -239,15 +238,16 @@ def sweep_grid(name: str, points: list[SweepPoint], smallest: SweepPoint | None,
         rows.append([fmt_shape(p.input_shape), fmt_shape(p.analysis.output_shape),
                      _n(t.params), _n(t.macs), _n(t.activations),
                      human_bytes(t.activation_bytes), ""])
-    footer = []
-    if smallest is not None:
-        footer.append(f"Smallest square input that fits: {fmt_shape(smallest.input_shape)}"
-                      + (f"; at {fmt_shape(below.input_shape)}: {below.error}" if below else "")
-                      + ".")
-    else:
-        footer.append("No square input up to the largest size swept fits"
-                      + (f"; at {fmt_shape(below.input_shape)}: {below.error}" if below else "")
-                      + ".")
+    below = fit.below
+    why = f"; at {fmt_shape(below.input_shape)}: {below.error}" if below else ""
+    if fit.smallest is not None:
+        first = f"Smallest square input that fits: {fmt_shape(fit.smallest.input_shape)}{why}."
+    elif fit.complete:
+        first = f"No square input from 1 to {fit.upto:,} fits{why}."
+    else:  # the search stopped at its bounds: say how far it knows, not more
+        first = (f"No square input from 1 to {fit.known_upto:,} fits (larger sizes, up to "
+                 f"{fit.upto:,}, were not searched: MAX_SWEEP_SCAN, MAX_SWEEP_WORK){why}.")
+    footer = [first]
     footer.append(f"MACs and activations per image (input included), memory in {dtype}; "
                   "params change with the input only where a dense layer follows a flatten.")
     return Grid(f"{name} across input sizes", ["input", "output", "params", "MACs",

@@ -312,14 +312,7 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
             "smallest_fit": smallest.size if smallest else None,
             "below_smallest": fit.below.as_dict() if fit.below else None,
             "smallest_fit_searched_upto": fit.known_upto}
-    grid = sweep_grid(network.name, points, smallest, fit.below, dtype)
-    if not fit.complete:
-        # sweep_grid's footer would claim every size up to the largest one; say the truth.
-        grid.footer[0] = (f"No square input from 1 to {fit.known_upto:,} fits (larger sizes, up "
-                          f"to {fit.upto:,}, were not searched: MAX_SWEEP_SCAN, "
-                          f"MAX_SWEEP_WORK); at {'×'.join(map(str, fit.below.input_shape))}: "
-                          f"{fit.below.error}.")
-    _show(grid, fmt, data)
+    _show(sweep_grid(network.name, points, fit, dtype), fmt, data)
 
 
 @main.command()
