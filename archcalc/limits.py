@@ -30,6 +30,8 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # Weights and checkpoints (archcalc.nn.weights).
     "MAX_CHECKPOINT_BYTES": (4 * 1024 * 1024 * 1024,
                              "bytes of the arrays in one weights or checkpoint .npz"),
+    "MAX_CHECKPOINT_MEMBERS": (50_000, "arrays in one weights or checkpoint .npz (a model's "
+                                       "params and buffers, optimizer slots, best weights)"),
     "MAX_GZIP_RATIO": (100, "decompressed ÷ compressed size a .gz IDX file may promise "
                             "(above 1 MiB; MNIST's is 5)"),
     "MAX_CLASSES": (10_000, "distinct class numbers (largest label + 1) in an IDX dataset"),

@@ -98,7 +98,6 @@ def test_one_line_errors(run, write_spec, tmp_path):
     spec = write_spec(TINY)
     five = write_spec(TINY.replace("dense: 10", "dense: 5"), "five.yaml")
     cases = [
-        (["train", spec, "--data", "mnist"], "unknown data source 'mnist'"),
         (["train", spec, "--data", f"idx:{tmp_path / 'none'}"], "no such data directory"),
         (["train", five, "--out", str(tmp_path / "x")],
          "dataset 'digits' has 10 classes; spec 'tiny' ends with 5 output value(s)"),
@@ -107,7 +106,6 @@ def test_one_line_errors(run, write_spec, tmp_path):
         (["train", spec, "--resume", str(tmp_path / "nope.npz")], "no such checkpoint"),
         (["train", spec, "--freeze", "conv9", "--out", str(tmp_path / "y")],
          "--freeze 'conv9' matches no parameter"),
-        (["train", spec, "--schedule", "cosine"], "unknown schedule 'cosine'"),
         (["train", spec, "--translate", "2"], "augmentation needs C×H×W images"),
         (["evaluate", spec, str(tmp_path / "nope.npz")], "no such checkpoint"),
     ]
@@ -117,6 +115,14 @@ def test_one_line_errors(run, write_spec, tmp_path):
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, result.output)
         assert message in lines[0], (args, lines[0])
+    # options the library parses are usage errors (exit 2), found before any data is read
+    usage = [(["train", spec, "--data", "mnist"], "unknown data source 'mnist'"),
+             (["train", spec, "--schedule", "cosine"], "unknown schedule 'cosine'")]
+    for args, message in usage:
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.output)
 
 
 def test_checkpoint_of_another_spec_names_the_array(run, write_spec, tmp_path):

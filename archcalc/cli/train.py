@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import resource
+import signal
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -15,9 +20,10 @@ from rich.table import Table
 from click.core import ParameterSource
 
 from archcalc.cli import main
-from archcalc.cli.common import console, input_option, print_wide
+from archcalc.cli.common import ParsedParam, console, input_option, print_wide
 from archcalc.errors import ArchcalcError
-from archcalc.limits import MAX_EPOCHS, SEED_MAX
+from archcalc.fileio import write_error
+from archcalc.limits import MAX_EPOCHS, SEED_MAX, echo
 from archcalc.nn import build
 from archcalc.nn import data as datamod
 from archcalc.nn import optim, train
@@ -62,6 +68,38 @@ class FiniteFloat(click.FloatRange):
 
 
 SEED = click.IntRange(0, SEED_MAX)
+
+
+class ScheduleText(str):
+    """A --schedule value that schedules.parse has accepted (the text itself)."""
+
+
+class ClassWeightsText(str):
+    """A --class-weights value whose form is right (its count is the dataset's to check)."""
+
+
+def _schedule(text: str) -> ScheduleText:
+    from archcalc.nn import schedules
+    schedules.parse(text)
+    return ScheduleText(text)
+
+
+def _class_weights(text: str) -> ClassWeightsText:
+    train.parse_class_weights(text)
+    return ClassWeightsText(text)
+
+
+def _memory_size(text: str) -> int:
+    from archcalc.check import parse_size        # the same sizes as check's --memory-budget
+    return parse_size(text)
+
+
+# Options the library parses: a mistake in them is a usage error (exit 2), found before the
+# spec, the data or the model is touched.
+SOURCE = ParsedParam("SOURCE", datamod.parse_source, datamod.Source)
+SCHEDULE = ParsedParam("SCHEDULE", _schedule, ScheduleText)
+CLASS_WEIGHTS = ParsedParam("WEIGHTS", _class_weights, ClassWeightsText)
+MEMORY = ParsedParam("SIZE", _memory_size, int)
 
 
 class RichProgress(train.Progress):
@@ -121,7 +159,7 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
 
 @main.command("train")
 @click.argument("spec")
-@click.option("--data", "source", default="digits", show_default=True,
+@click.option("--data", "source", type=SOURCE, default="digits", show_default=True,
               help="digits (embedded), fashion-mnist[:DIR], or idx:DIR (MNIST-format files).")
 @click.option("--epochs", type=click.IntRange(1, MAX_EPOCHS), default=20, show_default=True)
 @click.option("--batch-size", type=BatchSize(), default="64", show_default=True,
@@ -131,7 +169,7 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Initial learning rate [default: 0.001 for adam/rmsprop, 0.01 for "
                    "momentum/nesterov/adagrad, 0.1 for sgd].")
-@click.option("--schedule", default="constant", show_default=True,
+@click.option("--schedule", type=SCHEDULE, default="constant", show_default=True,
               help="constant, inverse-time:K, exponential:GAMMA, inv-sqrt, step:EVERY,GAMMA.")
 @click.option("--loss", type=click.Choice(list(LOSSES)), default="cross_entropy",
               show_default=True)
@@ -139,7 +177,7 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
               help="L2 penalty λ on conv/dense weights (λ/2·Σw²).")
 @click.option("--l1", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="L1 penalty on conv/dense weights.")
-@click.option("--class-weights", default=None,
+@click.option("--class-weights", type=CLASS_WEIGHTS, default=None,
               help="'balanced' or one weight per class, e.g. 1,1,5.")
 @click.option("--clip-norm", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Clip the gradients' global norm to this value.")
@@ -172,6 +210,9 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
               help="Fraction of the training images held out for validation.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)
+@click.option("--memory-budget", type=MEMORY, default=None,
+              help="Refuse a run whose forecast memory is larger, e.g. 2GB [default: half "
+                   "the memory available now].")
 @input_option()
 def train_command(spec, **opts):
     """Train SPEC with the NumPy executor and write history.json, metrics.json,
@@ -185,47 +226,210 @@ def train_command(spec, **opts):
       archcalc train lenet5 --resume runs/lenet5 --epochs 30
       archcalc train lenet5 --weights runs/lenet5/checkpoint.npz --freeze conv1 --freeze conv2
     """
-    o = opts
+    with _sigterm_as_interrupt() as term:
+        try:
+            _train(spec, opts, term)
+        except KeyboardInterrupt:
+            if not term:
+                raise                                # the boundary: "interrupted", 130
+            click.echo("terminated", err=True)
+            raise SystemExit(143) from None
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, systemd, a CI job cancelled) is handled like Ctrl-C: the run stops
+    after the current batch, saves, prints where it stopped, and exits 128 + 15. The list
+    yielded is non-empty once SIGTERM came."""
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        fired.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:                   # not the main thread (a test's runner): no handler
+        yield fired
+        return
+    try:
+        yield fired
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(spec, o, term) -> None:
     if o["resume"] and o["weights"]:
         raise ArchcalcError("--resume and --weights exclude each other",
                             fix="--resume continues a run; --weights starts a new one")
     net = load(spec, o["input_shape"])
     ckpt = None
     if o["resume"]:
-        if o["resume"].is_dir():
-            o["resume"] = o["resume"] / train.CHECKPOINT
+        o["resume"] = _checkpoint_path(o["resume"])
         ckpt = train.read_checkpoint(o["resume"])
         _take_stored(o, ckpt)
+    if o["weights"]:
+        o["weights"] = _checkpoint_path(o["weights"])    # a run directory, like --resume
     out_dir = o["out"] or (o["resume"].parent if o["resume"] else Path("runs") / net.name)
     train.check_run_dir(out_dir, resume=o["resume"], overwrite=o["overwrite"])
+    _probe_out(out_dir)
+    lr = o["lr"] or DEFAULT_LR[o["optimizer"]]
+    from archcalc.nn import schedules
+    schedules.parse(o["schedule"]).check(lr, o["epochs"], o["schedule"])
+    analysis = _analysis(net, o["dtype"])
+    budget = _budget(o["memory_budget"])
+    # a run that cannot fit even at batch 1 is refused before the data is read
+    _forecast(analysis, o, None, budget)
     data = datamod.load(o["source"], net.input_shape, spec=net.name, val_fraction=o["val_split"])
     augment_default = o["translate"] is None and "translate" in data.augment
     if o["translate"] is None:
         o["translate"] = data.augment.get("translate", 0)
     cfg = train.TrainConfig(
-        lr=o["lr"] or DEFAULT_LR[o["optimizer"]],
-        **{k: o[k] for k in ("epochs", "batch_size", "optimizer", "schedule", "loss",
-                             "weight_decay", "l1", "class_weights", "clip_norm", "seed",
-                             "patience", "monitor", "restore_best", "translate", "flip")})
+        lr=lr, **{k: o[k] for k in ("epochs", "batch_size", "optimizer", "schedule", "loss",
+                                    "weight_decay", "l1", "class_weights", "clip_norm",
+                                    "seed", "patience", "monitor", "restore_best",
+                                    "translate", "flip")})
+    train.check_config(cfg)
+    last = analysis.rows[-1].name if analysis.rows else "input"
+    train.check_fit(data.classes, math.prod(analysis.output_shape), cfg.loss, data.name,
+                    net.name, last)
+    eval_batch = _forecast(analysis, o, len(data.train), budget)
     # a spec may name its initialiser (a top-level `init:`)
     init = o["init"] or getattr(net, "init", None) or "he"
     model = build(net, seed=cfg.seed, dtype=o["dtype"], init=init)
     if o["freeze"]:
         model.freeze(list(o["freeze"]))
-    setup = {"data": o["source"], "val_split": o["val_split"], "dtype": o["dtype"],
+    setup = {"data": str(o["source"]), "val_split": o["val_split"], "dtype": o["dtype"],
              "init": init, "freeze": list(o["freeze"])}
     out_con = console()
     bar = progress_bar(out_con)
     trainer = train.Trainer(model, data, cfg, spec=net.name, out=out_dir,
                             progress=RichProgress(bar), setup=setup, overwrite=o["overwrite"])
+    trainer.eval_batch = eval_batch
     if ckpt is not None:
         trainer.resume(ckpt)
     elif o["weights"]:
         trainer.start_from(o["weights"])
     _intro(out_con, net, data, cfg, model, trainer, o["resume"], augment_default, init)
-    with bar:
-        result = trainer.fit()
-    _finish(out_con, result, trainer, out_dir, data)
+    try:
+        with bar:
+            result = trainer.fit()
+    except MemoryError:
+        raise ArchcalcError("out of memory while training (the forecast said it would fit)",
+                            fix="a smaller --batch-size or --memory-budget; " + _on_disk(trainer)
+                            ) from None
+    _finish(out_con, result, trainer, out_dir, data, terminated=bool(term))
+
+
+def _checkpoint_path(path: Path) -> Path:
+    """A run directory stands for its checkpoint.npz (--resume, --weights, evaluate)."""
+    return path / train.CHECKPOINT if path.is_dir() else path
+
+
+def _on_disk(trainer: train.Trainer) -> str:
+    if trainer.saved_epoch is None:
+        return "nothing was saved"
+    return f"the checkpoint on disk holds epoch {trainer.saved_epoch} ({trainer.out / train.CHECKPOINT})"
+
+
+def _probe_out(out: Path) -> None:
+    """Before any data is read: the run directory can be made and written. A dangling
+    symlink, a read-only file system, /proc or /sys are found now, in one line that names
+    the run's checkpoint, not after a minute of loading and building."""
+    target = out / train.CHECKPOINT
+    if out.is_symlink() and not out.exists():
+        raise ArchcalcError(f"--out is a symbolic link to a missing directory "
+                            f"({echo(os.readlink(out), 80)})", file=str(out),
+                            fix="create its target, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # the name atomic_write gives its temp files, so a killed probe is cleaned too
+        fd, name = tempfile.mkstemp(prefix=f".{train.CHECKPOINT}.", suffix=".tmp", dir=out)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise write_error(target, exc) from None
+
+
+def _analysis(net, dtype: str):
+    """The calculator's figures for the spec (batch 1): output size and memory per image."""
+    from archcalc.calc.analyze import analyze
+    return analyze(net, batch=1, dtype=dtype)
+
+
+def _budget(given: int | None) -> int | None:
+    """--memory-budget, else half the memory available now, and never above what the
+    address-space limit (ulimit -v) leaves this process."""
+    if given is not None:
+        return given
+    from archcalc.check import default_budget
+    budget = default_budget()
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/statm", encoding="ascii") as fh:
+                used = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            used = 0
+        left = max(soft - used, 0)
+        budget = left if budget is None else min(budget, left)
+    return budget
+
+
+def training_bytes(analysis, cfg, batch: int):
+    """(total, forward estimate) of a training step at `batch`: the forward pass as check
+    forecasts it (activations, parameters, the largest convolution's scratch), plus the
+    backward pass (a gradient per kept activation), the gradients, the optimizer's slots,
+    and the trainer's copies of the last good epoch (weights and slots) and of the best."""
+    from archcalc.calc.whatif import OPTIMIZER_COPIES
+    from archcalc.check import estimate_memory
+    forward = estimate_memory(analysis, batch)
+    slots = OPTIMIZER_COPIES.get(cfg["optimizer"], 2)
+    copies = 1 + slots + (1 + slots) + (1 if cfg["patience"] is not None else 0)
+    return forward.total + forward.activation_bytes + copies * forward.param_bytes, forward
+
+
+def _forecast(analysis, opts: dict, n_train: int | None, budget: int | None) -> int:
+    """Refuse a run whose forecast is over the budget, naming the largest batch that fits;
+    return the evaluation batch that fits (at most train.EVAL_BATCH). Without n_train (the
+    data not read yet) only a run that does not fit at batch 1 is refused."""
+    from archcalc.check import fmt_bytes
+    asked = opts["batch_size"]
+    if n_train is None:
+        batch, least = asked or 1, 1
+    else:
+        batch = n_train if asked == 0 else min(asked, max(n_train, 1))
+        least = batch
+    if budget is None:
+        return train.EVAL_BATCH
+    if training_bytes(analysis, opts, least)[0] > budget:
+        need, forward = training_bytes(analysis, opts, batch)
+        lo, hi = 0, batch - 1                         # the largest batch that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            fits = training_bytes(analysis, opts, mid)[0] <= budget
+            lo, hi = (mid, hi) if fits else (lo, mid - 1)
+        hint = f"--batch-size {lo} fits" if lo else "even --batch-size 1 does not fit"
+        acts = 2 * forward.activation_bytes
+        raise ArchcalcError(
+            f"training {analysis.network.name} at batch {batch} needs about {fmt_bytes(need)} "
+            f"({fmt_bytes(acts)} of activations and their gradients, {fmt_bytes(need - acts)} "
+            f"of weights, gradients, optimizer state and scratch), more than the memory "
+            f"budget of {fmt_bytes(budget)}",
+            fix=f"{hint}; or a smaller --input, or raise --memory-budget")
+    need, forward = training_bytes(analysis, opts, least)
+    return _eval_batch(analysis, budget, need - forward.activation_bytes - forward.total)
+
+
+def _eval_batch(analysis, budget: int, held: int) -> int:
+    """The largest inference batch (at most EVAL_BATCH) whose forward pass fits the budget
+    beside what the trainer holds."""
+    from archcalc.check import estimate_memory
+    lo, hi = 1, train.EVAL_BATCH
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if estimate_memory(analysis, mid).total + held <= budget else (lo, mid - 1)
+    return lo
 
 
 # The CLI's name of each stored key (the rest are the same): setup["data"] is --data.
@@ -279,24 +483,31 @@ def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -
         out.print(f"note: {note}", markup=False)
 
 
-def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, data) -> None:
+def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, data,
+            terminated: bool = False) -> None:
     if result.interrupted:
-        out.print(f"interrupted: stopped after epoch {result.epochs} (the last one completed)")
+        how = "terminated (SIGTERM)" if terminated else "interrupted"
+        out.print(f"{how}: stopped after epoch {result.epochs} (the last one completed)")
     elif result.stopped_early:
-        out.print(f"early stop: no progress in {trainer.cfg.monitor} for "
+        out.print(f"early stop: no progress in {trainer.monitor} for "
                   f"{trainer.cfg.patience} epoch(s); best epoch {result.best_epoch}")
     # the trainer wrote the checkpoint, history.json and metrics.json
-    plotted = plot_curves(result.history, out_dir / "curves.png") if result.history else False
+    plotted = plot_curves(result.history, out_dir / "curves.png") if result.history else None
     out.print(f"test accuracy {result.test_acc:.2%}, loss {result.test_loss:.4f} "
               f"({len(data.test):,} images); {result.epochs} epochs in {result.seconds:.1f}s, "
               f"{result.images_per_second:,.0f} images/s")
     wrote = "checkpoint.npz, history.json, metrics.json" + (", curves.png" if plotted else "")
-    out.print(f"wrote {wrote} to {out_dir}"
-              + ("" if plotted else " (curves.png needs matplotlib: pip install 'archcalc[plot]')"),
-              markup=False)  # "[plot]" and paths are text, not rich markup
+    if plotted is None:
+        why = " (no curves.png: no epoch completed)"
+    elif not plotted:
+        why = " (curves.png needs matplotlib: pip install 'archcalc[plot]')"
+    else:
+        why = ""
+    out.print(f"wrote {wrote} to {out_dir}{why}", markup=False)  # "[plot]", paths: not markup
     if result.interrupted:
         out.print(f"resume with: --resume {out_dir / 'checkpoint.npz'}", markup=False)
-        raise SystemExit(130)           # the shell's code for "stopped by Ctrl-C"
+        # the shell's codes for "stopped by a signal": 128 + SIGINT (2) or SIGTERM (15)
+        raise SystemExit(143 if terminated else 130)
 
 
 @main.command("evaluate")
@@ -314,22 +525,47 @@ def evaluate_command(spec, checkpoint, source, input_shape):
       archcalc evaluate lenet5 runs/lenet5/checkpoint.npz --data digits
     """
     net = load(spec, input_shape)
-    if checkpoint.is_dir():                          # a run directory
-        checkpoint = checkpoint / train.CHECKPOINT
-    ckpt = train.read_checkpoint(checkpoint)
+    checkpoint = _checkpoint_path(checkpoint)
+    ckpt = train.read_checkpoint(checkpoint)      # every field of its meta record checked
     # the loss (and class weights) the run was trained with; no augmentation when scoring
     stored = train.config_from_meta(ckpt.meta, ckpt.path)
     cfg = train.TrainConfig(**{**stored, "translate": 0, "flip": False})
+    analysis = _analysis(net, "float32")
     data = datamod.load(source, net.input_shape, spec=net.name)
+    last = analysis.rows[-1].name if analysis.rows else "input"
+    train.check_fit(data.classes, math.prod(analysis.output_shape), cfg.loss, data.name,
+                    net.name, last)
+    eval_batch = _inference_batch(analysis)
     model = build(net, dtype="float32")
-    trainer = train.Trainer(model, data, cfg, spec=net.name)
+    trainer = train.Trainer(model, data, cfg, spec=net.name, config_source=ckpt.path)
+    trainer.eval_batch = eval_batch
     train.load_into(model, ckpt.final_weights, ckpt, net.name)
     loss, acc, predicted = trainer.evaluate(data.test)
+    if not math.isfinite(loss):
+        raise ArchcalcError(f"the test loss is {loss}: these weights make the network's "
+                            "outputs overflow", file=str(ckpt.path),
+                            fix="evaluate the checkpoint of a run that did not diverge")
     matrix = train.confusion_matrix(data.test.labels, predicted, data.classes)
     out = console()
     out.print(f"{net.name} on {data.name}: test accuracy {acc:.2%} "
               f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}", markup=False)
     print_wide(confusion_table(matrix, data.class_names))
+
+
+def _inference_batch(analysis) -> int:
+    """The evaluation batch whose forward pass fits half the available memory, or one
+    line when even one image does not."""
+    from archcalc.check import estimate_memory, fmt_bytes
+    budget = _budget(None)
+    if budget is None:
+        return train.EVAL_BATCH
+    one = estimate_memory(analysis, 1)
+    if one.total > budget:
+        raise ArchcalcError(f"evaluating {analysis.network.name} needs about "
+                            f"{fmt_bytes(one.total)} for one image ({one.describe()}), more "
+                            f"than the memory available ({fmt_bytes(budget)})",
+                            fix="a smaller --input, or free memory")
+    return _eval_batch(analysis, budget, 0)
 
 
 def confusion_table(matrix, names: list[str]) -> Table:

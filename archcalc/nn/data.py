@@ -55,8 +55,14 @@ class Split:
         return int(self.labels.shape[0])
 
     def x(self, idx: np.ndarray | slice = slice(None), dtype: str = "float32") -> np.ndarray:
-        """The selected images as floats in [0, 1]: (n, *input_shape)."""
-        return self.images[idx].astype(dtype) * np.asarray(self.scale, dtype=dtype)
+        """The selected images as floats in [0, 1]: (n, *input_shape). Float64 pixels are
+        scaled before they are cast (1e300 is not a float32, 1e300/1e300 is); integers are
+        exact in float32 and are cast first (half the memory of a float64 copy)."""
+        images = self.images[idx]
+        if images.dtype.kind == "f" and images.dtype.itemsize > np.dtype(dtype).itemsize:
+            with np.errstate(under="ignore"):      # tiny pixels of a 1e300-scaled image
+                return (images * self.scale).astype(dtype)
+        return images.astype(dtype) * np.asarray(self.scale, dtype=dtype)
 
     def take(self, idx: np.ndarray) -> "Split":
         return Split(self.images[idx], self.labels[idx], self.scale)
@@ -278,7 +284,8 @@ def find_idx_file(directory: Path, stem: str) -> Path:
     read_idx with what it is, rather than reported missing)."""
     dotted = stem.replace("-idx", ".idx")
     for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
-        if (directory / name).exists():
+        # lexists: a symlink loop or a dangling link is there, and read_idx says what it is
+        if os.path.lexists(directory / name):
             return directory / name
     raise ArchcalcError(f"missing IDX file {echo(directory / stem)} (or .gz)",
                         fix="the directory needs train-images-idx3-ubyte, train-labels-idx1-"
@@ -289,8 +296,15 @@ def _check_directory(directory: Path) -> None:
     where = echo(directory)
     need = "give a directory holding the four MNIST-format IDX files (idx:DIR)"
     try:
-        if not directory.exists():
+        if not os.path.lexists(directory):
             raise ArchcalcError(f"no such data directory: {where}", fix=need)
+        try:
+            os.stat(directory)
+        except OSError as exc:          # a symlink loop (ELOOP), a dangling link (ENOENT)
+            if isinstance(exc, PermissionError):
+                raise
+            raise ArchcalcError(f"cannot open the data directory: {exc.strerror or exc}",
+                                file=where, fix="point --data at a real directory") from None
         if not directory.is_dir():
             raise ArchcalcError("the data source is a file, not a directory", file=where,
                                 fix=need)
@@ -346,14 +360,23 @@ def _check_values(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None
                          "images must hold values >= 0 (they are scaled by their maximum)")
 
 
-def load_idx_dir(directory: Path) -> dict[str, np.ndarray]:
+def load_idx_dir(directory: Path, input_shape: tuple[int, ...] | None = None, *,
+                 source: str = "", spec: str = "the spec") -> dict[str, np.ndarray]:
     """The four standard IDX files of directory: {role: array} (see IDX_FILES).
 
-    All four headers are checked against each other before any data is read."""
+    All four headers are checked against each other, and (given input_shape) the images'
+    size against the spec's input and the fitted arrays' size against the limit, before
+    any data is read: the headers decide all of it."""
     _check_directory(directory)
     paths = {role: find_idx_file(directory, stem) for role, stem in IDX_FILES.items()}
     headers = {role: read_idx_header(path) for role, path in paths.items()}
     _check_headers(headers, paths)
+    if input_shape is not None:
+        for part in ("train", "test"):
+            n, h, w = headers[f"{part}_images"].dims
+            plan_fit(h, w, tuple(input_shape), source=source or str(directory), spec=spec)
+            _check_fitted_size(n, tuple(input_shape), headers[f"{part}_images"].dtype.itemsize,
+                               source or str(directory), spec)
     arrays = {role: read_idx(path) for role, path in paths.items()}
     _check_values(arrays, paths)
     return arrays
@@ -373,26 +396,15 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
     """
     n, h, w = images.shape
     _check_fitted_size(n, input_shape, images.dtype.itemsize, source, spec)
+    k = plan_fit(h, w, input_shape, source=source, spec=spec)
     if len(input_shape) == 1:
         (size,) = input_shape
-        side = int(round(size ** 0.5))
         if size == h * w:
             return images.reshape(n, size), f"{h}×{w} images flattened to {size} values"
-        if side * side == size and side >= min(h, w):
-            fitted, text = fit_images(images, (1, side, side), source=source, spec=spec)
-            return fitted.reshape(n, size), text + f", flattened to {size} values"
-        raise ArchcalcError(f"dataset '{source}' has {h}×{w} images; spec '{spec}' takes a "
-                            f"flat input of {size} values", fix=f"give the spec input [{h * w}]")
+        side = int(round(size ** 0.5))
+        fitted, text = fit_images(images, (1, side, side), source=source, spec=spec)
+        return fitted.reshape(n, size), text + f", flattened to {size} values"
     c, hh, ww = input_shape
-    if c != 1:
-        raise ArchcalcError(f"dataset '{source}' has 1-channel (grayscale) {h}×{w} images; "
-                            f"spec '{spec}' takes {c}×{hh}×{ww}",
-                            fix=f"use a spec with input [1, {hh}, {ww}]")
-    k = min(hh // h, ww // w)
-    if k == 0:
-        raise ArchcalcError(f"dataset '{source}' has {h}×{w} images, larger than spec "
-                            f"'{spec}''s input 1×{hh}×{ww}",
-                            fix=f"use a spec with input of at least [1, {h}, {w}]")
     out = images if k == 1 else images.repeat(k, axis=1).repeat(k, axis=2)
     top, left = (hh - k * h) // 2, (ww - k * w) // 2
     out = np.pad(out, ((0, 0), (top, hh - k * h - top), (left, ww - k * w - left)))
@@ -403,6 +415,37 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
         steps.append(f"zero padding (top {top}, bottom {hh - k * h - top}, left {left}, "
                      f"right {ww - k * w - left}) to {hh}×{ww}")
     return out[:, None], f"{h}×{w} images, " + (", ".join(steps) or "used as they are")
+
+
+def plan_fit(h: int, w: int, input_shape: tuple[int, ...], *, source: str,
+             spec: str) -> int:
+    """Whether h×w grayscale images fit input_shape (see fit_images), from the sizes alone:
+    the upscaling factor k (0 for a flat input), or an ArchcalcError."""
+    source = echo(source, 80)
+    if len(input_shape) == 1:
+        (size,) = input_shape
+        side = int(round(size ** 0.5))
+        if size == h * w:
+            return 0
+        if side * side == size and side >= min(h, w):
+            return plan_fit(h, w, (1, side, side), source=source, spec=spec)
+        raise ArchcalcError(f"dataset '{source}' has {h}×{w} images; spec '{spec}' takes a "
+                            f"flat input of {size} values", fix=f"give the spec input [{h * w}]")
+    if len(input_shape) != 3:
+        raise ArchcalcError(f"dataset '{source}' has {h}×{w} images; spec '{spec}' takes "
+                            f"{'×'.join(map(str, input_shape))}",
+                            fix=f"use a spec with input [1, {h}, {w}]")
+    c, hh, ww = input_shape
+    if c != 1:
+        raise ArchcalcError(f"dataset '{source}' has 1-channel (grayscale) {h}×{w} images; "
+                            f"spec '{spec}' takes {c}×{hh}×{ww}",
+                            fix=f"use a spec with input [1, {hh}, {ww}]")
+    k = min(hh // h, ww // w)
+    if k == 0:
+        raise ArchcalcError(f"dataset '{source}' has {h:,}×{w:,} images, larger than spec "
+                            f"'{spec}''s input 1×{hh}×{ww}",
+                            fix=f"use a spec with input of at least [1, {h}, {w}]")
+    return k
 
 
 def _check_fitted_size(n: int, input_shape: tuple[int, ...], itemsize: int, source: str,
@@ -427,6 +470,26 @@ def split_indices(n: int, fraction: float, seed: int = SPLIT_SEED) -> tuple[np.n
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+class Source(str):
+    """A --data value whose form parse_source has checked (the text itself)."""
+
+
+SOURCE_FIX = "--data digits, fashion-mnist, fashion-mnist:DIR or idx:DIR"
+_FASHION = ("fashion-mnist", "fashion_mnist", "fashion")
+
+
+def parse_source(text: str) -> Source:
+    """Check the form of a --data value without reading anything: digits, fashion-mnist,
+    fashion-mnist:DIR or idx:DIR (a usage error, before any data is loaded)."""
+    name, _, arg = str(text).partition(":")
+    name = name.strip().lower()
+    if (name == "digits" and not arg) or name in _FASHION or (name == "idx" and arg):
+        return Source(text)
+    if name == "idx":
+        raise ArchcalcError("--data idx needs a directory: idx:DIR", fix="e.g. --data idx:mnist")
+    raise ArchcalcError(f"unknown data source '{echo(text, 80)}'", fix=SOURCE_FIX)
+
+
 def load(source: str, input_shape: tuple[int, ...], *, spec: str = "the spec",
          val_fraction: float = 0.1, test_fraction: float = 0.2) -> Data:
     """Load a `--data` source fitted to input_shape, split into train / val / test.
@@ -435,28 +498,28 @@ def load(source: str, input_shape: tuple[int, ...], *, spec: str = "the spec",
     keep their own test set. val_fraction of what remains for training is held out for
     validation (early stopping, curves). Every split is drawn with SPLIT_SEED.
     """
+    parse_source(source)
     name, _, arg = source.partition(":")
     name = name.strip().lower()
-    if name == "digits" and not arg:
+    if name == "digits":
         images, labels = load_digits()
         scale, names = 1 / 16, [str(d) for d in range(10)]
         rest, test = split_indices(len(labels), test_fraction)
         parts = {"train_images": images[rest], "train_labels": labels[rest],
                  "test_images": images[test], "test_labels": labels[test]}
         label = "digits"
-    elif name in ("fashion-mnist", "fashion_mnist", "fashion"):
+    elif name in _FASHION:
         directory = Path(arg) if arg else FASHION_DIR
         if not directory.is_dir():
-            raise ArchcalcError(f"no Fashion-MNIST directory at {directory}",
+            raise ArchcalcError(f"no Fashion-MNIST directory at {echo(directory)}",
                                 fix="apt-get install dataset-fashion-mnist, or --data "
                                     "fashion-mnist:DIR with the four IDX files")
-        parts, scale, names, label = load_idx_dir(directory), 1 / 255, FASHION_CLASSES, "fashion-mnist"
-    elif name == "idx" and arg:
-        parts = load_idx_dir(Path(arg))
-        scale, names, label = _scale_of(parts["train_images"]), None, f"idx:{arg}"
+        parts = load_idx_dir(directory, input_shape, source="fashion-mnist", spec=spec)
+        scale, names, label = 1 / 255, FASHION_CLASSES, "fashion-mnist"
     else:
-        raise ArchcalcError(f"unknown data source '{source}'",
-                            fix="--data digits, fashion-mnist, fashion-mnist:DIR or idx:DIR")
+        label = f"idx:{arg}"
+        parts = load_idx_dir(Path(arg), input_shape, source=label, spec=spec)
+        scale, names = _scale_of(parts["train_images"]), None
     data = _assemble(label, parts, scale, names, input_shape, spec, val_fraction)
     if label == "digits" and len(input_shape) == 3:
         # the 8×8 digits are few (1,294 to train on): shifts of up to 2 pixels of the
@@ -480,6 +543,19 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
     if all_labels.min() < 0:
         raise ArchcalcError(f"dataset '{label}' has a negative label ({all_labels.min()})")
     classes = int(all_labels.max()) + 1
+    if classes < 2:
+        # one class: every prediction is right, the accuracy means nothing, and a one-output
+        # network's 0/1 predictions name a class the confusion matrix does not have
+        raise ArchcalcError(f"dataset '{echo(label, 80)}' has one class (every label is 0); "
+                            "classification needs at least 2", fix="give a dataset whose "
+                            "labels name at least two classes (0, 1, ...)")
+    held_out = int(round(val_fraction * len(parts["train_labels"])))
+    if held_out >= len(parts["train_labels"]):
+        n = len(parts["train_labels"])
+        raise ArchcalcError(f"--val-split {val_fraction:g} holds out {held_out:,} of the "
+                            f"{n:,} training image(s) of '{echo(label, 80)}', leaving none to "
+                            "train on", fix="a smaller --val-split (0 for none), or more "
+                                            "training images")
     fitted = {}
     for part in ("train", "test"):
         fitted[part], transform = fit_images(np.asarray(parts[f"{part}_images"]), input_shape,
@@ -488,10 +564,9 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
     test = Split(fitted["test"], parts["test_labels"].astype(np.int64), scale)
     keep, held = split_indices(len(train), val_fraction)
     h, w = parts["train_images"].shape[1:]
-    denominator = round(1 / scale)
     return Data(label, train.take(keep), train.take(held), test, classes,
                 names or [str(c) for c in range(classes)], (h, w),
-                f"{transform}; pixels ÷{denominator} to 0..1")
+                f"{transform}; pixels ÷{1 / scale:.6g} to 0..1")
 
 
 # --- batches and augmentation ------------------------------------------------------------

@@ -8,7 +8,8 @@ to `scores`, in the dtype of `scores`.
 Class weights (for unbalanced data) are an array of C weights, one per class; example i
 counts w[y_i] times, and the loss is the weighted mean  Σ_i w_{y_i} L_i / Σ_i w_{y_i},
 which is PyTorch's `reduction="mean"` rule for cross_entropy(weight=...). With all weights
-equal it is the plain mean.
+equal it is the plain mean. A batch whose examples all weigh 0 has loss 0 and no gradient
+(PyTorch gives NaN there; a batch of one zero-weighted example is common with --batch-size 1).
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def _example_weights(y: np.ndarray, class_weights: np.ndarray | None,
     else:
         w = np.asarray(class_weights, dtype=dtype)[y]
     total = w.sum()
-    if total <= 0:
-        raise ArchcalcError("class weights of the examples in a batch sum to 0",
-                            fix="give every class a positive weight")
+    if not total > 0:
+        # every example of this batch is of a class weighted 0 (a batch of 1 often is): the
+        # batch teaches nothing, as the whole epoch would with those classes only
+        return np.zeros_like(w)
     return w / total
 
 

@@ -60,6 +60,26 @@ class _MergeNode:
         self.splits: list[int] | None = None  # channel counts of the branches (concat)
 
 
+def _check_values(name: str, arr: np.ndarray, source: str | None, dtype: np.dtype) -> None:
+    """A weight is a real float and finite: a complex, integer-coded, text, date or record
+    array is not weights (copying it would cast silently or crash mid-run), and a NaN or inf
+    weight makes every output NaN."""
+    if arr.dtype.kind != "f":
+        raise ArchcalcError(f"weights: array '{name}' holds {arr.dtype} values, not real "
+                            "floating-point numbers", file=source,
+                            fix="load weights saved by archcalc (float32 or float64)")
+    if arr.size and not np.isfinite(arr).all():
+        bad = arr.reshape(-1)[np.flatnonzero(~np.isfinite(arr.reshape(-1)))[0]]
+        raise ArchcalcError(f"weights: array '{name}' holds a value {bad} (NaN or infinite)",
+                            file=source, fix="load the weights of a run that did not diverge")
+    top = float(np.abs(arr).max()) if arr.size else 0.0
+    if top > np.finfo(dtype).max:
+        raise ArchcalcError(f"weights: array '{name}' holds a value of {top:.3g}, beyond "
+                            f"{np.dtype(dtype).name}'s range", file=source,
+                            fix="load the weights of a run that did not diverge, or use "
+                                "--dtype float64")
+
+
 def _fmt(shape) -> str:
     return "×".join(str(v) for v in shape)
 
@@ -157,13 +177,15 @@ class Model:
                 raise ArchcalcError(f"weights: array '{name}' has shape {_fmt(shape) or 'scalar'}, "
                                     f"the model needs {_fmt(target.shape)}", file=source,
                                     fix="load weights saved from the same spec and input shape")
+            _check_values(name, np.asarray(state[name]), source, target.dtype)
         if strict:
             extra = [k for k in state if k not in wanted]
             if extra:
                 raise ArchcalcError(f"weights: unexpected array '{extra[0]}'", file=source,
                                     fix="load weights saved from the same spec")
         for name, target in wanted.items():
-            np.copyto(target, np.asarray(state[name]), casting="unsafe")
+            # real floats only (checked above): float64 → float32 is the one cast left
+            np.copyto(target, np.asarray(state[name]), casting="same_kind")
 
     # ---- building the tree ---------------------------------------------------------
     def _make(self, node):

@@ -26,6 +26,7 @@ from typing import Iterable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
 
 
 class Optimizer:
@@ -69,18 +70,56 @@ class Optimizer:
                 out[f"{slot}/{name}"] = arr
         return out
 
-    def load_state_dict(self, d: dict[str, np.ndarray]) -> None:
-        self.t = int(d.get("t", 0))
-        self.state = {s: {} for s in self.slots}
+    def load_state_dict(self, d: dict[str, np.ndarray],
+                        params: dict[str, np.ndarray] | None = None) -> None:
+        """Put back a state_dict(). With `params` (the model's), every slot is checked
+        first: it belongs to a parameter, has its shape, holds finite real floats; the step
+        count is a whole number >= 0. Nothing changes when a check fails."""
+        t = _step_count(d.get("t", np.array(0)))
+        state: dict[str, dict[str, np.ndarray]] = {s: {} for s in self.slots}
         for key, arr in d.items():
             if key == "t":
                 continue
             slot, _, name = key.partition("/")
-            if slot not in self.state:
-                raise ArchcalcError(f"optimizer state has a slot '{slot}' that {self.name} "
-                                    "does not use", fix=f"resume with the optimizer it was "
-                                    "saved with")
-            self.state[slot][name] = np.array(arr)
+            if slot not in state:
+                raise ArchcalcError(f"optimizer state has a slot '{echo(slot, 60)}' that "
+                                    f"{self.name} does not use", fix="resume with the "
+                                    "optimizer it was saved with")
+            arr = np.asarray(arr)
+            if params is not None:
+                _check_slot(key, arr, params.get(name))
+            state[slot][name] = np.array(arr, dtype=params[name].dtype if params else None)
+        self.t, self.state = t, state
+
+
+_STATE_FIX = "start a new run from its weights with --weights"
+
+
+def _step_count(t) -> int:
+    """The stored step count: a whole number 0 ≤ t < 2⁵³ (Adam raises β to it)."""
+    t = np.asarray(t)
+    if t.shape != () or t.dtype.kind not in "iu" or not 0 <= int(t) < 2**53:
+        raise ArchcalcError(f"optimizer state: the step count is {echo(t, 40)} ({t.dtype}, "
+                            f"shape {t.shape}), not a whole number >= 0", fix=_STATE_FIX)
+    return int(t)
+
+
+def _check_slot(key: str, arr: np.ndarray, param: np.ndarray | None) -> None:
+    """One optimizer slot against the parameter it belongs to."""
+    if param is None:
+        raise ArchcalcError(f"optimizer state: '{echo(key, 80)}' belongs to no parameter of "
+                            "the model", fix=_STATE_FIX)
+    if arr.dtype.kind != "f":
+        raise ArchcalcError(f"optimizer state: '{echo(key, 80)}' holds {arr.dtype} values, "
+                            "not real floating-point numbers", fix=_STATE_FIX)
+    if arr.shape != param.shape:
+        shape = "×".join(map(str, arr.shape)) or "scalar"
+        raise ArchcalcError(f"optimizer state: '{echo(key, 80)}' has shape {shape}, its "
+                            f"parameter {'×'.join(map(str, param.shape))}", fix=_STATE_FIX)
+    if arr.size and not (np.isfinite(arr).all()
+                         and np.abs(arr).max() <= np.finfo(param.dtype).max):
+        raise ArchcalcError(f"optimizer state: '{echo(key, 80)}' holds NaN, infinite or "
+                            f"out-of-range values for {param.dtype}", fix=_STATE_FIX)
 
 
 class SGD(Optimizer):

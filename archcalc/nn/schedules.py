@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_EPOCHS, echo
 
+# The rates a float64 holds as normal numbers: log(2.2e-308) .. log(1.8e308).
+_LOG_MIN = math.log(2.2250738585072014e-308)
+_LOG_MAX = math.log(1.7976931348623157e308) - 1e-9
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,53 @@ class Schedule:
     every: int = 1          # s for step
 
     def __call__(self, lr0: float, epoch: int) -> float:
+        """The rate of epoch t: the formula itself (exact, as torch computes it), or through
+        logarithms when an intermediate overflows (1e200 ** 3 is an OverflowError in
+        Python, 1e-300 · 1e200³ is a fine 1e300). A rate beyond the float range is refused
+        by `check` before a run starts."""
+        t = epoch
+        try:
+            if self.kind == "constant":
+                return lr0
+            if self.kind == "inverse-time":
+                return lr0 / (1 + self.rate * t)
+            if self.kind == "exponential":
+                return lr0 * self.rate ** t
+            if self.kind == "inv-sqrt":
+                return lr0 / math.sqrt(1 + t)
+            if self.kind == "step":
+                return lr0 * self.rate ** (t // self.every)
+        except OverflowError:            # rate ** t beyond 1e308, even when lr0 brings it back
+            return math.exp(min(self.log_factor(epoch) + math.log(lr0), _LOG_MAX))
+        raise AssertionError(self.kind)
+
+    def log_factor(self, epoch: int) -> float:
+        """log(lr_t / lr0)."""
         t = epoch
         if self.kind == "constant":
-            return lr0
+            return 0.0
         if self.kind == "inverse-time":
-            return lr0 / (1 + self.rate * t)
+            return -math.log1p(self.rate * t)
         if self.kind == "exponential":
-            return lr0 * self.rate ** t
+            return t * math.log(self.rate)
         if self.kind == "inv-sqrt":
-            return lr0 / math.sqrt(1 + t)
+            return -0.5 * math.log1p(t)
         if self.kind == "step":
-            return lr0 * self.rate ** (t // self.every)
+            return (t // self.every) * math.log(self.rate)
         raise AssertionError(self.kind)
+
+    def check(self, lr0: float, epochs: int, text: str | None = None) -> None:
+        """Every epoch's rate (0 .. epochs-1) is a normal positive float: a schedule that
+        would reach 1e+400 or 1e-400 is refused with the numbers before the run starts.
+        The extremes are the first and the last epoch (every schedule is monotonic)."""
+        for t in (0, max(epochs - 1, 0)):
+            log_lr = self.log_factor(t) + math.log(lr0)
+            if not _LOG_MIN <= log_lr <= _LOG_MAX:
+                way = "overflows" if log_lr > 0 else "underflows"
+                raise ArchcalcError(
+                    f"--schedule {echo(text or self.describe(), 60)} with --lr {lr0:g} {way} the float range at "
+                    f"epoch {t + 1}: the rate would be about 1e{log_lr / math.log(10):+.0f}",
+                    fix="a factor nearer 1, fewer --epochs, or another --lr")
 
     def describe(self) -> str:
         return {

@@ -30,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
-from archcalc.limits import SEED_MAX, echo
+from archcalc.fileio import write_error
+from archcalc.limits import MAX_EPOCHS, SEED_MAX, echo
 from archcalc.nn import data as datamod
 from archcalc.nn import losses, optim, schedules, weights
 
@@ -146,6 +147,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if not path.exists():
         raise ArchcalcError(f"no such checkpoint: {path}", fix="check the path")
     parts, meta = weights.read_archive(path)
+    check_meta(meta, path)
     return Checkpoint(path, parts["model"], parts["optimizer"], parts["best"], meta)
 
 
@@ -249,59 +251,221 @@ def clean_temps(out: Path) -> list[str]:
 RESUME_MAY_CHANGE = ("epochs", "patience", "restore_best")
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """Every number of a TrainConfig in its range (the CLI's click types say the same; this
-    guards library callers and the options stored in a checkpoint)."""
-    def need(ok: bool, option: str, value: Any, want: str) -> None:
-        if not ok:
-            raise ArchcalcError(f"--{option} {echo(value, 40)} is out of range: {want}",
-                                fix=f"give --{option} {want}")
-
+def config_problems(cfg: TrainConfig) -> list[tuple[str, Any, str]]:
+    """(field, value, what it must be) for every field of a TrainConfig out of its range or
+    not a known name: the CLI's click types say the same; this guards library callers and
+    the options stored in a checkpoint."""
     def finite(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
     def whole(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
-    need(whole(cfg.epochs) and cfg.epochs >= 1, "epochs", cfg.epochs, "a whole number >= 1")
-    need(whole(cfg.batch_size) and cfg.batch_size >= 0, "batch-size", cfg.batch_size,
-         "a whole number >= 1, or full")
-    need(finite(cfg.lr) and cfg.lr > 0, "lr", cfg.lr, "a finite number > 0")
-    need(finite(cfg.weight_decay) and cfg.weight_decay >= 0, "weight-decay", cfg.weight_decay,
-         "a finite number >= 0")
-    need(finite(cfg.l1) and cfg.l1 >= 0, "l1", cfg.l1, "a finite number >= 0")
-    need(cfg.clip_norm is None or finite(cfg.clip_norm) and cfg.clip_norm > 0, "clip-norm",
-         cfg.clip_norm, "a finite number > 0")
-    need(whole(cfg.seed) and 0 <= cfg.seed <= SEED_MAX, "seed", cfg.seed,
-         f"a whole number in 0..{SEED_MAX}")
-    need(cfg.patience is None or whole(cfg.patience) and cfg.patience >= 1, "patience",
-         cfg.patience, "a whole number >= 1")
-    need(whole(cfg.translate) and cfg.translate >= 0, "translate", cfg.translate,
-         "a whole number >= 0")
-    for key in ("optimizer", "schedule", "loss", "monitor"):
-        need(isinstance(getattr(cfg, key), str), key, getattr(cfg, key), "a name")
-    need(cfg.class_weights is None or isinstance(cfg.class_weights, str), "class-weights",
-         cfg.class_weights, "'balanced' or numbers")
-    need(isinstance(cfg.flip, bool) and isinstance(cfg.restore_best, bool), "flip",
-         cfg.flip, "true or false")
+    def known(v, names) -> bool:
+        return isinstance(v, str) and v in names
+
+    checks = [
+        ("epochs", whole(cfg.epochs) and 1 <= cfg.epochs <= MAX_EPOCHS,
+         f"a whole number in 1..{MAX_EPOCHS:,}"),
+        ("batch_size", whole(cfg.batch_size) and cfg.batch_size >= 0,
+         "a whole number >= 1, or full"),
+        ("lr", finite(cfg.lr) and cfg.lr > 0, "a finite number > 0"),
+        ("weight_decay", finite(cfg.weight_decay) and cfg.weight_decay >= 0,
+         "a finite number >= 0"),
+        ("l1", finite(cfg.l1) and cfg.l1 >= 0, "a finite number >= 0"),
+        ("clip_norm", cfg.clip_norm is None or finite(cfg.clip_norm) and cfg.clip_norm > 0,
+         "a finite number > 0"),
+        ("seed", whole(cfg.seed) and 0 <= cfg.seed <= SEED_MAX,
+         f"a whole number in 0..{SEED_MAX}"),
+        ("patience", cfg.patience is None or whole(cfg.patience)
+         and 1 <= cfg.patience <= MAX_EPOCHS, f"a whole number in 1..{MAX_EPOCHS:,}"),
+        ("translate", whole(cfg.translate) and cfg.translate >= 0, "a whole number >= 0"),
+        ("optimizer", known(cfg.optimizer, optim.OPTIMIZERS),
+         "one of " + ", ".join(optim.OPTIMIZERS)),
+        ("loss", known(cfg.loss, losses.LOSSES), "one of " + ", ".join(losses.LOSSES)),
+        ("monitor", known(cfg.monitor, MONITORS), "one of " + ", ".join(MONITORS)),
+        ("flip", isinstance(cfg.flip, bool), "true or false"),
+        ("restore_best", isinstance(cfg.restore_best, bool), "true or false"),
+    ]
+    problems = [(key, getattr(cfg, key), want) for key, ok, want in checks if not ok]
+    for key, parse in (("schedule", schedules.parse), ("class_weights", parse_class_weights)):
+        value = getattr(cfg, key)
+        if key == "class_weights" and value is None:
+            continue
+        if not isinstance(value, str):
+            problems.append((key, value, "text"))
+            continue
+        try:
+            parse(value)
+        except ArchcalcError as exc:
+            problems.append((key, value, exc.message))
+    return problems
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """The first of config_problems as one line naming the command-line option."""
+    for key, value, want in config_problems(cfg)[:1]:
+        flag = "--" + key.replace("_", "-")
+        raise ArchcalcError(f"{flag} {echo(value, 40)} is out of range: {want}",
+                            fix=f"give {flag} {want}" if len(want) < 60 else f"fix {flag}")
+
+
+_DAMAGED_FIX = "start a new run from its weights with --weights"
 
 
 def config_from_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     """The options a checkpoint's run used (only TrainConfig's fields), checked like the
-    CLI's: a damaged or hand-made meta record gives one line, not a crash mid-run."""
+    CLI's: a damaged or hand-made meta record gives one line naming the checkpoint and the
+    stored option (not a command-line option `evaluate` does not have), not a crash mid-run."""
     saved = meta.get("config", {})
     if not isinstance(saved, dict):
         raise ArchcalcError("the checkpoint's stored options are damaged", file=str(path),
-                            fix="start a new run from its weights with --weights")
+                            fix=_DAMAGED_FIX)
     known = {f.name for f in fields(TrainConfig)}
     stored = {k: v for k, v in saved.items() if k in known}
-    try:
-        check_config(TrainConfig(**stored))
-    except ArchcalcError as exc:
-        raise ArchcalcError(f"the checkpoint's stored options are damaged: {exc.message}",
-                            file=str(path), fix="start a new run from its weights with "
-                            "--weights") from None
+    for key, value, want in config_problems(TrainConfig(**stored))[:1]:
+        raise ArchcalcError(f"the checkpoint's stored options are damaged: {key} is "
+                            f"{echo(json.dumps(value), 60)}, not {want}", file=str(path),
+                            fix=_DAMAGED_FIX)
     return stored
+
+
+def parse_class_weights(text: str) -> np.ndarray | None:
+    """'balanced' → None (computed from the labels); '1,1,5' → array([1., 1., 5.]). The
+    count is checked against the dataset later (the dataset decides it)."""
+    if text.strip().lower() == "balanced":
+        return None
+    try:
+        w = np.array([float(v) for v in text.split(",")], dtype=np.float64)
+    except ValueError:
+        w = np.array([np.nan])
+    if not text.strip() or not np.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
+        raise ArchcalcError(f"class weights '{echo(text, 80)}': need one finite number >= 0 "
+                            "per class, at least one > 0",
+                            fix="--class-weights balanced, or one weight per class, e.g. 1,1,5")
+    return w
+
+
+# --- the meta record of a checkpoint ----------------------------------------------------------
+
+SETUP_DTYPES = ("float32", "float64")
+SETUP_INITS = ("he", "xavier", "lecun")
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _meta_problems(meta: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(field, value, what it must be) for each field of a meta record that is not what
+    archcalc writes there. Only fields present are checked (a weights file has none)."""
+    out: list[tuple[str, Any, str]] = []
+
+    def need(key: str, value: Any, ok: bool, want: str) -> None:
+        if not ok:
+            out.append((key, value, want))
+
+    epoch = meta.get("epoch", 0)
+    need("epoch", epoch, _whole(epoch) and 0 <= epoch <= MAX_EPOCHS,
+         f"a whole number in 0..{MAX_EPOCHS:,}")
+    wait = meta.get("wait", 0)
+    need("wait", wait, _whole(wait) and 0 <= wait <= MAX_EPOCHS, "a whole number >= 0")
+    for key in ("run_id", "spec"):
+        if key in meta:
+            need(key, meta[key], isinstance(meta[key], str) and len(meta[key]) <= 1000,
+                 "text of at most 1,000 characters")
+    if "ended_on_best" in meta:
+        need("ended_on_best", meta["ended_on_best"], isinstance(meta["ended_on_best"], bool),
+             "true or false")
+    best = meta.get("best") or {}
+    need("best", best, isinstance(best, dict), "a record")
+    if isinstance(best, dict):
+        need("best.value", best.get("value"), best.get("value") is None
+             or _finite(best.get("value")), "a finite number")
+        need("best.epoch", best.get("epoch"), best.get("epoch") is None
+             or _whole(best.get("epoch")) and 0 <= best["epoch"] <= MAX_EPOCHS,
+             "a whole number >= 0")
+    history = meta.get("history", [])
+    need("history", "…", isinstance(history, list) and len(history) <= MAX_EPOCHS,
+         "a list of epoch records")
+    if "history" in meta and isinstance(history, list) and _whole(epoch):
+        need("history", f"{len(history):,} records", len(history) == epoch,
+             f"one record per epoch ({epoch:,})")
+    for i, record in enumerate(history if isinstance(history, list) else []):
+        problem = _record_problem(record)
+        if problem:
+            need(f"history[{i}]", echo(json.dumps(record), 80), False, problem)
+            break
+    setup = meta.get("setup", {})
+    need("setup", setup, isinstance(setup, dict), "a record")
+    if isinstance(setup, dict):
+        out += _setup_problems(setup)
+    return out
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict) or not all(k in record for k in _RECORD_KEYS):
+        return "a record with " + ", ".join(_RECORD_KEYS)
+    if not _whole(record["epoch"]):
+        return "a whole epoch number"
+    for key in ("train_loss", "train_acc", "lr", "seconds"):
+        if not _finite(record[key]):
+            return f"a finite {key}"
+    for key in ("val_loss", "val_acc"):
+        if record[key] is not None and not _finite(record[key]):
+            return f"a finite {key} or null"
+    return None
+
+
+def _setup_problems(setup: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    out = []
+    checks = {
+        "data": (lambda v: isinstance(v, str) and _source_ok(v), "a --data source"),
+        "val_split": (lambda v: _finite(v) and 0 <= v <= 0.9, "a number in 0..0.9"),
+        "dtype": (lambda v: v in SETUP_DTYPES, " or ".join(SETUP_DTYPES)),
+        "init": (lambda v: v in SETUP_INITS, "one of " + ", ".join(SETUP_INITS)),
+        "freeze": (lambda v: isinstance(v, list) and all(isinstance(p, str) and p
+                                                          for p in v), "a list of names"),
+    }
+    for key, (ok, want) in checks.items():
+        if key in setup and not _safe(ok, setup[key]):
+            out.append((f"setup.{key}", setup[key], want))
+    return out
+
+
+def _safe(check: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(check(value))
+    except TypeError:                                 # e.g. a list compared with a str
+        return False
+
+
+def _source_ok(text: str) -> bool:
+    try:
+        datamod.parse_source(text)
+    except ArchcalcError:
+        return False
+    return True
+
+
+def check_meta(meta: dict[str, Any], path: Path) -> None:
+    """Everything a checkpoint's meta record says, checked before any of it is used (its
+    options by config_from_meta): one line naming the file and the first bad field."""
+    for key, value, want in _meta_problems(meta)[:1]:
+        shown = value if key.startswith("history") else _json(value)
+        raise ArchcalcError(f"the checkpoint's meta record is damaged: {key} is "
+                            f"{echo(shown, 60)}, not {want}", file=str(path), fix=_DAMAGED_FIX)
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def option_text(key: str, value: Any) -> str:
@@ -333,15 +497,30 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return m
 
 
+def check_fit(classes: int, outputs: int, loss: str, dataset: str, spec: str,
+              last: str) -> None:
+    """The network gives one score per class (or one for two classes, with bce/mse/mae).
+    The CLI calls it with the calculator's output size before building the model."""
+    binary = outputs == 1 and classes == 2 and loss in ("bce", "mse", "mae")
+    if outputs != classes and not binary:
+        raise ArchcalcError(
+            f"dataset '{echo(dataset, 80)}' has {classes} classes; spec '{spec}' ends with "
+            f"{outputs:,} output value(s) per image (layer '{last}')",
+            fix=f"make the last layer give {classes} units, e.g. '- dense: {classes}'")
+
+
 class Trainer:
     """Trains `model` (archcalc.nn.Model) on `data` (archcalc.nn.data.Data)."""
 
     def __init__(self, model, data: datamod.Data, config: TrainConfig, *,
                  spec: str = "", out: Path | None = None, progress: Progress | None = None,
-                 setup: dict[str, Any] | None = None, overwrite: bool = False):
+                 setup: dict[str, Any] | None = None, overwrite: bool = False,
+                 config_source: Path | None = None):
         """`setup`: the choices made outside the trainer that decide the result (data
         source, validation split, dtype, init, frozen layers); stored in the checkpoint and
-        compared on resume. `overwrite`: the run may replace another run in `out`."""
+        compared on resume. `overwrite`: the run may replace another run in `out`.
+        `config_source`: the checkpoint `config` was read from (evaluate), which its errors
+        then name instead of a command-line option."""
         self.model, self.data, self.cfg = model, data, config
         self.spec = spec or getattr(model.network, "name", "")
         self.out = Path(out) if out is not None else None
@@ -351,6 +530,10 @@ class Trainer:
         self.overwrite = overwrite
         self.run_id = uuid.uuid4().hex[:12]             # a resumed run keeps its own
         self.resumed_from: Path | None = None
+        self.started_from: Path | None = None
+        self.config_source = config_source
+        self.eval_batch = EVAL_BATCH                     # the CLI lowers it to fit memory
+        self.saved_epoch: int | None = None             # the epoch of the checkpoint on disk
         check_config(config)
         self._check_augment()
         if config.loss not in losses.LOSSES:
@@ -360,6 +543,7 @@ class Trainer:
             raise ArchcalcError(f"unknown monitor '{config.monitor}'", fix=", ".join(MONITORS))
         self.optimizer = optim.make(config.optimizer, config.lr)
         self.schedule = schedules.parse(config.schedule)
+        self.schedule.check(config.lr, config.epochs, config.schedule)
         self.outputs, self.last_kind = self._probe()
         self._check_fit()
         self.class_weights = self._class_weights()
@@ -371,6 +555,9 @@ class Trainer:
         self.wait = 0                                   # epochs since the best one
         self._good: tuple[dict, dict] | None = None    # last completed epoch, in memory
         self.notes: list[str] = []                      # said to the user before training
+        if config.monitor != self.monitor:
+            self.notes.append(f"no validation split: --monitor {config.monitor} watches "
+                              f"{self.monitor}")
 
     # ---- set-up --------------------------------------------------------------------
     def _check_augment(self) -> None:
@@ -393,34 +580,42 @@ class Trainer:
         return int(np.prod(y.shape[1:])), (record.type if record else "")
 
     def _check_fit(self) -> None:
-        c, k = self.data.classes, self.outputs
-        binary = k == 1 and c <= 2 and self.cfg.loss in ("bce", "mse", "mae")
-        if k != c and not binary:
-            raise ArchcalcError(
-                f"dataset '{self.data.name}' has {c} classes; spec '{self.spec}' ends with "
-                f"{k} output value(s) per image (layer '{self.last_name}')",
-                fix=f"make the last layer give {c} units, e.g. '- dense: {c}'")
+        check_fit(self.data.classes, self.outputs, self.cfg.loss, self.data.name, self.spec,
+                  self.last_name)
 
     def _class_weights(self) -> np.ndarray | None:
+        """The per-class weights, scaled so that the largest is 1: the loss is a weighted
+        mean (scale-free), and 1e38 weights would otherwise overflow float32."""
         text = self.cfg.class_weights
-        if not text:
+        if text is None:
             return None
-        if text == "balanced":
-            return balanced_weights(self.data.train.labels, self.data.classes)
-        try:
-            w = np.array([float(v) for v in text.split(",")])
-        except ValueError:
-            w = np.array([])
-        if w.size != self.data.classes or not np.isfinite(w).all() or (w < 0).any():
-            raise ArchcalcError(f"class weights '{echo(text, 80)}': need {self.data.classes} "
-                                "finite numbers >= 0",
-                                fix="--class-weights balanced, or one weight per class")
-        return w
+        w = parse_class_weights(text)
+        if w is None:
+            w = balanced_weights(self.data.train.labels, self.data.classes)
+        elif w.size != self.data.classes:
+            what = f"class weights '{echo(text, 80)}' give {w.size} number(s)"
+            where = f"; dataset '{self.data.name}' has {self.data.classes} classes"
+            if self.config_source is not None:
+                raise ArchcalcError(f"the checkpoint's stored {what}{where}",
+                                    file=str(self.config_source),
+                                    fix="evaluate on the dataset the run was trained on (--data)")
+            raise ArchcalcError(what + where, fix=f"--class-weights balanced, or "
+                                f"{self.data.classes} weights, one per class")
+        return w / w.max()
 
     def loss_fn(self) -> Callable[..., losses.LossResult]:
         if self.cfg.loss == "cross_entropy" and self.last_kind == "softmax":
             return losses.probs_cross_entropy   # the spec already ends in a softmax
         return losses.LOSSES[self.cfg.loss]
+
+    @property
+    def monitor(self) -> str:
+        """What early stopping and the best epoch watch: a val_ quantity falls back to its
+        train_ twin when there is no validation split (and a note says so)."""
+        name = self.cfg.monitor
+        if name.startswith("val_") and len(self.data.val) == 0:
+            return "train_" + name[4:]
+        return name
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         """(n, C) scores → (n,) predicted classes."""
@@ -440,18 +635,20 @@ class Trainer:
             raise ArchcalcError("not a training checkpoint (no epoch in it)", file=str(path),
                                 fix="use --weights to start a new run from these weights")
         self._check_same_run(ckpt)
+        if ckpt.best:                   # checked like the weights: loaded once, replaced next
+            load_into(self.model, ckpt.best, ckpt, self.spec)
         load_into(self.model, ckpt.state, ckpt, self.spec)
         try:
-            self.optimizer.load_state_dict(ckpt.optimizer)
-            self.epoch = int(ckpt.meta["epoch"])
-            self.history = [EpochRecord(**{k: r[k] for k in _RECORD_KEYS})
-                            for r in ckpt.meta.get("history", [])]
-            best = ckpt.meta.get("best") or {}
-            self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
-            self.wait = int(ckpt.meta.get("wait", 0))
-        except (TypeError, KeyError, ValueError, AttributeError):
-            raise ArchcalcError("the checkpoint's meta record is damaged", file=str(path),
-                                fix="start a new run from its weights with --weights") from None
+            self.optimizer.load_state_dict(ckpt.optimizer, self.model.params)
+        except ArchcalcError as exc:
+            raise exc.located(file=str(path)) from None
+        # read_checkpoint's check_meta has checked every field used here
+        self.epoch = ckpt.meta["epoch"]
+        self.history = [EpochRecord(**{k: r[k] for k in _RECORD_KEYS})
+                        for r in ckpt.meta.get("history", [])]
+        best = ckpt.meta.get("best") or {}
+        self.best_value, self.best_epoch = best.get("value"), best.get("epoch")
+        self.wait = ckpt.meta.get("wait", 0)
         self.best_state = ckpt.best or None
         self.run_id = str(ckpt.meta.get("run_id") or self.run_id)
         self.resumed_from = path
@@ -484,6 +681,7 @@ class Trainer:
         """Fine-tuning: start a new run from a checkpoint's (final) weights."""
         ckpt = read_checkpoint(Path(path))
         load_into(self.model, ckpt.final_weights, ckpt, self.spec)
+        self.started_from = ckpt.path
 
     # ---- one epoch -----------------------------------------------------------------
     def _batch_x(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -526,11 +724,24 @@ class Trainer:
 
     def _diverged(self, what: str, where: str) -> ArchcalcError:
         # the checkpoint and history.json on disk are the last completed epoch's already
-        kept = (f"the last good checkpoint (epoch {self.epoch}) is in {self.out / CHECKPOINT}"
-                if self.out is not None else f"the last good epoch was {self.epoch}")
+        kept = (f"the last good checkpoint (epoch {self.saved_epoch}) is in "
+                f"{self.out / CHECKPOINT}" if self.out is not None and self.saved_epoch
+                is not None else f"the last good epoch was {self.epoch}")
         return ArchcalcError(f"training diverged: {what} at {where}",
-                             fix=f"lower the learning rate, e.g. --lr {self.optimizer.lr / 10:g}; "
-                                 + kept)
+                             fix=self._divergence_cause() + "; " + kept)
+
+    def _divergence_cause(self) -> str:
+        """What to change: the rate the schedule raised, the loaded weights, or --lr."""
+        lr0, lr = self.cfg.lr, self.optimizer.lr
+        if lr > lr0 * 1.000001:
+            return (f"the schedule {self.cfg.schedule} raised the rate from {lr0:g} to "
+                    f"{lr:g}; use a factor below 1")
+        loaded = self.resumed_from or self.started_from
+        if loaded is not None and self.epoch == self._first_epoch:
+            return (f"lower the learning rate (e.g. --lr {lr0 / 10:g}), or start from other "
+                    f"weights than {echo(loaded, 80)}: this run diverged in its first epoch "
+                    "from them")
+        return f"lower the learning rate, e.g. --lr {lr0 / 10:g}"
 
     def _epoch(self, epoch: int) -> EpochRecord:
         """Train one epoch (1-based `epoch`), validate, and return its record."""
@@ -562,11 +773,18 @@ class Trainer:
                            self.optimizer.lr, round(time.perf_counter() - start, 3))
 
     def evaluate(self, split: datamod.Split) -> tuple[float, float, np.ndarray]:
-        """(data loss, accuracy, predictions (n,)) in inference mode, in batches."""
+        """(data loss, accuracy, predictions (n,)) in inference mode, in batches of
+        eval_batch. Overflow gives a loss of inf or nan (the caller decides what that
+        means), never a warning on the user's terminal."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return self._evaluate(split)
+
+    def _evaluate(self, split: datamod.Split) -> tuple[float, float, np.ndarray]:
         total, preds = 0.0, []
         fn = self.loss_fn()
-        for i in range(0, len(split), EVAL_BATCH):
-            idx = slice(i, i + EVAL_BATCH)
+        step = max(1, self.eval_batch)
+        for i in range(0, len(split), step):
+            idx = slice(i, i + step)
             y = self.model.forward(split.x(idx, self.dtype), training=False)
             scores = y.reshape(y.shape[0], -1)
             labels = split.labels[idx]
@@ -581,7 +799,7 @@ class Trainer:
         """(value, higher is better) of the monitored quantity for this epoch."""
         name = self.cfg.monitor
         if name.startswith("val_") and r.val_loss is None:
-            name = "train_" + name[4:]                  # no validation split
+            name = "train_" + name[4:]                  # no validation split (see monitor)
         return getattr(r, name), name.endswith("acc")
 
     def _track_best(self, r: EpochRecord) -> bool:
@@ -597,25 +815,50 @@ class Trainer:
             self.wait += 1
         return self.cfg.patience is not None and self.wait >= self.cfg.patience
 
-    def _meta(self, ended_on_best: bool = False) -> dict[str, Any]:
-        return {"run_id": self.run_id, "spec": self.spec, "epoch": self.epoch,
+    def _meta(self, ended_on_best: bool = False, epoch: int | None = None) -> dict[str, Any]:
+        epoch = self.epoch if epoch is None else epoch
+        return {"run_id": self.run_id, "spec": self.spec, "epoch": epoch,
                 "optimizer": self.cfg.optimizer, "config": asdict(self.cfg),
                 "setup": self.setup, "data": self.data.name,
-                "history": [asdict(r) for r in self.history], "wait": self.wait,
+                "history": [asdict(r) for r in self.history[:epoch]], "wait": self.wait,
                 "best": {"epoch": self.best_epoch, "value": self.best_value,
                          "monitor": self.cfg.monitor},
                 "ended_on_best": ended_on_best}
 
     def _save(self, ended_on_best: bool = False) -> None:
         """Checkpoint, then history.json. history.json goes first, so that a kill between
-        the two leaves no history of another epoch beside the checkpoint."""
+        the two leaves no history of another epoch beside the checkpoint. A write that fails
+        (full disk, read-only file system) says which checkpoint is on disk then."""
         if self.out is None:
             return
         state, opt_state = self._good
-        _unlink(self.out / "history.json")
-        save_checkpoint(self.out / CHECKPOINT, state, opt_state, self.best_state,
-                        self._meta(ended_on_best))
-        write_json(self.out / "history.json", self.history_records())
+        epoch = self._good_epoch
+        try:
+            _unlink(self.out / "history.json")
+            save_checkpoint(self.out / CHECKPOINT, state, opt_state, self.best_state,
+                            self._meta(ended_on_best, epoch))
+        except ArchcalcError as exc:
+            raise self._write_failed(exc) from None
+        self.saved_epoch, self._saved_history = epoch, self.history_records()[:epoch]
+        try:
+            write_json(self.out / "history.json", self._saved_history)
+        except ArchcalcError as exc:
+            raise self._write_failed(exc) from None
+
+    def _write_failed(self, exc: ArchcalcError) -> ArchcalcError:
+        """exc, with what is on disk now: the last checkpoint written (it holds the history;
+        history.json is put back beside it if the disk lets us)."""
+        ckpt = self.out / CHECKPOINT
+        if self.saved_epoch is None:
+            on_disk = "no checkpoint of this run is on disk"
+        else:
+            on_disk = f"{echo(ckpt, 80)} holds epoch {self.saved_epoch}"
+            try:
+                write_json(self.out / "history.json", self._saved_history)
+            except ArchcalcError:
+                on_disk += " (and its history; history.json could not be written)"
+        exc.fix = (exc.fix + "; " if exc.fix else "") + on_disk
+        return exc
 
     def history_records(self) -> list[dict[str, Any]]:
         """history.json: one record per epoch, each with the run id."""
@@ -635,6 +878,7 @@ class Trainer:
         """Keep the state of the epoch just completed (what a checkpoint holds)."""
         opt = {k: v.copy() for k, v in self.optimizer.state_dict().items()}
         self._good = (self.model.state_dict(), opt)
+        self._good_epoch = self.epoch
 
     # ---- the run -------------------------------------------------------------------
     def fit(self) -> Result:
@@ -646,6 +890,7 @@ class Trainer:
     def _fit(self) -> Result:
         start = time.perf_counter()
         self.train_seconds, self.train_images = 0.0, 0
+        self._first_epoch = self.epoch
         self._remember()
         if self.out is not None:
             self._start_dir()               # so that even an early Ctrl-C leaves a checkpoint
@@ -662,10 +907,11 @@ class Trainer:
                 if stop:
                     stopped = True
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:          # Ctrl-C, or SIGTERM (the CLI turns it into one)
             interrupted = True              # fall back to the last completed epoch
             self.model.load_state_dict(self._good[0])
             self.optimizer.load_state_dict(self._good[1])
+            self.epoch = self._good_epoch
         ended_on_best = bool(self.best_state) and self.cfg.restore_best and \
             self.cfg.patience is not None and self.best_epoch != self.epoch
         if ended_on_best:
@@ -694,7 +940,12 @@ class Trainer:
 
 
 def _unlink(path: Path) -> None:
+    """Remove path if it is there. A read-only file system says EROFS even for a file that
+    does not exist: that is only an error when the file is there."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        if os.path.lexists(path):
+            raise write_error(path, exc) from None

@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
+from archcalc.fileio import write_error
 from archcalc.limits import MAX_NPZ_RATIO, echo, limit, raise_hint
 
 FORMAT = 2
@@ -47,11 +48,13 @@ _REWRITE = "point at a checkpoint or weights .npz written by archcalc"
 
 def atomic_write(path, write: Callable[[Any], None]) -> None:
     """Write through a temp file in the same directory, fsync, then os.replace: a process
-    killed at any moment leaves either the previous file or the new one, whole."""
+    killed at any moment leaves either the previous file or the new one, whole. An OSError
+    (full disk, read-only file system, /proc) is one line naming `path`, never the temp file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(tmp, 0o666 & ~_umask())            # mkstemp makes 0600; be a normal file
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -59,10 +62,15 @@ def atomic_write(path, write: Callable[[Any], None]) -> None:
             os.fsync(fh.fileno())
         _kill_window("before_rename", path)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:                          # never written, or already gone
+                pass
     _kill_window("after_rename", path)
 
 
@@ -156,6 +164,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(path) as zf:
             members = [i for i in zf.infolist() if not i.is_dir()]
+            _check_count(path, len(members))
             _check_sizes(path, zf, members)
             return {i.filename[:-4] if i.filename.endswith(".npy") else i.filename:
                     _read_member(path, zf, i) for i in members}
@@ -164,6 +173,15 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     except (OSError, EOFError, ValueError, RuntimeError) as exc:
         # RuntimeError: an encrypted member; OSError/EOFError: cut short on disk
         raise _damaged(path, str(exc) or type(exc).__name__) from None
+
+
+def _check_count(path: Path, count: int) -> None:
+    """Each member costs a header read: an archive of 60,000 tiny members would take seconds
+    before its sizes say anything, so the count is bounded first."""
+    cap = limit("MAX_CHECKPOINT_MEMBERS")
+    if count > cap:
+        raise ArchcalcError(f"it holds {count:,} arrays, more than the limit of {cap:,}",
+                            file=str(path), fix=raise_hint("MAX_CHECKPOINT_MEMBERS"))
 
 
 def _npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
@@ -219,7 +237,8 @@ def _split_v2(path: Path, arrays: dict[str, np.ndarray]):
                 assert isinstance(name, str)
                 parts[part][name] = arrays.pop(f"{part}/{i}")
         assert not arrays                           # nothing the header does not list
-    except (ValueError, AssertionError, KeyError, TypeError):
+    except (ValueError, AssertionError, KeyError, TypeError, RecursionError, MemoryError):
+        # RecursionError: JSON nested 100,000 deep; MemoryError: a header that inflates
         raise ArchcalcError("its header does not match its arrays (damaged, or not written "
                             "by archcalc)", file=str(path), fix=_REWRITE) from None
     return parts, meta
@@ -233,7 +252,7 @@ def _split_v1(path: Path, arrays: dict[str, np.ndarray]):
         try:
             meta = json.loads(str(arrays.pop("@meta")))
             assert isinstance(meta, dict)
-        except (ValueError, AssertionError):
+        except (ValueError, AssertionError, RecursionError, MemoryError):
             raise ArchcalcError("the checkpoint's meta record is damaged", file=str(path),
                                 fix="train again, or use an older checkpoint") from None
     parts: dict[str, dict[str, np.ndarray]] = {p: {} for p in PARTS}

@@ -238,13 +238,14 @@ CASES = [
          "values >= 0 (they are scaled by their maximum))",
          files=dataset(test_images=idx(np.full((10, 4, 4), -3), code=0x09))),
     # 20 images of 4×4 upscaled for a 1×100,000×100,000 input: 200 GB, refused before
-    Case("data_fit_too_large", ["train", "huge.yaml", "--data", "idx:d"],
+    Case("data_fit_too_large", ["train", "huge.yaml", "--data", "idx:d", "--memory-budget",
+                                "1000TB"],
          "error: dataset 'idx:d': 20 images fitted to spec 'huge''s input 1×100000×100000 "
          "take 200,000,000,000 bytes, more than the limit of 4,294,967,296 (MAX_DATA_BYTES) "
          "(fix: use a spec with a smaller input, or if the input is legitimate, raise the "
          "limit: ARCHCALC_MAX_DATA_BYTES=<larger number>)",
          files={**dataset(), "huge.yaml": "name: huge\ninput: [1, 100000, 100000]\nlayers:\n"
-                "  - global_avgpool\n  - dense: 10\n"}),
+                "  - global_avgpool\n  - flatten\n  - dense: 10\n"}),
     # the directory and its entries
     Case("data_missing_file", TRAIN,
          "error: missing IDX file d/t10k-labels-idx1-ubyte (or .gz) (fix: the directory needs "

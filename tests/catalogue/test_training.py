@@ -142,8 +142,8 @@ CASES = [
          "--epochs is 1 (fix: raise --epochs above 1 to train more)",
          files=SPECS, setup=trained_run),
     Case("train_resume_damaged_options", [*T, "--resume", "odd.npz"],
-         "error: odd.npz: the checkpoint's stored options are damaged: --lr fast is out of "
-         "range: a finite number > 0 (fix: start a new run from its weights with --weights)",
+         "error: odd.npz: the checkpoint's stored options are damaged: lr is \"fast\", not "
+         "a finite number > 0 (fix: start a new run from its weights with --weights)",
          files=SPECS, setup=damaged_options),
     Case("train_resume_and_weights", [*T, "--resume", "a.npz", "--weights", "b.npz"],
          "error: --resume and --weights exclude each other (fix: --resume continues a run; "
@@ -175,8 +175,10 @@ CASES = [
          "1<=x<=1000000 " + HELP, code=2, files=SPECS),
     Case("train_class_weights_nan", [*T, "--class-weights", "nan,1,1,1,1,1,1,1,1,1",
                                      "--out", "run"],
-         "error: class weights 'nan,1,1,1,1,1,1,1,1,1': need 10 finite numbers >= 0 (fix: "
-         "--class-weights balanced, or one weight per class)", files=SPECS),
+         "error: train: invalid value for '--class-weights': class weights "
+         "'nan,1,1,1,1,1,1,1,1,1': need one finite number >= 0 per class, at least one > 0 "
+         "(fix: --class-weights balanced, or one weight per class, e.g. 1,1,5)", code=2,
+         files=SPECS),
     Case("train_translate_huge", ["train", "lenet5", "--translate", "1000", "--out", "run"],
          "error: --translate 1000 would shift 32×32 images by up to 1000 pixels; the most is "
          "31 (fix: a few pixels, e.g. --translate 2, or 0 for none)"),
