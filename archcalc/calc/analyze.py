@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from archcalc.calc.layers import layer_math
 from archcalc.calc.shapes import Dim, channels_last_hint, fmt_shape, prod, receptive_step
 from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.limits import echo
 from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
 from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
 from archcalc.spec.yamlio import elide
@@ -313,7 +314,12 @@ def analyze(network: Network, *, batch: int = 1, dtype: str = "float32",
         raise ArchcalcError(f"batch must be >= 1 (got {batch})", fix="--batch 1")
     walker = _Walker(network, strict)
     shape = tuple(network.input_shape)
-    walker.walk(network.root, _State(shape, (1, 1), (1, 1)))
+    try:
+        walker.walk(network.root, _State(shape, (1, 1), (1, 1)))
+    except RecursionError:  # the depth limits keep specs out of here; named if one gets in
+        raise ArchcalcError(f"{echo(network.name)} nests too deeply to analyse",
+                            file=network.file,
+                            fix="flatten the nesting of blocks, repeats and branches") from None
     rows = walker.rows
     totals = Totals(
         trainable_params=sum(r.trainable_params for r in rows),

@@ -40,32 +40,12 @@ class AppGroup(click.Group):
             if exc.ctx is None:  # click's parser leaves it out ("requires an argument")
                 exc.ctx = self._command_context(ctx)
             raise one_line(exc) from None
-        except ArchcalcError as exc:
-            click.echo(exc.render(), err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except OSError as exc:  # what is left of I/O after the library's own messages
-            output_failed(exc)
-        except MemoryError:
-            # The commands estimate memory before they allocate; this is the net under them.
-            click.echo("error: out of memory: this run needs more memory than the machine gave "
-                       "it (fix: a smaller --batch or --input, or close other programs)", err=True)
-            sys.exit(1)
-        except RecursionError:
-            click.echo("error: the input nests too deeply for archcalc to follow (fix: flatten "
-                       "the nesting, e.g. of blocks and branches)", err=True)
-            sys.exit(1)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except Exception as exc:  # noqa: BLE001 - the last net: a bug is one line too
-            if os.environ.get("ARCHCALC_DEBUG"):
-                raise
-            click.echo(f"error: internal error ({type(exc).__name__}: {echo(exc, 200)}): a bug "
-                       "in archcalc, not in your input (fix: please report it with the command "
-                       "and spec; ARCHCALC_DEBUG=1 shows the traceback)", err=True)
-            sys.exit(70)  # EX_SOFTWARE (sysexits.h): not the user's mistake (1) or usage (2)
+        except Exception as exc:  # noqa: BLE001 - every other failure is one line
+            fail(exc)
+        except KeyboardInterrupt:  # before click turns it into "Aborted!"
+            fail_interrupted()
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         name, command, rest = super().resolve_command(ctx, args)
@@ -78,13 +58,70 @@ class AppGroup(click.Group):
         return click.Context(command, info_name=name, parent=ctx) if command else ctx
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        # Output still buffered when the command ends is written here, inside the boundary,
-        # not by the interpreter at exit (where a full disk would be a traceback-like
-        # "Exception ignored" and exit code 120).
+        # The whole run is inside the boundary: click runs eager options (--help, --version)
+        # while it parses, before invoke, and their output can fail too (`--help > /dev/full`).
+        # Output still buffered when the command ends is written here, not by the interpreter
+        # at exit (where a full disk would be "Exception ignored" and exit code 120).
+        from archcalc.spec.yamlio import stack_room
+
+        if sys.stdout is None:
+            stdout_closed()
         try:
-            return super().main(*args, **kwargs)
-        finally:
-            flush_stdout()
+            # Every walk of a spec's tree (resolve, analyze, build, compare) recurses once per
+            # level: the whole command gets the room MAX_SPEC_DEPTH levels need.
+            with stack_room():
+                try:
+                    return super().main(*args, **kwargs)
+                finally:
+                    flush_stdout()
+        except Exception as exc:  # noqa: BLE001 - what escaped click's own handling
+            fail(exc)
+
+
+def fail(exc: Exception) -> NoReturn:
+    """The boundary's answer to an exception: one line on stderr and the exit code."""
+    if isinstance(exc, ArchcalcError):
+        _say(exc.render())
+        sys.exit(1)
+    if isinstance(exc, OSError):  # what is left of I/O after the library's own messages
+        output_failed(exc)
+    if isinstance(exc, MemoryError):
+        # The commands estimate memory before they allocate; this is the net under them.
+        _say("error: out of memory: this run needs more memory than the machine gave it "
+             "(fix: a smaller --batch or --input, or close other programs)")
+        sys.exit(1)
+    if isinstance(exc, RecursionError):
+        _say("error: the input nests too deeply for archcalc to follow (fix: flatten the "
+             "nesting, e.g. of blocks and branches)")
+        sys.exit(1)
+    if os.environ.get("ARCHCALC_DEBUG"):
+        raise exc
+    _say(f"error: internal error ({type(exc).__name__}: {echo(exc, 200)}): a bug in archcalc, "
+         "not in your input (fix: please report it with the command and spec; "
+         "ARCHCALC_DEBUG=1 shows the traceback)")
+    sys.exit(70)  # EX_SOFTWARE (sysexits.h): not the user's mistake (1) or usage (2)
+
+
+def fail_interrupted() -> NoReturn:
+    _say("interrupted")
+    sys.exit(130)
+
+
+def _say(line: str) -> None:
+    """A line on stderr; if stderr is closed or full, the exit code is all that is left."""
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def stdout_closed() -> NoReturn:
+    """Standard output was closed before archcalc started (`archcalc summary vgg16 >&-`):
+    Python then has no sys.stdout at all. Like a closed pipe, there is nothing to say on it;
+    unlike a pipe that a reader closed, the user may not know, so stderr says so once."""
+    _say("error: standard output is closed: archcalc has nowhere to print (fix: run it "
+         "without '>&-', or redirect its output to a file or /dev/null)")
+    sys.exit(1)
 
 
 class OneLineUsageError(click.UsageError):
@@ -176,10 +213,7 @@ def output_failed(exc: OSError) -> NoReturn:
     else:
         where = f"{echo(exc.filename)}: " if exc.filename is not None else ""
         line = f"error: {where}{why} (fix: check the path, its permissions and the free space)"
-    try:
-        click.echo(line, err=True)
-    except OSError:  # stderr is gone too: the exit code is all that is left
-        pass
+    _say(line)
     silence_stdout()
     sys.exit(1)
 
@@ -187,6 +221,8 @@ def output_failed(exc: OSError) -> NoReturn:
 def flush_stdout() -> None:
     """Flush stdout inside the boundary (see AppGroup.main)."""
     stream = sys.stdout  # noqa: F841 - named for _raised_writing_stdout
+    if stream is None:  # closed before the start: said so by main
+        return
     try:
         sys.stdout.flush()
     except OSError as exc:
@@ -315,7 +351,7 @@ def print_wide(renderable, width: int | None = None) -> Console:
     needs more columns than the console has, the console is widened (a terminal wraps) rather
     than cells cut. Returns the console used, for the lines that follow the table: wrapped
     to the terminal after a fitted table, never wrapped after a full one."""
-    from archcalc.tables import Grid
+    from archcalc.tables import Drawn, Grid
 
     out = console(width)
     if isinstance(renderable, Grid):
@@ -323,15 +359,38 @@ def print_wide(renderable, width: int | None = None) -> Console:
             out.print(renderable.fit(out.width, _exact_hint()))
             return out
         renderable = renderable.rich()
+    parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
     if width is None:
         wide = Console(width=10_000, file=io.StringIO())
-        parts = renderable.renderables if isinstance(renderable, Group) else [renderable]
-        needed = max((wide.measure(p).maximum for p in parts if isinstance(p, Table)), default=0)
+        needed = max((wide.measure(p).maximum for p in parts if isinstance(p, (Table, Drawn))),
+                     default=0)
         if needed > out.width:
             out = console(needed)
-    out.print(renderable)
+    if out.color_system is None and any(isinstance(p, Drawn) for p in parts):
+        _print_streamed(out, parts)
+    else:
+        out.print(renderable)
     out.soft_wrap = True  # the lines after a full table stay whole, like the table
     return out
+
+
+def _print_streamed(out: Console, parts: list) -> None:
+    """Print a Group part by part, a Drawn table as text in chunks of lines: the same bytes
+    as out.print(Group(...)) without holding a 100,000-row table's segments at once."""
+    from archcalc.tables import Drawn
+
+    file = out.file  # named `file` for _raised_writing_stdout
+    for part in parts:
+        if not isinstance(part, Drawn):
+            out.print(part)
+            continue
+        chunk: list[str] = []
+        for line in part.text(out):
+            chunk.append(line)
+            if len(chunk) >= 1000:
+                file.write("".join(chunk))
+                chunk.clear()
+        file.write("".join(chunk))
 
 
 def print_lines(lines) -> None:

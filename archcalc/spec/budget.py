@@ -24,7 +24,7 @@ from typing import Any, Callable
 from archcalc.errors import SpecError
 from archcalc.limits import limit, raise_hint
 from archcalc.spec.layers import ALIASES
-from archcalc.spec.yamlio import line_of
+from archcalc.spec.yamlio import line_of, max_depth
 
 COMPOSITES = ("concat", "add", "repeat", "use", "sequence", "layers")
 _FORMS = ("repeat", "use", "concat", "add", "sequence", "layers")  # the resolver's precedence
@@ -68,7 +68,7 @@ class Forecast:
         self.expand = expand
         self.max_layers = limit("MAX_LAYERS")
         self.max_work = limit("MAX_UNROLLED")
-        self.max_depth = limit("MAX_SPEC_DEPTH")
+        self.max_depth = max_depth()
         self.memo: dict[tuple, Cost] = {}
         self.stack: list[tuple[str, tuple]] = []  # the (block, arguments) being expanded
         self.keep: list[Any] = []  # arguments whose id() is part of a memo key stay alive

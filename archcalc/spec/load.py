@@ -15,7 +15,7 @@ from archcalc.errors import ArchcalcError, SpecError
 from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.tree import Network
-from archcalc.spec.yamlio import brief, line_of, parse_text, stack_room
+from archcalc.spec.yamlio import brief, line_of, max_depth, parse_text, stack_room
 
 _SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
 
@@ -185,6 +185,7 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     for name in ("MAX_SPEC_BYTES", "MAX_SPEC_NODES", "MAX_SPEC_DEPTH", "MAX_LAYERS",
                  "MAX_NAME_CHARS", "MAX_UNROLLED"):
         limit(name)  # a bad ARCHCALC_* value is the environment's mistake, not the file's
+    max_depth()
     path = locate(ref)
     # Errors name the file as the user wrote it; a bundled spec by its file name.
     display = ref if FsPath(ref).exists() else path.name
@@ -240,6 +241,9 @@ def from_dict(raw: Any, *, file: str | None = None,
             root = resolver.resolve(raw["layers"])
     except ArchcalcError as exc:
         raise exc.located(file=file) from None
+    except RecursionError:  # only past the depth limits' own checks: a bug, but named
+        raise SpecError("the spec nests too deeply for archcalc to follow", file=file,
+                        fix="flatten the nesting of blocks, repeats and branches") from None
     shape = tuple(input_shape) if input_shape is not None else tuple(spec.input)
     return Network(spec.name, shape, root, spec.separator, spec.source, file, resolver.lines,
                    spec.init)

@@ -30,7 +30,7 @@ from archcalc.spec.budget import COMPOSITES, Forecast, is_kind_map, looks_like_i
 from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
-from archcalc.spec.yamlio import brief, elide, line_of
+from archcalc.spec.yamlio import brief, elide, line_of, max_depth
 
 _LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
 # The keys each composite form takes (besides its own keyword).
@@ -164,7 +164,7 @@ class Resolver:
         self.frozen = 0   # > 0 inside a composite marked trainable: false
         self.leaves = 0
         self.max_layers = limit("MAX_LAYERS")
-        self.max_depth = limit("MAX_SPEC_DEPTH")
+        self.max_depth = max_depth()
         # The argument names of the block being expanded (None: not inside a block), innermost
         # last, to explain a formula that did not compute.
         self.args: list[tuple[str, ...] | None] = []

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from archcalc.errors import SpecError
+from archcalc.errors import ArchcalcError, SpecError
 from archcalc.limits import echo, limit, raise_hint
 
 
@@ -45,7 +45,7 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0        # lists and mappings open around the node being composed
         self._shared = False   # a list or mapping has an anchor: aliases may multiply it
         self._max_nodes = limit("MAX_SPEC_NODES")
-        self._max_depth = limit("MAX_SPEC_DEPTH")
+        self._max_depth = max_depth()
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         # Called once per node: kept lean (the 100,000-layer spec composes 1.5M nodes).
@@ -110,7 +110,7 @@ def check_expansion(root: yaml.Node) -> None:
     cost is linear in the file however large the expansion is; sizes saturate just past the
     limit, so no count grows into a huge integer. The error points at the smallest value
     that crosses the limit: the anchor or alias that multiplies."""
-    max_values, max_depth = limit("MAX_SPEC_NODES"), limit("MAX_SPEC_DEPTH")
+    max_values, deepest = limit("MAX_SPEC_NODES"), max_depth()
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
     on_path: set[int] = set()
@@ -137,7 +137,7 @@ def check_expansion(root: yaml.Node) -> None:
         depth[key] = nested + max((depth[id(kid)] for kid in kids), default=0)
         if total > max_values:
             raise _too_many(node.start_mark.line + 1)
-        if depth[key] > max_depth:
+        if depth[key] > deepest:
             raise _too_deep(node.start_mark.line + 1)
 
 
@@ -182,20 +182,39 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequen
 
 
 # Python frames one level of nesting costs (composer, constructor, resolver: about 5; twice
-# that for room) and the most the recursion limit is ever raised to, far below what would
-# overflow the C stack.
+# that for room) and the most the recursion limit is ever raised to. At that limit no command
+# overflows the C stack (measured: specs nested 1,890 deep through blocks, lists and branches
+# run summary, check, compare, report, gradcheck and plot; 9,000 deep stop at the recursion
+# limit with one line, never a crash).
 _FRAMES_PER_LEVEL = 10
 _MAX_RECURSION = 20_000
+# The deepest nesting archcalc can follow: ARCHCALC_MAX_SPEC_DEPTH may not go past it.
+DEPTH_CEILING = (_MAX_RECURSION - 1000) // _FRAMES_PER_LEVEL
+
+
+def max_depth() -> int:
+    """MAX_SPEC_DEPTH, refused past DEPTH_CEILING (a deeper spec would reach Python's
+    recursion limit in some walk of its tree however the limit were raised)."""
+    depth = limit("MAX_SPEC_DEPTH")
+    if depth > DEPTH_CEILING:
+        raise ArchcalcError(f"ARCHCALC_MAX_SPEC_DEPTH={depth:,} is more than {DEPTH_CEILING:,}, "
+                            "the deepest nesting archcalc can follow",
+                            fix=f"give at most {DEPTH_CEILING}, or flatten the spec's nesting")
+    return depth
 
 
 @contextmanager
 def stack_room() -> Iterator[None]:
-    """Raise Python's recursion limit, while a spec is read and resolved, to what
-    MAX_SPEC_DEPTH levels of nesting need. The depth limits are checked before the
-    recursion gets there, so the raised limit is never reached by a refused spec."""
+    """Raise Python's recursion limit to what MAX_SPEC_DEPTH levels of nesting need, for a
+    whole command (the boundary, archcalc.cli.common) or a library call that reads a spec:
+    parsing, resolving and every later walk of the tree recurse once per level. The depth
+    limits are checked before the recursion gets there, so a refused spec never reaches it."""
+    try:
+        depth = min(limit("MAX_SPEC_DEPTH"), DEPTH_CEILING)
+    except ArchcalcError:  # a bad ARCHCALC_MAX_SPEC_DEPTH is said by the command that reads it
+        depth = DEPTH_CEILING
     old = sys.getrecursionlimit()
-    need = min(_FRAMES_PER_LEVEL * limit("MAX_SPEC_DEPTH") + 1000, _MAX_RECURSION)
-    sys.setrecursionlimit(max(old, need))
+    sys.setrecursionlimit(max(old, _FRAMES_PER_LEVEL * depth + 1000))
     try:
         yield
     finally:
