@@ -6,6 +6,10 @@ a user who asks for a plot without it gets one line: install archcalc[plot].
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from archcalc.calc.analyze import Analysis, Row
@@ -55,7 +59,9 @@ def _draw(Figure, analysis: Analysis, rows: list[Row]):
     fig.suptitle(f"{net.name} — input {fmt_shape(net.input_shape)} (log scale; a layer "
                  "with none of a quantity has no bar)", parse_math=False)
     for ax, (attr, label) in zip(axes, SERIES):
-        values = [getattr(r, attr) for r in rows]
+        # Exact ints may pass 2**63 (two 10⁹-filter convs), which matplotlib's int64 arrays
+        # cannot hold; a bar's height only needs a float's precision.
+        values = [float(getattr(r, attr)) for r in rows]
         ax.bar(positions, values, color="tab:blue" if attr == "params" else
                "tab:orange" if attr == "macs" else "tab:green")
         if any(values):
@@ -70,15 +76,32 @@ def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None) -
     """Draw three bar charts (one bar per layer, log scale) sharing the layer axis; write
     them to `out` (format from its suffix: .png, .svg, .pdf), whole or not at all (a full
     disk leaves no partial image). Returns the path written."""
-    Figure = _matplotlib()
-    out = Path(out)
-    fmt = image_format(out, Figure().canvas.get_supported_filetypes())
-    rows = plotted_rows(analysis, depth)
-    if not rows:
-        raise ArchcalcError(f"{echo(analysis.network.name)} has no layer with parameters, "
-                            "MACs or activations to plot")
-    # The temporary file is made first, so an unwritable directory fails before the drawing;
-    # its name ends in .tmp, so the format is given, not guessed from the name.
-    with replacing(out) as tmp:
-        _draw(Figure, analysis, rows).savefig(tmp, dpi=110, format=fmt)
+    with _quiet_matplotlib():
+        Figure = _matplotlib()
+        out = Path(out)
+        fmt = image_format(out, Figure().canvas.get_supported_filetypes())
+        rows = plotted_rows(analysis, depth)
+        if not rows:
+            raise ArchcalcError(f"{echo(analysis.network.name)} has no layer with parameters, "
+                                "MACs or activations to plot")
+        # The temporary file is made first, so an unwritable directory fails before the
+        # drawing; its name ends in .tmp, so the format is given, not guessed from the name.
+        with replacing(out) as tmp:
+            _draw(Figure, analysis, rows).savefig(tmp, dpi=110, format=fmt)
     return out
+
+
+@contextmanager
+def _quiet_matplotlib() -> Iterator[None]:
+    """matplotlib's warnings and log lines (a layout it could not fit for thousands of bars,
+    an MPLCONFIGDIR it could not write, a font cache it builds) are its own business: a plot
+    that was written is one 'wrote' line, and a failure is archcalc's one error line."""
+    logger = logging.getLogger("matplotlib")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
