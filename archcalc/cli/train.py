@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import resource
@@ -280,7 +281,14 @@ def _train(spec, o, term) -> None:
     budget = _budget(o["memory_budget"])
     # a run that cannot fit even at batch 1 is refused before the data is read
     _forecast(analysis, o, None, budget)
-    data = datamod.load(o["source"], net.input_shape, spec=net.name, val_fraction=o["val_split"])
+    fits: dict[str, int] = {}
+
+    def before_fit(classes: int, n_train: int, dataset: str) -> None:
+        _outputs_check(analysis, o["loss"])(classes, n_train, dataset)
+        fits["eval_batch"] = _forecast(analysis, o, n_train, budget)
+
+    data = datamod.load(o["source"], net.input_shape, spec=net.name, val_fraction=o["val_split"],
+                        before_fit=before_fit)
     augment_default = o["translate"] is None and "translate" in data.augment
     if o["translate"] is None:
         o["translate"] = data.augment.get("translate", 0)
@@ -290,10 +298,7 @@ def _train(spec, o, term) -> None:
                                     "seed", "patience", "monitor", "restore_best",
                                     "translate", "flip")})
     train.check_config(cfg)
-    last = analysis.rows[-1].name if analysis.rows else "input"
-    train.check_fit(data.classes, math.prod(analysis.output_shape), cfg.loss, data.name,
-                    net.name, last)
-    eval_batch = _forecast(analysis, o, len(data.train), budget)
+    eval_batch = fits["eval_batch"]
     # a spec may name its initialiser (a top-level `init:`)
     init = o["init"] or getattr(net, "init", None) or "he"
     model = build(net, seed=cfg.seed, dtype=o["dtype"], init=init)
@@ -348,6 +353,11 @@ def _probe_out(out: Path) -> None:
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
+        if exc.errno == errno.ENOENT and out.is_dir():
+            # /proc/self and the like: a directory that exists and takes no new files
+            raise ArchcalcError("cannot create files in this directory (a virtual file "
+                                "system such as /proc?)", file=str(out),
+                                fix="choose another --out") from None
         raise write_error(target, exc) from None
 
 
@@ -355,6 +365,17 @@ def _analysis(net, dtype: str):
     """The calculator's figures for the spec (batch 1): output size and memory per image."""
     from archcalc.calc.analyze import analyze
     return analyze(net, batch=1, dtype=dtype)
+
+
+def _outputs_check(analysis, loss: str):
+    """check_classes for datamod.load: the calculator's output size against the dataset's
+    classes, before the images are fitted and the model is built."""
+    last = analysis.rows[-1].name if analysis.rows else "input"
+
+    def check(classes: int, n_train: int, dataset: str) -> None:
+        train.check_fit(classes, math.prod(analysis.output_shape), loss, dataset,
+                        analysis.network.name, last)
+    return check
 
 
 def _budget(given: int | None) -> int | None:
@@ -531,10 +552,8 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     stored = train.config_from_meta(ckpt.meta, ckpt.path)
     cfg = train.TrainConfig(**{**stored, "translate": 0, "flip": False})
     analysis = _analysis(net, "float32")
-    data = datamod.load(source, net.input_shape, spec=net.name)
-    last = analysis.rows[-1].name if analysis.rows else "input"
-    train.check_fit(data.classes, math.prod(analysis.output_shape), cfg.loss, data.name,
-                    net.name, last)
+    data = datamod.load(source, net.input_shape, spec=net.name,
+                        before_fit=_outputs_check(analysis, cfg.loss))
     eval_batch = _inference_batch(analysis)
     model = build(net, dtype="float32")
     trainer = train.Trainer(model, data, cfg, spec=net.name, config_source=ckpt.path)

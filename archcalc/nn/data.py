@@ -24,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -491,8 +491,14 @@ def parse_source(text: str) -> Source:
 
 
 def load(source: str, input_shape: tuple[int, ...], *, spec: str = "the spec",
-         val_fraction: float = 0.1, test_fraction: float = 0.2) -> Data:
+         val_fraction: float = 0.1, test_fraction: float = 0.2,
+         before_fit: Callable[[int, int, str], None] | None = None) -> Data:
     """Load a `--data` source fitted to input_shape, split into train / val / test.
+
+    before_fit(classes, training images, dataset name), if given, is called once the labels
+    are read and before the images are fitted (upscaling can take far more memory than the
+    files): the CLI refuses there a spec whose output size is not the number of classes, or
+    a run whose memory forecast is over the budget.
 
     digits has no official split: test_fraction of it is held out for test. IDX sources
     keep their own test set. val_fraction of what remains for training is held out for
@@ -520,7 +526,8 @@ def load(source: str, input_shape: tuple[int, ...], *, spec: str = "the spec",
         label = f"idx:{arg}"
         parts = load_idx_dir(Path(arg), input_shape, source=label, spec=spec)
         scale, names = _scale_of(parts["train_images"]), None
-    data = _assemble(label, parts, scale, names, input_shape, spec, val_fraction)
+    data = _assemble(label, parts, scale, names, input_shape, spec, val_fraction,
+                     before_fit)
     if label == "digits" and len(input_shape) == 3:
         # the 8×8 digits are few (1,294 to train on): shifts of up to 2 pixels of the
         # fitted image are what lifts LeNet-5 from ~97.9% to ~98.9% test accuracy
@@ -536,7 +543,7 @@ def _scale_of(images: np.ndarray) -> float:
 
 def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
               names: list[str] | None, input_shape: tuple[int, ...], spec: str,
-              val_fraction: float) -> Data:
+              val_fraction: float, before_fit=None) -> Data:
     all_labels = np.concatenate([parts["train_labels"], parts["test_labels"]])
     if all_labels.size == 0:
         raise ArchcalcError(f"dataset '{label}' is empty", fix="give a dataset with images")
@@ -556,6 +563,8 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
                             f"{n:,} training image(s) of '{echo(label, 80)}', leaving none to "
                             "train on", fix="a smaller --val-split (0 for none), or more "
                                             "training images")
+    if before_fit is not None:
+        before_fit(classes, len(parts["train_labels"]) - held_out, label)
     fitted = {}
     for part in ("train", "test"):
         fitted[part], transform = fit_images(np.asarray(parts[f"{part}_images"]), input_shape,

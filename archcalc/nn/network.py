@@ -73,7 +73,7 @@ def _check_values(name: str, arr: np.ndarray, source: str | None, dtype: np.dtyp
         raise ArchcalcError(f"weights: array '{name}' holds a value {bad} (NaN or infinite)",
                             file=source, fix="load the weights of a run that did not diverge")
     top = float(np.abs(arr).max()) if arr.size else 0.0
-    if top > np.finfo(dtype).max:
+    if top > float(np.finfo(dtype).max):       # a Python float: no cast to float32
         raise ArchcalcError(f"weights: array '{name}' holds a value of {top:.3g}, beyond "
                             f"{np.dtype(dtype).name}'s range", file=source,
                             fix="load the weights of a run that did not diverge, or use "

@@ -116,8 +116,8 @@ def _check_slot(key: str, arr: np.ndarray, param: np.ndarray | None) -> None:
         shape = "×".join(map(str, arr.shape)) or "scalar"
         raise ArchcalcError(f"optimizer state: '{echo(key, 80)}' has shape {shape}, its "
                             f"parameter {'×'.join(map(str, param.shape))}", fix=_STATE_FIX)
-    if arr.size and not (np.isfinite(arr).all()
-                         and np.abs(arr).max() <= np.finfo(param.dtype).max):
+    top = float(np.finfo(param.dtype).max)            # Python floats: no cast to float32
+    if arr.size and not (np.isfinite(arr).all() and float(np.abs(arr).max()) <= top):
         raise ArchcalcError(f"optimizer state: '{echo(key, 80)}' holds NaN, infinite or "
                             f"out-of-range values for {param.dtype}", fix=_STATE_FIX)
 

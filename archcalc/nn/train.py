@@ -298,7 +298,7 @@ def config_problems(cfg: TrainConfig) -> list[tuple[str, Any, str]]:
         try:
             parse(value)
         except ArchcalcError as exc:
-            problems.append((key, value, exc.message))
+            problems.append((key, value, f"a valid one ({exc.message})"))
     return problems
 
 

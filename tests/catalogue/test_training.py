@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from archcalc.nn import build, data as datamod, save_weights, train
+from archcalc.nn import build, data as datamod, save_weights, train, weights
 from archcalc.spec import loads
 from catalogue.runner import Case, check_case, measure
 
@@ -268,3 +269,343 @@ def test_checkpoint_bombs_stay_small(tmp_path):
         m = measure(["evaluate", "tiny.yaml", name], tmp_path)
         assert m.code == 1 and "not a readable .npz file" in m.stderr, m.stderr
         assert m.peak_mb < 200 and m.cpu_s < 5, (name, m.peak_mb, m.cpu_s)
+
+
+# --- hostile round 2: checkpoints whose every field is checked before use ------------------
+
+def crafted(meta=None, parts=None, name: str = "ck.npz"):
+    """A setup: a one-epoch run of tiny in base/, rewritten to `name` with meta (a function
+    of the meta record) and parts (of the arrays) changed as a hostile user would."""
+    def setup(where: Path) -> None:
+        trained_run(where / "base")
+        arrays, record = weights.read_archive(where / "base" / "run" / "checkpoint.npz")
+        if meta:
+            meta(record)
+        if parts:
+            parts(arrays)
+        weights.write_archive(where / name, {k: v for k, v in arrays.items() if v}, record)
+    return setup
+
+
+def _set(where: str, **values):
+    """meta[where].update(values), or meta.update(values) for where=''."""
+    def mutate(meta):
+        (meta[where] if where else meta).update(values)
+    return mutate
+
+
+def _array(part: str, key: str, value):
+    def mutate(arrays):
+        arrays[part][key] = value
+    return mutate
+
+
+def _digits_run_dir(where: Path) -> None:
+    trained_run(where)
+
+
+def idx_set(n_train: int, labels=None, n_test: int = 4):
+    """d/: the four IDX files of 8×8 images (n_train to train on), labels given or i % 10."""
+    def blob(values, code=0x08):
+        arr = np.asarray(values)
+        head = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}i", *arr.shape)
+        return head + arr.astype(">u1").tobytes()
+    train_labels = np.arange(n_train) % 10 if labels is None else np.asarray(labels)
+    return {"d/train-images-idx3-ubyte": blob(np.ones((n_train, 8, 8))),
+            "d/train-labels-idx1-ubyte": blob(train_labels),
+            "d/t10k-images-idx3-ubyte": blob(np.ones((n_test, 8, 8))),
+            "d/t10k-labels-idx1-ubyte": blob(np.arange(n_test) % max(int(train_labels.max())
+                                                                     + 1, 1))}
+
+
+DAMAGED = "(fix: start a new run from its weights with --weights)"
+RESUME = [*T, "--resume", "ck.npz", "--epochs", "2", "--out", "out"]
+TINY1 = TINY.replace("name: tiny", "name: tiny1").replace("dense: 10", "dense: 1")
+SPECS2 = {**SPECS, "tiny1.yaml": TINY1,
+          "deep.yaml": "name: deep\ninput: [1, 224, 224]\nlayers:\n  - flatten\n"
+                       "  - dense: 4096\n  - dense: 4096\n  - dense: 10\n"}
+CASES2 = [
+    # F1, F2: datasets a run cannot learn from, refused before anything is written
+    Case("train_val_split_leaves_no_image", [*T, "--data", "idx:d", "--val-split", "0.9",
+                                             "--out", "out"],
+         "error: --val-split 0.9 holds out 2 of the 2 training image(s) of 'idx:d', "
+         "leaving none to train on (fix: a smaller --val-split (0 for none), or more "
+         "training images)",
+         files={**SPECS2, **idx_set(2)}),
+    Case("train_one_class_dataset", ["train", "tiny1.yaml", "--data", "idx:d", "--out", "out"],
+         "error: dataset 'idx:d' has one class (every label is 0); classification needs at"
+         " least 2 (fix: give a dataset whose labels name at least two classes (0, 1, "
+         "...))", files={**SPECS2, **idx_set(20, labels=np.zeros(20))}),
+    # F3: a crafted meta record or array, on --resume, --weights and evaluate
+    Case("train_ckpt_best_value_text", RESUME,
+         'error: ck.npz: the checkpoint\'s meta record is damaged: best.value is "abc", not'
+         " a finite number (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(_set("best", value="abc"))),
+    Case("train_ckpt_epoch_negative", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: epoch is -1000000000, "
+         "not a whole number in 0..1,000,000 (fix: start a new run from its weights with "
+         "--weights)", files=SPECS,
+         setup=crafted(_set("", epoch=-10**9))),
+    Case("train_ckpt_epoch_fraction", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: epoch is 0.5, not a "
+         "whole number in 0..1,000,000 (fix: start a new run from its weights with "
+         "--weights)", files=SPECS,
+         setup=crafted(_set("", epoch=0.5))),
+    Case("train_ckpt_wait_text", RESUME,
+         'error: ck.npz: the checkpoint\'s meta record is damaged: wait is "x", not a whole'
+         " number >= 0 (fix: start a new run from its weights with --weights)",
+         files=SPECS, setup=crafted(_set("", wait="x"))),
+    Case("train_ckpt_history_too_long", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: history is 100 records, "
+         "not one record per epoch (1) (fix: start a new run from its weights with "
+         "--weights)", files=SPECS,
+         setup=crafted(lambda m: m.update(history=m["history"] * 100))),
+    Case("train_ckpt_history_nan", RESUME,
+         'error: ck.npz: the checkpoint\'s meta record is damaged: history[0] is {"epoch": '
+         '1, "train_loss": NaN, "train_acc": 0.0834621329211… (98 characters), not a '
+         "finite train_loss (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(lambda m: m["history"][0].update(train_loss=float("nan")))),
+    Case("train_ckpt_setup_data_record", RESUME,
+         'error: ck.npz: the checkpoint\'s meta record is damaged: setup.data is {"a": 1}, '
+         "not a --data source (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(_set("setup", data={"a": 1}))),
+    Case("train_ckpt_setup_val_split_text", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: setup.val_split is "
+         '"abc", not a number in 0..0.9 (fix: start a new run from its weights with '
+         "--weights)", files=SPECS,
+         setup=crafted(_set("setup", val_split="abc"))),
+    Case("train_ckpt_setup_val_split_5", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: setup.val_split is 5.0, "
+         "not a number in 0..0.9 (fix: start a new run from its weights with --weights)",
+         files=SPECS,
+         setup=crafted(_set("setup", val_split=5.0))),
+    Case("train_ckpt_setup_freeze_numbers", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: setup.freeze is [1, 2], "
+         "not a list of names (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(_set("setup", freeze=[1, 2]))),
+    Case("train_ckpt_setup_freeze_text", RESUME,
+         'error: ck.npz: the checkpoint\'s meta record is damaged: setup.freeze is "fc1", '
+         "not a list of names (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(_set("setup", freeze="fc1"))),
+    Case("train_ckpt_setup_dtype", RESUME,
+         "error: ck.npz: the checkpoint's meta record is damaged: setup.dtype is "
+         '"float16", not float32 or float64 (fix: start a new run from its weights with '
+         "--weights)", files=SPECS,
+         setup=crafted(_set("setup", dtype="float16"))),
+    Case("train_ckpt_stored_optimizer", RESUME,
+         "error: ck.npz: the checkpoint's stored options are damaged: optimizer is "
+         '"bogus", not one of sgd, momentum, nesterov, adagrad, rmsprop, adam (fix: start '
+         "a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(_set("config", optimizer="bogus"))),
+    Case("train_ckpt_stored_schedule", RESUME,
+         "error: ck.npz: the checkpoint's stored options are damaged: schedule is "
+         '"exponential:-1", not a valid one (schedule \'exponential:-1\': the rate must be >'
+         " 0) (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(_set("config", schedule="exponential:-1"))),
+    Case("train_ckpt_model_text", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' holds <U1 values, not real "
+         "floating-point numbers (fix: load weights saved by archcalc (float32 or "
+         "float64))", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.full((16, 64), "x")))),
+    Case("train_ckpt_model_complex", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' holds complex128 values, not real "
+         "floating-point numbers (fix: load weights saved by archcalc (float32 or "
+         "float64))", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.zeros((16, 64), complex)))),
+    Case("train_ckpt_model_datetime", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' holds datetime64[s] values, not real "
+         "floating-point numbers (fix: load weights saved by archcalc (float32 or "
+         "float64))", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight",
+                                    np.zeros((16, 64), "datetime64[s]")))),
+    Case("train_ckpt_model_record", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' holds [('a', '<f4')] values, not real"
+         " floating-point numbers (fix: load weights saved by archcalc (float32 or "
+         "float64))", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.zeros((16, 64), [("a", "f4")])))),
+    Case("train_ckpt_model_nan", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' holds a value nan (NaN or infinite) "
+         "(fix: load the weights of a run that did not diverge)", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.full((16, 64), np.nan)))),
+    Case("train_ckpt_model_beyond_float32", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' holds a value of 1e+300, beyond "
+         "float32's range (fix: load the weights of a run that did not diverge, or use "
+         "--dtype float64)", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.full((16, 64), 1e300)))),
+    Case("train_ckpt_optimizer_text", RESUME,
+         "error: ck.npz: optimizer state: 'm/fc1.weight' holds <U1 values, not real "
+         "floating-point numbers (fix: start a new run from its weights with --weights)",
+         files=SPECS,
+         setup=crafted(parts=_array("optimizer", "m/fc1.weight", np.full((16, 64), "x")))),
+    Case("train_ckpt_optimizer_shape", RESUME,
+         "error: ck.npz: optimizer state: 'm/fc1.weight' has shape 3, its parameter 16×64 "
+         "(fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(parts=_array("optimizer", "m/fc1.weight", np.zeros(3, np.float32)))),
+    Case("train_ckpt_optimizer_stranger", RESUME,
+         "error: ck.npz: optimizer state: 'm/nothere' belongs to no parameter of the model"
+         " (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(parts=_array("optimizer", "m/nothere", np.zeros(3, np.float32)))),
+    Case("train_ckpt_optimizer_steps", RESUME,
+         "error: ck.npz: optimizer state: the step count is -5 (int64, shape ()), not a "
+         "whole number >= 0 (fix: start a new run from its weights with --weights)", files=SPECS,
+         setup=crafted(parts=_array("optimizer", "t", np.array(-5)))),
+    Case("train_ckpt_best_wrong_shape", RESUME,
+         "error: ck.npz: weights: array 'fc1.weight' has shape 3, the model needs 16×64 "
+         "(fix: load weights saved from the same spec and input shape)", files=SPECS,
+         setup=crafted(lambda m: m.update(ended_on_best=True),
+                       lambda a: a.update(best={"fc1.weight": np.zeros(3, np.float32)}))),
+    Case("train_weights_model_text", [*T, "--weights", "ck.npz", "--out", "out"],
+         "error: ck.npz: weights: array 'fc1.weight' holds <U1 values, not real "
+         "floating-point numbers (fix: load weights saved by archcalc (float32 or "
+         "float64))",
+         files=SPECS, setup=crafted(parts=_array("model", "fc1.weight",
+                                                 np.full((16, 64), "x")))),
+    Case("train_evaluate_model_text", [*E, "ck.npz"],
+         "error: ck.npz: weights: array 'fc1.weight' holds <U1 values, not real "
+         "floating-point numbers (fix: load weights saved by archcalc (float32 or "
+         "float64))", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.full((16, 64), "x")))),
+    Case("train_evaluate_stored_class_weights", [*E, "ck.npz"],
+         "error: ck.npz: the checkpoint's stored class weights '1,2' give 2 number(s); "
+         "dataset 'digits' has 10 classes (fix: evaluate on the dataset the run was "
+         "trained on (--data))", files=SPECS,
+         setup=crafted(_set("config", class_weights="1,2"))),
+    Case("train_evaluate_stored_loss", [*E, "ck.npz"],
+         'error: ck.npz: the checkpoint\'s stored options are damaged: loss is "bogus", not'
+         " one of cross_entropy, bce, mse, mae, hinge (fix: start a new run from its "
+         "weights with --weights)", files=SPECS,
+         setup=crafted(_set("config", loss="bogus"))),
+    Case("train_evaluate_huge_weights", [*E, "ck.npz"],
+         "error: ck.npz: the test loss is nan: these weights make the network's outputs "
+         "overflow (fix: evaluate the checkpoint of a run that did not diverge)", files=SPECS,
+         setup=crafted(parts=_array("model", "fc1.weight", np.full((16, 64), 3e38, np.float32)))),
+    # F4: a header nested 100,000 deep
+    Case("train_evaluate_deep_header", [*E, "deep.npz"],
+         "error: deep.npz: its header does not match its arrays (damaged, or not written "
+         "by archcalc) (fix: point at a checkpoint or weights .npz written by archcalc)",
+         files=SPECS, setup=lambda w:
+         _raw_header(w / "deep.npz", "[" * 100_000 + "]" * 100_000)),
+    # F5: the spec's output size and the memory forecast, before the model is built
+    Case("train_outputs_vs_classes_first", ["train", "vgg16", "--input", "1x224x224",
+                                            "--memory-budget", "1000TB", "--out", "out"],
+         "error: dataset 'digits' has 10 classes; spec 'vgg16' ends with 1,000 output "
+         "value(s) per image (layer 'fc8') (fix: make the last layer give 10 units, e.g. "
+         "'- dense: 10')"),
+    Case("train_memory_forecast", ["train", "lenet5", "--input", "1x512x512",
+                                   "--memory-budget", "1GB", "--out", "out"],
+         "error: training lenet5 at batch 64 needs about 3.1 GB (1.9 GB of activations and"
+         " their gradients, 1.2 GB of weights, gradients, optimizer state and scratch), "
+         "more than the memory budget of 1.0 GB (fix: --batch-size 2 fits; or a smaller "
+         "--input, or raise --memory-budget)"),
+    Case("train_memory_nothing_fits", ["train", "deep.yaml", "--memory-budget", "500MB",
+                                       "--out", "out"],
+         "error: training deep at batch 64 needs about 6.3 GB (55.6 MB of activations and "
+         "their gradients, 6.2 GB of weights, gradients, optimizer state and scratch), "
+         "more than the memory budget of 500.0 MB (fix: even --batch-size 1 does not fit; "
+         "or a smaller --input, or raise --memory-budget)", files=SPECS2),
+    Case("train_memory_budget_bad", [*T, "--memory-budget", "lots"],
+         "error: train: invalid value for '--memory-budget': bad memory size 'lots' (fix: "
+         "write e.g. 2GB, 500MB or 1.5GiB)", code=2, files=SPECS),
+    # F6: a schedule whose rate leaves the float range
+    Case("train_schedule_overflows", [*T, "--lr", "1e-300", "--schedule", "exponential:1e200",
+                                      "--epochs", "5", "--out", "out"],
+         "error: --schedule exponential:1e200 with --lr 1e-300 overflows the float range "
+         "at epoch 5: the rate would be about 1e+500 (fix: a factor nearer 1, fewer "
+         "--epochs, or another --lr)", files=SPECS),
+    Case("train_schedule_step_overflows", [*T, "--lr", "0.001", "--schedule", "step:1,1e308",
+                                           "--epochs", "3", "--out", "out"],
+         "error: --schedule step:1,1e308 with --lr 0.001 overflows the float range at "
+         "epoch 3: the rate would be about 1e+613 (fix: a factor nearer 1, fewer --epochs,"
+         " or another --lr)", files=SPECS),
+    Case("train_schedule_underflows", [*T, "--schedule", "exponential:1e-200", "--epochs", "4",
+                                       "--out", "out"],
+         "error: --schedule exponential:1e-200 with --lr 0.001 underflows the float range "
+         "at epoch 4: the rate would be about 1e-603 (fix: a factor nearer 1, fewer "
+         "--epochs, or another --lr)", files=SPECS),
+    Case("train_schedule_raises_the_rate", [*T, "--schedule", "exponential:1e10", "--epochs",
+                                            "5", "--out", "out"],
+         "error: training diverged: weight 'fc1.weight' became NaN or infinite at epoch 5,"
+         " batch 1 (fix: the schedule exponential:1e10 raised the rate from 0.001 to "
+         "1e+37; use a factor below 1; the last good checkpoint (epoch 4) is in "
+         "out/checkpoint.npz)", files=SPECS),
+    # F8: divergence in one line, without numpy's warnings
+    Case("train_diverges_full_batch", [*T, "--lr", "1e25", "--optimizer", "sgd",
+                                       "--batch-size", "full", "--epochs", "1", "--out", "out"],
+         "error: training diverged: the validation loss became nan at the end of epoch 1 "
+         "(fix: lower the learning rate, e.g. --lr 1e+24; the last good checkpoint (epoch "
+         "0) is in out/checkpoint.npz)", files=SPECS),
+    # B1, B2: options the library parses are usage errors, before any data is read
+    Case("train_schedule_unknown", [*T, "--schedule", "bogus"],
+         "error: train: invalid value for '--schedule': unknown schedule 'bogus' (fix: one"
+         " of constant, inverse-time:k, exponential:gamma, inv-sqrt, step:every,gamma)",
+         code=2, files=SPECS),
+    Case("train_schedule_extra_argument", [*T, "--schedule", "Constant:5"],
+         "error: train: invalid value for '--schedule': schedule 'Constant:5' takes 0 "
+         "argument(s) (fix: write constant)", code=2,
+         files=SPECS),
+    Case("train_data_unknown", [*T, "--data", "bogus"],
+         "error: train: invalid value for '--data': unknown data source 'bogus' (fix: "
+         "--data digits, fashion-mnist, fashion-mnist:DIR or idx:DIR)", code=2, files=SPECS),
+    Case("train_data_idx_without_dir", [*T, "--data", "idx"],
+         "error: train: invalid value for '--data': --data idx needs a directory: idx:DIR "
+         "(fix: e.g. --data idx:mnist)", code=2, files=SPECS),
+    Case("train_class_weights_empty", [*T, "--class-weights", ""],
+         "error: train: invalid value for '--class-weights': class weights '': need one "
+         "finite number >= 0 per class, at least one > 0 (fix: --class-weights balanced, "
+         "or one weight per class, e.g. 1,1,5)", code=2, files=SPECS),
+    Case("train_class_weights_all_zero", [*T, "--class-weights", "0,0"],
+         "error: train: invalid value for '--class-weights': class weights '0,0': need one"
+         " finite number >= 0 per class, at least one > 0 (fix: --class-weights balanced, "
+         "or one weight per class, e.g. 1,1,5)", code=2,
+         files=SPECS),
+    Case("train_class_weights_count", [*T, "--class-weights", "1,2", "--out", "out"],
+         "error: class weights '1,2' give 2 number(s); dataset 'digits' has 10 classes "
+         "(fix: --class-weights balanced, or 10 weights, one per class)",
+         files=SPECS),
+    # B7: run directories that cannot be written, found before the data is read
+    Case("train_out_proc", [*T, "--out", "/proc/self"],
+         "error: /proc/self: cannot create files in this directory (a virtual file system "
+         "such as /proc?) (fix: choose another --out)", files=SPECS),
+    Case("train_out_sys", [*T, "--out", "/sys/kernel"],
+         "error: cannot write /sys/kernel/checkpoint.npz: Permission denied (fix: make "
+         "/sys/kernel and the file writable (chmod; an immutable file needs chattr -i), or"
+         " write somewhere else)", files=SPECS),
+    Case("train_out_dangling_link", [*T, "--out", "link"],
+         "error: link: --out is a symbolic link to a missing directory (/nonexistent/x) "
+         "(fix: create its target, or choose another --out)", files=SPECS,
+         setup=lambda w: os.symlink("/nonexistent/x", w / "link")),
+    Case("train_data_dir_link_loop", [*T, "--data", "idx:loop", "--out", "out"],
+         "error: loop: cannot open the data directory: Too many levels of symbolic links "
+         "(fix: point --data at a real directory)",
+         files=SPECS, setup=lambda w: os.symlink("loop", w / "loop")),
+    Case("train_idx_file_link_loop", [*T, "--data", "idx:d", "--out", "out"],
+         "error: d/t10k-labels-idx1-ubyte: cannot read the file: Too many levels of "
+         "symbolic links (fix: check the file and its disk)",
+         files={**SPECS, **{k: v for k, v in idx_set(20).items() if "t10k-labels" not in k}},
+         setup=lambda w: os.symlink("t10k-labels-idx1-ubyte",
+                                    w / "d" / "t10k-labels-idx1-ubyte")),
+    # B9: an archive of 60,000 members is refused by its count
+    Case("train_evaluate_many_members", [*E, "many.npz"],
+         "error: many.npz: it holds 60,000 arrays, more than the limit of 50,000 (fix: if "
+         "the input is legitimate, raise the limit: "
+         "ARCHCALC_MAX_CHECKPOINT_MEMBERS=<larger number>)", files=SPECS,
+         setup=lambda w: _many_members(w / "many.npz", 60_000)),
+]
+
+
+def _raw_header(path: Path, text: str) -> None:
+    """A format-2 archive whose header is `text` (not JSON archcalc writes)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        with zf.open("header.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.array(text))
+
+
+def _many_members(path: Path, count: int) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(count):
+            zf.writestr(f"model/{i}.npy", b"")
+
+
+@pytest.mark.parametrize("case", CASES2, ids=lambda c: c.id)
+def test_case_round2(case, tmp_path):
+    check_case(case, tmp_path)
