@@ -93,6 +93,21 @@ def _variant(name: str, input_shape, convs: list[tuple[str, object, int]], bias:
     return Variant(name, analyze(chain(name, input_shape, layers)))
 
 
+# The most 3×3 convolutions the stack variant may have (a kernel of at most 2·1000 + 1):
+# each is a layer the calculator builds and a row the output lists, and a 10⁹ kernel would
+# ask for 5·10⁸ of them (measured before this bound: kernel 20,000,001 took 2.5 GB; a
+# 1,000-layer stack takes well under a second). Real factorisations stack 2 to 3.
+MAX_STACK = 1000
+
+
+def _check_stack(kernel: int) -> None:
+    n = (kernel - 1) // 2
+    if kernel % 2 and n > MAX_STACK:
+        raise ArchcalcError(f"--kernel {kernel:,} would be compared with a stack of {n:,} 3×3 "
+                            f"convolutions; archcalc builds at most {MAX_STACK:,}",
+                            fix=f"give --kernel at most {2 * MAX_STACK + 1:,}")
+
+
 def factorize(input_shape: tuple[int, ...], *, kernel: int, filters: int,
               mid: int | None = None, bias: bool = True) -> Factorization:
     _, h, w = need_chw(input_shape, "factorize")
@@ -103,6 +118,7 @@ def factorize(input_shape: tuple[int, ...], *, kernel: int, filters: int,
     if kernel > h or kernel > w:
         raise ArchcalcError(f"--kernel {kernel} is larger than the {h}×{w} input",
                             fix=f"use a kernel of at most {min(h, w)}, or a larger --input")
+    _check_stack(kernel)  # before any layer is built
     mid = filters if mid is None else mid
     k = kernel
     variants = [_variant(f"{k}×{k}", input_shape, [("conv", k, filters)], bias)]
