@@ -80,6 +80,14 @@ def raise_hint(name: str) -> str:
 
 
 def echo(text: object, limit_chars: int = MAX_ECHO) -> str:
-    """User data for an error line: repr-free, one line, at most `limit_chars` characters."""
-    s = str(text).replace("\n", "\\n").replace("\r", "\\r")
-    return s if len(s) <= limit_chars else s[:limit_chars] + f"… ({len(s):,} characters)"
+    """User data for an error line: repr-free, one line, at most `limit_chars` characters.
+    Every character a terminal would act on or hide (newline, ESC, BEL, bidi overrides,
+    zero-width characters) is shown as its escape (\\n, \\x1b, \\u202e): a path or value
+    cannot forge a line, clear the screen or reorder what follows it."""
+    s = str(text)
+    shown = s[:limit_chars]  # escaped after the cut: a 1 GB value costs what is shown
+    if not shown.isprintable():
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    if len(s) <= limit_chars and len(shown) <= limit_chars:
+        return shown
+    return shown[:limit_chars] + f"… ({len(s):,} characters)"
