@@ -4,8 +4,10 @@ beyond sums of the rows (so every printed total is the sum of the printed column
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+from collections.abc import Iterator, Sequence
 
 from rich.console import Console, Group
 from rich.text import Text
@@ -128,14 +130,7 @@ def summary_grid(analysis: Analysis, depth: int | None = None) -> Grid:
     narrow terminal hides RF /stride, then Input, then Activations (torchinfo and Keras
     users read name, type, output, params and MACs first)."""
     net = analysis.network
-    rows = [[row.name, row.type,
-             "" if row.type == "input" else fmt_shape(row.input_shape),
-             fmt_shape(row.output_shape),
-             f"{row.params:,}" if row.params else "—",
-             f"{row.macs:,}" if row.macs else "—",
-             f"{row.activations:,}" if row.activations else "—",
-             "" if row.type == "input" else rf_text(row)]
-            for row in [input_row(analysis)] + fold(analysis, depth)]
+    rows = _Cells([input_row(analysis)] + fold(analysis, depth))
     footer: list = [Text("\n".join(totals_lines(analysis)))]
     footer += [Text(f"warning: {warning}", style="yellow") for warning in analysis.warnings]
     footer += [Text(f"note: {note}", style="dim") for note in analysis.notes]
@@ -143,6 +138,36 @@ def summary_grid(analysis: Analysis, depth: int | None = None) -> Grid:
     return Grid(f"{net.name} — input {fmt_shape(net.input_shape)}",
                 ["Layer", "Type", "Input", "Output", "Params", "MACs", "Activations",
                  "RF /stride"], rows, footer, left={1}, drop=[7, 2, 6])
+
+
+def summary_cells(row: Row) -> list[str]:
+    """One row of the summary table, as printed."""
+    return [row.name, row.type,
+            "" if row.type == "input" else fmt_shape(row.input_shape),
+            fmt_shape(row.output_shape),
+            f"{row.params:,}" if row.params else "—",
+            f"{row.macs:,}" if row.macs else "—",
+            f"{row.activations:,}" if row.activations else "—",
+            "" if row.type == "input" else rf_text(row)]
+
+
+class _Cells(Sequence):
+    """The summary table's rows, made when read: a 100,000-layer table is drawn in two
+    passes (widths, then lines) without holding 800,000 cell strings."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [summary_cells(row) for row in self._rows[index]]
+        return summary_cells(self._rows[index])
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return map(summary_cells, self._rows)
 
 
 def rich_summary(analysis: Analysis, depth: int | None = None) -> Group:
@@ -159,7 +184,32 @@ def render_text(renderable, width: int = 120) -> str:
 
 # ---- machine formats ------------------------------------------------------------------------
 def to_json(analysis: Analysis) -> str:
-    return json.dumps(analysis.as_dict(), indent=2)
+    return "".join(iter_json(analysis))
+
+
+# Stands for the layers in the dumped document until they are written one by one.
+_LAYERS = "\u0000layers\u0000"
+
+
+def iter_json(analysis: Analysis, chunk: int = 1000) -> Iterator[str]:
+    """json.dumps(analysis.as_dict(), indent=2) in pieces, the layers `chunk` at a time:
+    the same text without building the whole document (586 MB for 100,000 layers)."""
+    head = dataclasses.replace(analysis, rows=analysis.rows[-1:]).as_dict()  # output_shape
+    head["layers"] = _LAYERS
+    before, after = json.dumps(head, indent=2).split(f'"layers": {json.dumps(_LAYERS)}', 1)
+    if not analysis.rows:
+        yield before + '"layers": []' + after
+        return
+    yield before + '"layers": [\n'
+    for start in range(0, len(analysis.rows), chunk):
+        part = analysis.rows[start:start + chunk]
+        text = ",\n".join(json.dumps(row.as_dict(), indent=2) for row in part)
+        yield ("" if start == 0 else ",\n") + _indent(text, "    ")
+    yield "\n  ]" + after
+
+
+def _indent(text: str, pad: str) -> str:
+    return pad + text.replace("\n", "\n" + pad)
 
 
 _CSV_FIELDS = ["name", "type", "input_shape", "output_shape", "params", "trainable_params",
@@ -170,16 +220,25 @@ _CSV_FIELDS = ["name", "type", "input_shape", "output_shape", "params", "trainab
 def to_csv(analysis: Analysis, depth: int | None = None) -> str:
     """One row per layer (after folding), preceded by the input row, so that every numeric
     column sums to the corresponding total."""
+    return "".join(iter_csv(analysis, depth))
+
+
+def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000) -> Iterator[str]:
+    """to_csv's text in pieces of `chunk` rows."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(_CSV_FIELDS)
-    for row in [input_row(analysis)] + fold(analysis, depth):
+    for count, row in enumerate([input_row(analysis)] + fold(analysis, depth), 1):
         writer.writerow([row.name, row.type, "x".join(map(str, row.input_shape)),
                          "x".join(map(str, row.output_shape)), row.params,
                          row.trainable_params, row.non_trainable_params, row.macs,
                          row.activations, "x".join(map(str, row.receptive_field)),
                          "x".join(map(str, row.effective_stride))])
-    return buf.getvalue()
+        if count % chunk == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def to_markdown(analysis: Analysis, depth: int | None = None) -> str:

@@ -18,10 +18,14 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
+from typing import Iterator, Sequence
 
 from rich import box
-from rich.cells import cell_len
-from rich.console import Console, Group
+from rich.cells import cell_len, set_cell_size
+from rich.console import Console, ConsoleOptions, Group
+from rich.measure import Measurement
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -30,6 +34,10 @@ from rich.text import Text
 FOLD_MIN = 24
 # The narrowest cut name still worth reading ("inceptio…"); below it rows are folded.
 NAME_MIN = 9
+# Text the plain drawer (Drawn) would not draw as rich does: control codes (rich strips some,
+# expands tabs) and line breaks (rich splits a cell into lines there). A grid with any of them
+# in a header or cell is drawn by rich's Table.
+_NOT_PLAIN = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 # A figure as every view prints an exact count: comma-grouped digits (1,790; 86,700,000).
 _FIGURE = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d.]|,\d)")
 
@@ -70,7 +78,7 @@ def _text(value: str | Text) -> Text:
 class Grid:
     title: str
     headers: list[str]
-    rows: list[list[str]]
+    rows: Sequence[Sequence[str]]  # a list, or a lazy sequence (a 100,000-layer summary's)
     footer: list[str | Text] = field(default_factory=list)
     # Columns allowed to wrap (index → max width or None), for n/a reasons, notes, sources.
     wrap: dict[int, int | None] = field(default_factory=dict)
@@ -111,6 +119,8 @@ class Grid:
     def width(self, hidden: set[int], short: bool) -> int:
         """Columns the table needs with `hidden` columns left out, wrapping columns counted
         at FOLD_MIN (rich narrows them to the terminal when they are wider)."""
+        if self._plain():
+            return Drawn(self, hidden, short).width
         return _measure(self._table(hidden, short, folded_at=FOLD_MIN))
 
     def _natural(self, index: int, short: bool) -> int:
@@ -156,10 +166,36 @@ class Grid:
     def _abbreviates(self, hidden: set[int]) -> bool:
         return any(_short(row[i]) != row[i] for row in self.rows for i in self._numeric(hidden))
 
+    def _plain(self) -> bool:
+        """Whether Drawn draws this grid exactly as rich's Table would: no column wraps and
+        no header or cell holds a control code or line break. Cached: it reads every row."""
+        if not hasattr(self, "_plain_ok"):
+            self._plain_ok = not self.wrap and not any(
+                _NOT_PLAIN.search("".join(cells)) for cells in [self.headers, *self.rows])
+        return self._plain_ok
+
+    def _cells(self, hidden: set[int], short: bool, name: int | None) -> Iterator[list[str]]:
+        """Each row's shown cells as the table prints them (abbreviated, name cut)."""
+        shown = [i for i in range(len(self.headers)) if i not in hidden]
+        abbreviated = self._numeric(hidden) if short else set()
+        for row in self.rows:
+            cells = [_short(row[i]) if i in abbreviated else row[i] for i in shown]
+            if name and shown[0] == 0:
+                cells[0] = _cut(cells[0], name)
+            yield cells
+
     def _table(self, hidden: set[int], short: bool, name: int | None = None,
-               folded_at: int | None = None) -> Table:
+               folded_at: int | None = None) -> "Table | Drawn":
         """The table without `hidden` columns; `short` abbreviates figures, `name` cuts the
-        first column to that width, `folded_at` caps wrapping columns (for measuring)."""
+        first column to that width, `folded_at` caps wrapping columns (for measuring).
+        Drawn, not rich's Table, when it draws the same characters: rich spends ~1 ms a row
+        (20 s for a 20,000-layer summary), Drawn a few µs."""
+        if self._plain():
+            return Drawn(self, hidden, short, name)
+        return self._rich_table(hidden, short, name, folded_at)
+
+    def _rich_table(self, hidden: set[int], short: bool, name: int | None = None,
+                    folded_at: int | None = None) -> Table:
         shown = [i for i in range(len(self.headers)) if i not in hidden]
         table = Table(title=Text(self.title), box=box.SIMPLE_HEAD, title_justify="left",
                       pad_edge=False)
@@ -172,13 +208,8 @@ class Grid:
                              justify="left" if i == 0 or wraps or i in self.left else "right",
                              no_wrap=not wraps, max_width=name if i == 0 and name else limit,
                              overflow="fold" if wraps else "ellipsis")
-        abbreviated = self._numeric(hidden) if short else set()
-        for index, row in enumerate(self.rows):
-            cells = [_short(row[i]) if i in abbreviated else row[i] for i in shown]
-            if name and shown[0] == 0:
-                cells[0] = _cut(cells[0], name)
-            cells = [Text(cell) for cell in cells]
-            table.add_row(*cells, style=self.styles.get(index),
+        for index, cells in enumerate(self._cells(hidden, short, name)):
+            table.add_row(*[Text(cell) for cell in cells], style=self.styles.get(index),
                           end_section=index + 1 in self.ruled)
         return table
 
@@ -196,6 +227,100 @@ class Grid:
         if self.footer:
             lines += [""] + [f"- {line}" for line in self.footer]
         return "\n".join(lines) + "\n"
+
+
+class Drawn:
+    """A Grid's table drawn line by line, character for character what rich's Table draws
+    for it (box.SIMPLE_HEAD, pad_edge=False, title justified left, one line per cell, every
+    column at its natural width, styles on the same cells), in a few µs a row and without
+    holding the table: the rows are read twice, once for the widths and once to draw.
+    tests/test_scale_bounds.py compares both drawings for every bundled spec and random grids.
+
+    Rich shrinks a Table that is wider than the console; Drawn is never given less than its
+    width: print_wide widens the console to the full table, and fit() only draws tables that
+    fit (their width is measured here too)."""
+
+    def __init__(self, grid: Grid, hidden: set[int], short: bool, name: int | None = None):
+        self.grid, self.short, self.name = grid, short, name
+        self.hidden = set(hidden)
+        self.shown = [i for i in range(len(grid.headers)) if i not in self.hidden]
+        self.headers = [grid.headers[i] for i in self.shown]
+        last = len(self.shown) - 1
+        # Padding as rich gives it: one space between columns, none at the table's edges.
+        self.pads = [(0 if i == 0 else 1, 0 if i == last else 1) for i in range(last + 1)]
+        self.right = [not (i == 0 or i in grid.left) for i in self.shown]
+        widest = [cell_len(h) for h in self.headers]
+        for cells in grid._cells(self.hidden, short, name):
+            for column, cell in enumerate(cells):
+                n = len(cell) if cell.isascii() else cell_len(cell)
+                if n > widest[column]:
+                    widest[column] = n
+        if name and self.shown[0] == 0:  # the cut names' column: its header is cut too
+            widest[0] = min(widest[0], name)
+        # A column whose cells are all empty and unpadded is still one cell wide (rich's `or 1`).
+        self.widths = [(w + left + right) or 1 for w, (left, right) in zip(widest, self.pads)]
+        self.width = sum(self.widths) + len(self.widths) + 1  # two edges, a divider between columns
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(self.width, self.width)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        plain = console.color_system is None  # no styles to draw: one segment per line
+        for pieces in self.lines(console, options):
+            if plain:
+                yield Segment("".join(text for text, _ in pieces))
+            else:
+                for text, style in pieces:
+                    yield Segment(text, console.get_style(style) if style else None)
+            yield Segment.line()
+
+    def text(self, console: Console) -> Iterator[str]:
+        """The drawing as plain text lines ending in a newline (a console without colour)."""
+        for pieces in self.lines(console, console.options):
+            yield "".join(text for text, _ in pieces) + "\n"
+
+    def lines(self, console: Console, options: ConsoleOptions) -> Iterator[list[tuple[str, str]]]:
+        """Each line as (text, style name) pieces."""
+        grid, widths = self.grid, self.widths
+        # The box characters rich would use on this console (ASCII where it cannot print ─).
+        chars = box.SIMPLE_HEAD.substitute(options, safe=console.safe_box)
+        if grid.title:
+            for line in Text(grid.title).wrap(console, self.width, justify="left",
+                                              overflow="fold"):
+                yield [(line.plain, "table.title")]
+        yield [(chars.get_top(widths), "")]
+        yield self._row(self.headers, chars.head_left, chars.head_vertical, chars.head_right,
+                        "table.header")
+        yield [(chars.get_row(widths, "head", edge=True), "")]
+        count = len(grid.rows)
+        spacer = chars.get_row(widths, "row", edge=True)
+        for index, cells in enumerate(grid._cells(self.hidden, self.short, self.name)):
+            last = index == count - 1
+            left, divider, right = ((chars.foot_left, chars.foot_vertical, chars.foot_right)
+                                    if last else
+                                    (chars.mid_left, chars.mid_vertical, chars.mid_right))
+            yield self._row(cells, left, divider, right, grid.styles.get(index) or "")
+            if index + 1 in grid.ruled and not last:
+                yield [(spacer, "")]
+        yield [(chars.get_bottom(widths), "")]
+
+    def _row(self, cells: list[str], left: str, divider: str, right: str,
+             style: str) -> list[tuple[str, str]]:
+        pieces = [(left, "")]
+        for column, cell in enumerate(cells):
+            before, after = self.pads[column]
+            room = self.widths[column] - before - after
+            if self.right[column]:
+                cell = cell.rstrip()
+            n = len(cell) if cell.isascii() else cell_len(cell)
+            if n > room:  # only a header over cut names: cut as rich's overflow="ellipsis"
+                cell, n = set_cell_size(cell, room - 1) + "…", room
+            cell = " " * (room - n) + cell if self.right[column] else cell + " " * (room - n)
+            pieces.append((" " * before + cell + " " * after, style))
+            if column < len(cells) - 1:
+                pieces.append((divider, ""))
+        pieces.append((right, ""))
+        return pieces
 
 
 def _measure(table: Table) -> int:

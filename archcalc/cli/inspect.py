@@ -66,10 +66,14 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
       archcalc summary my_net.yaml --format json > my_net.json
     """
     analysis = analyze(load(spec, input_shape), batch=batch, dtype=dtype, strict=strict)
+    # JSON and CSV are written in pieces: the same text, never the whole of it in memory.
     if fmt == "json":
-        click.echo(report.to_json(analysis))
+        for piece in report.iter_json(analysis):
+            click.echo(piece, nl=False)
+        click.echo("")
     elif fmt == "csv":
-        click.echo(report.to_csv(analysis, depth), nl=False)
+        for piece in report.iter_csv(analysis, depth):
+            click.echo(piece, nl=False)
     elif fmt == "markdown":
         click.echo(report.to_markdown(analysis, depth))
     else:
