@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -378,3 +381,29 @@ def test_resume_refuses_each_result_deciding_option(digits64, tmp_path):
                        setup=setup)
     ok.resume(path)                                  # epochs and patience may change
     assert ok.epoch == 1
+
+
+def test_a_batch_of_zero_weighted_classes_teaches_nothing_and_huge_weights_do_not_overflow(
+        digits64):
+    """--class-weights 1,0,...,0 --batch-size 1: most batches weigh 0 in total; they used to
+    stop the run mid-epoch. Weights of 1e38 used to overflow float32 (loss 0, warnings)."""
+    zero = "1," + ",".join(["0"] * 9)
+    t = train.Trainer(build(mlp()), digits64, train.TrainConfig(
+        epochs=1, batch_size=1, class_weights=zero))
+    assert math.isfinite(t.fit().test_loss)
+    huge = ",".join(["1e38"] * 10)
+    t = train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=1, class_weights=huge))
+    np.testing.assert_array_equal(t.class_weights, np.ones(10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = t.fit()
+    assert result.test_loss > 0.01
+
+
+def test_a_schedule_that_leaves_the_float_range_is_refused_before_training(digits64):
+    with pytest.raises(ArchcalcError, match=r"--schedule exponential:1e200 with --lr 1e-300 "
+                                            r"overflows the float range at epoch 5"):
+        train.Trainer(build(mlp()), digits64, train.TrainConfig(
+            epochs=5, lr=1e-300, schedule="exponential:1e200"))
+    s = train.schedules.parse("exponential:1e200")
+    assert s(1e-300, 2) == pytest.approx(1e100)                  # 1e200 ** 2 alone overflows

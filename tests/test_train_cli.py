@@ -246,3 +246,113 @@ def test_orphaned_temp_files_are_cleaned_and_only_ours(run, write_spec, tmp_path
     assert result.exit_code == 0, result.output
     left = {p.name for p in out.iterdir()}
     assert not left & set(orphans) and set(kept) <= left
+
+
+# --- hostile round 2 -------------------------------------------------------------------------
+
+def test_ctrl_c_before_the_first_epoch_does_not_blame_matplotlib(run, write_spec, tmp_path,
+                                                                 monkeypatch):
+    from archcalc.cli import train as cli_train
+
+    def interrupt(self, batch, loss, acc):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train.RichProgress, "batch_end", interrupt)
+    out = tmp_path / "run"
+    result = run("train", write_spec(TINY), "--epochs", "5", "--out", str(out))
+    assert result.exit_code == 130, result.output
+    assert "interrupted: stopped after epoch 0" in result.output
+    assert "matplotlib" not in result.output
+    assert "no curves.png: no epoch completed" in result.output
+    assert train.read_checkpoint(out / "checkpoint.npz").meta["epoch"] == 0
+
+
+def test_sigterm_saves_and_exits_143_like_ctrl_c(write_spec, tmp_path):
+    """SIGTERM (kill, a cancelled CI job) stops after the current batch, writes everything,
+    says how to resume, and exits 128 + 15."""
+    import os
+    import signal
+    import subprocess
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "archcalc", "train", write_spec(TINY),
+                             "--epochs", "100000", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1"})
+    for line in proc.stdout:                         # the first completed epoch's line
+        if "/100000  loss" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM): stopped after epoch" in stdout
+    assert f"resume with: --resume {out / 'checkpoint.npz'}" in stdout
+    assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+    assert "Traceback" not in stderr
+
+
+def test_monitor_val_acc_without_a_validation_split_says_what_it_watches(run, write_spec,
+                                                                         tmp_path):
+    result = run("train", write_spec(TINY), "--epochs", "2", "--val-split", "0", "--monitor",
+                 "val_acc", "--patience", "1", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "note: no validation split: --monitor val_acc watches train_acc" in result.output
+    assert "no progress in val_acc" not in result.output
+
+
+def test_weights_accepts_a_run_directory(run, write_spec, tmp_path):
+    spec = write_spec(TINY)
+    assert run("train", spec, "--epochs", "1", "--out", str(tmp_path / "a")).exit_code == 0
+    result = run("train", spec, "--epochs", "1", "--weights", str(tmp_path / "a"), "--out",
+                 str(tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+
+
+def test_float64_pixels_near_1e300_train_without_warnings(tmp_path, write_spec):
+    """Pixels are scaled in float64 before the cast to float32 (1e300 is no float32), and
+    the transform says the divisor in a few digits, not 300."""
+    import subprocess
+    import struct
+    d = tmp_path / "d"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+
+    def blob(values, code, dtype):
+        arr = np.asarray(values)
+        head = bytes([0, 0, code, arr.ndim]) + struct.pack(f">{arr.ndim}i", *arr.shape)
+        return head + arr.astype(dtype).tobytes()
+    for part, n in (("train", 50), ("t10k", 20)):
+        (d / f"{part}-images-idx3-ubyte").write_bytes(
+            blob(rng.random((n, 8, 8)) * 1e300, 0x0E, ">f8"))
+        (d / f"{part}-labels-idx1-ubyte").write_bytes(blob(np.arange(n) % 10, 0x08, ">u1"))
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "archcalc",
+                           "train", write_spec(TINY), "--data", f"idx:{d}", "--epochs", "1",
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "pixels ÷9.99" in proc.stdout and "e+299 to 0..1" in proc.stdout
+
+
+def test_a_full_disk_names_the_file_and_the_checkpoint_on_disk(run, write_spec, tmp_path,
+                                                              monkeypatch):
+    """The second checkpoint write fails with ENOSPC: one line naming checkpoint.npz and
+    saying that epoch 0's checkpoint is on disk, with its history.json put back."""
+    import errno
+    from archcalc.nn import weights
+    real, calls = weights.np.savez, []
+
+    def savez(fh, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fh, **arrays)
+
+    monkeypatch.setattr(weights.np, "savez", savez)
+    out = tmp_path / "run"
+    result = run("train", write_spec(TINY), "--epochs", "2", "--out", str(out))
+    assert result.exit_code == 1
+    ckpt = out / "checkpoint.npz"
+    assert result.stderr.strip() == (
+        f"error: cannot write {ckpt}: No space left on device (fix: free space on that disk "
+        f"(or quota), or write to another disk; {ckpt} still holds epoch 0)"), result.output
+    assert json.loads((out / "history.json").read_text()) == []
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

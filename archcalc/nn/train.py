@@ -852,7 +852,7 @@ class Trainer:
         if self.saved_epoch is None:
             on_disk = "no checkpoint of this run is on disk"
         else:
-            on_disk = f"{echo(ckpt, 80)} holds epoch {self.saved_epoch}"
+            on_disk = f"{echo(ckpt)} still holds epoch {self.saved_epoch}"
             try:
                 write_json(self.out / "history.json", self._saved_history)
             except ArchcalcError:

@@ -609,3 +609,49 @@ def _many_members(path: Path, count: int) -> None:
 @pytest.mark.parametrize("case", CASES2, ids=lambda c: c.id)
 def test_case_round2(case, tmp_path):
     check_case(case, tmp_path)
+
+
+def test_memory_forecast_and_output_size_come_before_the_model(tmp_path):
+    """vgg16 at 1×224×224 used to build the model (748 MB, 7.6 s) before it found 10 classes
+    vs 1,000 outputs, and to train itself out of memory (2 GB, then a traceback); now the
+    calculator decides both before anything is built."""
+    for args, start in (
+            (["train", "vgg16", "--input", "1x224x224", "--memory-budget", "1000TB"],
+             "error: dataset 'digits' has 10 classes; spec 'vgg16' ends with 1,000 output"),
+            (["train", "vgg16", "--input", "1x224x224", "--memory-budget", "2GB"],
+             "error: training vgg16 at batch 64 needs about")):
+        m = measure([*args, "--out", "run"], tmp_path)
+        assert m.code == 1 and m.stderr.startswith(start), m.stderr
+        assert m.peak_mb < 200 and m.cpu_s < 5, (args, m.peak_mb, m.cpu_s)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_idx_image_size_is_decided_from_the_headers(tmp_path):
+    """A 4 kB sparse IDX file whose header says 1×40,000×40,000 (1.6 GB of pixels) used to
+    be read whole before the size check; the headers alone now refuse it."""
+    files = idx_set(20)
+    for rel, content in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(content)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        with open(tmp_path / "d" / name, "wb") as fh:
+            fh.write(bytes([0, 0, 8, 3]) + struct.pack(">3i", 1, 40_000, 40_000))
+            fh.truncate(16 + 40_000 * 40_000)                # sparse: no blocks on disk
+    (tmp_path / "d" / "train-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + struct.pack(">i", 1) + b"\x00")
+    (tmp_path / "d" / "t10k-labels-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + struct.pack(">i", 1) + b"\x01")
+    m = measure(["train", "tiny.yaml", "--data", "idx:d", "--out", "run"], tmp_path)
+    assert m.code == 1 and "has 40000×40000 images; spec 'tiny' takes a flat input of 64" \
+        in m.stderr, m.stderr
+    assert m.peak_mb < 200 and m.cpu_s < 5, (m.peak_mb, m.cpu_s)
+
+
+def test_an_archive_of_60000_members_is_refused_by_its_count(tmp_path):
+    """14 MB of empty members took 9.2 s and 104 MB (a header read each) before refusal."""
+    _many_members(tmp_path / "many.npz", 60_000)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    m = measure(["evaluate", "tiny.yaml", "many.npz"], tmp_path)
+    assert m.code == 1 and "it holds 60,000 arrays, more than the limit of 50,000" in m.stderr
+    assert m.peak_mb < 200 and m.cpu_s < 5, (m.peak_mb, m.cpu_s)
