@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
 from archcalc.errors import ArchcalcError, SpecError
 from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.resolve import Resolver, nearest
+from archcalc.spec.text import check_text
 from archcalc.spec.tree import Network
 from archcalc.spec.yamlio import brief, line_of, max_depth, parse_text, stack_room
 
@@ -188,7 +189,7 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     max_depth()
     path = locate(ref)
     # Errors name the file as the user wrote it; a bundled spec by its file name.
-    display = ref if FsPath(ref).exists() else path.name
+    display = echo(ref) if FsPath(ref).exists() else path.name  # an argv path may hold ESC
     try:
         text = decode(_read_bounded(path, ref))
         return loads(text, file=display, json_mode=path.suffix.lower() == ".json",
@@ -234,6 +235,13 @@ def from_dict(raw: Any, *, file: str | None = None,
         msg = err["msg"][:1].lower() + err["msg"][1:]  # keep C×H×W in our own messages
         raise SpecError(f"'{field}': {msg} (got {got})", file=file,
                         line=key_line, fix=_TOP_FIXES.get(field, "see README, Spec language")) from None
+    key_lines = getattr(raw, "key_lines", None) or {}
+    for key, prose in (("name", False), ("source", False), ("description", True)):
+        try:
+            check_text(getattr(spec, key), f"the spec's {key}", line=key_lines.get(key),
+                       prose=prose)
+        except ArchcalcError as exc:
+            raise exc.located(file=file) from None
     # The raw mappings keep their line numbers (pydantic copies them into plain dicts).
     try:
         with stack_room():

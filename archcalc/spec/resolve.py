@@ -29,6 +29,7 @@ from archcalc.limits import echo, limit, raise_hint
 from archcalc.spec.budget import COMPOSITES, Forecast, is_kind_map, looks_like_item
 from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
+from archcalc.spec.text import check_text
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
 from archcalc.spec.yamlio import brief, elide, line_of, max_depth
 
@@ -107,6 +108,11 @@ def validate_leaf(params: dict, *, line: int | None, layer: str | None,
         raise SpecError(message, line=line, layer=layer, fix=fix) from None
 
 
+def _key_line(mapping: Any, key: str) -> int | None:
+    """The line of `key` in a parsed mapping (else the mapping's own line)."""
+    return (getattr(mapping, "key_lines", None) or {}).get(key) or line_of(mapping)
+
+
 class _Scope:
     """Names used in one scope and the per-prefix counters for derived names."""
 
@@ -138,6 +144,7 @@ class _Scope:
                             f"have at most {limit('MAX_NAME_CHARS'):,}", line=line,
                             layer=self.separator.join(self.path) or None,
                             fix="a shorter name; " + raise_hint("MAX_NAME_CHARS"))
+        check_text(name, "the name", line=line, layer=self.separator.join(self.path) or None)
         if not name or self.separator in name:
             raise SpecError(f"bad name '{echo(name)}': names must be non-empty and must not contain "
                             f"the separator '{self.separator}'", line=line,
@@ -186,6 +193,8 @@ class Resolver:
         if not isinstance(definition, dict):
             raise SpecError(f"block '{name}' must be a mapping with args and layers", line=line,
                             fix=f"{name}: {{args: [...], layers: [...]}}")
+        check_text(definition.get("description"), f"block '{name}': the description",
+                   line=_key_line(definition, "description"), prose=True)
         args = definition.get("args", [])
         if args is None:
             args = []

@@ -14,6 +14,7 @@ are bounded by archcalc.limits (MAX_SPEC_NODES, MAX_SPEC_DEPTH).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
@@ -54,7 +55,15 @@ class _Loader(yaml.SafeLoader):
             raise _too_many(self.peek_event().start_mark.line + 1)
         return yaml.SafeLoader.compose_node(self, parent, index)
 
+    def compose_scalar_node(self, anchor: Any) -> Any:
+        event = self.peek_event()
+        _check_tag(event)
+        if event.style is None and event.tag is None:  # a plain scalar: its type is guessed
+            _check_number(event.value, event.start_mark)
+        return yaml.SafeLoader.compose_scalar_node(self, anchor)
+
     def compose_sequence_node(self, anchor: Any) -> Any:
+        _check_tag(self.peek_event())
         self._open(anchor)
         try:
             return yaml.SafeLoader.compose_sequence_node(self, anchor)
@@ -62,6 +71,7 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
     def compose_mapping_node(self, anchor: Any) -> Any:
+        _check_tag(self.peek_event())
         self._open(anchor)
         try:
             return yaml.SafeLoader.compose_mapping_node(self, anchor)
@@ -82,6 +92,69 @@ class _Loader(yaml.SafeLoader):
         if node is not None and self._shared:
             check_expansion(node)
         return node
+
+
+# ---- what YAML may say in a spec ------------------------------------------------------------
+# Explicit tags that only restate what a value is; every other tag (!!python/object:...,
+# !!binary, !!set, !!timestamp, a local !tag) builds something a spec has no use for.
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}"
+                        for name in ("str", "int", "float", "bool", "null", "seq", "map"))
+
+
+def _check_tag(event: Any) -> None:
+    tag = getattr(event, "tag", None)
+    if tag is None or tag == "!" or tag in _PLAIN_TAGS:
+        return
+    shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+    raise SpecError(f"the YAML tag '{echo(shown, 60)}' (column {event.start_mark.column + 1}) "
+                    "is not allowed in a spec",
+                    line=event.start_mark.line + 1,
+                    fix="remove the tag: a spec holds text, numbers, lists and mappings")
+
+
+# Numbers: YAML 1.1 (PyYAML's) and YAML 1.2 (JSON's, most other tools') read some plain
+# scalars differently. A spec means the same to every reader, so archcalc reads integers as
+# decimal (or 0x hex, which both agree on), floats with or without a dot (1e-5 and 1.0e-5,
+# as JSON does), and refuses the forms only YAML 1.1 reads as numbers: base 60 (1:30 = 90),
+# a leading zero (010 = 8) and 0b binary.
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_INT_RE = re.compile(r"^[-+]?(?:0|[1-9][0-9_]*|0x[0-9a-fA-F_]+)$")
+_FLOAT_RE = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_YAML11_ONLY = (
+    (re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$"),
+     "a base-60 number in YAML 1.1 (1:30 is 90) and text in YAML 1.2"),
+    (re.compile(r"^[-+]?0[0-7_]+$"), "an octal number in YAML 1.1 (010 is 8) and decimal in "
+                                     "YAML 1.2"),
+    (re.compile(r"^[-+]?0b[01_]+$"), "a binary number in YAML 1.1 and text in YAML 1.2"),
+)
+
+
+def _check_number(value: str, mark: Any) -> None:
+    if not value[:1] or value[0] not in "-+0123456789":
+        return
+    for pattern, meaning in _YAML11_ONLY:
+        if pattern.match(value):
+            raise SpecError(f"'{echo(value, 40)}' (column {mark.column + 1}) is {meaning}: "
+                            "archcalc does not guess", line=mark.line + 1,
+                            fix="write the number in decimal, or quote it if it is text")
+
+
+def _number_resolvers() -> dict:
+    """SafeLoader's implicit resolvers with int and float replaced by the rules above."""
+    table = {first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+             for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for tag, pattern, firsts in ((_INT, _INT_RE, "-+0123456789"),
+                                 (_FLOAT, _FLOAT_RE, "-+0123456789.")):
+        for first in firsts:
+            table.setdefault(first, []).append((tag, pattern))
+    return table
+
+
+_Loader.yaml_implicit_resolvers = _number_resolvers()
 
 
 def _too_many(line: int | None) -> SpecError:
