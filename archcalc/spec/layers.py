@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from archcalc.limits import MAX_SIZE
 
 # Strict: YAML's `true` is not the integer 1, and 3.5 filters is an error, not 3.
+# Every float field refuses inf and nan (allow_inf_nan=False): `eps: .inf` or `slope: 1e309`
+# would pass a `gt=0` bound and turn every value the executor computes into nan; a field with
+# no natural upper bound stops at MAX_SIZE (10⁹), past which float32 arithmetic overflows.
 PositiveInt = Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE)]
 IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
@@ -137,15 +140,15 @@ class Dropout(_Layer):
     """Inverted dropout: zero with probability `rate` in training, identity at inference."""
 
     type: Literal["dropout"] = "dropout"
-    rate: float = Field(0.5, ge=0.0, lt=1.0)
+    rate: float = Field(0.5, ge=0.0, lt=1.0, allow_inf_nan=False)
 
 
 class BatchNorm(_Layer):
     """Batch norm per channel: γ, β trainable; running mean and variance not trainable."""
 
     type: Literal["batchnorm"] = "batchnorm"
-    eps: float = Field(1e-5, gt=0)
-    momentum: float = Field(0.1, gt=0, le=1)
+    eps: float = Field(1e-5, gt=0, le=MAX_SIZE, allow_inf_nan=False)
+    momentum: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)
 
 
 class LRN(_Layer):
@@ -154,9 +157,9 @@ class LRN(_Layer):
 
     type: Literal["lrn"] = "lrn"
     size: PositiveInt = 5
-    alpha: float = Field(1e-4, ge=0)
-    beta: float = Field(0.75, ge=0)
-    k: float = Field(1.0, gt=0)
+    alpha: float = Field(1e-4, ge=0, le=MAX_SIZE, allow_inf_nan=False)
+    beta: float = Field(0.75, ge=0, le=MAX_SIZE, allow_inf_nan=False)
+    k: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False)
 
 
 class LayerNorm(_Layer):
@@ -164,7 +167,7 @@ class LayerNorm(_Layer):
     (PyTorch's nn.LayerNorm(normalized_shape=input shape))."""
 
     type: Literal["layernorm"] = "layernorm"
-    eps: float = Field(1e-5, gt=0)
+    eps: float = Field(1e-5, gt=0, le=MAX_SIZE, allow_inf_nan=False)
 
 
 class ReLU(_Layer):
@@ -173,12 +176,12 @@ class ReLU(_Layer):
 
 class LeakyReLU(_Layer):
     type: Literal["leaky_relu"] = "leaky_relu"
-    slope: float = Field(0.01, ge=0)
+    slope: float = Field(0.01, ge=0, le=MAX_SIZE, allow_inf_nan=False)
 
 
 class ELU(_Layer):
     type: Literal["elu"] = "elu"
-    alpha: float = Field(1.0, gt=0)
+    alpha: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False)
 
 
 class Sigmoid(_Layer):
@@ -199,7 +202,7 @@ class Maxout(_Layer):
     """Max over `pieces` consecutive channels: C → C/pieces (Goodfellow et al. 2013)."""
 
     type: Literal["maxout"] = "maxout"
-    pieces: Annotated[int, Strict(), Field(ge=2)] = 2
+    pieces: Annotated[int, Strict(), Field(ge=2, le=MAX_SIZE)] = 2
 
 
 LayerSpec = Annotated[

@@ -93,6 +93,12 @@ _FIXES = {
     "units": "a positive integer",
     "rate": "a number in [0, 1)",
     "pieces": "an integer >= 2",
+    "eps": "a small positive number, e.g. 1e-5",
+    "momentum": "a number in (0, 1], e.g. 0.1",
+    "alpha": "a finite number, e.g. 1e-4 (lrn) or 1.0 (elu)",
+    "beta": "a finite number >= 0, e.g. 0.75",
+    "k": "a finite number > 0, e.g. 1.0 or 2.0",
+    "slope": "a finite number >= 0, e.g. 0.01",
 }
 
 
