@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -359,9 +359,63 @@ def _parse_text(text: str, json_mode: bool) -> Any:
         except (RecursionError, ValueError) as exc:
             raise SpecError(f"JSON too deep or too large to read: {type(exc).__name__}",
                             fix="simplify the file") from None
+        # JSON strings cannot hold a raw tab (json.loads refused it above), so every tab is
+        # whitespace between tokens, which YAML refuses as indentation (json.dump(indent='\t')).
+        text = text.replace("\t", " ")
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except SpecError:
+        raise
+    except yaml.YAMLError:
+        if not json_mode:
+            _yaml_error(text)
+    except (RecursionError, ValueError):
+        _yaml_error(text)
+    # Valid JSON that YAML still reads otherwise (a key past 1,024 characters, a character
+    # YAML text cannot hold): JSON's own reading, without line numbers, is the file's meaning.
+    return _parse_json(text)
+
+
+def _parse_json(text: str) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> LineDict:
+        out = LineDict()
+        for key, value in items:
+            if key in out:
+                raise SpecError(f"duplicate key '{echo(key)}'",
+                                fix="keep one of them; JSON readers silently drop the first")
+            out[key] = value
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except (RecursionError, ValueError) as exc:
+        raise SpecError(f"JSON too deep or too large to read: {type(exc).__name__}",
+                        fix="simplify the file") from None
+    _check_json_size(data)
+    return data
+
+
+def _check_json_size(data: Any) -> None:
+    """The bounds the YAML path checks while composing (values, depth), on JSON's result:
+    one iterative walk (JSON has no aliases, so the walk is as large as the file)."""
+    max_values, deepest = limit("MAX_SPEC_NODES"), max_depth()
+    stack, values = [(data, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        values += 1
+        if values > max_values:
+            raise _too_many(None)
+        if isinstance(value, (dict, list)):
+            if depth + 1 > deepest:
+                raise _too_deep(None)
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+
+
+def _yaml_error(text: str) -> NoReturn:
+    """The exception being handled (called from an `except` block) as one SpecError with
+    its line."""
+    try:
         raise
     except RecursionError:  # MAX_SPEC_DEPTH raised past what Python's stack can take
         raise SpecError("the file nests too deeply for Python to read",
