@@ -72,7 +72,6 @@ def test_bottleneck_formulas_and_markdown(run):
      ["--kernel 31 is larger than the 28×28 input"]),
     (["--input", "0x28x28", "--kernel", "5", "--filters", "32", "--reduce", "16"],
      ["bad input shape '0x28x28'"]),
-    (["--input", "192x28x28", "--kernel", "5"], ["missing --filters, --reduce"]),
     (["googlenet", "--kernel", "5"], ["--kernel describe an ad hoc case"]),
     (["nosuchnet"], ["unknown spec 'nosuchnet'"]),
 ])
@@ -137,7 +136,6 @@ def test_layer_conv_pool_dense(run):
 @pytest.mark.parametrize("args, fragment", [
     (["conv", "--input", "3x8x8", "--kernel", "11", "--filters", "4"],
      "kernel 11 larger than the padded input 8"),
-    (["conv", "--kernel", "3", "--filters", "4"], "needs --input"),
     (["pool", "--input", "9216", "--kernel", "2"], "needs a C×H×W input"),
 ])
 def test_layer_nonsense_is_one_line(run, args, fragment):
@@ -284,3 +282,28 @@ def test_docs_design_plain_text_examples_are_real_output(run):
             body.strip().splitlines(), command
         checked += 1
     assert checked == 6
+
+
+@pytest.mark.parametrize("args, line", [
+    (["layer", "conv", "--kernel", "3", "--filters", "4"],
+     "error: layer conv: missing option '--input' (fix: see 'archcalc layer conv --help')"),
+    (["layer", "dense", "--units", "5"],
+     "error: layer dense: missing option '--input' (fix: see 'archcalc layer dense --help')"),
+    (["factorize", "--kernel", "5", "--filters", "3"],
+     "error: factorize: missing option '--input' (fix: see 'archcalc factorize --help')"),
+    (["bottleneck", "--input", "192x28x28", "--kernel", "5"],
+     "error: bottleneck: give a SPEC, or the ad hoc case: --input, --kernel, --filters and "
+     "--reduce (missing --filters, --reduce) (fix: e.g. archcalc bottleneck --input 192x28x28 "
+     "--kernel 5 --filters 32 --reduce 16)"),
+])
+def test_a_missing_option_is_a_usage_error(run, args, line):
+    usage_error(run(*args), line)
+
+
+def test_conv_groups_message_names_both_numbers(run):
+    result = run("layer", "conv", "--input", "1x8x8", "--kernel", "3", "--filters", "2",
+                 "--groups", "3")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: filters (2) must be divisible by groups (3) (fix: give --filters a multiple "
+        "of --groups)"]

@@ -39,9 +39,16 @@ def make_layer(kind: str, **fields):
         return MODELS[kind].model_validate(given)
     except ValidationError as exc:
         err = exc.errors()[0]
+        if err["type"] == "value_error" and not err["loc"]:  # the model's own check
+            # (filters and groups): its message has the numbers, the options are named alike
+            raise ArchcalcError(str(err["ctx"]["error"]),
+                                fix=_MODEL_FIXES.get(kind, "see 'archcalc layer --help'")) from None
         where = ".".join(str(p) for p in err["loc"]) or kind
         raise ArchcalcError(f"{kind}: {where}: {err['msg'].lower()} (got {brief(err.get('input'))})",
-                            fix="see `archcalc layer --help`") from None
+                            fix="see 'archcalc layer --help'") from None
+
+
+_MODEL_FIXES = {"conv2d": "give --filters a multiple of --groups"}
 
 
 def chain(name: str, input_shape: tuple[int, ...], layers: Iterable) -> Network:

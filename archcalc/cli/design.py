@@ -38,6 +38,10 @@ format_option = click.option("--format", "fmt", type=FORMATS, default="table",
 # An ad hoc input is parsed by the library (a bad one is exit 1, not a usage error).
 adhoc_input = click.option("--input", "input_text", metavar="CxHxW",
                            help="The input the layer(s) see, e.g. 192x28x28.")
+# Where the input is the whole question (layer, factorize), leaving it out is a usage error
+# (exit 2), like any other missing required option.
+required_input = click.option("--input", "input_text", metavar="CxHxW", required=True,
+                              help="The input the layer(s) see, e.g. 192x28x28.")
 
 
 def _show(grid: Grid, fmt: str, data: dict, extra: list[str] | None = None) -> None:
@@ -172,11 +176,14 @@ def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, pad
         return
     missing = [n for n, v in (("--kernel", kernel), ("--filters", filters),
                               ("--reduce", reduce_to)) if v is None]
-    if missing or not input_text:
-        raise ArchcalcError("give a SPEC, or the ad hoc case: --input, --kernel, --filters and "
-                            "--reduce" + (f" (missing {', '.join(missing)})" if missing else ""),
-                            fix="e.g. archcalc bottleneck --input 192x28x28 --kernel 5 "
-                                "--filters 32 --reduce 16")
+    if not input_text:
+        missing.insert(0, "--input")
+    if missing:  # options left out: a usage error (exit 2), as click's own required options
+        failure = click.UsageError("give a SPEC, or the ad hoc case: --input, --kernel, "
+                                   f"--filters and --reduce (missing {', '.join(missing)})")
+        failure.fix = ("e.g. archcalc bottleneck --input 192x28x28 --kernel 5 --filters 32 "
+                       "--reduce 16")
+        raise failure
     result = adhoc(_need_input(input_text, "bottleneck"), kernel=kernel, filters=filters,
                    reduce=reduce_to, expand=expand, stride=stride,
                    padding=padding, bias=not no_bias)
@@ -188,7 +195,7 @@ def bottleneck(spec, input_text, kernel, filters, reduce_to, expand, stride, pad
 
 # ---- factorize --------------------------------------------------------------------------------
 @main.command()
-@adhoc_input
+@required_input
 @click.option("--kernel", type=COUNT, required=True, help="The k×k convolution to factorise.")
 @click.option("--filters", type=COUNT, required=True, help="Its output channels.")
 @click.option("--mid", type=COUNT, default=None,
@@ -226,7 +233,7 @@ def layer() -> None:
 
 
 @layer.command("conv")
-@adhoc_input
+@required_input
 @pair_option("kernel", required=True, help="K or KhxKw, e.g. 11 or 1x7.")
 @click.option("--filters", type=COUNT, required=True, help="Output channels.")
 @pair_option("stride", default="1", show_default=True, help="S or ShxSw.")
@@ -246,7 +253,7 @@ def layer_conv(input_text, kernel, filters, stride, padding, dilation, groups, n
 
 
 @layer.command("pool")
-@adhoc_input
+@required_input
 @pair_option("kernel", required=True, help="K or KhxKw.")
 @pair_option("stride", default=None, help="S or ShxSw (default: the kernel).")
 @padding_option
@@ -263,7 +270,7 @@ def layer_pool(input_text, kernel, stride, padding, ceil_mode, avg, dtype) -> No
 
 
 @layer.command("dense")
-@adhoc_input
+@required_input
 @click.option("--units", type=COUNT, required=True, help="Output features.")
 @click.option("--no-bias", is_flag=True)
 @dtype_option

@@ -96,6 +96,9 @@ def bundled_names() -> list[str]:
 
 def locate(ref: str) -> FsPath:
     """A bundled name or a file path → the file. Raises ArchcalcError with a suggestion."""
+    if not ref.strip():  # Path('') is '.', the current directory: say what is really wrong
+        raise ArchcalcError("the spec argument is empty",
+                            fix="give a bundled name (see 'archcalc list') or a .yaml/.json file")
     path = FsPath(ref)
     if path.suffix.lower() in (".yaml", ".yml", ".json") or os.sep in ref or path.exists():
         _regular_file(path, ref)

@@ -70,6 +70,8 @@ def _pydantic_message(exc: ValidationError, kind: str,
         return f"{kind}: unknown field '{field}'", fix
     if etype == "missing":
         return f"{kind}: missing field '{field}'", f"add '{field}: <value>'"
+    if etype == "value_error" and not loc:  # a model's own check: its message has the numbers
+        return f"{kind}: {err['ctx']['error']}", _MODEL_FIXES.get(kind, "see README, Spec language")
     got = err.get("input")
     fix = _FIXES.get(field, "see README, Spec language")
     where = f"field '{field}'" if loc else "fields"
@@ -83,6 +85,9 @@ def _pydantic_message(exc: ValidationError, kind: str,
                 f"did you mean '{hint}'?" if hint else fix)
     return f"{kind}: {where}: {err['msg'].lower()} (got {brief(got)})", fix
 
+
+# The fix for each model's own check across fields (archcalc.spec.layers' model validators).
+_MODEL_FIXES = {"conv2d": "make filters a multiple of groups"}
 
 _FIXES = {
     "filters": "a positive integer divisible by groups",
