@@ -306,7 +306,10 @@ dtype_option = click.option("--dtype", type=DTYPES, default="float32", show_defa
 
 def console(width: int | None = None) -> Console:
     """The console every table goes to; tests fix the width (COLUMNS) and get no colour."""
-    return Console(width=width, soft_wrap=False, highlight=False)
+    out = Console(width=width, soft_wrap=False, highlight=False)
+    if out.width < 40:  # COLUMNS=0 printed nothing, COLUMNS=1 a character a line
+        out.width = 40
+    return out
 
 
 _WIDE = "archcalc.wide"
