@@ -18,12 +18,18 @@ from archcalc.errors import ArchcalcError
 # name → (default, what it bounds). The environment variable is ARCHCALC_<NAME>.
 DEFAULTS: dict[str, tuple[int, str]] = {
     # Spec files (archcalc.spec).
-    "MAX_SPEC_BYTES": (64 * 1024 * 1024, "bytes in one spec file"),
-    "MAX_SPEC_NODES": (4_000_000, "YAML values in a spec once its aliases (*anchor) are expanded"),
+    # The spec limits are calibrated (tests/test_scale_bounds.py, benchmarks/scale.py): the
+    # worst spec inside all of them is validated and summarised in < 5 s and < 200 MB.
+    # PyYAML's pure-Python parser costs ~25 µs and ~0.7 KB a value, ~1 s a MB of text; a
+    # layer (or merge) ~60 µs and ~2.5 KB through load, analyze and the table.
+    "MAX_SPEC_BYTES": (512 * 1024, "bytes in one spec file"),
+    "MAX_SPEC_NODES": (80_000, "YAML values in a spec once its aliases (*anchor) are expanded"),
     "MAX_SPEC_DEPTH": (500, "nesting depth of a spec (lists, mappings, blocks, repeats)"),
-    "MAX_LAYERS": (1_000_000, "layers in a resolved spec (repeats and blocks unrolled)"),
+    "MAX_LAYERS": (40_000, "layers in a resolved spec (repeats and blocks unrolled)"),
     "MAX_NAME_CHARS": (1000, "characters in one layer name of a spec"),
-    "MAX_UNROLLED": (16_000_000, "items, repetitions and substituted values a spec's repeats "
+    # 2 × MAX_LAYERS and room: `repeat: 40000` of one layer costs 80,001 (a step and an item
+    # each); it also bounds merge rows (add/concat), which the forecast does not count as layers.
+    "MAX_UNROLLED": (82_000, "items, repetitions and substituted values a spec's repeats "
                                  "and block uses unroll to, all together"),
     # Data files (archcalc.nn.data).
     "MAX_DATA_BYTES": (4 * 1024 * 1024 * 1024, "bytes of one decompressed IDX data file"),

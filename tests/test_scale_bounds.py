@@ -94,3 +94,92 @@ def test_print_wide_streams_the_same_bytes_as_rich(capsys):
     width = drawn.renderables[0].width
     rich_group = type(drawn)(grid._rich_table(set(), False), *drawn.renderables[1:])
     assert streamed == _render(rich_group, max(width, 80))
+
+
+def test_json_and_csv_pieces_are_the_whole_text():
+    """summary --format json/csv is written in pieces: together they are json.dumps of the
+    whole analysis and one csv writer's text, for any size of piece."""
+    import csv
+    import json
+
+    analysis = analyze(load("googlenet"))
+    whole = json.dumps(analysis.as_dict(), indent=2)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for line in report.iter_csv(analysis, chunk=10**9):
+        buf.write(line)
+    for chunk in (1, 7, 1000):
+        assert "".join(report.iter_json(analysis, chunk)) == whole
+        assert "".join(report.iter_csv(analysis, chunk=chunk)) == buf.getvalue()
+    del writer
+
+
+# ---- the worst specs inside the default limits ------------------------------------------------
+from catalogue.runner import measure  # noqa: E402
+
+from archcalc.limits import limit  # noqa: E402
+
+HEAD = "name: t\ninput: [4, 8, 8]\nlayers:\n"
+# The costliest layer per row found (every field a conv takes: ~2.5 KB and ~60 µs a layer).
+CONV = "{conv: {filters: 4, kernel: 3, stride: 1, padding: same, dilation: 1, groups: 2, bias: true}}"
+MERGE = "{add: [[], []]}"  # a merge row of no layers: bounded by MAX_UNROLLED only
+
+
+def _layers_at_limit() -> str:
+    """MAX_LAYERS conv layers: a repeat of a body of ten."""
+    return HEAD + f"  - repeat: {limit('MAX_LAYERS') // 10}\n    layers: [{', '.join([CONV] * 10)}]\n"
+
+
+def _merges_at_limit() -> str:
+    """As many merge rows as MAX_UNROLLED allows (one step per repetition, one per merge)."""
+    return HEAD + f"  - repeat: {limit('MAX_UNROLLED') // 11}\n    layers: [{', '.join([MERGE] * 10)}]\n"
+
+
+def _empty_at_limit() -> str:
+    """Nested repeats of an empty body: work and no layer."""
+    outer = limit("MAX_UNROLLED") // 402
+    return HEAD + f"  - {{repeat: {outer}, layers: [{{repeat: 200, layers: [[]]}}]}}\n  - relu\n"
+
+
+def _flat_at_limit() -> str:
+    """A flat file of conv layers with as many YAML values as MAX_SPEC_NODES and
+    MAX_SPEC_BYTES allow (17 values a layer)."""
+    count = min((limit("MAX_SPEC_NODES") - 20) // 17,
+                (limit("MAX_SPEC_BYTES") - len(HEAD)) // (len(CONV) + 3))
+    return HEAD + f"  - {CONV}\n" * count
+
+
+WORST = {"layers": _layers_at_limit, "merges": _merges_at_limit, "empty": _empty_at_limit,
+         "flat": _flat_at_limit}
+
+
+@pytest.mark.parametrize("spec, args", [
+    ("layers", ["summary"]),
+    ("layers", ["summary", "--format", "json"]),
+    ("merges", ["summary"]),
+    ("merges", ["summary", "--format", "json"]),
+    ("flat", ["validate"]),
+    ("flat", ["summary", "--format", "csv"]),
+    ("empty", ["validate"]),
+])
+def test_the_worst_spec_inside_the_limits_is_cheap(tmp_path, spec, args):
+    text = WORST[spec]()
+    assert len(text.encode()) <= limit("MAX_SPEC_BYTES")
+    (tmp_path / "net.yaml").write_text(text, encoding="utf-8")
+    used = measure([*args, "net.yaml"], tmp_path, timeout=60)
+    assert used.code == 0, used.stderr
+    assert used.peak_mb < 200 and used.cpu_s < 5, (spec, args, used.peak_mb, used.cpu_s)
+
+
+@pytest.mark.parametrize("over", ["layers", "bytes"])
+def test_just_over_a_limit_is_refused_cheaply(tmp_path, over):
+    if over == "layers":
+        text = HEAD + f"  - repeat: {limit('MAX_LAYERS') + 1}\n    layers: [relu]\n"
+        want = "more than archcalc unrolls"
+    else:
+        text = HEAD + "  - relu\n" + "#" * (limit("MAX_SPEC_BYTES") - len(HEAD) - 8) + "\n"
+        want = "a spec may have at most"
+    (tmp_path / "net.yaml").write_text(text, encoding="utf-8")
+    used = measure(["summary", "net.yaml"], tmp_path, timeout=60)
+    assert used.code == 1 and want in used.stderr, used.stderr
+    assert used.peak_mb < 100 and used.cpu_s < 1.5, (over, used.peak_mb, used.cpu_s)
