@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from archcalc.limits import DEFAULTS
 from catalogue.runner import Case, check_case, measure
 
 FIX_FILE = "(fix: name a .yaml or .json file)"
@@ -57,7 +58,8 @@ CASES = [
          f"error: ./: is a directory, not a spec file {FIX_FILE}"),
     # Too large: by the file's size, before reading.
     Case("spec_too_large", ["summary", "huge.yaml"],
-         "error: huge.yaml: the file is 68,157,440 bytes; a spec may have at most 67,108,864 "
+         "error: huge.yaml: the file is 68,157,440 bytes; a spec may have at most "
+         f"{DEFAULTS['MAX_SPEC_BYTES'][0]:,} "
          "bytes (fix: if the input is legitimate, raise the limit: "
          "ARCHCALC_MAX_SPEC_BYTES=<larger number>)", setup=_sparse_huge),
     Case("spec_too_large_env", ["summary", "net.yaml"],
@@ -66,7 +68,7 @@ CASES = [
          files={"net.yaml": GOOD}, env={"ARCHCALC_MAX_SPEC_BYTES": "20"}),
     Case("spec_limit_env_not_a_number", ["summary", "net.yaml"],
          "error: ARCHCALC_MAX_SPEC_BYTES='lots' is not a positive integer (fix: unset it "
-         "(default 67,108,864: bytes in one spec file) or give a number)",
+         f"(default {DEFAULTS['MAX_SPEC_BYTES'][0]:,}: bytes in one spec file) or give a number)",
          files={"net.yaml": GOOD}, env={"ARCHCALC_MAX_SPEC_BYTES": "lots"}),
     # Not UTF-8 text: the byte, the line, the fix.
     Case("spec_latin1", ["validate", "net.yaml"],
