@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import pytest
 
+from archcalc.limits import DEFAULTS
 from catalogue.runner import Case, check_case, measure
 
 HEAD = "name: t\ninput: [1, 8, 8]\n"
+NODES, LAYERS, UNROLLED = (f"{DEFAULTS[name][0]:,}"
+                           for name in ("MAX_SPEC_NODES", "MAX_LAYERS", "MAX_UNROLLED"))
 RAISE = "(fix: if the input is legitimate, raise the limit: ARCHCALC_{}=<larger number>)"
-TOO_MANY = ("the spec expands to more than 4,000,000 values once its aliases (*name) are "
+TOO_MANY = (f"the spec expands to more than {NODES} values once its aliases (*name) are "
             "expanded " + RAISE.format("MAX_SPEC_NODES"))
 DEEP = "lists and mappings nest more than 500 levels deep " + RAISE.format("MAX_SPEC_DEPTH")
 
@@ -121,21 +124,21 @@ CASES += [
     # Unrolling: refused from the counts, before a layer is built.
     Case("spec_repeat_of_repeat", ["summary", "net.yaml"],
          "error: net.yaml:4: repeat: 1,000 × 2,000 layer(s) = 2,000,000 layers, more than "
-         "archcalc unrolls (1,000,000) (fix: check the repeat counts; if the input is "
+         f"archcalc unrolls ({LAYERS}) (fix: check the repeat counts; if the input is "
          "legitimate, raise the limit: ARCHCALC_MAX_LAYERS=<larger number>)",
          files={"net.yaml": HEAD + "layers:\n  - repeat: 1000\n    layers:\n"
                 "      - {repeat: 1000, layers: [relu, relu]}\n"}),
     Case("spec_repeat_huge", ["validate", "net.yaml"],
          "error: net.yaml:4: repeat: 100,000,000,000 × 1 layer(s) = 100,000,000,000 layers, "
-         "more than archcalc unrolls (1,000,000) (fix: check the repeat counts; if the input "
+         f"more than archcalc unrolls ({LAYERS}) (fix: check the repeat counts; if the input "
          "is legitimate, raise the limit: ARCHCALC_MAX_LAYERS=<larger number>)",
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 100000000000, layers: [relu]}\n"}),
     Case("spec_repeat_of_nothing_huge", ["validate", "net.yaml"],
-         "error: net.yaml:4: repeats and blocks expand to more than 16,000,000 items and values "
+         f"error: net.yaml:4: repeats and blocks expand to more than {UNROLLED} items and values "
          "once unrolled " + RAISE.format("MAX_UNROLLED"),
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 100000000000, layers: []}\n"}),
     Case("spec_doubling_blocks", ["summary", "net.yaml"],
-         "error: net.yaml:23: the spec unrolls to more than 1,000,000 layers (the most archcalc "
+         f"error: net.yaml:19: the spec unrolls to more than {LAYERS} layers (the most archcalc "
          "unrolls) (fix: check the repeat counts; if the input is legitimate, raise the limit: "
          "ARCHCALC_MAX_LAYERS=<larger number>)",
          files={"net.yaml": HEAD + _doubling_blocks(40)}),
@@ -146,11 +149,11 @@ CASES += [
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 11, layers: [relu]}\n"},
          env={"ARCHCALC_MAX_LAYERS": "10"}),
     Case("spec_substitution_copies", ["summary", "net.yaml"],
-         "error: net.yaml:6: repeats and blocks expand to more than 16,000,000 items and values "
+         f"error: net.yaml:6: repeats and blocks expand to more than {UNROLLED} items and values "
          "once unrolled " + RAISE.format("MAX_UNROLLED"),
          files={"net.yaml": COPIES}),
     Case("spec_empty_repeats", ["validate", "net.yaml"],
-         "error: net.yaml:4: repeats and blocks expand to more than 16,000,000 items and values "
+         f"error: net.yaml:6: repeats and blocks expand to more than {UNROLLED} items and values "
          "once unrolled " + RAISE.format("MAX_UNROLLED"),
          files={"net.yaml": HEAD + "layers:\n  - repeat: 1000\n    layers:\n      - repeat: 1000\n"
                 "        layers: [{repeat: 1000, layers: []}]\n  - relu\n"}),
@@ -237,7 +240,7 @@ CASES += [
          "error: net.yaml:2: 'input': value error, input must be [C, H, W] (or [N] for a flat "
          "input) (got [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,…) (fix: "
          "input: [C, H, W] with positive integers, e.g. [3, 224, 224])",
-         files={"net.yaml": "name: t\ninput: [" + ", ".join(["1"] * 100_000)
+         files={"net.yaml": "name: t\ninput: [" + ", ".join(["1"] * 50_000)
                 + "]\nlayers: [relu]\n"}),
     # Shapes: say what the numbers are.
     Case("spec_dilated_kernel", ["summary", "net.yaml"],
