@@ -190,6 +190,108 @@ def refuse_if_over(analysis: Analysis, batch: int, budget: int | None) -> Memory
             "or raise --memory-budget")
 
 
+# ---- gradcheck's estimate ------------------------------------------------------------------
+# Forward passes one checked entry costs at the least (five-point differences at two steps);
+# halving the step adds two more, up to GRADCHECK_MAX_PASSES when it never converges.
+GRADCHECK_PASSES = 6
+GRADCHECK_MAX_PASSES = 22  # STEP 1e-3 halved down to MIN_STEP 1e-6: 10 levels
+# Outputs gradcheck holds at once: the unperturbed one, the loss weights R, and one per
+# offset tried for the entry being checked.
+GRADCHECK_OUTPUTS = 2 + GRADCHECK_MAX_PASSES
+GRADCHECK_LAYER_WORK = 50_000
+
+
+@dataclass(frozen=True)
+class GradcheckEstimate:
+    """What `archcalc gradcheck` will hold and do, from the spec alone (float64)."""
+
+    memory: MemoryEstimate  # the float64 forward at this batch, as `check` counts it
+    extra_bytes: int        # gradients, their analytic copy, backward's arrays, kept outputs
+    entries: int            # parameter and input entries checked (an upper estimate)
+    work: int               # MACs, values and layer calls of the forward passes, at the most
+
+    @property
+    def total_bytes(self) -> int:
+        return self.memory.total + self.extra_bytes
+
+    @property
+    def passes(self) -> int:
+        """Forward passes at the most (an entry whose step never converges)."""
+        return self.entries * GRADCHECK_MAX_PASSES
+
+
+def estimate_gradcheck(analysis: Analysis, batch: int, samples: int | None) -> GradcheckEstimate:
+    """`analysis` in float64 (analyze(..., dtype="float64")). Each parameter row is taken to
+    have two arrays (weight and bias, γ and β), each checked at `samples` entries (None: all);
+    the input at `samples` entries of its batch. Each entry costs GRADCHECK_PASSES to
+    GRADCHECK_MAX_PASSES forward passes, each the network's MACs plus its activations for
+    the batch, plus a fixed cost per layer call."""
+    base = estimate_memory(analysis, batch)
+    totals = analysis.totals
+    itemsize = totals.dtype_bytes
+    output_values = batch * _values(analysis.output_shape)
+    extra = (2 * base.param_bytes  # the gradients and gradcheck's analytic copy of them
+             + base.activation_bytes  # backward's gradient of each kept activation
+             + GRADCHECK_OUTPUTS * output_values * itemsize)
+
+    def checked(size: int, arrays: int) -> int:
+        return size if samples is None else min(size, arrays * samples)
+
+    entries = sum(checked(row.trainable_params, 2) for row in analysis.rows
+                  if row.trainable_params)
+    entries += checked(batch * totals.input_values, 1)
+    # A layer's call costs ~20 µs whatever its size: as much as ~50,000 MACs here.
+    per_pass = batch * (totals.macs + totals.activations) + GRADCHECK_LAYER_WORK * len(analysis.rows)
+    # At the most: batch norm over small maps halves the step to MIN_STEP (resnet18 at
+    # 3x16x16, --samples 2: 94 s measured, 1.2·10¹¹ estimated).
+    return GradcheckEstimate(base, extra, entries, entries * GRADCHECK_MAX_PASSES * per_pass)
+
+
+def _values(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def largest_gradcheck_batch(analysis: Analysis, samples: int | None, budget: int,
+                            upto: int) -> int:
+    """The largest batch below `upto` whose gradcheck estimate fits `budget` (0 if none)."""
+    lo, hi = 0, upto - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_gradcheck(analysis, mid, samples).total_bytes <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def refuse_gradcheck(analysis: Analysis, batch: int, samples: int | None, budget: int | None,
+                     max_work: int) -> GradcheckEstimate:
+    """The estimate, or one line if it is over the memory budget or the work limit."""
+    estimate = estimate_gradcheck(analysis, batch, samples)
+    name = analysis.network.name
+    if budget is not None and estimate.total_bytes > budget:
+        fits = largest_gradcheck_batch(analysis, samples, budget, batch)
+        hint = f"--batch {fits} fits" if fits else "even --batch 1 does not fit: a smaller --input"
+        raise ArchcalcError(
+            f"a gradcheck of {name} at batch {batch} needs about "
+            f"{fmt_bytes(estimate.total_bytes)} in float64 ({estimate.memory.describe()}, "
+            f"{fmt_bytes(estimate.extra_bytes)} of gradients and kept outputs), more than the "
+            f"memory budget of {fmt_bytes(budget)}",
+            fix=f"{hint}; or raise --memory-budget")
+    if estimate.work > max_work:
+        raise ArchcalcError(
+            f"a gradcheck of {name} checks about {estimate.entries:,} entries × "
+            f"up to {GRADCHECK_MAX_PASSES} forward passes of {estimate.work // max(estimate.passes, 1):,} "
+            f"units each (MACs + values + 50,000 a layer) = {estimate.work:,}, more than the "
+            f"{max_work:,} allowed (~3·10⁹ a second)",
+            fix="fewer --samples (0 checks every entry), a smaller --input or --batch; or "
+                "raise the limit: ARCHCALC_MAX_GRADCHECK_WORK=<larger number>")
+    return estimate
+
+
 # ---- per-layer comparison ------------------------------------------------------------------
 
 

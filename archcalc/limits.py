@@ -41,6 +41,9 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "MAX_GZIP_RATIO": (100, "decompressed ÷ compressed size a .gz IDX file may promise "
                             "(above 1 MiB; MNIST's is 5)"),
     "MAX_CLASSES": (10_000, "distinct class numbers (largest label + 1) in an IDX dataset"),
+    # archcalc gradcheck (archcalc.check.estimate_gradcheck): ~3·10⁹ units a second here.
+    "MAX_GRADCHECK_WORK": (10**11, "work of one gradcheck: entries checked × 22 forward passes × "
+                                   "(MACs + values + 50,000 a layer) of each pass"),
     # archcalc sweep (archcalc.calc.whatif).
     "MAX_SWEEP_SIZES": (1_000, "input sizes in one sweep (--sizes, or a --from/--to/--step range)"),
     "MAX_SWEEP_SCAN": (256, "sizes tried one by one, past the bisection, for the smallest fit"),

@@ -9,7 +9,8 @@ import pytest
 from archcalc.nn import gradcheck as gc
 from archcalc.nn.activations import ReLU
 from archcalc.nn.norm import LRN
-from archcalc.spec import loads
+from archcalc.calc import analyze
+from archcalc.spec import load, loads
 
 # Each case puts the kind after a small conv, so its backward is checked both through the
 # input gradient and through the conv's parameters upstream.
@@ -119,3 +120,39 @@ def test_cli_bad_spec_is_one_line(run, write_spec):
     result = run("gradcheck", path)
     assert result.exit_code == 1
     assert "larger than the padded input" in result.output and "Traceback" not in result.output
+
+
+# ---- bounded before it starts (issue 8) -------------------------------------------------------
+def test_gradcheck_refuses_over_its_memory_budget_with_the_batch_that_fits(run):
+    result = run("gradcheck", "lenet5", "--batch", "64", "--memory-budget", "8MB")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("error: a gradcheck of lenet5 at batch 64 needs about ")
+    assert "more than the memory budget of 8.0 MB (fix: --batch " in line
+    fits = int(line.split("(fix: --batch ")[1].split()[0])
+    assert 1 <= fits < 64
+    assert run("gradcheck", "lenet5", "--batch", str(fits), "--samples", "1",
+               "--memory-budget", "8MB").exit_code == 0
+
+
+def test_gradcheck_refuses_work_over_the_limit_with_the_numbers(run, tmp_path):
+    """75 bytes of two 20,000-unit dense layers: refused from the estimate, not after GBs."""
+    spec = tmp_path / "g.yaml"
+    spec.write_text("name: t\ninput: [1, 1, 1]\nlayers:\n  - flatten\n  - dense: 20000\n"
+                    "  - dense: 20000\n")
+    result = run("gradcheck", str(spec), "--memory-budget", "100TB")
+    assert result.exit_code == 1
+    assert ("checks about 82 entries × up to 22 forward passes of 800,270,002 units each"
+            in result.stderr)
+    assert "ARCHCALC_MAX_GRADCHECK_WORK=<larger number>" in result.stderr
+    assert run("gradcheck", "lenet5", "--samples", "0").exit_code == 1  # 63,754 entries
+
+
+def test_gradcheck_estimate_bounds_the_entries_it_checks():
+    from archcalc.check import estimate_gradcheck
+    from archcalc.nn.gradcheck import gradcheck
+
+    network = load("lenet5")
+    estimate = estimate_gradcheck(analyze(network, batch=2, dtype="float64"), 2, 3)
+    results = gradcheck(network, batch=2, samples=3)
+    assert sum(r.checked + r.skipped for r in results) <= estimate.entries

@@ -21,7 +21,9 @@ from archcalc.cli.common import (SEED, FiniteFloatRange, PlainTable, console, in
                                  plain, print_wide)
 from archcalc.nn import gradcheck as gradcheck_module
 from archcalc.nn.gradcheck import DEFAULT_TOLERANCE, gradcheck
-from archcalc.limits import MAX_GRADCHECK_BATCH
+from archcalc.check import default_budget, parse_size, refuse_gradcheck
+from archcalc.cli.common import ParsedParam
+from archcalc.limits import MAX_GRADCHECK_BATCH, limit
 from archcalc.spec import load
 
 
@@ -85,8 +87,11 @@ def entry_progress() -> Iterator[None]:
               help="Largest relative error that passes.")
 @click.option("--samples", type=click.IntRange(min=0), default=20, show_default=True,
               help="Entries checked per array, chosen at random (0: every entry).")
+@click.option("--memory-budget", type=ParsedParam("SIZE", parse_size, int), default=None,
+              help="Refuse runs estimated above this, e.g. 2GB or 500MB "
+                   "[default: half the available memory].")
 def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: float,
-                      samples: int) -> None:
+                      samples: int, memory_budget: int | None) -> None:
     """Check the executor's backward pass against centred differences in float64.
 
     Every parameter array (and the input) gets a row: the largest relative error between
@@ -104,7 +109,11 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
     network = load(spec, input_shape)
     # The calculator rejects a spec whose shapes do not work before anything is printed or
     # built, with the same line as every other command (the executor would say it later).
-    analyze(network)
+    # Its float64 figures bound the run before anything is allocated: memory (the budget)
+    # and forward passes (MAX_GRADCHECK_WORK), each refused with the numbers.
+    analysis = analyze(network, batch=batch, dtype="float64")
+    budget = memory_budget if memory_budget is not None else default_budget()
+    refuse_gradcheck(analysis, batch, samples or None, budget, limit("MAX_GRADCHECK_WORK"))
     out = console()
     shape = "×".join(map(str, network.input_shape))
     out.print(plain(f"gradcheck {network.name}: input {batch}×{shape}, float64, seed {seed}, "
