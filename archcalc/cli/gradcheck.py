@@ -96,8 +96,9 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
 
     Every parameter array (and the input) gets a row: the largest relative error between
     its analytic and numerical gradient over the checked entries. Each entry costs six or more
-    forward passes, so give large networks a small --input and a few --samples (a ResNet at
-    3x16x16 with --samples 2 takes minutes; --samples 0 checks every entry and takes hours).
+    forward passes, so give large networks a small --input and a few --samples. The memory
+    (--memory-budget) and the forward passes (ARCHCALC_MAX_GRADCHECK_WORK, about half a
+    minute's work) are estimated first and a run over either is refused with the numbers.
     On a terminal a progress bar shows the array being checked.
 
     \b
