@@ -20,6 +20,14 @@ from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
 
 
+def _cwd_exists() -> bool:
+    try:
+        os.getcwd()
+        return True
+    except OSError:
+        return False
+
+
 def _fix(code: int | None, path: Path) -> str:
     """What a user can do about `code` when writing `path`."""
     folder = str(path.parent) or "."
@@ -30,6 +38,8 @@ def _fix(code: int | None, path: Path) -> str:
     if code in (errno.EACCES, errno.EPERM):
         return (f"make {echo(folder)} and the file writable (chmod; an immutable file needs "
                 "chattr -i), or write somewhere else")
+    if code == errno.ENOENT and not path.is_absolute() and not _cwd_exists():
+        return "the current directory was deleted; cd to an existing one or give an absolute path"
     if code == errno.ENOENT:
         return f"create the directory first (mkdir -p {echo(folder)}) or fix the path"
     if code == errno.ENOTDIR:

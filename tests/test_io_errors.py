@@ -259,3 +259,21 @@ def test_console_script_entry_point_is_the_wrapper():
     with open(Path(__file__).parent.parent / "pyproject.toml", "rb") as fh:
         scripts = tomllib.load(fh)["project"]["scripts"]
     assert scripts["archcalc"] == "archcalc.__main__:run"
+
+
+def test_output_into_a_deleted_working_directory(tmp_path):
+    """`report --out p.md` from a directory that was deleted: the fix says so (not 'mkdir -p .')."""
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+              "sys.argv = ['archcalc', 'report', 'lenet5', '--out', 'p.md']; "
+              "from archcalc.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", script, str(gone)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "error: cannot write p.md: No such file or directory (fix: the current directory was "
+        "deleted; cd to an existing one or give an absolute path)"]
