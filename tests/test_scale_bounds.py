@@ -131,8 +131,10 @@ def _layers_at_limit() -> str:
 
 
 def _merges_at_limit() -> str:
-    """As many merge rows as MAX_UNROLLED allows (one step per repetition, one per merge)."""
-    return HEAD + f"  - repeat: {limit('MAX_UNROLLED') // 11}\n    layers: [{', '.join([MERGE] * 10)}]\n"
+    """As many merge rows as the limits allow: a merge is a row (MAX_LAYERS), and each costs a
+    step of unrolling, as does each repetition (MAX_UNROLLED)."""
+    rows = min(limit("MAX_LAYERS"), limit("MAX_UNROLLED") * 10 // 11)
+    return HEAD + f"  - repeat: {rows // 10}\n    layers: [{', '.join([MERGE] * 10)}]\n"
 
 
 def _empty_at_limit() -> str:

@@ -19,13 +19,15 @@ from archcalc.spec.yamlio import brief, parse_text
 HEAD = "name: t\ninput: [1, 8, 8]\n"
 
 
-def _leaves(root) -> int:
+def _leaves(root, merges: bool = False) -> int:
+    """Leaves below `root` (and merges too, with merges=True: each is a row of its own)."""
     count, stack = 0, [root]  # iterative: the trees here are deeper than Python's stack
     while stack:
         node = stack.pop()
         if isinstance(node, Leaf):
             count += 1
         else:
+            count += merges and isinstance(node, Merge)
             stack.extend(node.branches if isinstance(node, Merge) else node.children)
     return count
 
@@ -86,7 +88,16 @@ def test_forecast_counts_what_the_resolver_builds(name):
     raw = parse_text(locate(name).read_text())
     resolver = Resolver(raw.get("blocks") or {}, raw.get("separator", "."))
     predicted = Forecast(resolver.blocks, resolver._forecast_body).items(raw["layers"], 0, 1)
-    assert predicted.layers == _leaves(resolver.resolve(raw["layers"]))
+    assert predicted.layers == _leaves(resolver.resolve(raw["layers"]), merges=True)
+
+
+def test_merges_count_against_the_layer_limit(monkeypatch):
+    """`repeat: N` of an empty add is N rows: it used to pass the forecast as 0 layers."""
+    monkeypatch.setenv("ARCHCALC_MAX_LAYERS", "1000")
+    spec = HEAD + "layers:\n  - {repeat: 1001, layers: [{add: [[], []]}]}\n"
+    with pytest.raises(SpecError, match="1,001 layers, more than archcalc unrolls"):
+        loads(spec)
+    loads(HEAD + "layers:\n  - {repeat: 1000, layers: [{add: [[], []]}]}\n")
 
 
 def test_forecast_reads_each_block_once(monkeypatch):

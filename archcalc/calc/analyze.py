@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from archcalc.calc.layers import layer_math
 from archcalc.calc.shapes import Dim, channels_last_hint, fmt_shape, prod, receptive_step
 from archcalc.errors import ArchcalcError, ShapeError
-from archcalc.limits import echo
+from archcalc.limits import MAX_SIZE, echo
 from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
 from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
 from archcalc.spec.yamlio import elide
@@ -278,6 +278,14 @@ class _Walker:
                         file=self.net.file, line=merge.line, layer=elide(name),
                         fix="give the branches the same stride and 'same' padding")
             shape = (sum(o.shape[0] for _, o in outs),) + tuple(first.shape[1:])
+            # Concats of concats double the channels each time (2^20000 has no printable
+            # end); every branch is within the bound, so this sum is small when it fails.
+            if shape[0] > MAX_SIZE:
+                raise ShapeError(
+                    f"concat gives {shape[0]:,} channels, more than {MAX_SIZE:,} (10⁹), the "
+                    "largest size archcalc takes", file=self.net.file, line=merge.line,
+                    layer=elide(name),
+                    fix="check the repeats around this concat: each one multiplies the channels")
         rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
         jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))
         self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,

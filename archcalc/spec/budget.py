@@ -126,7 +126,7 @@ class Forecast:
             branches = spec.get("branches") if isinstance(spec, dict) else spec
             if not isinstance(branches, list):
                 return NOTHING
-            total = NOTHING
+            total = ONE_LAYER  # the merge's own row
             for raw in branches:
                 if isinstance(raw, dict) and "layers" in raw and set(raw) <= {"name", "layers"}:
                     raw = raw["layers"]

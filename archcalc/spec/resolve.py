@@ -180,7 +180,7 @@ class Resolver:
         self.separator = separator
         self.lines: dict[Path, int] = {}
         self.frozen = 0   # > 0 inside a composite marked trainable: false
-        self.leaves = 0
+        self.rows_made = 0
         self.max_layers = limit("MAX_LAYERS")
         self.max_depth = max_depth()
         # The argument names of the block being expanded (None: not inside a block), innermost
@@ -347,8 +347,8 @@ class Resolver:
         params["type"] = ALIASES[kind]
         if self.frozen:
             params["trainable"] = False
-        self.leaves += 1
-        if self.leaves > self.max_layers:  # the forecast refused this already; a safety net
+        self.rows_made += 1
+        if self.rows_made > self.max_layers:  # the forecast refused this already; a safety net
             raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
                             line=line, fix=raise_hint("MAX_LAYERS"))
         if name is None:
@@ -394,6 +394,10 @@ class Resolver:
             # An unnamed branch shares its parent's scope: inception_3a/5x5_reduce.
             children = tuple(self._items(raw, scope, depth + 1)) if raw != [] else ()
             branches.append(Sequence(scope.path, children, "branch", bline))
+        self.rows_made += 1  # a merge is a row of its own: it counts against MAX_LAYERS too
+        if self.rows_made > self.max_layers:
+            raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
+                            line=line, fix=raise_hint("MAX_LAYERS"))
         merge_name = scope.claim(name, line) if name is not None else scope.derive(mode)
         path = scope.path + (merge_name,)
         if line:

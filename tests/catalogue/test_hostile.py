@@ -190,6 +190,19 @@ CASES = [
     Case("cli_empty_spec_argument", ["summary", ""],
          "error: the spec argument is empty (fix: give a bundled name (see 'archcalc list') or "
          "a .yaml/.json file)"),
+    # Concats of concats double the channels: 20,000 of them would pass any printable number.
+    Case("spec_concat_doubling", ["summary", "s.yaml"],
+         "error: s.yaml:5: layer '29.concat1': concat gives 1,073,741,824 channels, more than "
+         "1,000,000,000 (10⁹), the largest size archcalc takes (fix: check the repeats around "
+         "this concat: each one multiplies the channels)",
+         files={"s.yaml": "name: t\ninput: [1, 4, 4]\nlayers:\n  - repeat: 40\n"
+                          "    layers: [{concat: [[relu], [relu]]}]\n"}),
+    Case("spec_repeat_of_merges", ["validate", "s.yaml"],
+         "error: s.yaml:4: repeat: 900,000 × 1 layer(s) = 900,000 layers, more than archcalc "
+         "unrolls (40,000) (fix: check the repeat counts; if the input is legitimate, raise the "
+         "limit: ARCHCALC_MAX_LAYERS=<larger number>)",
+         files={"s.yaml": "name: t\ninput: [1, 4, 4]\nlayers:\n  - repeat: 900000\n"
+                          "    layers: [{add: [[], []]}]\n"}),
 ]
 
 
