@@ -24,6 +24,7 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -36,6 +37,7 @@ from archcalc.nn import build
 from archcalc.nn.conv import MAX_COLS_BYTES
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Network
+from archcalc.spec.yamlio import elide
 
 # The largest --memory-budget: a petabyte is no machine's memory (and keeps the value exact).
 
@@ -441,7 +443,7 @@ class CheckResult:
             return (f"✓ {where}: all {len(self.layers)} layers agree "
                     "(shapes, parameters, activation bytes)")
         first = self.first_failure
-        first_text = f"first: {first.name}: {'; '.join(first.problems)}" if first else ""
+        first_text = f"first: {elide(first.name, 80)}: {'; '.join(first.problems)}" if first else ""
         if self.executor_error:
             return f"✗ {where}: the executor failed ({self.executor_error})" + (
                 f"; {first_text}" if first else "")
@@ -476,8 +478,12 @@ class CheckResult:
 def _where(exc: BaseException) -> str:
     """'ValueError: ... (archcalc/nn/conv.py:88)': the innermost frame, for the report."""
     frames = traceback.extract_tb(exc.__traceback__)
-    site = f" ({os.path.relpath(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
-    message = exc.render() if isinstance(exc, ArchcalcError) else str(exc)
+    site = ""
+    if frames:  # named from the package down, wherever it is installed
+        parts = Path(frames[-1].filename).parts
+        start = max((i for i, p in enumerate(parts) if p == "archcalc"), default=len(parts) - 1)
+        site = f" ({'/'.join(parts[start:])}:{frames[-1].lineno})"
+    message = exc.render() if isinstance(exc, ArchcalcError) else echo(exc)
     return f"{type(exc).__name__}: {message}{site}"
 
 
