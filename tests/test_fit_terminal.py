@@ -212,3 +212,30 @@ def test_footer_lines_wrap_at_spaces_never_inside_a_number():
                                  ["MACs per image: 15,470,264,320 (15.47 G) and more words"])
                             .fit(30), 30))
     assert "15,470,264,320" in text and all(cell_len(l) <= 30 for l in text.splitlines())
+
+
+
+def test_evaluate_numbers_the_classes_when_their_names_do_not_fit(capsys):
+    """evaluate's confusion matrix for Fashion-MNIST on an 80-column terminal: its class
+    names make it 130 columns wide, so the classes are numbered, with one legend line."""
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from archcalc.cli.train import print_confusion
+    from archcalc.nn.data import FASHION_CLASSES
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    out = Console(file=term, width=80, no_color=True)
+    matrix = np.full((10, 10), 7) + np.diag(np.full(10, 993))
+    print_confusion(out, matrix, FASHION_CLASSES)
+    table = capsys.readouterr().out
+    assert widest(table) <= 80, table
+    assert "Trouser" not in table and "1000" in table
+    assert term.getvalue().startswith("classes: 0 = T-shirt/top, 1 = Trouser, 2 = Pullover")
+    assert widest(term.getvalue()) <= 80

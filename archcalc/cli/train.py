@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import math
 import os
 import resource
@@ -16,12 +17,14 @@ from rich import box
 from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from click.core import ParameterSource
 
 from archcalc.cli import main
-from archcalc.cli.common import ParsedParam, console, input_option, print_wide
+from archcalc.cli.common import ParsedParam, console, fitting, input_option, print_wide
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import write_error
 from archcalc.limits import MAX_EPOCHS, SEED_MAX, echo
@@ -568,7 +571,19 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     out = console()
     out.print(f"{net.name} on {data.name}: test accuracy {acc:.2%} "
               f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}", markup=False)
-    print_wide(confusion_table(matrix, data.class_names))
+    print_confusion(out, matrix, data.class_names)
+
+
+def print_confusion(out, matrix, names: list[str]) -> None:
+    """The confusion matrix; on a terminal too narrow for the class names (Fashion-MNIST's),
+    the classes are numbered and one legend line says which is which."""
+    table = confusion_table(matrix, names)
+    if fitting(out) and Console(width=10_000, file=io.StringIO()).measure(table).maximum > out.width:
+        numbers = [str(i) for i in range(len(names))]
+        print_wide(confusion_table(matrix, numbers), width=out.width)
+        out.print(Text("classes: " + ", ".join(f"{n} = {c}" for n, c in zip(numbers, names))))
+        return
+    print_wide(table)
 
 
 def _inference_batch(analysis) -> int:
