@@ -332,7 +332,7 @@ def test_freeze_prefixes_and_frozen_batchnorm():
     m = model("[{conv: {filters: 2, kernel: 1}}, bn, {blk: [{conv: {filters: 2, kernel: 1}}, bn]}, flatten, {dense: 2}]",
               (1, 2, 2))
     assert m.freeze(["blk"]) == {"blk.conv1.weight", "blk.conv1.bias", "blk.bn1.weight", "blk.bn1.bias"}
-    with pytest.raises(ArchcalcError, match="matches no parameter"):
+    with pytest.raises(ArchcalcError, match="matches no layer or block with parameters"):
         m.freeze("conv")  # whole names only: 'conv' is not 'conv1'
     x = np.random.default_rng(0).standard_normal((3, 1, 2, 2))
     y = m.forward(x, training=True)

@@ -105,7 +105,7 @@ def test_one_line_errors(run, write_spec, tmp_path):
          "1-channel (grayscale) 8×8 images; spec 'lenet5' takes 3×32×32"),
         (["train", spec, "--resume", str(tmp_path / "nope.npz")], "no such checkpoint"),
         (["train", spec, "--freeze", "conv9", "--out", str(tmp_path / "y")],
-         "--freeze 'conv9' matches no parameter"),
+         "--freeze 'conv9' matches no layer or block with parameters"),
         (["train", spec, "--translate", "2"], "augmentation needs C×H×W images"),
         (["evaluate", spec, str(tmp_path / "nope.npz")], "no such checkpoint"),
     ]

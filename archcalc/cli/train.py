@@ -198,8 +198,9 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
               help="Replace the run that --out already holds (without it, train refuses).")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Start a new run from a checkpoint's weights (fine-tuning).")
-@click.option("--freeze", multiple=True, metavar="PREFIX",
-              help="Do not train the layers whose names start with PREFIX (repeatable).")
+@click.option("--freeze", multiple=True, metavar="NAME",
+              help="Do not train layer NAME, or every layer of block NAME (a whole scope: "
+                   "'layer2' freezes layer2.0.conv1…; 'fc' does not match fc1). Repeatable.")
 @click.option("--patience", type=click.IntRange(1, MAX_EPOCHS), default=None,
               help="Stop after this many epochs without improvement of --monitor.")
 @click.option("--monitor", type=click.Choice(["val_loss", "val_acc", "train_loss", "train_acc"]),
@@ -276,7 +277,28 @@ def _train(spec, o, term) -> None:
         o["weights"] = _checkpoint_path(o["weights"])    # a run directory, like --resume
     out_dir = o["out"] or (o["resume"].parent if o["resume"] else Path("runs") / net.name)
     train.check_run_dir(out_dir, resume=o["resume"], overwrite=o["overwrite"])
-    _probe_out(out_dir)
+    with _removed_if_left_empty(out_dir):
+        _probe_out(out_dir)
+        _run(net, ckpt, out_dir, o, term)
+
+
+@contextmanager
+def _removed_if_left_empty(out: Path):
+    """A run refused or stopped before it wrote anything leaves no empty --out behind (when
+    this run created it; a directory that was there stays)."""
+    created = not os.path.lexists(out)
+    try:
+        yield
+    except BaseException:
+        if created:
+            try:
+                os.rmdir(out)                    # only an empty directory goes
+            except OSError:
+                pass
+        raise
+
+
+def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
     lr = o["lr"] or DEFAULT_LR[o["optimizer"]]
     from archcalc.nn import schedules
     schedules.parse(o["schedule"]).check(lr, o["epochs"], o["schedule"])
@@ -562,6 +584,7 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     trainer = train.Trainer(model, data, cfg, spec=net.name, config_source=ckpt.path)
     trainer.eval_batch = eval_batch
     train.load_into(model, ckpt.final_weights, ckpt, net.name)
+    _note_other_arch(ckpt, net)
     loss, acc, predicted = trainer.evaluate(data.test)
     if not math.isfinite(loss):
         raise ArchcalcError(f"the test loss is {loss}: these weights make the network's "
@@ -572,6 +595,18 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     out.print(f"{net.name} on {data.name}: test accuracy {acc:.2%} "
               f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}", markup=False)
     print_confusion(out, matrix, data.class_names)
+
+
+def _note_other_arch(ckpt: train.Checkpoint, net) -> None:
+    """The weights fit, but the checkpoint's run trained another architecture (say relu →
+    tanh): evaluating them is legitimate (an experiment), so it is a note on stderr, not
+    an error. A renamed spec with the same layers says nothing."""
+    from archcalc.nn.network import arch_difference
+    arch = ckpt.meta.get("arch")
+    what = arch_difference(arch, net) if arch else None
+    if what:
+        click.echo(f"note: {echo(ckpt.path, 80)}: {echo(what, 200)}; its weights fit this "
+                   "spec, so they are evaluated with it", err=True)
 
 
 def print_confusion(out, matrix, names: list[str]) -> None:

@@ -581,10 +581,16 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
 # --- batches and augmentation ------------------------------------------------------------
 
 def batch_indices(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A shuffled pass over range(n) in batches; batch_size 0 (or ≥ n) is one full batch."""
+    """A shuffled pass over range(n) in batches; batch_size 0 (or ≥ n) is one full batch.
+    A last batch of one example (n = k·batch + 1) is folded into the batch before it: a
+    one-example step is not what a batch ≥ 2 asked for, and batch norm cannot normalise it
+    (PyTorch users drop it with drop_last; folding keeps every example in every epoch)."""
     order = rng.permutation(n)
     size = n if batch_size <= 0 or batch_size >= n else batch_size
-    return [order[i:i + size] for i in range(0, n, size)]
+    parts = [order[i:i + size] for i in range(0, n, size)]
+    if size >= 2 and len(parts) >= 2 and parts[-1].size == 1:
+        parts[-2:] = [order[n - size - 1:]]
+    return parts
 
 
 def translate(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from archcalc.errors import ArchcalcError, ShapeError
+from archcalc.limits import echo
 from archcalc.nn.base import Layer, Store
 from archcalc.nn.dense import Dropout
 from archcalc.nn.init import INITS
@@ -135,9 +136,8 @@ class Model:
             hits = {name for name in self.params
                     if name.startswith(prefix + ".") or name.startswith(prefix + "/")}
             if not hits:
-                raise ArchcalcError(f"--freeze '{prefix}' matches no parameter",
-                                    fix="name a layer or block, e.g. 'conv1' or 'layer2'; "
-                                        "see `archcalc summary` for the names")
+                raise ArchcalcError(f"--freeze '{echo(prefix, 60)}' matches no layer or block "
+                                    "with parameters", fix=self._freeze_fix(prefix))
             newly |= hits
         self.store.frozen |= newly
         for layer in self.layers.values():  # a layer with every param frozen acts frozen
@@ -145,6 +145,16 @@ class Model:
             if keys and all(k in self.store.frozen for k in keys):
                 layer.frozen = True
         return newly
+
+    def _freeze_fix(self, prefix: str) -> str:
+        """Name the layers a text prefix would have meant ('fc' → fc1, fc2)."""
+        near = sorted({name for name, layer in self.layers.items()
+                       if name.startswith(prefix) and layer.param_names})
+        if near:
+            shown = " ".join(f"--freeze {echo(n, 40)}" for n in near[:4])
+            return ("it names a whole layer or block, not the start of a name: "
+                    + shown + (" …" if len(near) > 4 else ""))
+        return "name a layer or block, e.g. 'conv1' or 'layer2'; see `archcalc summary`"
 
     def reseed_noise(self, seed) -> None:
         """Restart the generator of dropout masks (the trainer does so every epoch, from the
@@ -335,3 +345,68 @@ def build(network: Network, *, seed: int = 0, dtype: str = "float32", init: str 
     model = Model(network, seed=seed, dtype=dtype, init=init)
     model.forward(np.zeros((1,) + tuple(network.input_shape), dtype=model.dtype), training=False)
     return model
+
+
+# ---- the architecture's fingerprint ------------------------------------------------------
+
+ARCH_LAYERS_STORED = 2000       # layers whose digests a checkpoint keeps (to name a change)
+
+
+def architecture(network: Network) -> list[tuple[str, str, str]]:
+    """The resolved architecture as (path, kind, fields as JSON) per node: what a layer
+    computes, not how the YAML was written (comments, spacing, block shorthand) — so that a
+    resume can tell a changed layer from a reformatted file."""
+    import json
+
+    def walk(node):
+        if isinstance(node, Leaf):
+            fields = {k: v for k, v in node.spec.model_dump(mode="json").items()
+                      if k not in ("name", "type")}
+            yield (network.display(node.path), node.kind,
+                   json.dumps(fields, sort_keys=True, separators=(',', ':')))
+        elif isinstance(node, Sequence):
+            for child in node.children:
+                yield from walk(child)
+        else:
+            yield network.display(node.path), f"merge:{node.mode}", str(len(node.branches))
+            for branch in node.branches:
+                yield from walk(branch)
+                yield network.display(node.path), "end-branch", ""
+    return list(walk(network.root))
+
+
+def fingerprint(network: Network) -> dict:
+    """{"hash": the architecture's sha256, "layers": ["path kind digest", ...]} (the first
+    ARCH_LAYERS_STORED nodes), stored in a checkpoint's meta record."""
+    import hashlib
+    import json
+    lines = [json.dumps(node) for node in architecture(network)]
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    short = [f"{path} {kind} " + hashlib.sha256(line.encode()).hexdigest()[:8]
+             for (path, kind, _), line in zip(architecture(network)[:ARCH_LAYERS_STORED],
+                                               lines)]
+    return {"hash": digest, "layers": short}
+
+
+def arch_difference(stored: dict, network: Network) -> str | None:
+    """None when `network` is the architecture of the stored fingerprint; else what
+    differs first, e.g. "layer 'relu1' is tanh here, relu in the checkpoint's run"."""
+    mine = fingerprint(network)
+    if mine["hash"] == stored.get("hash"):
+        return None
+    theirs = stored.get("layers") or []
+    for i, (a, b) in enumerate(zip(mine["layers"], theirs)):
+        if a != b:
+            path, kind = a.rsplit(" ", 1)[0].rsplit(" ", 1)
+            spath, skind = b.rsplit(" ", 1)[0].rsplit(" ", 1)
+            if (path, kind) != (spath, skind):
+                return (f"layer {i + 1} is '{path}' ({kind}) here, '{spath}' ({skind}) in "
+                        "the checkpoint's run")
+            return f"layer '{path}' ({kind}) has other settings than in the checkpoint's run"
+    n, m = len(mine["layers"]), len(theirs)
+    if n > m and m < ARCH_LAYERS_STORED:
+        path, kind = mine["layers"][m].rsplit(" ", 1)[0].rsplit(" ", 1)
+        return f"layer {m + 1} '{path}' ({kind}) is not in the checkpoint's run"
+    if n < m:
+        return f"the spec ends after layer {n}; the checkpoint's run had {m} layers"
+    return "the layers differ after the first ones the checkpoint records"

@@ -33,7 +33,7 @@ from archcalc.errors import ArchcalcError
 from archcalc.fileio import write_error
 from archcalc.limits import MAX_EPOCHS, SEED_MAX, echo
 from archcalc.nn import data as datamod
-from archcalc.nn import losses, optim, schedules, weights
+from archcalc.nn import losses, network, optim, schedules, weights
 
 CHECKPOINT_FORMAT = 2           # the meta record's version (2: run id, setup, namespaced file)
 EVAL_BATCH = 500           # examples per forward pass when only predicting
@@ -400,6 +400,12 @@ def _meta_problems(meta: dict[str, Any]) -> list[tuple[str, Any, str]]:
         if problem:
             need(f"history[{i}]", echo(json.dumps(record), 80), False, problem)
             break
+    arch = meta.get("arch", {})
+    need("arch", "…", isinstance(arch, dict) and isinstance(arch.get("hash", ""), str)
+         and isinstance(arch.get("layers", []), list)
+         and len(arch.get("layers", [])) <= network.ARCH_LAYERS_STORED
+         and all(isinstance(v, str) and len(v) <= 2000 for v in arch.get("layers", [])),
+         "a record of the spec's layers")
     setup = meta.get("setup", {})
     need("setup", setup, isinstance(setup, dict), "a record")
     if isinstance(setup, dict):
@@ -546,6 +552,7 @@ class Trainer:
         self.schedule.check(config.lr, config.epochs, config.schedule)
         self.outputs, self.last_kind = self._probe()
         self._check_fit()
+        self._check_batch_norm()
         self.class_weights = self._class_weights()
         self.history: list[EpochRecord] = []
         self.epoch = 0                                  # epochs completed
@@ -578,6 +585,24 @@ class Trainer:
         record = self.model.records[-1] if self.model.records else None
         self.last_name = record.name if record else "input"
         return int(np.prod(y.shape[1:])), (record.type if record else "")
+
+    def _check_batch_norm(self) -> None:
+        """Batch norm in training needs two values per channel in a batch. batch_indices
+        never makes a one-example batch from a batch size ≥ 2, so only --batch-size 1 or a
+        training split of one example can give one: refused now, not mid-epoch."""
+        n = len(self.data.train)
+        if self.cfg.batch_size != 1 and n != 1:
+            return
+        for record in self.model.records:
+            layer = self.model.layers.get(record.name)
+            if (record.type == "batchnorm" and not getattr(layer, "frozen", False)
+                    and math.prod(record.output_shape[1:]) < 2):
+                why = ("the training split holds one example" if n == 1
+                       else "--batch-size 1 gives batches of one example")
+                fix = ("more training images (a smaller --val-split)" if n == 1
+                       else "--batch-size 2 or more")
+                raise ArchcalcError(f"layer '{record.name}' (batchnorm) normalises one value "
+                                    f"per channel over the batch, and {why}", fix=fix)
 
     def _check_fit(self) -> None:
         check_fit(self.data.classes, self.outputs, self.cfg.loss, self.data.name, self.spec,
@@ -638,6 +663,8 @@ class Trainer:
         if ckpt.best:                   # checked like the weights: loaded once, replaced next
             load_into(self.model, ckpt.best, ckpt, self.spec)
         load_into(self.model, ckpt.state, ckpt, self.spec)
+        # after the weights: a changed layer size is named with its shapes there
+        self._check_same_arch(ckpt)
         try:
             self.optimizer.load_state_dict(ckpt.optimizer, self.model.params)
         except ArchcalcError as exc:
@@ -660,6 +687,7 @@ class Trainer:
     def _check_same_run(self, ckpt: Checkpoint) -> None:
         """Every result-deciding option equals the checkpoint's: anything else would not
         continue that run but silently start a different one from its middle."""
+        self._check_same_name(ckpt)
         stored = config_from_meta(ckpt.meta, ckpt.path)
         if "optimizer" not in stored and "optimizer" in ckpt.meta:
             stored["optimizer"] = ckpt.meta["optimizer"]     # format-1 checkpoints
@@ -676,6 +704,28 @@ class Trainer:
                     f"{option_text(key, given)}", file=str(ckpt.path),
                     fix=f"drop that option to continue the run as it was, or start a new run "
                         f"from its weights: --weights {echo(ckpt.path, 80)}")
+
+    def _spec_fix(self, ckpt: Checkpoint) -> str:
+        return (f"resume with the spec the run was trained with, or start a new run from "
+                f"its weights: --weights {echo(ckpt.path, 80)}")
+
+    def _check_same_name(self, ckpt: Checkpoint) -> None:
+        saved = ckpt.meta.get("spec")
+        if saved and saved != self.spec:
+            raise ArchcalcError(f"the checkpoint's run trained spec '{echo(saved, 60)}'; "
+                                f"this spec is named '{echo(self.spec, 60)}'",
+                                file=str(ckpt.path), fix=self._spec_fix(ckpt))
+
+    def _check_same_arch(self, ckpt: Checkpoint) -> None:
+        """The spec's resolved architecture is the checkpoint's (its fingerprint: a
+        reformatted file is the same spec, relu → tanh or an extra parameter-free layer is
+        not). Checkpoints written before the fingerprint are taken as they are."""
+        arch = ckpt.meta.get("arch")
+        what = network.arch_difference(arch, self.model.network) if arch else None
+        if what:
+            raise ArchcalcError(f"the spec is not the one the checkpoint's run trained: "
+                                f"{echo(what, 200)}", file=str(ckpt.path),
+                                fix=self._spec_fix(ckpt))
 
     def start_from(self, path: Path) -> None:
         """Fine-tuning: start a new run from a checkpoint's (final) weights."""
@@ -818,12 +868,18 @@ class Trainer:
     def _meta(self, ended_on_best: bool = False, epoch: int | None = None) -> dict[str, Any]:
         epoch = self.epoch if epoch is None else epoch
         return {"run_id": self.run_id, "spec": self.spec, "epoch": epoch,
+                "arch": self._fingerprint(),
                 "optimizer": self.cfg.optimizer, "config": asdict(self.cfg),
                 "setup": self.setup, "data": self.data.name,
                 "history": [asdict(r) for r in self.history[:epoch]], "wait": self.wait,
                 "best": {"epoch": self.best_epoch, "value": self.best_value,
                          "monitor": self.cfg.monitor},
                 "ended_on_best": ended_on_best}
+
+    def _fingerprint(self) -> dict[str, Any]:
+        if getattr(self, "_arch", None) is None:      # once per run: the spec is fixed
+            self._arch = network.fingerprint(self.model.network)
+        return self._arch
 
     def _save(self, ended_on_best: bool = False) -> None:
         """Checkpoint, then history.json. history.json goes first, so that a kill between

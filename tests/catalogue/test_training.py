@@ -125,9 +125,9 @@ CASES = [
          "error: w.npz: not a training checkpoint (no epoch in it) (fix: use --weights to "
          "start a new run from these weights)", files=SPECS, setup=plain_weights),
     Case("train_resume_other_spec", ["train", "wide.yaml", "--resume", "run"],
-         "error: run/checkpoint.npz: weights: array 'fc1.weight' has shape 16×64, the model "
-         "needs 30×64 (the checkpoint was saved from spec 'tiny', not 'wide') (fix: load "
-         "weights saved from the same spec and input shape)", files=SPECS, setup=trained_run),
+         "error: run/checkpoint.npz: the checkpoint's run trained spec 'tiny'; this spec is "
+         "named 'wide' (fix: resume with the spec the run was trained with, or start a new "
+         "run from its weights: --weights run/checkpoint.npz)", files=SPECS, setup=trained_run),
     Case("train_resume_other_seed", [*T, "--resume", "run", "--epochs", "2", "--seed", "7"],
          "error: run/checkpoint.npz: the checkpoint's run used --seed 0; this run asks for "
          "--seed 7 (fix: drop that option to continue the run as it was, or start a new run "
