@@ -16,7 +16,7 @@ def _fail_with(exc: BaseException):
 
 @pytest.mark.parametrize("exc,code,line", [
     (MemoryError(), 1, "error: out of memory: this run needs more memory than the machine gave "
-                       "it (fix: a smaller --batch or --input, or close other programs)"),
+                       "it (fix: a smaller input or batch, or close other programs)"),
     (RecursionError("maximum recursion depth exceeded"), 1,
      "error: the input nests too deeply for archcalc to follow (fix: flatten the nesting, "
      "e.g. of blocks and branches)"),

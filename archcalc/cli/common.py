@@ -88,7 +88,7 @@ def fail(exc: Exception) -> NoReturn:
     if isinstance(exc, MemoryError):
         # The commands estimate memory before they allocate; this is the net under them.
         _say("error: out of memory: this run needs more memory than the machine gave it "
-             "(fix: a smaller --batch or --input, or close other programs)")
+             "(fix: a smaller input or batch, or close other programs)")
         sys.exit(1)
     if isinstance(exc, RecursionError):
         _say("error: the input nests too deeply for archcalc to follow (fix: flatten the "

@@ -308,9 +308,10 @@ def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
     _forecast(analysis, o, None, budget)
     fits: dict[str, int] = {}
 
-    def before_fit(classes: int, n_train: int, dataset: str) -> None:
-        _outputs_check(analysis, o["loss"])(classes, n_train, dataset)
-        fits["eval_batch"] = _forecast(analysis, o, n_train, budget)
+    def before_fit(classes: int, n_train: int, dataset: str, data_bytes: int) -> None:
+        _outputs_check(analysis, o["loss"])(classes, n_train, dataset, data_bytes)
+        _data_fits(analysis, dataset, data_bytes, budget, "--memory-budget")
+        fits["eval_batch"] = _forecast(analysis, o, n_train, budget, data_bytes)
 
     data = datamod.load(o["source"], net.input_shape, spec=net.name, val_fraction=o["val_split"],
                         before_fit=before_fit)
@@ -397,7 +398,7 @@ def _outputs_check(analysis, loss: str):
     classes, before the images are fitted and the model is built."""
     last = analysis.rows[-1].name if analysis.rows else "input"
 
-    def check(classes: int, n_train: int, dataset: str) -> None:
+    def check(classes: int, n_train: int, dataset: str, data_bytes: int = 0) -> None:
         train.check_fit(classes, math.prod(analysis.output_shape), loss, dataset,
                         analysis.network.name, last)
     return check
@@ -435,7 +436,23 @@ def training_bytes(analysis, cfg, batch: int):
     return forward.total + forward.activation_bytes + copies * forward.param_bytes, forward
 
 
-def _forecast(analysis, opts: dict, n_train: int | None, budget: int | None) -> int:
+def _data_fits(analysis, dataset: str, data_bytes: int, budget: int | None,
+               raise_it: str | None) -> None:
+    """The dataset's images fitted to the spec's input (all splits) fit the budget: the
+    forecast counts them before any image is fitted (1,797 digits at 1×1200×1200 are
+    gigabytes)."""
+    from archcalc.check import fmt_bytes
+    if budget is None or data_bytes <= budget:
+        return
+    shape = "×".join(map(str, analysis.network.input_shape))
+    fix = "a smaller --input" + (f", or raise {raise_it}" if raise_it else ", or free memory")
+    raise ArchcalcError(f"the images of '{echo(dataset, 80)}' fitted to {shape} take about "
+                        f"{fmt_bytes(data_bytes)} (all splits, while they are split), more "
+                        f"than the memory budget of {fmt_bytes(budget)}", fix=fix)
+
+
+def _forecast(analysis, opts: dict, n_train: int | None, budget: int | None,
+              data_bytes: int = 0) -> int:
     """Refuse a run whose forecast is over the budget, naming the largest batch that fits;
     return the evaluation batch that fits (at most train.EVAL_BATCH). Without n_train (the
     data not read yet) only a run that does not fit at batch 1 is refused."""
@@ -448,23 +465,28 @@ def _forecast(analysis, opts: dict, n_train: int | None, budget: int | None) -> 
         least = batch
     if budget is None:
         return train.EVAL_BATCH
-    if training_bytes(analysis, opts, least)[0] > budget:
+    # the fitted images stay in memory for the whole run (half of data_bytes: the copies
+    # made while splitting are gone by then)
+    held = data_bytes // 2
+    room = max(budget - held, 0)
+    if training_bytes(analysis, opts, least)[0] > room:
         need, forward = training_bytes(analysis, opts, batch)
         lo, hi = 0, batch - 1                         # the largest batch that fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            fits = training_bytes(analysis, opts, mid)[0] <= budget
+            fits = training_bytes(analysis, opts, mid)[0] <= room
             lo, hi = (mid, hi) if fits else (lo, mid - 1)
         hint = f"--batch-size {lo} fits" if lo else "even --batch-size 1 does not fit"
         acts = 2 * forward.activation_bytes
+        images = f"{fmt_bytes(held)} of fitted images, " if held >= 1 << 20 else ""
         raise ArchcalcError(
-            f"training {analysis.network.name} at batch {batch} needs about {fmt_bytes(need)} "
-            f"({fmt_bytes(acts)} of activations and their gradients, {fmt_bytes(need - acts)} "
-            f"of weights, gradients, optimizer state and scratch), more than the memory "
-            f"budget of {fmt_bytes(budget)}",
+            f"training {analysis.network.name} at batch {batch} needs about "
+            f"{fmt_bytes(need + held)} ({fmt_bytes(acts)} of activations and their gradients, "
+            f"{images}{fmt_bytes(need - acts)} of weights, gradients, optimizer state and "
+            f"scratch), more than the memory budget of {fmt_bytes(budget)}",
             fix=f"{hint}; or a smaller --input, or raise --memory-budget")
     need, forward = training_bytes(analysis, opts, least)
-    return _eval_batch(analysis, budget, need - forward.activation_bytes - forward.total)
+    return _eval_batch(analysis, room, need - forward.activation_bytes - forward.total)
 
 
 def _eval_batch(analysis, budget: int, held: int) -> int:
@@ -538,18 +560,31 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
         out.print(f"early stop: no progress in {trainer.monitor} for "
                   f"{trainer.cfg.patience} epoch(s); best epoch {result.best_epoch}")
     # the trainer wrote the checkpoint, history.json and metrics.json
-    plotted = plot_curves(result.history, out_dir / "curves.png") if result.history else None
+    warning = None
+    try:
+        plotted = plot_curves(result.history, out_dir / "curves.png") if result.history else None
+    except (ArchcalcError, OSError) as exc:
+        # curves.png is a view of history.json: the run is complete and saved without it
+        plotted = False
+        what = exc.message if isinstance(exc, ArchcalcError) else (exc.strerror or str(exc))
+        what = what.removeprefix(f"cannot write {echo(out_dir / 'curves.png')}: ")
+        warning = (f"warning: could not write {echo(out_dir / 'curves.png', 80)}: "
+                   f"{echo(what, 120)}; the run is saved")
     out.print(f"test accuracy {result.test_acc:.2%}, loss {result.test_loss:.4f} "
               f"({len(data.test):,} images); {result.epochs} epochs in {result.seconds:.1f}s, "
               f"{result.images_per_second:,.0f} images/s")
     wrote = "checkpoint.npz, history.json, metrics.json" + (", curves.png" if plotted else "")
-    if plotted is None:
+    if warning:
+        why = ""
+    elif plotted is None:
         why = " (no curves.png: no epoch completed)"
     elif not plotted:
         why = " (curves.png needs matplotlib: pip install 'archcalc[plot]')"
     else:
         why = ""
     out.print(f"wrote {wrote} to {out_dir}{why}", markup=False)  # "[plot]", paths: not markup
+    if warning:
+        click.echo(warning, err=True)
     if result.interrupted:
         out.print(f"resume with: --resume {out_dir / 'checkpoint.npz'}", markup=False)
         # the shell's codes for "stopped by a signal": 128 + SIGINT (2) or SIGTERM (15)
@@ -577,9 +612,17 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     stored = train.config_from_meta(ckpt.meta, ckpt.path)
     cfg = train.TrainConfig(**{**stored, "translate": 0, "flip": False})
     analysis = _analysis(net, "float32")
-    data = datamod.load(source, net.input_shape, spec=net.name,
-                        before_fit=_outputs_check(analysis, cfg.loss))
-    eval_batch = _inference_batch(analysis)
+    budget = _budget(None)
+    outputs = _outputs_check(analysis, cfg.loss)
+
+    def before_fit(classes: int, n_train: int, dataset: str, data_bytes: int) -> None:
+        outputs(classes, n_train, dataset)
+        _data_fits(analysis, dataset, data_bytes, budget, None)
+        fits["held"] = data_bytes // 2
+
+    fits = {"held": 0}
+    data = datamod.load(source, net.input_shape, spec=net.name, before_fit=before_fit)
+    eval_batch = _inference_batch(analysis, fits["held"])
     model = build(net, dtype="float32")
     trainer = train.Trainer(model, data, cfg, spec=net.name, config_source=ckpt.path)
     trainer.eval_batch = eval_batch
@@ -621,13 +664,14 @@ def print_confusion(out, matrix, names: list[str]) -> None:
     print_wide(table)
 
 
-def _inference_batch(analysis) -> int:
+def _inference_batch(analysis, held: int = 0) -> int:
     """The evaluation batch whose forward pass fits half the available memory, or one
     line when even one image does not."""
     from archcalc.check import estimate_memory, fmt_bytes
     budget = _budget(None)
     if budget is None:
         return train.EVAL_BATCH
+    budget = max(budget - held, 0)                   # the fitted images held beside it
     one = estimate_memory(analysis, 1)
     if one.total > budget:
         raise ArchcalcError(f"evaluating {analysis.network.name} needs about "

@@ -495,7 +495,8 @@ def load(source: str, input_shape: tuple[int, ...], *, spec: str = "the spec",
          before_fit: Callable[[int, int, str], None] | None = None) -> Data:
     """Load a `--data` source fitted to input_shape, split into train / val / test.
 
-    before_fit(classes, training images, dataset name), if given, is called once the labels
+    before_fit(classes, training images, dataset name, fitted_bytes), if given, is called
+    once the labels
     are read and before the images are fitted (upscaling can take far more memory than the
     files): the CLI refuses there a spec whose output size is not the number of classes, or
     a run whose memory forecast is over the budget.
@@ -541,6 +542,16 @@ def _scale_of(images: np.ndarray) -> float:
     return 1 / 255 if images.dtype.itemsize == 1 and top > 16 else 1 / max(top, 1.0)
 
 
+def fitted_bytes(parts: dict[str, np.ndarray], input_shape: tuple[int, ...]) -> int:
+    """The memory the images take while they are fitted and split: every image (train,
+    validation and test) at input_shape in its stored dtype, twice (the fitted arrays and
+    the train/validation copies taken from them), known from the shapes before any pixel
+    is fitted."""
+    count = sum(len(parts[f"{p}_labels"]) for p in ("train", "test"))
+    itemsize = np.dtype(parts["train_images"].dtype).itemsize
+    return 2 * count * math.prod(input_shape) * itemsize
+
+
 def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
               names: list[str] | None, input_shape: tuple[int, ...], spec: str,
               val_fraction: float, before_fit=None) -> Data:
@@ -564,7 +575,8 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
                             "train on", fix="a smaller --val-split (0 for none), or more "
                                             "training images")
     if before_fit is not None:
-        before_fit(classes, len(parts["train_labels"]) - held_out, label)
+        before_fit(classes, len(parts["train_labels"]) - held_out, label,
+                   fitted_bytes(parts, input_shape))
     fitted = {}
     for part in ("train", "test"):
         fitted[part], transform = fit_images(np.asarray(parts[f"{part}_images"]), input_shape,

@@ -679,6 +679,11 @@ class Trainer:
         self.best_state = ckpt.best or None
         self.run_id = str(ckpt.meta.get("run_id") or self.run_id)
         self.resumed_from = path
+        if self.out is not None and _same_file(path, self.out / CHECKPOINT):
+            # the checkpoint resumed from is this run's on disk: a write that fails before
+            # the next epoch's leaves it (and its history, put back) as it was
+            self.saved_epoch = self.epoch
+            self._saved_history = [{**asdict(r), "run_id": self.run_id} for r in self.history]
         if self.epoch >= self.cfg.epochs:
             raise ArchcalcError(f"the checkpoint has already trained {self.epoch} epoch(s) "
                                 f"and --epochs is {self.cfg.epochs}", file=str(path),
@@ -781,12 +786,23 @@ class Trainer:
                              fix=self._divergence_cause() + "; " + kept)
 
     def _divergence_cause(self) -> str:
-        """What to change: the rate the schedule raised, the loaded weights, or --lr."""
+        """What to change: the rate the schedule raised, the loaded weights, or --lr. A
+        resumed run keeps its options, so the change is a new run from its weights."""
         lr0, lr = self.cfg.lr, self.optimizer.lr
-        if lr > lr0 * 1.000001:
+        raised = lr > lr0 * 1.000001
+        if self.resumed_from is not None:
+            ckpt = (self.out / CHECKPOINT if self.out is not None and self.saved_epoch
+                    is not None else self.resumed_from)
+            new = (f"start a new run from these weights: --weights {echo(ckpt, 80)} "
+                   + ("--schedule (a factor below 1)" if raised else f"--lr {lr0 / 10:g}")
+                   + " --out NEW_DIR")
+            why = (f"the schedule {self.cfg.schedule} raised the rate from {lr0:g} to {lr:g}"
+                   if raised else f"the learning rate {lr0:g} is too high for this run")
+            return f"{why}; {new}"
+        if raised:
             return (f"the schedule {self.cfg.schedule} raised the rate from {lr0:g} to "
                     f"{lr:g}; use a factor below 1")
-        loaded = self.resumed_from or self.started_from
+        loaded = self.started_from
         if loaded is not None and self.epoch == self._first_epoch:
             return (f"lower the learning rate (e.g. --lr {lr0 / 10:g}), or start from other "
                     f"weights than {echo(loaded, 80)}: this run diverged in its first epoch "
@@ -993,6 +1009,13 @@ class Trainer:
         if "init" in self.setup:
             about["init"] = self.setup["init"]
         return about
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _unlink(path: Path) -> None:
