@@ -407,3 +407,57 @@ def test_a_schedule_that_leaves_the_float_range_is_refused_before_training(digit
             epochs=5, lr=1e-300, schedule="exponential:1e200"))
     s = train.schedules.parse("exponential:1e200")
     assert s(1e-300, 2) == pytest.approx(1e100)                  # 1e200 ** 2 alone overflows
+
+
+# --- hostile4 --------------------------------------------------------------------------------
+
+BN_FLAT = "name: bnflat\ninput: [64]\nlayers: [{dense: 16}, batchnorm, relu, {dense: 10}]\n"
+
+
+def test_a_last_batch_of_one_is_folded_into_the_one_before():
+    parts = datamod.batch_indices(9, 4, np.random.default_rng(0))
+    assert [p.size for p in parts] == [4, 5]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(9))
+    assert [p.size for p in datamod.batch_indices(3, 1, np.random.default_rng(0))] == [1, 1, 1]
+
+
+def test_batch_norm_trains_when_the_last_batch_would_hold_one_example(digits64):
+    """F1: 2·16 + 1 examples at batch 16 died in epoch 1 with "train with a batch of at
+    least 2"; batch norm at batch 1 is refused before training instead."""
+    net = loads(BN_FLAT)
+    trainer, result = fit(net, small(digits64, 33), epochs=1, batch_size=16)
+    assert result.epochs == 1 and math.isfinite(result.history[0].train_loss)
+    with pytest.raises(ArchcalcError, match="layer 'bn1' \\(batchnorm\\) normalises one value "
+                       "per channel over the batch, and --batch-size 1 gives batches"):
+        train.Trainer(build(net), small(digits64, 33), train.TrainConfig(batch_size=1))
+
+
+def test_a_failed_write_on_resume_keeps_the_resumed_checkpoint(digits64, tmp_path,
+                                                                monkeypatch):
+    """F3: a full disk on --resume said "no checkpoint of this run is on disk" and left no
+    history.json; the checkpoint resumed from is still there, and so is its history."""
+    fit(mlp(), digits64, out=tmp_path, epochs=1)
+    trainer = train.Trainer(build(mlp()), digits64, train.TrainConfig(epochs=2), out=tmp_path)
+    trainer.resume(tmp_path / "checkpoint.npz")
+
+    def full(path, *args):
+        raise train.write_error(path, OSError(28, "No space left on device"))
+    monkeypatch.setattr(train, "save_checkpoint", full)
+    with pytest.raises(ArchcalcError, match="still holds epoch 1") as info:
+        trainer.fit()
+    assert "no checkpoint" not in str(info.value)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1]
+
+
+def test_divergence_on_resume_names_a_new_run_from_the_weights(digits64, tmp_path):
+    """F5: --resume refuses --lr, so the fix is a new run from the checkpoint's weights."""
+    cfg = dict(epochs=1, optimizer="sgd", lr=1e30)
+    with pytest.raises(ArchcalcError):
+        fit(mlp(), digits64, out=tmp_path, **cfg)
+    trainer = train.Trainer(build(mlp()), digits64, train.TrainConfig(**{**cfg, "epochs": 2}),
+                            out=tmp_path)
+    trainer.resume(tmp_path / "checkpoint.npz")
+    with pytest.raises(ArchcalcError, match=r"start a new run from these weights: --weights "
+                       r".*checkpoint.npz --lr 1e\+29 --out NEW_DIR"):
+        trainer.fit()

@@ -356,3 +356,60 @@ def test_a_full_disk_names_the_file_and_the_checkpoint_on_disk(run, write_spec, 
         f"(or quota), or write to another disk; {ckpt} still holds epoch 0)"), result.output
     assert json.loads((out / "history.json").read_text()) == []
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- hostile4 --------------------------------------------------------------------------------
+
+def test_an_unwritable_curves_png_is_a_warning_after_a_complete_run(run, write_spec, tmp_path,
+                                                                     monkeypatch):
+    """F3b: a full disk at curves.png failed a finished run (exit 1, no test accuracy)."""
+    import archcalc.cli.train as cli
+
+    def full(history, path):
+        raise train.write_error(path, OSError(28, "No space left on device"))
+    monkeypatch.setattr(cli, "plot_curves", full)
+    out = tmp_path / "run"
+    result = run("train", write_spec(TINY), "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (f"warning: could not write {out / 'curves.png'}: No space left on "
+                         "device; the run is saved")
+    assert any(line.startswith("test accuracy") for line in lines)
+    assert json.loads((out / "metrics.json").read_text())["interrupted"] is False
+
+
+def test_sigterm_after_the_last_epoch_lets_the_run_finish(run, write_spec, tmp_path,
+                                                          monkeypatch):
+    """F6: SIGTERM while the files were written ended in a bare 'terminated' with no
+    curves and metrics saying 'not interrupted'; the run now completes and says so."""
+    import os
+    import signal
+    import archcalc.cli.train as cli
+    plot = cli.plot_curves
+
+    def killed_while_plotting(history, path):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return plot(history, path)
+    monkeypatch.setattr(cli, "plot_curves", killed_while_plotting)
+    out = tmp_path / "run"
+    result = run("train", write_spec(TINY), "--epochs", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "note: SIGTERM came after the last epoch; the run completed and every file is written")
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_a_refused_run_leaves_no_empty_out_directory(run, write_spec, tmp_path):
+    """F7: `--freeze fc` (layers fc1, fc2) is refused, names the layers, and the --out it
+    created is gone; a directory that was there before stays."""
+    spec = write_spec(TINY.replace("dense: 24", "dense: {units: 24, name: fc1}"))
+    out = tmp_path / "new" / "run"
+    result = run("train", spec, "--epochs", "1", "--out", str(out), "--freeze", "fc")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "error: --freeze 'fc' matches no layer or block with parameters (fix: it names a "
+        "whole layer or block, not the start of a name: --freeze fc1 --freeze fc2)")
+    assert not out.exists()
+    out.mkdir(parents=True)
+    assert run("train", spec, "--out", str(out), "--freeze", "fc").exit_code == 1
+    assert out.is_dir()

@@ -109,8 +109,8 @@ MEMORY = ParsedParam("SIZE", _memory_size, int)
 class RichProgress(train.Progress):
     """A rich bar per epoch with live loss and accuracy, and one summary line per epoch."""
 
-    def __init__(self, bar: Progress) -> None:
-        self.bar = bar
+    def __init__(self, bar: Progress, on_finish=None) -> None:
+        self.bar, self.on_finish = bar, on_finish
         self.task = bar.add_task("", total=1, loss=0.0, acc=0.0, visible=False)
 
     def epoch_start(self, epoch, epochs, batches, lr):
@@ -120,6 +120,10 @@ class RichProgress(train.Progress):
 
     def batch_end(self, batch, loss, acc):
         self.bar.update(self.task, completed=batch, loss=loss, acc=acc)
+
+    def finishing(self):
+        if self.on_finish is not None:
+            self.on_finish()
 
     def epoch_end(self, r):
         val = (f"val loss {r.val_loss:.4f} acc {r.val_acc:6.2%}" if r.val_loss is not None
@@ -239,28 +243,52 @@ def train_command(spec, **opts):
                 raise                                # the boundary: "interrupted", 130
             click.echo("terminated", err=True)
             raise SystemExit(143) from None
+        if term.deferred:
+            name = "SIGTERM" if term.deferred[0] == signal.SIGTERM else "Ctrl-C"
+            click.echo(f"note: {name} came after the last epoch; the run completed and "
+                       "every file is written", err=True)
+
+
+class _Signals(list):
+    """The SIGTERMs received (non-empty once one came). Once the last epoch is saved
+    (`defer()`), SIGTERM and Ctrl-C no longer stop the run: it only has its files to write,
+    and stopping half-way would leave them saying another story than the checkpoint (no
+    curves, metrics that say 'not interrupted'). A second signal then still stops it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deferring = False
+        self.deferred: list[int] = []
+
+    def defer(self) -> None:
+        self.deferring = True
+
+    def handler(self, signum, frame):
+        if self.deferring and not self.deferred:
+            self.deferred.append(signum)
+            return
+        if signum == signal.SIGTERM:
+            self.append(signum)
+        raise KeyboardInterrupt
 
 
 @contextmanager
 def _sigterm_as_interrupt():
     """SIGTERM (kill, systemd, a CI job cancelled) is handled like Ctrl-C: the run stops
-    after the current batch, saves, prints where it stopped, and exits 128 + 15. The list
-    yielded is non-empty once SIGTERM came."""
-    fired: list[int] = []
-
-    def handler(signum, frame):
-        fired.append(signum)
-        raise KeyboardInterrupt
-
+    after the current batch, saves, prints where it stopped, and exits 128 + 15. The
+    handlers are installed first thing in the command (before the spec is read)."""
+    term = _Signals()
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, term.handler)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:                   # not the main thread (a test's runner): no handler
-        yield fired
+        yield term
         return
     try:
-        yield fired
+        yield term
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _train(spec, o, term) -> None:
@@ -335,7 +363,7 @@ def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
     out_con = console()
     bar = progress_bar(out_con)
     trainer = train.Trainer(model, data, cfg, spec=net.name, out=out_dir,
-                            progress=RichProgress(bar), setup=setup, overwrite=o["overwrite"])
+                            progress=RichProgress(bar, term.defer), setup=setup, overwrite=o["overwrite"])
     trainer.eval_batch = eval_batch
     if ckpt is not None:
         trainer.resume(ckpt)

@@ -105,6 +105,8 @@ class Progress:
     def epoch_start(self, epoch: int, epochs: int, batches: int, lr: float) -> None: ...
     def batch_end(self, batch: int, loss: float, acc: float) -> None: ...
     def epoch_end(self, record: EpochRecord) -> None: ...
+    def finishing(self) -> None:
+        """The epochs are over (completed or interrupted): only the files remain to write."""
 
 
 # --- checkpoints -------------------------------------------------------------------------
@@ -979,11 +981,13 @@ class Trainer:
                 if stop:
                     stopped = True
                     break
+            self.progress.finishing()
         except KeyboardInterrupt:          # Ctrl-C, or SIGTERM (the CLI turns it into one)
             interrupted = True              # fall back to the last completed epoch
             self.model.load_state_dict(self._good[0])
             self.optimizer.load_state_dict(self._good[1])
             self.epoch = self._good_epoch
+            self.progress.finishing()
         ended_on_best = bool(self.best_state) and self.cfg.restore_best and \
             self.cfg.patience is not None and self.best_epoch != self.epoch
         if ended_on_best:

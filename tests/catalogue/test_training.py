@@ -656,3 +656,58 @@ def test_an_archive_of_60000_members_is_refused_by_its_count(tmp_path):
     m = measure(["evaluate", "tiny.yaml", "many.npz"], tmp_path)
     assert m.code == 1 and "it holds 60,000 arrays, more than the limit of 50,000" in m.stderr
     assert m.peak_mb < 200 and m.cpu_s < 5, (m.peak_mb, m.cpu_s)
+
+
+# hostile4: resumes under another spec, batch norm at batch 1, --freeze as a text prefix,
+# the fitted images in the memory forecast
+RENAMED = TINY.replace("name: tiny", "name: other")
+TANH = TINY.replace("relu", "tanh")
+EXTRA = TINY.replace("{dense: 10}]", "{dense: 10}, relu]")
+BN = "name: bn\ninput: [64]\nlayers: [{dense: 16}, batchnorm, relu, {dense: 10}]\n"
+GAP = ("name: gap\ninput: [1, 8, 8]\nlayers: [{conv: {filters: 8, kernel: 3, padding: 1}}, "
+       "relu, global_avgpool, flatten, {dense: 10}]\n")
+SPEC_FIX = ("(fix: resume with the spec the run was trained with, or start a new run from "
+            "its weights: --weights run/checkpoint.npz)")
+
+CASES3 = [
+    Case("train_resume_renamed_spec", ["train", "other.yaml", "--resume", "run", "--epochs", "2"],
+         "error: run/checkpoint.npz: the checkpoint's run trained spec 'tiny'; this spec is "
+         "named 'other' " + SPEC_FIX, files={**SPECS, "other.yaml": RENAMED}, setup=trained_run),
+    Case("train_resume_other_activation", ["train", "t.yaml", "--resume", "run", "--epochs", "2"],
+         "error: run/checkpoint.npz: the spec is not the one the checkpoint's run trained: "
+         "layer 2 is 'tanh1' (tanh) here, 'relu1' (relu) in the checkpoint's run " + SPEC_FIX,
+         files={**SPECS, "t.yaml": TANH}, setup=trained_run),
+    Case("train_resume_extra_layer", ["train", "t.yaml", "--resume", "run", "--epochs", "2"],
+         "error: run/checkpoint.npz: the spec is not the one the checkpoint's run trained: "
+         "layer 4 'relu2' (relu) is not in the checkpoint's run " + SPEC_FIX,
+         files={**SPECS, "t.yaml": EXTRA}, setup=trained_run),
+    Case("train_bn_batch_of_one", ["train", "bn.yaml", "--batch-size", "1", "--out", "out"],
+         "error: layer 'bn1' (batchnorm) normalises one value per channel over the batch, and "
+         "--batch-size 1 gives batches of one example (fix: --batch-size 2 or more)",
+         files={"bn.yaml": BN}),
+    Case("train_freeze_is_not_a_text_prefix", [*T, "--freeze", "fc", "--out", "out"],
+         "error: --freeze 'fc' matches no layer or block with parameters (fix: it names a "
+         "whole layer or block, not the start of a name: --freeze fc1 --freeze fc2)",
+         files=SPECS),
+]
+
+
+@pytest.mark.parametrize("case", CASES3, ids=lambda c: c.id)
+def test_case_round4(case, tmp_path):
+    check_case(case, tmp_path)
+    assert not (tmp_path / "out").exists()          # a refused run leaves no empty --out
+
+
+def test_fitted_images_count_in_the_memory_forecast(tmp_path):
+    """F4: the digits fitted to 1×1200×1200 (5 GB) were allocated (2 GB, then the generic
+    out-of-memory line naming a --batch option train does not have); refused from the
+    headers now, by train and by evaluate."""
+    (tmp_path / "gap.yaml").write_text(GAP)
+    want = ("error: the images of 'digits' fitted to 1×1200×1200 take about 5.2 GB (all "
+            "splits, while they are split), more than the memory budget of 1.0 GB (fix: a "
+            "smaller --input, or raise --memory-budget)")
+    m = measure(["train", "gap.yaml", "--batch-size", "1", "--input", "1x1200x1200",
+                 "--memory-budget", "1GB", "--out", "run"], tmp_path)
+    assert m.code == 1 and m.stderr.strip() == want, m.stderr
+    assert m.peak_mb < 200 and m.cpu_s < 5, (m.peak_mb, m.cpu_s)
+    assert not (tmp_path / "run").exists()
