@@ -15,6 +15,7 @@ other columns are still compared.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 from archcalc.calc.analyze import Analysis, Row, analyze
@@ -97,8 +98,21 @@ class Column:
     def ok(self) -> bool:
         return self.analysis is not None
 
+    @cached_property
+    def stages(self) -> dict[str, Stage]:
+        """Per-stage totals, walked once: every stage row of every report looks them up here,
+        so a comparison stays linear in rows however many stage names the specs share."""
+        return stages(self.analysis) if self.analysis is not None else {}
+
     def metrics(self) -> dict:
-        """The compared figures as plain data (exact integers; shares as fractions)."""
+        """The compared figures as plain data (exact integers; shares as fractions).
+
+        A copy: callers reshape it, and the base column's figures are asked for once per
+        other column, so they are computed once (_metrics)."""
+        return dict(self._metrics)
+
+    @cached_property
+    def _metrics(self) -> dict:
         a = self.analysis
         assert a is not None
         t = a.totals
@@ -130,7 +144,7 @@ class Comparison:
         return next((c for c in self.columns if c.ok), None)
 
     def stage(self, column: Column, name: str) -> Stage | None:
-        return stages(column.analysis).get(name) if column.ok else None  # type: ignore[arg-type]
+        return column.stages.get(name) if column.ok else None
 
     def as_dict(self) -> dict:
         base = self.base
@@ -168,7 +182,7 @@ def _shared_stages(columns: list[Column]) -> list[str]:
     seen: dict[str, int] = {}
     for col in columns:
         if col.ok:
-            for name in stages(col.analysis):  # type: ignore[arg-type]
+            for name in col.stages:
                 seen[name] = seen.get(name, 0) + 1
     return [name for name, count in seen.items() if count >= 2]
 
