@@ -62,6 +62,26 @@ def _umask() -> int:
     return mask
 
 
+def _read_only(path: Path) -> bool:
+    """Whether `path` is an existing file its owner made read-only. access() answers for the
+    current user, but root may write anything, so a file no one has a write bit on counts as
+    read-only too."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing (the normal case) or unreadable: the write itself will tell
+        return False
+    return not os.access(path, os.W_OK) or not mode & 0o222
+
+
+def _refuse_read_only(path: Path) -> None:
+    # The write is a rename of a new file over the old one, which needs only the directory's
+    # permission: without this check a chmod 444 file would be silently replaced.
+    if _read_only(path):
+        raise ArchcalcError(f"cannot write {echo(path)}: the file exists and is read-only",
+                            fix=f"make it writable (chmod u+w {echo(path)}), remove it, "
+                                "or write to another name")
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; when the block ends without an error, the
@@ -70,6 +90,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():  # os.replace would say "Is a directory" only after all the work
         raise write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+    _refuse_read_only(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                     dir=path.parent if str(path.parent) else ".")

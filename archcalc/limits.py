@@ -44,6 +44,8 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # archcalc gradcheck (archcalc.check.estimate_gradcheck): ~3·10⁹ units a second here.
     "MAX_GRADCHECK_WORK": (10**11, "work of one gradcheck: entries checked × 22 forward passes × "
                                    "(MACs + values + 50,000 a layer) of each pass"),
+    # archcalc plot (archcalc.plot): ~10 ms and ~0.2 MB a bar drawn (400 bars: ~4.5 s, ~170 MB); more bars fold by --depth.
+    "MAX_PLOT_BARS": (400, "bars in one plot (layers drawn after --depth folding)"),
     # archcalc sweep (archcalc.calc.whatif).
     "MAX_SWEEP_SIZES": (1_000, "input sizes in one sweep (--sizes, or a --from/--to/--step range)"),
     "MAX_SWEEP_SCAN": (256, "sizes tried one by one, past the bisection, for the smallest fit"),
@@ -63,6 +65,11 @@ MAX_NPZ_RATIO = 20  # arrays in a weights/checkpoint .npz may inflate to at most
 MAX_ECHO = 200
 
 
+# No limit read from the environment may exceed this: a value passed to read(), range() or
+# NumPy must fit a signed 64-bit size with room for the +1 a reader asks for past a limit.
+LIMIT_CEILING = 2**62
+
+
 def env_name(name: str) -> str:
     return f"ARCHCALC_{name}"
 
@@ -80,6 +87,11 @@ def limit(name: str) -> int:
     if value <= 0:
         raise ArchcalcError(f"{env_name(name)}={raw[:40]!r} is not a positive integer",
                             fix=f"unset it (default {default:,}: {what}) or give a number")
+    if value > LIMIT_CEILING:  # a limit is used as a byte count or a product (read(n + 1))
+        raise ArchcalcError(f"{env_name(name)}={raw[:40]!r} is above the ceiling "
+                            f"{LIMIT_CEILING:,} (2**62) any limit may have",
+                            fix=f"give a number up to {LIMIT_CEILING:,}, or unset it "
+                                f"(default {default:,}: {what})")
     return value
 
 

@@ -16,7 +16,7 @@ from archcalc.calc.analyze import Analysis, Row
 from archcalc.calc.shapes import fmt_shape
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import replacing
-from archcalc.limits import echo
+from archcalc.limits import echo, limit, raise_hint
 from archcalc.report import fold
 
 SERIES = (("params", "parameters"), ("macs", "MACs"), ("activations", "activation values"))
@@ -37,14 +37,39 @@ def _matplotlib():
     return Figure
 
 
+# The formats matplotlib writes by itself. Others it lists need outside programs (.pgf runs
+# xelatex) or are raw buffers no viewer opens; they are refused before any work.
+FORMATS = ("png", "svg", "pdf")
+
+
 def image_format(out: Path, supported: dict[str, str]) -> str:
     """The format named by `out`'s suffix, checked before any drawing is done."""
     suffix = out.suffix.lower().lstrip(".")
-    if suffix not in supported:
+    if suffix not in FORMATS or suffix not in supported:
         what = f"'{echo(out.suffix, 20)}' is not" if out.suffix else "a name without a suffix is not"
+        # "writes" means by itself: the wording (and the catalogue's cases) predate FORMATS.
         raise ArchcalcError(f"cannot write {echo(out)}: {what} an image format matplotlib "
-                            "writes", fix="end the file name with .png, .svg or .pdf")
+                            "writes", fix="end the file name with "
+                            + ", ".join(f".{f}" for f in FORMATS[:-1]) + f" or .{FORMATS[-1]}")
     return suffix
+
+
+def bounded_rows(analysis: Analysis, depth: int | None) -> tuple[list[Row], int | None]:
+    """The rows to draw and the depth they were folded to. The drawing costs time and memory
+    per bar (~10 ms and ~0.2 MB each), so past MAX_PLOT_BARS the deepest folding that fits is
+    chosen; a network with more top-level layers than that is refused before any drawing."""
+    most = limit("MAX_PLOT_BARS")
+    rows = plotted_rows(analysis, depth)
+    if len(rows) <= most:
+        return rows, depth
+    deepest = max(len(r.path) for r in analysis.rows)
+    for level in range(min(depth or deepest, deepest) - 1, 0, -1):
+        folded = plotted_rows(analysis, level)
+        if len(folded) <= most:
+            return folded, level
+    raise ArchcalcError(f"{echo(analysis.network.name)} has {len(rows):,} layers to plot, more "
+                        f"than {most:,} bars even folded to --depth 1",
+                        fix="plot a part of the network, or " + raise_hint("MAX_PLOT_BARS"))
 
 
 def _draw(Figure, analysis: Analysis, rows: list[Row]):
@@ -72,23 +97,38 @@ def _draw(Figure, analysis: Analysis, rows: list[Row]):
     return fig
 
 
-def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None) -> Path:
+def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None,
+                ) -> tuple[Path, int | None]:
     """Draw three bar charts (one bar per layer, log scale) sharing the layer axis; write
-    them to `out` (format from its suffix: .png, .svg, .pdf), whole or not at all (a full
-    disk leaves no partial image). Returns the path written."""
+    them to `out` (format from its suffix: .png, .svg or .pdf), whole or not at all
+    (a full disk leaves no partial image). Returns the path written and the depth the rows
+    were folded to (bounded_rows may fold more than asked)."""
+    out = Path(out)
+    if out.suffix.lower().lstrip(".") not in FORMATS:  # before importing matplotlib
+        image_format(out, {})
     with _quiet_matplotlib():
         Figure = _matplotlib()
-        out = Path(out)
         fmt = image_format(out, Figure().canvas.get_supported_filetypes())
-        rows = plotted_rows(analysis, depth)
+        rows, used = bounded_rows(analysis, depth)
         if not rows:
             raise ArchcalcError(f"{echo(analysis.network.name)} has no layer with parameters, "
                                 "MACs or activations to plot")
         # The temporary file is made first, so an unwritable directory fails before the
         # drawing; its name ends in .tmp, so the format is given, not guessed from the name.
         with replacing(out) as tmp:
-            _draw(Figure, analysis, rows).savefig(tmp, dpi=110, format=fmt)
-    return out
+            _save(_draw(Figure, analysis, rows), tmp, fmt, out)
+    return out, used
+
+
+def _save(fig, tmp: Path, fmt: str, out: Path) -> None:
+    try:
+        fig.savefig(tmp, dpi=110, format=fmt)
+    except OSError:
+        raise  # replacing() words these (full disk, permissions)
+    except Exception as exc:  # noqa: BLE001 - a matplotlib failure (a font, a backend) is one line
+        raise ArchcalcError(f"cannot write {echo(out)}: matplotlib failed: "
+                            f"{type(exc).__name__}: {echo(exc, 120)}",
+                            fix="try another format (.png or .svg)") from None
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_g
                                     design_report, factorize_grid, memory_grid, sweep_grid)
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import replacing
-from archcalc.limits import MAX_SIZE, echo
+from archcalc.limits import MAX_SIZE, echo, limit
 from archcalc.spec import load, parse_shape
 
 FORMATS = click.Choice(["table", "json", "markdown"])
@@ -363,7 +363,11 @@ def plot(spec, out, input_shape, depth) -> None:
     """
     from archcalc.plot import plot_layers  # matplotlib is optional: imported on use
 
-    written = plot_layers(analyze(load(spec, input_shape)), out, depth)
+    written, used = plot_layers(analyze(load(spec, input_shape)), out, depth)
+    if used != depth:
+        click.echo(f"note: folded to --depth {used}: too many layers for one bar each "
+                   f"(at most {limit('MAX_PLOT_BARS'):,}; ARCHCALC_MAX_PLOT_BARS raises it)",
+                   err=True)
     click.echo(f"wrote {written}")
 
 
