@@ -148,6 +148,13 @@ CASES = {
     "avgpool_ceil_pad": ("[{avgpool: {kernel: 3, stride: 2, padding: 1, ceil_mode: true}}]", (2, 8, 7)),
     "avgpool_ceil_odd": ("[{avgpool: {kernel: 2, ceil_mode: true}}]", (2, 5, 5)),
     "avgpool_same": ("[{avgpool: {kernel: 2, stride: 2, padding: same}}]", (2, 5, 5)),
+    # kernels far larger than the input: only the offsets that read input are visited
+    "maxpool_kernel_past_input": ("[{maxpool: {kernel: 41, padding: 20, stride: 1}}]", (2, 1, 2)),
+    "maxpool_big_kernel_stride_ceil": (
+        "[{maxpool: {kernel: [9, 7], padding: [4, 3], stride: [3, 2], ceil_mode: true}}]", (2, 3, 4)),
+    "avgpool_kernel_past_input": ("[{avgpool: {kernel: 41, padding: 20, stride: 1}}]", (2, 2, 3)),
+    "avgpool_big_kernel_stride_ceil": (
+        "[{avgpool: {kernel: [8, 11], padding: [4, 5], stride: [2, 3], ceil_mode: true}}]", (2, 3, 5)),
     "global_avgpool": ("[{conv: {filters: 3, kernel: 1}}, gap, {global_avgpool: {keepdims: false}}]", (2, 4, 5)),
     "flatten_dense": ("[flatten, {dense: 5}, {dense: {units: 3, bias: false}}]", (2, 3, 3)),
     "batchnorm_images": ("[{bn: {momentum: 0.3, eps: 0.001}}]", (3, 4, 4)),

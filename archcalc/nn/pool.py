@@ -1,8 +1,8 @@
 """Max, average and global average pooling, forward and backward.
 
 Shapes: x (N, C, H, W) → y (N, C, H_out, W_out). Each pooling window is read through a
-strided slice per kernel offset (kH·kW vectorised operations over the whole batch; no loop
-over pixels). Max pooling pads with −inf so padding never wins; average pooling counts the
+strided slice per kernel offset (at most kH·kW vectorised operations over the whole batch; no
+loop over pixels; offsets that only ever read padding are skipped, see _Pool.frame). Max pooling pads with −inf so padding never wins; average pooling counts the
 padded zeros in the divisor (PyTorch's count_include_pad=True) but not the extra overhang a
 ceil-mode window may have past the padding (PyTorch divides by the window clipped to the
 padded input: aten/src/ATen/native/cpu/AvgPoolKernel.cpp).
@@ -44,35 +44,83 @@ class _Pool(Layer):
         extra_w = max(0, (wo - 1) * stride[1] + kernel[1] - (w + pads[2] + pads[3]))
         return pads, (extra_h, extra_w), kernel, stride, (ho, wo)
 
-    def padded(self, x: np.ndarray, pads, extra) -> np.ndarray:
-        top, bottom, left, right = pads
-        return pad(x, (top, bottom + extra[0], left, right + extra[1]), self.fill)
+    def frame(self, x_shape, geometry):
+        """The part of the padded input that some window reads, per axis: the kernel offsets
+        whose strided slice lands on at least one input row (column), and the stretch of
+        padded coordinates those offsets read, (offsets, start, length). An offset that only
+        ever reads padding changes nothing (−inf never wins a max; a padded zero adds 0 to a
+        sum, and the divisor is counted apart), so a kernel far larger than the input costs
+        O(min(K, 2·H)) offsets, not K, and the padded copy is at most about 3·H long."""
+        pads, _, kernel, stride, out_hw = geometry
+        return (_span(x_shape[2], kernel[0], stride[0], pads[0], out_hw[0]),
+                _span(x_shape[3], kernel[1], stride[1], pads[2], out_hw[1]))
 
-    def offsets(self, kernel, stride, out_hw):
-        """(k, rows, cols) for each kernel offset: the strided slice it reads."""
-        k = 0
-        for i in range(kernel[0]):
-            for j in range(kernel[1]):
-                yield k, offset_slice(i, 1, stride[0], out_hw[0]), offset_slice(j, 1, stride[1], out_hw[1])
-                k += 1
+    def padded(self, x: np.ndarray, pads, frame) -> np.ndarray:
+        """The padded input cut to `frame`: x placed at its padded coordinates, `fill` around."""
+        (_, start_h, len_h), (_, start_w, len_w) = frame
+        rows = _placed(x.shape[2], pads[0], start_h, len_h)
+        cols = _placed(x.shape[3], pads[2], start_w, len_w)
+        inner = x[:, :, rows[0]:rows[1], cols[0]:cols[1]]
+        return pad(inner, (rows[2], len_h - rows[2] - (rows[1] - rows[0]),
+                           cols[2], len_w - cols[2] - (cols[1] - cols[0])), self.fill)
+
+    @staticmethod
+    def offsets(kernel, stride, out_hw, frame):
+        """(k, rows, cols) for each kernel offset that reads input: k = i·kW + j numbers the
+        offset in the whole kernel (increasing), rows/cols its strided slice of the frame."""
+        (offs_h, start_h, _), (offs_w, start_w, _) = frame
+        for i in offs_h:
+            rows = offset_slice(i - start_h, 1, stride[0], out_hw[0])
+            for j in offs_w:
+                yield i * kernel[1] + j, rows, offset_slice(j - start_w, 1, stride[1], out_hw[1])
 
     def scatter(self, shape, dtype, geometry, grad, where=None) -> np.ndarray:
         """dx of `shape` (N, C, H, W): each kernel offset k adds `grad` (N, C, H_out, W_out),
         or grad(k) if it is a function, into the input positions it read, only where
-        where(k) holds (if given)."""
+        where(k) holds (if given). Input rows/columns no window reads get 0."""
         pads, extra, kernel, stride, out_hw = geometry
+        frame = self.frame(shape, geometry)
         n, c, h, w = shape
-        dxp = np.zeros((n, c, h + pads[0] + pads[1] + extra[0], w + pads[2] + pads[3] + extra[1]),
-                       dtype=dtype)
-        for k, rows, cols in self.offsets(kernel, stride, out_hw):
+        (_, start_h, len_h), (_, start_w, len_w) = frame
+        dxp = np.zeros((n, c, len_h, len_w), dtype=dtype)
+        for k, rows, cols in self.offsets(kernel, stride, out_hw, frame):
             target = dxp[:, :, rows, cols]
             add = grad(k) if callable(grad) else grad
             if where is None:
                 target += add
             else:
                 np.add(target, add, out=target, where=where(k))
-        top, left = pads[0], pads[2]
-        return np.ascontiguousarray(dxp[:, :, top:top + h, left:left + w])
+        r0, r1, top = _placed(h, pads[0], start_h, len_h)
+        c0, c1, left = _placed(w, pads[2], start_w, len_w)
+        if (r0, r1, c0, c1) == (0, h, 0, w):
+            return np.ascontiguousarray(dxp[:, :, top:top + h, left:left + w])
+        dx = np.zeros(shape, dtype=dtype)
+        dx[:, :, r0:r1, c0:c1] = dxp[:, :, top:top + r1 - r0, left:left + c1 - c0]
+        return dx
+
+
+def _span(size: int, kernel: int, stride: int, before: int, out: int):
+    """Along one axis: the kernel offsets i for which some output o reads an input row,
+    before <= i + stride·o < before + size, and the padded stretch they read."""
+    kept = []
+    # outside [before − stride·(out−1), before + size − 1] no output of offset i can land
+    for i in range(max(0, before - stride * (out - 1)), min(kernel - 1, before + size - 1) + 1):
+        first = max(0, -((i - before) // stride))  # the first output at or past `before`
+        if first < out and i + stride * first < before + size:
+            kept.append(i)
+    if not kept:  # geometry() refuses windows of padding only; this guards the invariant
+        raise ShapeError(f"no pooling window reads the input (kernel {kernel}, padding "
+                         f"{before}, size {size})", fix="use padding <= kernel // 2")
+    start = kept[0]
+    return kept, start, kept[-1] + stride * (out - 1) + 1 - start
+
+
+def _placed(size: int, before: int, start: int, length: int) -> tuple[int, int, int]:
+    """Input rows [lo, hi) that fall inside the padded stretch [start, start + length), and
+    where the first of them sits in that stretch."""
+    lo = max(0, start - before)
+    hi = min(size, start + length - before)
+    return lo, hi, before + lo - start
 
 
 class MaxPool(_Pool):
@@ -81,14 +129,15 @@ class MaxPool(_Pool):
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         geometry = self.geometry(x)
         pads, extra, kernel, stride, out_hw = geometry
-        xp = self.padded(x, pads, extra)
+        frame = self.frame(x.shape, geometry)
+        xp = self.padded(x, pads, frame)
         y = argmax = None
-        for k, rows, cols in self.offsets(kernel, stride, out_hw):
+        for k, rows, cols in self.offsets(kernel, stride, out_hw, frame):
             window = xp[:, :, rows, cols]
             if y is None:
                 y = window.copy()
                 if training:  # which offset won, as small an integer as the kernel allows
-                    argmax = np.zeros(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1]))
+                    argmax = np.full(y.shape, k, dtype=np.min_scalar_type(kernel[0] * kernel[1]))
                     won, stamp = np.empty(y.shape, dtype=bool), np.empty_like(argmax)
                 continue
             if training:  # strictly greater: on a tie the first offset keeps the gradient
@@ -162,9 +211,10 @@ class AvgPool(_Pool):
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         geometry = self.geometry(x)
         pads, extra, kernel, stride, out_hw = geometry
-        xp = self.padded(x, pads, extra)
+        frame = self.frame(x.shape, geometry)
+        xp = self.padded(x, pads, frame)
         y = None
-        for _, rows, cols in self.offsets(kernel, stride, out_hw):
+        for _, rows, cols in self.offsets(kernel, stride, out_hw, frame):
             if y is None:
                 y = xp[:, :, rows, cols].copy()
             else:

@@ -20,6 +20,11 @@ def _many(n: int) -> str:
     return f"name: many\ninput: [1, 2, 2]\nlayers:\n  - repeat: {n}\n    layers: [relu]\n"
 
 
+def _pool(kind: str, k: int) -> str:
+    return (f"name: p\ninput: [1, 1, 1]\nlayers:\n"
+            f"  - {kind}: {{kernel: {k}, padding: {k // 2}, stride: 1}}\n")
+
+
 CASES: list[Case] = []
 
 # Commands that must finish quickly, with the exit code they end with.
@@ -31,6 +36,14 @@ SLOW: list[tuple[str, list[str], dict[str, str], int]] = [
      {"m.yaml": _many(4000)}, 0),
     ("calc_report_many_stages", ["report", "m.yaml", "m.yaml", "--out", "r.md"],
      {"m.yaml": _many(4000)}, 0),
+    # a kernel of 50 000 on a 1×1 input: 2.5·10⁹ offsets unless those reading only padding
+    # are skipped
+    ("calc_check_maxpool_huge_kernel", ["check", "p.yaml"],
+     {"p.yaml": _pool("maxpool", 50000)}, 0),
+    ("calc_check_avgpool_huge_kernel", ["check", "p.yaml"],
+     {"p.yaml": _pool("avgpool", 20000)}, 0),
+    ("calc_gradcheck_maxpool_big_kernel", ["gradcheck", "p.yaml"],
+     {"p.yaml": _pool("maxpool", 1000)}, 0),
 ]
 
 
