@@ -27,6 +27,8 @@ CASES = {
     "batchnorm_images": "[{conv: {filters: 3, kernel: 2}}, {bn: {momentum: 0.3}}]",
     "batchnorm_flat": "[{conv: {filters: 2, kernel: 2}}, flatten, {dense: 4}, bn]",
     "lrn": "[{conv: {filters: 5, kernel: 1}}, {lrn: {size: 3, alpha: 0.5, beta: 0.75, k: 1}}, {lrn: {size: 2, alpha: 0.2, beta: 1.5, k: 2}}]",
+    # windows wider than the channels (clamped to them, divided by size)
+    "lrn_size_past_channels": "[{conv: {filters: 3, kernel: 1}}, {lrn: {size: 8, alpha: 2.0, beta: 0.75, k: 1}}, {lrn: {size: 100001, alpha: 500.0, beta: 1.5, k: 1}}]",
     "layernorm": "[{conv: {filters: 2, kernel: 2}}, ln, flatten, ln]",
     "relu": "[{conv: {filters: 2, kernel: 2}}, relu]",
     "leaky_relu": "[{conv: {filters: 2, kernel: 2}}, {leaky_relu: {slope: 0.2}}]",

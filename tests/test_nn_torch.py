@@ -161,6 +161,9 @@ CASES = {
     "batchnorm_flat": ("[flatten, bn]", (5, 1, 1)),
     "lrn": ("[{lrn: {size: 5, alpha: 0.001, beta: 0.75, k: 2}}]", (7, 3, 3)),
     "lrn_even_large_alpha": ("[{lrn: {size: 4, alpha: 0.5, beta: 1.2, k: 1}}]", (6, 2, 3)),
+    # windows wider than the channels: clamped to them, still divided by size
+    "lrn_size_past_channels": ("[{lrn: {size: 9, alpha: 0.3, beta: 0.75, k: 1}}]", (3, 2, 2)),
+    "lrn_even_size_past_channels": ("[{lrn: {size: 1000, alpha: 50.0, beta: 0.6, k: 1}}]", (4, 2, 3)),
     "layernorm": ("[ln, flatten, {ln: {eps: 0.01}}]", (3, 2, 4)),
     "relu": ("[relu]", (3, 4, 4)),
     "leaky_relu": ("[{leaky_relu: {slope: 0.2}}]", (3, 4, 4)),

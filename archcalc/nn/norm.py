@@ -97,8 +97,14 @@ class LRN(Layer):
         self.need_spatial(x)
 
     def window_sum(self, v: np.ndarray, before: int, after: int) -> np.ndarray:
-        """Σ over channels c − before .. c + after of v (zero outside), (N, C, H, W)."""
+        """Σ over channels c − before .. c + after of v (zero outside), (N, C, H, W).
+
+        Channel c − d exists only for d <= C − 1 (and c + d likewise), so a window wider than
+        the channels reads nothing more past C − 1 on either side: clamping both reaches
+        keeps the sum exact and the work (and the padded copy) within 2C − 1 channels,
+        whatever `size` is. The caller still divides by `size` (alpha / size, as PyTorch)."""
         c = v.shape[1]
+        before, after = min(before, c - 1), min(after, c - 1)
         padded = np.zeros((v.shape[0], c + before + after) + v.shape[2:], dtype=v.dtype)
         padded[:, before:before + c] = v
         total = padded[:, 0:c].copy()

@@ -25,6 +25,10 @@ def _pool(kind: str, k: int) -> str:
             f"  - {kind}: {{kernel: {k}, padding: {k // 2}, stride: 1}}\n")
 
 
+def _lrn(size: int) -> str:
+    return f"name: l\ninput: [3, 4, 4]\nlayers:\n  - lrn: {{size: {size}}}\n"
+
+
 CASES: list[Case] = []
 
 # Commands that must finish quickly, with the exit code they end with.
@@ -44,6 +48,9 @@ SLOW: list[tuple[str, list[str], dict[str, str], int]] = [
      {"p.yaml": _pool("avgpool", 20000)}, 0),
     ("calc_gradcheck_maxpool_big_kernel", ["gradcheck", "p.yaml"],
      {"p.yaml": _pool("maxpool", 1000)}, 0),
+    # an LRN window of 10⁹ channels over 3: a (1, 10⁹+2, 4, 4) padded copy unless clamped
+    ("calc_check_lrn_huge_size", ["check", "l.yaml"], {"l.yaml": _lrn(10**9)}, 0),
+    ("calc_gradcheck_lrn_huge_size", ["gradcheck", "l.yaml"], {"l.yaml": _lrn(3 * 10**8)}, 0),
 ]
 
 
