@@ -62,10 +62,12 @@ class AppGroup(click.Group):
         # while it parses, before invoke, and their output can fail too (`--help > /dev/full`).
         # Output still buffered when the command ends is written here, not by the interpreter
         # at exit (where a full disk would be "Exception ignored" and exit code 120).
+        from archcalc.cli.encoding import ascii_fallback
         from archcalc.spec.yamlio import stack_room
 
         if sys.stdout is None:
             stdout_closed()
+        ascii_fallback()  # PYTHONIOENCODING=ascii: × as x, not a UnicodeEncodeError
         try:
             # Every walk of a spec's tree (resolve, analyze, build, compare) recurses once per
             # level: the whole command gets the room MAX_SPEC_DEPTH levels need.

@@ -4,19 +4,21 @@ A limit from the environment too large for a size (exit 70 before: OverflowError
 suffix matplotlib cannot write by itself (.pgf ran xelatex), a plot of more bars than
 MAX_PLOT_BARS (folded by --depth, or refused before drawing), a read-only output file (the
 rename replaced it silently), and stdout/stderr that cannot encode archcalc's characters
-(PYTHONIOENCODING=ascii or latin-1: exit 70 on the first '×').
+(PYTHONIOENCODING=ascii or latin-1: exit 70 on the first '×'; now transliterated).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from archcalc.limits import DEFAULTS, LIMIT_CEILING
-from catalogue.runner import Case, check_case, measure, run_case
+from catalogue.runner import ENV, Case, check_case, measure, run_case
 
 HUGE = "99999999999999999999999"
 FLAT = "name: flat\ninput: [1, 2, 2]\nlayers:\n  - repeat: {n}\n    inline: true\n" \
@@ -114,3 +116,70 @@ def test_plot_worst_case_inside_the_bound(tmp_path):
     m = measure(["plot", "flat.yaml", "--out", "f.png"], tmp_path)
     assert m.code == 0, m.stderr
     assert m.peak_mb < 200 and m.cpu_s < 5, (m.peak_mb, m.cpu_s)
+
+
+# ---- an output encoding without ×, —, ✓ (issue 8, round 2, finding 4) ----------------------
+ENCODING_CASES = [
+    Case("out2_ascii_error_line", ["layer", "conv", "--input", "3x4x4", "--kernel", "9",
+                                   "--filters", "2"],
+         "error: layer 'conv': kernel 9 larger than the padded input 4 along H: "
+         "(4 - 9 + 2.0)/1 + 1 = -4 -> output size -4 (fix: use a larger --input, more padding, "
+         "or a smaller kernel/stride earlier)", env={"PYTHONIOENCODING": "ascii"},
+         subprocess=True),
+]
+
+
+@pytest.mark.parametrize("case", ENCODING_CASES, ids=[c.id for c in ENCODING_CASES])
+def test_encoding_case(case, tmp_path):
+    check_case(case, tmp_path)
+
+
+def test_latin1_keeps_what_it_can_encode(tmp_path):
+    """latin-1 has '·' and '×' (the runner reads UTF-8, so this one is read here)."""
+    code, out, err = _run(["layer", "conv", "--input", "3x4x4", "--kernel", "9",
+                           "--filters", "2"], tmp_path, "latin-1")
+    assert code == 1
+    assert err.decode("latin-1").splitlines()[0].startswith(
+        "error: layer 'conv': kernel 9 larger than the padded input 4 along H: "
+        "(4 - 9 + 2·0)/1 + 1 = -4 -> output size -4 (fix:")
+    code, out, err = _run(["check", "lenet5"], tmp_path, "latin-1")
+    assert code == 0 and out.decode("latin-1").splitlines()[-1].startswith("ok lenet5 at 1×32×32")
+
+
+# Every command that prints a table or formulas (exit 70 on the first '×' before).
+TABLE_COMMANDS = [
+    ["summary", "googlenet"], ["check", "lenet5"], ["list"],
+    ["factorize", "--input", "64x56x56", "--kernel", "5", "--filters", "64"],
+    ["bottleneck", "googlenet", "--formulas"], ["memory", "lenet5"],
+    ["compare", "lenet5", "alexnet"], ["sweep", "lenet5", "--sizes", "32,64"],
+    ["layer", "conv", "--input", "3x227x227", "--kernel", "11", "--stride", "4",
+     "--filters", "96"],
+    ["gradcheck", "lenet5", "--samples", "2"],
+]
+
+
+def _run(args: list[str], where: Path, encoding: str) -> tuple[int, bytes, bytes]:
+    proc = subprocess.run([sys.executable, "-m", "archcalc", *args], cwd=where,
+                          env={**os.environ, **ENV, "PYTHONIOENCODING": encoding},
+                          capture_output=True, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_table_commands_print_ascii(tmp_path):
+    """With PYTHONIOENCODING=ascii each command exits as with UTF-8, prints the same number
+    of lines, and every byte is ASCII (× as x, ✓ as ok, boxes as - | +)."""
+    for args in TABLE_COMMANDS:
+        code, out, err = _run(args, tmp_path, "ascii")
+        want, utf8, _ = _run(args, tmp_path, "utf-8") if args[0] in ("check", "layer") \
+            else (0, None, None)
+        assert code == want, (args, err.decode("utf-8", "replace"))
+        assert (out + err).isascii(), (args, [c for c in (out + err).decode() if ord(c) > 127])
+        if utf8 is not None:
+            assert len(out.splitlines()) == len(utf8.splitlines()), args
+
+
+def test_transliterate():
+    from archcalc.cli.encoding import transliterate
+    assert transliterate("10¹² × 3 — ok ✓ ✗ ⌊x⌋ …") == "10^12 x 3 - ok ok FAIL floor(x) ..."
+    assert transliterate("┏━┳┃") == "+-+|"
+    assert transliterate("é\u4e00") == "e?"
