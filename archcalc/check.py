@@ -24,6 +24,7 @@ import re
 import time
 import traceback
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -48,20 +49,22 @@ DEFAULT_BUDGET_FRACTION = 0.5
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
           "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40}
+          "tib": 2**40, "p": 10**15, "pb": 10**15, "pib": 2**50,
+          # past the 1 PB cap, but named so they get the cap's message, not "bad memory size"
+          "e": 10**18, "eb": 10**18, "eib": 2**60}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 
 
 def parse_size(text: str) -> int:
-    """'2GB' → 2·10⁹ bytes, '500MB', '1.5GiB', '4096' (bytes). K/M/G/T are decimal; the
-    KiB/MiB/GiB/TiB forms are binary."""
+    """'2GB' → 2·10⁹ bytes, '500MB', '1.5GiB', '4096' (bytes). K/M/G/T/P are decimal; the
+    KiB/MiB/GiB/TiB/PiB forms are binary. Exact (Decimal): '1PB' is 10¹⁵, not a float near it."""
     match = _SIZE_RE.match(str(text))
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
         raise ArchcalcError(f"bad memory size '{echo(text, 40)}'",
                             fix="write e.g. 2GB, 500MB or 1.5GiB")
-    number = float(match.group(1)) * _UNITS[unit]
-    if not number <= MAX_MEMORY_BUDGET:  # also inf: 400 digits are a float overflow, not a size
+    number = Decimal(match.group(1)) * _UNITS[unit]
+    if not number <= MAX_MEMORY_BUDGET:
         raise ArchcalcError(f"memory size '{echo(text, 40)}' is more than "
                             "1 PB (10^15 bytes)", fix="e.g. --memory-budget 2GB")
     value = int(number)
@@ -71,11 +74,24 @@ def parse_size(text: str) -> int:
     return value
 
 
+_BYTE_UNITS = (("EB", 10**18), ("PB", 10**15), ("TB", 10**12), ("GB", 10**9), ("MB", 10**6),
+               ("kB", 10**3))
+
+
 def fmt_bytes(n: int | float) -> str:
-    """Decimal units, as disks and `free -h --si` print them: 1.2 GB."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f} {unit}"
+    """Decimal units, as disks and `free -h --si` print them: 1.2 GB; from 1000 EB on, three
+    significant digits and a power of ten: 4.00 × 10^24 B. Computed in Decimal (exact for an
+    int or a float), so no float noise and the same text for the same count."""
+    exact = Decimal(n)
+    if abs(exact) >= 1000 * 10**18:
+        digits = exact.adjusted()
+        mantissa = exact.scaleb(-digits).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+        if abs(mantissa) >= 10:  # 9.995 rounds up to the next power
+            digits, mantissa = digits + 1, (mantissa / 10).quantize(Decimal("0.01"))
+        return f"{mantissa} × 10^{digits} B"
+    for unit, scale in _BYTE_UNITS:
+        if abs(exact) >= scale:
+            return f"{(exact / scale).quantize(Decimal('0.1'), ROUND_HALF_EVEN)} {unit}"
     return f"{int(n)} B"
 
 
@@ -289,9 +305,16 @@ def refuse_gradcheck(analysis: Analysis, batch: int, samples: int | None, budget
             f"up to {GRADCHECK_MAX_PASSES} forward passes of {estimate.work // max(estimate.passes, 1):,} "
             f"units each (MACs + values + 50,000 a layer) = {estimate.work:,}, more than the "
             f"{max_work:,} allowed (~3·10⁹ a second)",
-            fix="fewer --samples (0 checks every entry), a smaller --input or --batch; or "
+            fix=f"{_fewer_samples(samples)}, a smaller --input or --batch; or "
                 "raise the limit: ARCHCALC_MAX_GRADCHECK_WORK=<larger number>")
     return estimate
+
+
+def _fewer_samples(samples: int | None) -> str:
+    """The --samples advice for what was given: None is --samples 0, every entry."""
+    if samples is None:
+        return "a --samples above 0, e.g. --samples 5 (--samples 0 checks every entry)"
+    return f"fewer than --samples {samples} (but not 0: it checks every entry)"
 
 
 # ---- per-layer comparison ------------------------------------------------------------------

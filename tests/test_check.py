@@ -14,7 +14,7 @@ import archcalc.check as check_module
 from archcalc.calc import analyze
 from archcalc.calc import layers as calc_layers
 from archcalc.calc.shapes import Dim
-from archcalc.check import (estimate_memory, pair_by_name, parse_size, refuse_if_over,
+from archcalc.check import (estimate_memory, fmt_bytes, pair_by_name, parse_size, refuse_if_over,
                             run_check)
 from archcalc.errors import ArchcalcError
 from archcalc.spec import bundled_names, load
@@ -247,6 +247,8 @@ def test_a_spec_the_calculator_rejects_is_rejected_the_same_way(run):
 @pytest.mark.parametrize("text, size", [
     ("2GB", 2 * 10**9), ("500MB", 500 * 10**6), ("1.5GiB", 3 * 2**29), ("4096", 4096),
     ("64 kB", 64_000), ("2g", 2 * 10**9), ("10MiB", 10 * 2**20),
+    # up to the 1 PB cap, exactly (no float rounding of the product)
+    ("1PB", 10**15), ("1pb", 10**15), ("0.5PiB", 2**49), ("999999999999999.9", 999999999999999),
 ])
 def test_parse_size(text, size):
     assert parse_size(text) == size
@@ -264,11 +266,22 @@ def test_bad_budget_is_a_usage_error(run):
     assert "bad memory size 'lots'" in result.output
 
 
-@pytest.mark.parametrize("text", ["2000TB", "9" * 400 + "GB"])
+@pytest.mark.parametrize("text", ["2000TB", "9" * 400 + "GB", "2PB", "1PiB", "1EB"])
 def test_parse_size_bounds_huge_sizes(text):
     # 400 digits are a float overflow (inf): refused, never an OverflowError
     with pytest.raises(ArchcalcError, match=r"is more than 1 PB \(10\^15 bytes\)"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("n, text", [
+    (0, "0 B"), (999, "999 B"), (1234, "1.2 kB"), (12_345_678_901, "12.3 GB"),
+    (5 * 10**15, "5.0 PB"), (999 * 10**18, "999.0 EB"), (10**21, "1.00 × 10^21 B"),
+    (4 * 10**36 + 8 * 10**27, "4.00 × 10^36 B"), (9_996 * 10**20, "1.00 × 10^24 B"),
+    (1.5e9, "1.5 GB"),
+])
+def test_fmt_bytes_is_exact_at_every_size(n, text):
+    # once "4000000007999999828819968.0 TB": float division, units ending at TB
+    assert fmt_bytes(n) == text
 
 
 # ---- gradcheck: fast --help examples, progress only on a terminal ---------------------------

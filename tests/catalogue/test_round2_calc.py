@@ -29,7 +29,31 @@ def _lrn(size: int) -> str:
     return f"name: l\ninput: [3, 4, 4]\nlayers:\n  - lrn: {{size: {size}}}\n"
 
 
-CASES: list[Case] = []
+DENSEBIG = ("name: densebig\ninput: [1000000000, 1000000000, 1000000000]\n"
+            "layers:\n  - flatten\n  - dense: 1000000000\n  - dense: 1000000000\n")
+
+CASES: list[Case] = [
+    # once "needs about 4000000007999999828819968.0 TB": units past TB, no float noise
+    Case("calc_check_bytes_past_exabytes", ["check", "d.yaml", "--memory-budget", "1GB"],
+         "error: a check of densebig at batch 1 needs about 4.00 × 10^36 B (8.00 × 10^27 B of "
+         "activations at batch 1, 4.00 × 10^36 B of parameters, 0 B of scratch), more than the "
+         "memory budget of 1.0 GB (fix: use a smaller --batch (even batch 1 does not fit) or a "
+         "smaller --input, or raise --memory-budget)", files={"d.yaml": DENSEBIG}),
+    # the README's 1 PB cap, now reachable by name
+    Case("calc_budget_one_petabyte", ["check", "lenet5", "--memory-budget", "1PB"], "", code=0),
+    Case("calc_budget_petabyte_binary", ["check", "lenet5", "--memory-budget", "0.5PiB"], "",
+         code=0),
+    Case("calc_budget_past_petabyte", ["check", "lenet5", "--memory-budget", "1PiB"],
+         "error: check: invalid value for '--memory-budget': memory size '1PiB' is more than "
+         "1 PB (10^15 bytes) (fix: e.g. --memory-budget 2GB)", code=2),
+    # --samples 0 was told "fewer --samples"
+    Case("calc_gradcheck_work_samples_zero", ["gradcheck", "vgg16", "--samples", "0"],
+         "error: a gradcheck of vgg16 checks about 138,658,600 entries × up to 22 forward passes "
+         "of 30,972,953,856 units each (MACs + values + 50,000 a layer) = "
+         "94,482,661,229,826,355,200, more than the 100,000,000,000 allowed (~3·10⁹ a second) "
+         "(fix: a --samples above 0, e.g. --samples 5 (--samples 0 checks every entry), a smaller "
+         "--input or --batch; or raise the limit: ARCHCALC_MAX_GRADCHECK_WORK=<larger number>)"),
+]
 
 # Commands that must finish quickly, with the exit code they end with.
 SLOW: list[tuple[str, list[str], dict[str, str], int]] = [
