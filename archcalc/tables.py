@@ -329,21 +329,47 @@ def _measure(table: Table) -> int:
 
 
 def wrap_words(line: str, width: int) -> list[str]:
-    """`line` in pieces of at most `width` cells, broken at spaces only, so a number or a
-    formula is never split (a single word wider than `width` keeps its own piece). Pieces
-    after the first are indented two past the line's own indent, to read as one item."""
+    """`line` in pieces of at most `width` cells, broken at spaces, so a number or a formula
+    is not split; a single word wider than a line (a formula with no spaces) is folded, after
+    a '·', '/' or ',' where it has one (_fold_word). Pieces after the first are indented two
+    past the line's own indent, to read as one item."""
     indent = line[:len(line) - len(line.lstrip(" "))]
+    more = indent + "  "
     pieces: list[str] = []
     current = indent
     for gap, word in re.findall(r"(\s*)(\S+)", line[len(indent):]):
         joined = current + (gap if current.strip() else "") + word
-        if cell_len(joined) <= width or not current.strip():
+        if cell_len(joined) <= width:
             current = joined
-        else:
+            continue
+        if current.strip():
             pieces.append(current)
-            current = indent + "  " + word
+            current = more
+        parts = _fold_word(word, max(width - cell_len(current), 8))
+        for part in parts[:-1]:
+            pieces.append(current + part)
+            current = more
+        current += parts[-1]
     pieces.append(current)
     return pieces
+
+
+FOLD_AFTER = "·/,;=+×*)"  # where a formula reads well broken (never inside a number's digits)
+
+
+def _fold_word(word: str, room: int) -> list[str]:
+    """`word` in pieces of at most `room` cells, each cut after the last FOLD_AFTER character
+    in its second half, else at `room` itself."""
+    parts: list[str] = []
+    while cell_len(word) > room:
+        cut = room
+        while cell_len(word[:cut]) > room:  # wide characters take two cells
+            cut -= 1
+        best = max((i + 1 for i in range(cut // 2, cut) if word[i] in FOLD_AFTER), default=cut)
+        parts.append(word[:best])
+        word = word[best:]
+    parts.append(word)
+    return parts
 
 
 def _pack(items: list[str], width: int) -> list[str]:

@@ -239,3 +239,35 @@ def test_evaluate_numbers_the_classes_when_their_names_do_not_fit(capsys):
     assert "Trouser" not in table and "1000" in table
     assert term.getvalue().startswith("classes: 0 = T-shirt/top, 1 = Trouser, 2 = Pullover")
     assert widest(term.getvalue()) <= 80
+
+
+# ---- narrow terminals: hostile round 2, finding 10 -----------------------------------------
+NARROW = [
+    ["gradcheck", "lenet5", "--samples", "2"],  # the result table is a Grid (counts hidden)
+    ["validate", "vgg16", "lenet5"],  # the ok: lines wrap at spaces
+    ["layer", "conv", "--input", "3x227x227", "--kernel", "11", "--stride", "4",
+     "--filters", "96"],  # a formula with no spaces is folded after a '·' or '/'
+]
+
+
+@pytest.mark.parametrize("args", NARROW, ids=" ".join)
+def test_narrow_terminal_fits(args):
+    text = in_terminal(args, 40, columns=40)
+    # The progress bar redraws with '\r': only what stayed on screen counts.
+    shown = "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines())
+    assert widest(shown) <= 40, text
+    assert "Traceback" not in text
+
+
+def test_validate_ok_line_stays_whole_in_a_pipe():
+    text = in_pipe(["validate", "vgg16"], columns=40)
+    assert text.splitlines() == ["ok: vgg16.yaml: vgg16, 39 layers, output 1000, "
+                                 "138,357,544 params, 15,470,264,320 MACs"]
+
+
+def test_a_word_wider_than_the_line_is_folded_after_an_operator():
+    from archcalc.tables import wrap_words
+    pieces = wrap_words("  (H_out·W_out·C_out·K_h·K_w·C_in/groups; FLOPs = 2·MACs)", 30)
+    assert all(cell_len(p) <= 30 for p in pieces), pieces
+    assert pieces[0].endswith("·") and "".join(p.strip() for p in pieces).startswith(
+        "(H_out·W_out·C_out·K_h·K_w·C_in/groups;")

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import click
-from rich import box
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn)
@@ -17,7 +16,7 @@ from rich.text import Text
 
 from archcalc.calc import analyze
 from archcalc.cli import main
-from archcalc.cli.common import (SEED, FiniteFloatRange, PlainTable, console, input_option,
+from archcalc.cli.common import (SEED, FiniteFloatRange, console, input_option, wide_option,
                                  plain, print_wide)
 from archcalc.nn import gradcheck as gradcheck_module
 from archcalc.nn.gradcheck import DEFAULT_TOLERANCE, gradcheck
@@ -25,6 +24,7 @@ from archcalc.check import default_budget, parse_size, refuse_gradcheck
 from archcalc.cli.common import ParsedParam
 from archcalc.limits import MAX_GRADCHECK_BATCH, limit
 from archcalc.spec import load
+from archcalc.tables import Grid
 
 
 
@@ -90,6 +90,7 @@ def entry_progress() -> Iterator[None]:
 @click.option("--memory-budget", type=ParsedParam("SIZE", parse_size, int), default=None,
               help="Refuse runs estimated above this, e.g. 2GB or 500MB "
                    "[default: half the available memory].")
+@wide_option
 def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: float,
                       samples: int, memory_budget: int | None) -> None:
     """Check the executor's backward pass against centred differences in float64.
@@ -127,17 +128,13 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
         results = gradcheck(network, batch=batch, seed=seed, tolerance=tolerance,
                             samples=samples or None)
     seconds = time.perf_counter() - start
-    table = PlainTable(box=box.SIMPLE_HEAD, pad_edge=False)
-    for title, justify in (("Layer", "left"), ("Param", "left"), ("Checked", "right"),
-                           ("Kinks skipped", "right"), ("Max rel. error", "right"), ("", "center")):
-        table.add_column(title, justify=justify, no_wrap=True)
-    failed = []
-    for r in results:
-        if not r.ok:
-            failed.append(r)
-        table.add_row(r.layer, r.param, f"{r.checked}/{r.size}", str(r.skipped),
-                      f"{r.error:.2e}", "✓" if r.ok else "✗")
-    print_wide(table)
+    failed = [r for r in results if not r.ok]
+    # A Grid, so a narrow terminal hides the counts before cutting a layer's name.
+    print_wide(Grid("", ["Layer", "Param", "Checked", "Kinks skipped", "Max rel. error", ""],
+                    [[r.layer, r.param, f"{r.checked}/{r.size}", str(r.skipped),
+                      f"{r.error:.2e}", "✓" if r.ok else "✗"] for r in results],
+                    left={1}, drop=[3, 2],
+                    styles={i: "bold red" for i, r in enumerate(results) if not r.ok}))
     if failed:
         first = failed[0]
         why = ("every checked entry crossed a kink" if first.checked == 0

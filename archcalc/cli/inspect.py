@@ -10,7 +10,8 @@ from rich.text import Text
 from archcalc import report
 from archcalc.calc import analyze
 from archcalc.cli import main
-from archcalc.cli.common import batch_option, dtype_option, input_option, print_wide, wide_option
+from archcalc.cli.common import (batch_option, dtype_option, input_option, print_lines,
+                                 print_wide, wide_option)
 from archcalc.errors import ArchcalcError
 from archcalc.spec import bundled_names, load
 from archcalc.spec.load import bundled_dir
@@ -111,11 +112,12 @@ def validate(specs: tuple[str, ...], input_shape, strict: bool, quiet: bool) -> 
         problems += len(failures)
         if not failures and not quiet:
             t = analysis.totals
-            click.echo(f"ok: {analysis.network.file}: {analysis.network.name}, "
-                       f"{len(analysis.rows)} layers, output "
-                       f"{'×'.join(map(str, analysis.output_shape))}, {t.params:,} params, "
-                       f"{t.macs:,} MACs" + (f", {len(analysis.warnings)} warning(s)"
-                                             if analysis.warnings else ""))
+            # Wrapped at spaces on a terminal; one line in a pipe, where CI logs parse it.
+            print_lines([f"ok: {analysis.network.file}: {analysis.network.name}, "
+                         f"{len(analysis.rows)} layers, output "
+                         f"{'×'.join(map(str, analysis.output_shape))}, {t.params:,} params, "
+                         f"{t.macs:,} MACs" + (f", {len(analysis.warnings)} warning(s)"
+                                               if analysis.warnings else "")])
     if problems:
         click.echo(f"{problems} problem(s) in {len(specs)} spec(s)", err=True)
         sys.exit(1)
