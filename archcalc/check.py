@@ -36,6 +36,7 @@ from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_MEMORY_BUDGET, echo
 from archcalc.nn import build
 from archcalc.nn.conv import MAX_COLS_BYTES
+from archcalc.nn.pool import pool_cost
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Network
 from archcalc.spec.yamlio import elide
@@ -165,6 +166,32 @@ def _conv_workspace(network: Network, rows: list[Row], batch: int, itemsize: int
     return largest
 
 
+POOL_KINDS = frozenset({"maxpool", "avgpool"})
+
+
+def _pool_costs(analysis: Analysis) -> list[tuple[Row, int, int]]:
+    """(row, offsets visited, padded-copy values per channel) of every max/avg pooling."""
+    leaves = {leaf.path: leaf for leaf in analysis.network.leaves()}
+    return [(row, *pool_cost(leaves[row.path].spec, row.input_shape, row.output_shape))
+            for row in analysis.rows if row.type in POOL_KINDS]
+
+
+def _pool_workspace(analysis: Analysis, batch: int, itemsize: int) -> int:
+    """The largest pooling scratch: its padded copy and one window slice (and an argmax)."""
+    largest = 0
+    for row, _, frame in _pool_costs(analysis):
+        channels = row.input_shape[0]
+        largest = max(largest, batch * channels * (frame + 2 * _values(row.output_shape[1:]))
+                      * itemsize)
+    return largest
+
+
+def _pool_work(analysis: Analysis) -> int:
+    """Per image: one operation per output value per kernel offset visited (a pooling row
+    counts 0 MACs, yet a kernel of 1,000 is 10⁶ of them per output)."""
+    return sum(offsets * _values(row.output_shape) for row, offsets, _ in _pool_costs(analysis))
+
+
 def estimate_memory(analysis: Analysis, batch: int) -> MemoryEstimate:
     """Input (twice) + kept activations for `batch` images; parameters and buffers; and the
     largest convolution workspace. Not counted: the gradient arrays (np.zeros pages, mapped
@@ -178,7 +205,8 @@ def estimate_memory(analysis: Analysis, batch: int) -> MemoryEstimate:
         # the input twice: the caller's batch and the executor's private copy of it
         activation_bytes=(totals.activations + totals.input_values) * batch * itemsize,
         param_bytes=totals.params * itemsize,
-        scratch_bytes=_conv_workspace(analysis.network, analysis.rows, batch, itemsize),
+        scratch_bytes=max(_conv_workspace(analysis.network, analysis.rows, batch, itemsize),
+                          _pool_workspace(analysis, batch, itemsize)),
     )
 
 
@@ -259,7 +287,8 @@ def estimate_gradcheck(analysis: Analysis, batch: int, samples: int | None) -> G
                   if row.trainable_params)
     entries += checked(batch * totals.input_values, 1)
     # A layer's call costs ~20 µs whatever its size: as much as ~50,000 MACs here.
-    per_pass = batch * (totals.macs + totals.activations) + GRADCHECK_LAYER_WORK * len(analysis.rows)
+    per_pass = (batch * (totals.macs + _pool_work(analysis) + totals.activations)
+                + GRADCHECK_LAYER_WORK * len(analysis.rows))
     # At the most: batch norm over small maps halves the step to MIN_STEP (resnet18 at
     # 3x16x16, --samples 2: 94 s measured, 1.2·10¹¹ estimated).
     return GradcheckEstimate(base, extra, entries, entries * GRADCHECK_MAX_PASSES * per_pass)
@@ -314,6 +343,8 @@ def _fewer_samples(samples: int | None) -> str:
     """The --samples advice for what was given: None is --samples 0, every entry."""
     if samples is None:
         return "a --samples above 0, e.g. --samples 5 (--samples 0 checks every entry)"
+    if samples <= 1:  # there is no fewer: 0 means every entry
+        return "a network with fewer parameters"
     return f"fewer than --samples {samples} (but not 0: it checks every entry)"
 
 

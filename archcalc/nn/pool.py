@@ -99,6 +99,17 @@ class _Pool(Layer):
         return dx
 
 
+def pool_cost(spec, input_shape, output_shape) -> tuple[int, int]:
+    """For the estimates, per image and channel: (offsets visited, values of the padded copy).
+    A forward pass does offsets × H_out·W_out comparisons or additions per channel."""
+    (_, h, w), (_, ho, wo) = input_shape, output_shape
+    kernel, stride = pair(spec.kernel), spec.strides
+    pads = resolve_pads(spec.padding, h, w, kernel, stride)
+    offs_h, _, len_h = _span(h, kernel[0], stride[0], pads[0], ho)
+    offs_w, _, len_w = _span(w, kernel[1], stride[1], pads[2], wo)
+    return len(offs_h) * len(offs_w), len_h * len_w
+
+
 def _span(size: int, kernel: int, stride: int, before: int, out: int):
     """Along one axis: the kernel offsets i for which some output o reads an input row,
     before <= i + stride·o < before + size, and the padded stretch they read."""

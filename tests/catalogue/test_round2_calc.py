@@ -49,10 +49,26 @@ CASES: list[Case] = [
     # --samples 0 was told "fewer --samples"
     Case("calc_gradcheck_work_samples_zero", ["gradcheck", "vgg16", "--samples", "0"],
          "error: a gradcheck of vgg16 checks about 138,658,600 entries × up to 22 forward passes "
-         "of 30,972,953,856 units each (MACs + values + 50,000 a layer) = "
-         "94,482,661,229,826,355,200, more than the 100,000,000,000 allowed (~3·10⁹ a second) "
+         "of 30,985,196,800 units each (MACs + values + 50,000 a layer) = "
+         "94,520,008,198,274,560,000, more than the 100,000,000,000 allowed (~3·10⁹ a second) "
          "(fix: a --samples above 0, e.g. --samples 5 (--samples 0 checks every entry), a smaller "
          "--input or --batch; or raise the limit: ARCHCALC_MAX_GRADCHECK_WORK=<larger number>)"),
+    # pooling counts its windows (kernel 301 over 200×200: 0 MACs, 2.3·10¹¹ comparisons)
+    Case("calc_gradcheck_counts_pool_windows", ["gradcheck", "p.yaml", "--samples", "1"],
+         "error: a gradcheck of pbig checks about 1 entries × up to 22 forward passes of "
+         "463,887,410,000 units each (MACs + values + 50,000 a layer) = 10,205,523,020,000, "
+         "more than the 100,000,000,000 allowed (~3·10⁹ a second) (fix: a network with fewer "
+         "parameters, a smaller --input or --batch; or raise the limit: "
+         "ARCHCALC_MAX_GRADCHECK_WORK=<larger number>)",
+         files={"p.yaml": "name: pbig\ninput: [64, 200, 200]\nlayers:\n"
+                          "  - maxpool: {kernel: 301, padding: 150, stride: 1}\n"}),
+    Case("calc_check_counts_pool_scratch", ["check", "p.yaml", "--memory-budget", "50MB"],
+         "error: a check of pbig at batch 1 needs about 115.2 MB (30.7 MB of activations at "
+         "batch 1, 0 B of parameters, 84.5 MB of scratch), more than the memory budget of "
+         "50.0 MB (fix: use a smaller --batch (even batch 1 does not fit) or a smaller --input, "
+         "or raise --memory-budget)",
+         files={"p.yaml": "name: pbig\ninput: [64, 200, 200]\nlayers:\n"
+                          "  - maxpool: {kernel: 301, padding: 150, stride: 1}\n"}),
 ]
 
 # Commands that must finish quickly, with the exit code they end with.
