@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+from decimal import ROUND_HALF_EVEN, Decimal
 from collections.abc import Iterator, Sequence
 
 from rich.console import Console, Group
@@ -33,11 +34,24 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
+_BINARY = ((2**60, "EiB"), (2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"),
+           (2**10, "KiB"))
+
+
 def human_bytes(n: float) -> str:
-    """Binary units: 553430176 → '527.79 MiB'."""
-    for scale, prefix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}"
+    """Binary units: 553430176 → '527.79 MiB'; from 1024 EiB on, three significant digits and
+    a power of ten (4.00 × 10^24 B). Computed in Decimal (exact for an int), so a huge count
+    prints without float noise."""
+    exact = Decimal(n)
+    if abs(exact) >= 2**70:
+        digits = exact.adjusted()
+        mantissa = exact.scaleb(-digits).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+        if abs(mantissa) >= 10:  # 9.995 rounds up to the next power
+            digits, mantissa = digits + 1, (mantissa / 10).quantize(Decimal("0.01"))
+        return f"{mantissa} × 10^{digits} B"
+    for scale, prefix in _BINARY:
+        if abs(exact) >= scale:
+            return f"{(exact / scale).quantize(Decimal('0.01'), ROUND_HALF_EVEN)} {prefix}"
     return f"{int(n)} B"
 
 
