@@ -33,7 +33,7 @@ import numpy as np
 from archcalc.calc import DTYPE_BYTES, Analysis, Row, analyze
 from archcalc.calc.shapes import fmt_shape
 from archcalc.errors import ArchcalcError
-from archcalc.limits import MAX_MEMORY_BUDGET, echo
+from archcalc.limits import MAX_MEMORY_BUDGET, echo, limit
 from archcalc.nn import build
 from archcalc.nn.conv import MAX_COLS_BYTES
 from archcalc.nn.pool import pool_cost
@@ -234,6 +234,33 @@ def refuse_if_over(analysis: Analysis, batch: int, budget: int | None) -> Memory
         f"of {fmt_bytes(budget)}",
         fix=f"use a smaller --batch ({hint}) or a smaller --input, "
             "or raise --memory-budget")
+
+
+# A pooling offset is one NumPy pass over the output (memory-bound): measured here at about a
+# tenth of the rate of a MAC in a BLAS product (a 301×301 max pool over 64×200×200: 1.0·10¹¹
+# offsets × outputs in 174 s, vgg16's 1.5·10¹⁰ MACs in ~5 s).
+POOL_OFFSET_WORK = 10
+
+
+def check_work(analysis: Analysis, batch: int) -> int:
+    """One forward pass, in gradcheck's units: MACs, pooling window offsets (weighted by
+    POOL_OFFSET_WORK) and values made for the batch, plus a fixed cost per layer call."""
+    totals = analysis.totals
+    return (batch * (totals.macs + POOL_OFFSET_WORK * _pool_work(analysis) + totals.activations)
+            + GRADCHECK_LAYER_WORK * len(analysis.rows))
+
+
+def refuse_long_check(analysis: Analysis, batch: int) -> None:
+    """A spec that fits in memory may still take hours (a 301×301 pool over 64×200×200 is
+    2·10¹¹ operations): refuse it before building, with the numbers."""
+    work, allowed = check_work(analysis, batch), limit("MAX_CHECK_WORK")
+    if work > allowed:
+        raise ArchcalcError(
+            f"a check of {analysis.network.name} at batch {batch} is about {work:,} units of "
+            f"work (MACs + 10 per pooling offset + values + 50,000 a layer), more than the "
+            f"{allowed:,} allowed (~3·10⁹ a second)",
+            fix="a smaller --batch or --input; or raise the limit: "
+                "ARCHCALC_MAX_CHECK_WORK=<larger number>")
 
 
 # ---- gradcheck's estimate ------------------------------------------------------------------
@@ -551,6 +578,7 @@ def run_check(network: Network, batch: int = 1, seed: int = 0,
     analysis = analyze(network, batch=batch, dtype=dtype)
     budget = memory_budget if memory_budget is not None else default_budget()
     estimate = refuse_if_over(analysis, batch, budget)
+    refuse_long_check(analysis, batch)
     itemsize = DTYPE_BYTES[dtype]
     result = CheckResult(
         name=network.name, input_shape=tuple(network.input_shape), batch=batch, dtype=dtype,

@@ -42,6 +42,8 @@ DEFAULTS: dict[str, tuple[int, str]] = {
                             "(above 1 MiB; MNIST's is 5)"),
     "MAX_CLASSES": (10_000, "distinct class numbers (largest label + 1) in an IDX dataset"),
     # archcalc gradcheck (archcalc.check.estimate_gradcheck): ~3·10⁹ units a second here.
+    "MAX_CHECK_WORK": (10**12, "work of one check's forward pass: (MACs + 10 per pooling offset + "
+                               "values) × batch + 50,000 a layer (~3·10⁹ a second)"),
     "MAX_GRADCHECK_WORK": (10**11, "work of one gradcheck: entries checked × 22 forward passes × "
                                    "(MACs + values + 50,000 a layer) of each pass"),
     # archcalc plot (archcalc.plot): ~10 ms and ~0.2 MB a bar drawn (400 bars: ~4.5 s, ~170 MB); more bars fold by --depth.

@@ -69,6 +69,14 @@ CASES: list[Case] = [
          "or raise --memory-budget)",
          files={"p.yaml": "name: pbig\ninput: [64, 200, 200]\nlayers:\n"
                           "  - maxpool: {kernel: 301, padding: 150, stride: 1}\n"}),
+    # Fits in memory, yet ran 375 s before this bound (174 s of them the forward pass).
+    Case("calc_check_refuses_hours_of_work", ["check", "p.yaml"],
+         "error: a check of pbig at batch 1 is about 2,319,390,770,000 units of work (MACs + "
+         "10 per pooling offset + values + 50,000 a layer), more than the 1,000,000,000,000 "
+         "allowed (~3·10⁹ a second) (fix: a smaller --batch or --input; or raise the limit: "
+         "ARCHCALC_MAX_CHECK_WORK=<larger number>)",
+         files={"p.yaml": "name: pbig\ninput: [64, 200, 200]\nlayers:\n"
+                          "  - maxpool: {kernel: 301, padding: 150, stride: 1}\n"}),
 ]
 
 # Commands that must finish quickly, with the exit code they end with.

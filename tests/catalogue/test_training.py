@@ -494,8 +494,8 @@ CASES2 = [
     # the forecast counts the 1,797 digits fitted to 512×512 (hostile4 F4)
     Case("train_memory_forecast", ["train", "lenet5", "--input", "1x512x512",
                                    "--memory-budget", "1.5GB", "--out", "out"],
-         "error: training lenet5 at batch 64 needs about 3.6 GB (1.9 GB of activations and"
-         " their gradients, 471.1 MB of fitted images, 1.2 GB of weights, gradients, "
+         "error: training lenet5 at batch 64 needs about 3.8 GB (1.9 GB of activations and"
+         " their gradients, 471.1 MB of fitted images, 1.4 GB of weights, gradients, "
          "optimizer state and scratch), more than the memory budget of 1.5 GB (fix: "
          "--batch-size 2 fits; or a smaller --input, or raise --memory-budget)"),
     Case("train_memory_nothing_fits", ["train", "deep.yaml", "--memory-budget", "500MB",
