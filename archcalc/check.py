@@ -36,6 +36,7 @@ from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_MEMORY_BUDGET, echo, limit
 from archcalc.nn import build
 from archcalc.nn.conv import MAX_COLS_BYTES
+from archcalc.report import power_of_ten
 from archcalc.nn.pool import pool_cost
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Network
@@ -85,11 +86,7 @@ def fmt_bytes(n: int | float) -> str:
     int or a float), so no float noise and the same text for the same count."""
     exact = Decimal(n)
     if abs(exact) >= 1000 * 10**18:
-        digits = exact.adjusted()
-        mantissa = exact.scaleb(-digits).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-        if abs(mantissa) >= 10:  # 9.995 rounds up to the next power
-            digits, mantissa = digits + 1, (mantissa / 10).quantize(Decimal("0.01"))
-        return f"{mantissa} × 10^{digits} B"
+        return f"{power_of_ten(exact)} B"
     for unit, scale in _BYTE_UNITS:
         if abs(exact) >= scale:
             return f"{(exact / scale).quantize(Decimal('0.1'), ROUND_HALF_EVEN)} {unit}"

@@ -34,6 +34,15 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
+def power_of_ten(exact: Decimal) -> str:
+    """Three significant digits and a power of ten, rounded half to even: 4.00 × 10^24."""
+    digits = exact.adjusted()
+    mantissa = exact.scaleb(-digits).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
+    if abs(mantissa) >= 10:  # 9.995 rounds up to the next power
+        digits, mantissa = digits + 1, (mantissa / 10).quantize(Decimal("0.01"))
+    return f"{mantissa} × 10^{digits}"
+
+
 _BINARY = ((2**60, "EiB"), (2**50, "PiB"), (2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"),
            (2**10, "KiB"))
 
@@ -44,11 +53,7 @@ def human_bytes(n: float) -> str:
     prints without float noise."""
     exact = Decimal(n)
     if abs(exact) >= 2**70:
-        digits = exact.adjusted()
-        mantissa = exact.scaleb(-digits).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
-        if abs(mantissa) >= 10:  # 9.995 rounds up to the next power
-            digits, mantissa = digits + 1, (mantissa / 10).quantize(Decimal("0.01"))
-        return f"{mantissa} × 10^{digits} B"
+        return f"{power_of_ten(exact)} B"
     for scale, prefix in _BINARY:
         if abs(exact) >= scale:
             return f"{(exact / scale).quantize(Decimal('0.01'), ROUND_HALF_EVEN)} {prefix}"

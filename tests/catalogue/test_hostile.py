@@ -247,19 +247,6 @@ def test_cli_stdout_closed(args, tmp_path):
     assert proc.stderr.splitlines() == [CLOSED]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["layer", "--help"],
-                                  ["summary", "--help"]], ids=lambda a: "_".join(a))
-def test_cli_eager_options_to_dev_full(args, tmp_path):
-    """--help and --version run while click parses (before invoke): a full disk is one line."""
-    with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "archcalc", *args], stdout=full,
-                              stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                              env={**os.environ, **ENV}, timeout=60)
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [
-        "error: cannot write to standard output: No space left on device (fix: free space "
-        "where the output goes, or redirect it to another file or disk)"]
-
 
 # ---- a terminal 0 or 1 columns wide ------------------------------------------------------------
 def _on_a_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:

@@ -123,9 +123,11 @@ def test_case(case, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["summary", "vgg16"], ["summary", "vgg16", "--format", "csv"],
-                                  ["list"]])
+                                  ["list"], ["--help"], ["--version"], ["layer", "--help"],
+                                  ["summary", "--help"]])
 def test_out_stdout_dev_full(args, tmp_path):
-    """stdout on a full device, for real: `archcalc summary vgg16 > /dev/full`."""
+    """stdout on a full device, for real: `archcalc summary vgg16 > /dev/full`; also --help
+    and --version, which click runs while it parses (before invoke)."""
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, "-m", "archcalc", *args], stdout=full,
                               stderr=subprocess.PIPE, text=True, cwd=tmp_path,
