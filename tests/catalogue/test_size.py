@@ -13,7 +13,8 @@ def all_cases():
     for info in pkgutil.iter_modules(catalogue.__path__):
         if info.name.startswith("test_") and info.name != "test_size":
             module = importlib.import_module(f"catalogue.{info.name}")
-            cases += list(getattr(module, "CASES", []))
+            cases += [case for name, value in vars(module).items()
+                      if name.startswith("CASES") and isinstance(value, list) for case in value]
     return cases
 
 
