@@ -33,14 +33,13 @@ import numpy as np
 from archcalc.calc import DTYPE_BYTES, Analysis, Row, analyze
 from archcalc.calc.shapes import fmt_shape
 from archcalc.errors import ArchcalcError
-from archcalc.limits import MAX_MEMORY_BUDGET, echo, limit
+from archcalc.limits import MAX_MEMORY_BUDGET, echo, elide, limit
 from archcalc.nn import build
 from archcalc.nn.conv import MAX_COLS_BYTES
 from archcalc.report import power_of_ten
 from archcalc.nn.pool import pool_cost
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Network
-from archcalc.spec.yamlio import elide
 
 # The largest --memory-budget: a petabyte is no machine's memory (and keeps the value exact).
 

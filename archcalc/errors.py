@@ -38,14 +38,14 @@ class ArchcalcError(Exception):
         return self
 
     def render(self) -> str:
-        from archcalc.limits import echo  # here: limits itself imports this module
+        from archcalc.limits import echo, elide  # here: limits itself imports this module
 
         where = ""
         if self.file:  # a path as the user typed it: escaped, so it cannot forge a line
             where = echo(self.file) + (f":{self.line}" if self.line else "") + ": "
         elif self.line:
             where = f"line {self.line}: "
-        layer = f"layer '{echo(self.layer)}': " if self.layer else ""
+        layer = f"layer '{echo(elide(self.layer))}': " if self.layer else ""
         fix = f" (fix: {self.fix})" if self.fix else ""
         return f"error: {where}{layer}{self.message}{fix}"
 

@@ -102,6 +102,15 @@ def raise_hint(name: str) -> str:
     return f"if the input is legitimate, raise the limit: {env_name(name)}=<larger number>"
 
 
+def elide(text: str, limit_chars: int = 200) -> str:
+    """A long layer path for an error line, cut in the middle: both ends say where it is
+    (block1.block2.….conv3), and a 500-deep path of long names stays one short line."""
+    if len(text) <= limit_chars:
+        return text
+    head = limit_chars // 3
+    return text[:head] + "…" + text[len(text) - (limit_chars - head - 1):]
+
+
 def echo(text: object, limit_chars: int = MAX_ECHO) -> str:
     """User data for an error line: repr-free, one line, at most `limit_chars` characters.
     Every character a terminal would act on or hide (newline, ESC, BEL, bidi overrides,

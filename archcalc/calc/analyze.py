@@ -7,10 +7,9 @@ from dataclasses import dataclass, field, replace
 from archcalc.calc.layers import layer_math
 from archcalc.calc.shapes import Dim, channels_last_hint, fmt_shape, prod, receptive_step
 from archcalc.errors import ArchcalcError, ShapeError
-from archcalc.limits import MAX_SIZE, echo
+from archcalc.limits import MAX_SIZE, echo, elide
 from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
 from archcalc.spec.tree import Leaf, Merge, Network, Node, Path, Sequence
-from archcalc.spec.yamlio import elide
 
 DTYPE_BYTES = {"float16": 2, "float32": 4, "float64": 8}
 
@@ -171,7 +170,7 @@ class _Walker:
         hint = channels_last_hint(self.net.input_shape) if isinstance(exc, ShapeError) else None
         if hint is not None:
             exc.fix = hint
-        return exc.located(file=self.net.file, line=line, layer=elide(self.net.display(path)))
+        return exc.located(file=self.net.file, line=line, layer=self.net.display(path))
 
     def walk(self, node: Node, state: _State) -> _State:
         if isinstance(node, Leaf):
@@ -266,7 +265,7 @@ class _Walker:
                     raise ShapeError(
                         f"add needs equal shapes: {first_label} gives {fmt_shape(first.shape)}, "
                         f"{label} gives {fmt_shape(other.shape)}",
-                        file=self.net.file, line=merge.line, layer=elide(name),
+                        file=self.net.file, line=merge.line, layer=name,
                         fix="use a projection shortcut (1×1 conv with the same stride and filters)")
             shape = first.shape
         else:
@@ -275,7 +274,7 @@ class _Walker:
                     raise ShapeError(
                         f"concat needs equal H×W: {first_label} gives {fmt_shape(first.shape)}, "
                         f"{label} gives {fmt_shape(other.shape)}",
-                        file=self.net.file, line=merge.line, layer=elide(name),
+                        file=self.net.file, line=merge.line, layer=name,
                         fix="give the branches the same stride and 'same' padding")
             shape = (sum(o.shape[0] for _, o in outs),) + tuple(first.shape[1:])
             # Concats of concats double the channels each time (2^20000 has no printable
@@ -284,7 +283,7 @@ class _Walker:
                 raise ShapeError(
                     f"concat gives {shape[0]:,} channels, more than {MAX_SIZE:,} (10⁹), the "
                     "largest size archcalc takes", file=self.net.file, line=merge.line,
-                    layer=elide(name),
+                    layer=name,
                     fix="check the repeats around this concat: each one multiplies the channels")
         rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
         jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))

@@ -25,6 +25,7 @@ from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row, analyze
 from archcalc.calc.layers import layer_math
 from archcalc.calc.shapes import Dim, fmt_shape
 from archcalc.errors import ArchcalcError
+from archcalc.limits import elide
 from archcalc.spec.layers import MODELS, pair
 from archcalc.spec.tree import Leaf, Network, Sequence
 from archcalc.spec.yamlio import brief
@@ -67,7 +68,7 @@ def positive(**values: int | None) -> None:
 
 def reason(exc: ArchcalcError) -> str:
     """Why a spec does not fit, short enough for a table cell: the layer and the numbers."""
-    return (f"layer '{exc.layer}': " if exc.layer else "") + exc.message
+    return (f"layer '{elide(exc.layer)}': " if exc.layer else "") + exc.message
 
 
 def need_chw(shape: tuple[int, ...], what: str) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ from archcalc.cli import main
 from archcalc.cli.common import (batch_option, dtype_option, input_option, print_lines,
                                  print_wide, wide_option)
 from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
 from archcalc.spec import bundled_names, load
 from archcalc.spec.load import bundled_dir
 from archcalc.tables import Grid
@@ -113,7 +114,7 @@ def validate(specs: tuple[str, ...], input_shape, strict: bool, quiet: bool) -> 
         if not failures and not quiet:
             t = analysis.totals
             # Wrapped at spaces on a terminal; one line in a pipe, where CI logs parse it.
-            print_lines([f"ok: {analysis.network.file}: {analysis.network.name}, "
+            print_lines([f"ok: {echo(analysis.network.file)}: {analysis.network.name}, "
                          f"{len(analysis.rows)} layers, output "
                          f"{'×'.join(map(str, analysis.output_shape))}, {t.params:,} params, "
                          f"{t.macs:,} MACs" + (f", {len(analysis.warnings)} warning(s)"

@@ -133,7 +133,7 @@ class IdxHeader:
 
 
 def _error(path: Path, message: str, fix: str = REDOWNLOAD) -> ArchcalcError:
-    return ArchcalcError(message, file=echo(path), fix=fix)
+    return ArchcalcError(message, file=str(path), fix=fix)  # render() escapes it
 
 
 @contextmanager

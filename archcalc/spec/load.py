@@ -135,7 +135,7 @@ def _check_kind(mode: int, ref: str) -> None:
     if stat.S_ISREG(mode):
         return
     kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
-    raise ArchcalcError(f"is {kind}, not a spec file", file=echo(ref),
+    raise ArchcalcError(f"is {kind}, not a spec file", file=ref,
                         fix="name a .yaml or .json file")
 
 
@@ -192,7 +192,7 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     max_depth()
     path = locate(ref)
     # Errors name the file as the user wrote it; a bundled spec by its file name.
-    display = echo(ref) if FsPath(ref).exists() else path.name  # an argv path may hold ESC
+    display = ref if FsPath(ref).exists() else path.name  # error lines escape it (render)
     try:
         text = decode(_read_bounded(path, ref))
         return loads(text, file=display, json_mode=path.suffix.lower() == ".json",

@@ -308,15 +308,6 @@ def brief(value: Any, limit_chars: int = 60) -> str:
     return "".join(out)
 
 
-def elide(text: str, limit_chars: int = 200) -> str:
-    """A long layer path for an error line, cut in the middle: both ends say where it is
-    (block1.block2.….conv3), and a 500-deep path of long names stays one short line."""
-    if len(text) <= limit_chars:
-        return text
-    head = limit_chars // 3
-    return text[:head] + "…" + text[len(text) - (limit_chars - head - 1):]
-
-
 def _repr_pieces(value: Any, limit_chars: int) -> Iterator[str]:
     if isinstance(value, dict):
         yield "{"
