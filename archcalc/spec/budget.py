@@ -27,7 +27,7 @@ from archcalc.spec.layers import ALIASES
 from archcalc.spec.yamlio import line_of, max_depth
 
 COMPOSITES = ("concat", "add", "repeat", "use", "sequence", "layers")
-_FORMS = ("repeat", "use", "concat", "add", "sequence", "layers")  # the resolver's precedence
+FORMS = ("repeat", "use", "concat", "add", "sequence", "layers")  # the resolver's precedence
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Forecast:
             return NOTHING
         if "type" in item:
             return ONE_LAYER
-        form = next((k for k in _FORMS if k in item), None)
+        form = next((k for k in FORMS if k in item), None)
         if form is not None:
             return self.composite(form, item, depth, line)
         keys = [k for k in item if k not in ("name", "trainable")]

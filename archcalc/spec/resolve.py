@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from archcalc.errors import SpecError
 from archcalc.limits import echo, elide, limit, raise_hint
-from archcalc.spec.budget import COMPOSITES, Forecast, is_kind_map, looks_like_item
+from archcalc.spec.budget import COMPOSITES, FORMS, Forecast, is_kind_map, looks_like_item
 from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
 from archcalc.spec.text import check_text
@@ -127,9 +127,10 @@ def _key_line(mapping: Any, key: str) -> int | None:
 class _Scope:
     """Names used in one scope and the per-prefix counters for derived names."""
 
-    def __init__(self, path: Path, separator: str) -> None:
+    def __init__(self, path: Path, separator: str, max_name: int) -> None:
         self.path = path
         self.separator = separator
+        self.max_name = max_name  # MAX_NAME_CHARS, read once per spec, not once per name
         self.counters: Counter[str] = Counter()
         self.used: set[str] = set()
 
@@ -150,9 +151,9 @@ class _Scope:
             raise SpecError(f"a name must be text, got {brief(name)}", line=line,
                             layer=self.separator.join(self.path) or None, fix="name: conv1")
         name = str(name)
-        if len(name) > limit("MAX_NAME_CHARS"):
+        if len(name) > self.max_name:
             raise SpecError(f"a name of {len(name):,} characters ('{echo(name, 40)}'): names "
-                            f"have at most {limit('MAX_NAME_CHARS'):,}", line=line,
+                            f"have at most {self.max_name:,}", line=line,
                             layer=self.separator.join(self.path) or None,
                             fix="a shorter name; " + raise_hint("MAX_NAME_CHARS"))
         check_text(name, "the name", line=line, layer=self.separator.join(self.path) or None)
@@ -169,7 +170,7 @@ class _Scope:
         return name
 
     def child(self, name: str) -> "_Scope":
-        return _Scope(self.path + (name,), self.separator)
+        return _Scope(self.path + (name,), self.separator, self.max_name)
 
 
 class Resolver:
@@ -182,6 +183,7 @@ class Resolver:
         self.frozen = 0   # > 0 inside a composite marked trainable: false
         self.rows_made = 0
         self.max_layers = limit("MAX_LAYERS")
+        self.max_name = limit("MAX_NAME_CHARS")
         self.max_depth = max_depth()
         # The argument names of the block being expanded (None: not inside a block), innermost
         # last, to explain a formula that did not compute.
@@ -189,11 +191,19 @@ class Resolver:
         for name, definition in blocks.items():
             self._check_block(name, definition)
 
+    def _count_row(self, line: int | None) -> None:
+        """One more leaf or merge; the forecast refused a spec over MAX_LAYERS already, so
+        this is a safety net."""
+        self.rows_made += 1
+        if self.rows_made > self.max_layers:
+            raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
+                            line=line, fix=raise_hint("MAX_LAYERS"))
+
     def _check_block(self, name: Any, definition: Any) -> None:
         line = line_of(definition)
-        if isinstance(name, str) and len(name) > limit("MAX_NAME_CHARS"):
+        if isinstance(name, str) and len(name) > self.max_name:
             raise SpecError(f"a block name of {len(name):,} characters ('{echo(name, 40)}'): "
-                            f"names have at most {limit('MAX_NAME_CHARS'):,}", line=line,
+                            f"names have at most {self.max_name:,}", line=line,
                             fix="a shorter name; " + raise_hint("MAX_NAME_CHARS"))
         if not isinstance(name, str) or not name.replace("_", "a").replace("-", "a").isalnum():
             raise SpecError(f"bad block name {brief(name)}", line=line,
@@ -228,7 +238,7 @@ class Resolver:
     def resolve(self, items: list) -> Sequence:
         # What the items unroll to, bounded before anything is built (archcalc.spec.budget).
         Forecast(self.blocks, self._forecast_body).items(items, 0, line_of(items))
-        scope = _Scope((), self.separator)
+        scope = _Scope((), self.separator, self.max_name)
         children = self._items(items, scope, depth=0)
         return Sequence((), tuple(children), "network", line_of(items))
 
@@ -260,8 +270,7 @@ class Resolver:
             name = item["name"]
         if "type" in item:
             return [self._leaf(dict(item), scope, name, line)]
-        form = next((k for k in ("repeat", "use", "concat", "add", "sequence", "layers")
-                     if k in item), None)
+        form = next((k for k in FORMS if k in item), None)
         if form is not None:
             unknown = [str(k) for k in item if k not in _COMPOSITE_KEYS[form]]
             if unknown:
@@ -347,10 +356,7 @@ class Resolver:
         params["type"] = ALIASES[kind]
         if self.frozen:
             params["trainable"] = False
-        self.rows_made += 1
-        if self.rows_made > self.max_layers:  # the forecast refused this already; a safety net
-            raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
-                            line=line, fix=raise_hint("MAX_LAYERS"))
+        self._count_row(line)
         if name is None:
             name = params.get("name")
         leaf_name = scope.claim(name, line) if name is not None else scope.derive(
@@ -394,10 +400,7 @@ class Resolver:
             # An unnamed branch shares its parent's scope: inception_3a/5x5_reduce.
             children = tuple(self._items(raw, scope, depth + 1)) if raw != [] else ()
             branches.append(Sequence(scope.path, children, "branch", bline))
-        self.rows_made += 1  # a merge is a row of its own: it counts against MAX_LAYERS too
-        if self.rows_made > self.max_layers:
-            raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
-                            line=line, fix=raise_hint("MAX_LAYERS"))
+        self._count_row(line)  # a merge is a row of its own: it counts against MAX_LAYERS too
         merge_name = scope.claim(name, line) if name is not None else scope.derive(mode)
         path = scope.path + (merge_name,)
         if line:
@@ -457,8 +460,8 @@ class Resolver:
     def _forecast_body(self, block: str, args: Any, line: int | None,
                        spend: Callable[[int], None]) -> Any:
         """For the forecast: the body one use of `block` with `with: args` resolves."""
-        return self._block_body({"use": block, "with": args}, _Scope((), self.separator), None,
-                                line, spend)
+        scope = _Scope((), self.separator, self.max_name)
+        return self._block_body({"use": block, "with": args}, scope, None, line, spend)
 
     def _arg_names(self, block: str) -> tuple[str, ...]:
         return tuple(self.blocks[block].get("args") or ())

@@ -191,10 +191,10 @@ def check_expansion(root: yaml.Node) -> None:
     while stack:
         node, children_done = stack.pop()
         key = id(node)
+        if not children_done and key in size:  # measured already (an alias seen again)
+            continue
         kids = _children(node)
         if not children_done:
-            if key in size:
-                continue
             if key in on_path:  # reached again below itself: an alias inside its own anchor
                 raise SpecError("a value contains itself through an alias (*name)",
                                 line=node.start_mark.line + 1,
@@ -214,6 +214,14 @@ def check_expansion(root: yaml.Node) -> None:
             raise _too_deep(node.start_mark.line + 1)
 
 
+def _key(loader: _Loader, key_node: yaml.Node) -> Hashable:
+    key = loader.construct_object(key_node, deep=True)
+    if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+        raise SpecError(f"a key must be a name, got {brief(key)}",
+                        line=key_node.start_mark.line + 1, fix="write name: value")
+    return key
+
+
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     # Duplicates among the mapping's own keys are an error; keys merged in with `<<: *anchor`
     # may be overridden (they come first after flatten_mapping, so the last one wins).
@@ -221,10 +229,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
-            raise SpecError(f"a key must be a name, got {brief(key)}",
-                            line=key_node.start_mark.line + 1, fix="write name: value")
+        key = _key(loader, key_node)
         if key in own:
             raise SpecError(f"duplicate key '{echo(key)}'", line=key_node.start_mark.line + 1,
                             fix="keep one of them; YAML would silently drop the first")
@@ -234,10 +239,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     out.line = node.start_mark.line + 1
     out.key_lines = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
-            raise SpecError(f"a key must be a name, got {brief(key)}",
-                            line=key_node.start_mark.line + 1, fix="write name: value")
+        key = _key(loader, key_node)
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
     return out
