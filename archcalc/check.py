@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from archcalc.calc import DTYPE_BYTES, Analysis, Row, analyze
-from archcalc.calc.shapes import fmt_shape
+from archcalc.calc.shapes import fmt_shape, prod
 from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_MEMORY_BUDGET, echo, elide, limit
 from archcalc.nn import build
@@ -40,8 +40,6 @@ from archcalc.report import power_of_ten
 from archcalc.nn.pool import pool_cost
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Network
-
-# The largest --memory-budget: a petabyte is no machine's memory (and keeps the value exact).
 
 # The default budget: this fraction of the memory the kernel says is available now.
 DEFAULT_BUDGET_FRACTION = 0.5
@@ -177,7 +175,7 @@ def _pool_workspace(analysis: Analysis, batch: int, itemsize: int) -> int:
     largest = 0
     for row, _, frame in _pool_costs(analysis):
         channels = row.input_shape[0]
-        largest = max(largest, batch * channels * (frame + 2 * _values(row.output_shape[1:]))
+        largest = max(largest, batch * channels * (frame + 2 * prod(row.output_shape[1:]))
                       * itemsize)
     return largest
 
@@ -185,7 +183,7 @@ def _pool_workspace(analysis: Analysis, batch: int, itemsize: int) -> int:
 def _pool_work(analysis: Analysis) -> int:
     """Per image: one operation per output value per kernel offset visited (a pooling row
     counts 0 MACs, yet a kernel of 1,000 is 10⁶ of them per output)."""
-    return sum(offsets * _values(row.output_shape) for row, offsets, _ in _pool_costs(analysis))
+    return sum(offsets * prod(row.output_shape) for row, offsets, _ in _pool_costs(analysis))
 
 
 def estimate_memory(analysis: Analysis, batch: int) -> MemoryEstimate:
@@ -298,7 +296,7 @@ def estimate_gradcheck(analysis: Analysis, batch: int, samples: int | None) -> G
     base = estimate_memory(analysis, batch)
     totals = analysis.totals
     itemsize = totals.dtype_bytes
-    output_values = batch * _values(analysis.output_shape)
+    output_values = batch * prod(analysis.output_shape)
     extra = (2 * base.param_bytes  # the gradients and gradcheck's analytic copy of them
              + base.activation_bytes  # backward's gradient of each kept activation
              + GRADCHECK_OUTPUTS * output_values * itemsize)
@@ -315,13 +313,6 @@ def estimate_gradcheck(analysis: Analysis, batch: int, samples: int | None) -> G
     # At the most: batch norm over small maps halves the step to MIN_STEP (resnet18 at
     # 3x16x16, --samples 2: 94 s measured, 1.2·10¹¹ estimated).
     return GradcheckEstimate(base, extra, entries, entries * GRADCHECK_MAX_PASSES * per_pass)
-
-
-def _values(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def largest_gradcheck_batch(analysis: Analysis, samples: int | None, budget: int,

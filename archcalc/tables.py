@@ -25,7 +25,6 @@ from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, Group
 from rich.measure import Measurement
 from rich.segment import Segment
-from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 

@@ -273,22 +273,6 @@ def plain(value: Any) -> Any:
     return Text(value) if isinstance(value, str) else value
 
 
-class PlainTable(Table):
-    """A rich Table whose title, caption, headers and cells, given as str, print literally.
-    Every table of user data is one of these, so no call site can forget (issue 8, class 5)."""
-
-    def __init__(self, *headers: Any, title: Any = None, caption: Any = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*(plain(h) for h in headers), title=plain(title),
-                         caption=plain(caption), **kwargs)
-
-    def add_column(self, header: Any = "", footer: Any = "", **kwargs: Any) -> None:
-        super().add_column(plain(header), plain(footer), **kwargs)
-
-    def add_row(self, *cells: Any, **kwargs: Any) -> None:
-        super().add_row(*(plain(c) for c in cells), **kwargs)
-
-
 SHAPE = ParsedParam("CxHxW", parse_shape, tuple)  # 3x224x224, or N for a flat input
 
 DTYPES = click.Choice(["float16", "float32", "float64"])

@@ -284,18 +284,16 @@ def layer_dense(input_text, units, no_bias, dtype) -> None:
 
 # ---- sweep, memory ----------------------------------------------------------------------------
 # A size's range: click states the real limit (10⁹, the spec's own) in its message.
-SIZE_RANGE = click.IntRange(1, MAX_SIZE)
-
 
 @main.command()
 @click.argument("spec")
 @click.option("--sizes", default=None,
               help="Comma-separated square sizes, e.g. 32,64,128,224 (at most "
                    "ARCHCALC_MAX_SWEEP_SIZES, default 1,000; also for a range).")
-@click.option("--from", "start", type=SIZE_RANGE, default=None, help="First size of a range.")
-@click.option("--to", "stop", type=SIZE_RANGE, default=None,
+@click.option("--from", "start", type=COUNT, default=None, help="First size of a range.")
+@click.option("--to", "stop", type=COUNT, default=None,
               help="Last size of a range (included).")
-@click.option("--step", type=SIZE_RANGE, default=None, help="Step of the range (default 1).")
+@click.option("--step", type=COUNT, default=None, help="Step of the range (default 1).")
 @dtype_option
 @format_option
 @wide_option

@@ -24,10 +24,11 @@ from rich.text import Text
 from click.core import ParameterSource
 
 from archcalc.cli import main
-from archcalc.cli.common import ParsedParam, console, fitting, input_option, print_wide
+from archcalc.cli.common import (SEED, ParsedParam, console, fitting, input_option,
+                                 print_wide)
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import write_error
-from archcalc.limits import MAX_EPOCHS, SEED_MAX, echo
+from archcalc.limits import MAX_EPOCHS, echo
 from archcalc.nn import build
 from archcalc.nn import data as datamod
 from archcalc.nn import optim, train
@@ -71,7 +72,6 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-SEED = click.IntRange(0, SEED_MAX)
 
 
 class ScheduleText(str):
