@@ -56,7 +56,8 @@ def write_error(path: str | Path, exc: OSError) -> ArchcalcError:
     return ArchcalcError(f"cannot write {echo(path)}: {why}", fix=_fix(exc.errno, path))
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (reading it means setting it: set it back at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -99,7 +100,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result is a normal file
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the result is a normal file
         yield tmp
         with open(tmp, "rb+") as fh:  # the data is on the disk before the rename makes it visible
             os.fsync(fh.fileno())
@@ -112,9 +113,3 @@ def replacing(path: str | Path) -> Iterator[Path]:
         except OSError:  # already renamed (the normal case), or gone
             pass
 
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` atomically (see `replacing`)."""
-    with replacing(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)

@@ -61,7 +61,9 @@ SEED_MAX = 2**32 - 1  # --seed, as NumPy's legacy seeding takes it
 MAX_EPOCHS = 1_000_000  # --epochs, --patience and a step schedule's period (an epoch takes >= 1 ms)
 MAX_GRADCHECK_BATCH = 256  # float64 finite differences: a larger batch only multiplies the time
 MAX_MEMORY_BUDGET = 10**15  # --memory-budget (1 PB): more is a typo, and floats lose exactness
-MAX_NPZ_RATIO = 20  # arrays in a weights/checkpoint .npz may inflate to at most 20× the file
+# Arrays in a weights/checkpoint .npz may inflate to at most 20× the file: archcalc writes them
+# uncompressed, and float weights compress by about 1.1× (np.savez_compressed), so more is a bomb.
+MAX_NPZ_RATIO = 20
 
 # How much user text an error line may echo (a value, a name) before it is cut with '…'.
 MAX_ECHO = 200

@@ -497,7 +497,8 @@ def _forecast(analysis, opts: dict, n_train: int | None, budget: int | None,
     # made while splitting are gone by then)
     held = data_bytes // 2
     room = max(budget - held, 0)
-    if training_bytes(analysis, opts, least)[0] > room:
+    least_need, least_forward = training_bytes(analysis, opts, least)
+    if least_need > room:
         need, forward = training_bytes(analysis, opts, batch)
         lo, hi = 0, batch - 1                         # the largest batch that fits
         while lo < hi:
@@ -513,19 +514,15 @@ def _forecast(analysis, opts: dict, n_train: int | None, budget: int | None,
             f"{images}{fmt_bytes(need - acts)} of weights, gradients, optimizer state and "
             f"scratch), more than the memory budget of {fmt_bytes(budget)}",
             fix=f"{hint}; or a smaller --input, or raise --memory-budget")
-    need, forward = training_bytes(analysis, opts, least)
-    return _eval_batch(analysis, room, need - forward.activation_bytes - forward.total)
+    return _eval_batch(analysis, room,
+                       least_need - least_forward.activation_bytes - least_forward.total)
 
 
 def _eval_batch(analysis, budget: int, held: int) -> int:
     """The largest inference batch (at most EVAL_BATCH) whose forward pass fits the budget
     beside what the trainer holds."""
-    from archcalc.check import estimate_memory
-    lo, hi = 1, train.EVAL_BATCH
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if estimate_memory(analysis, mid).total + held <= budget else (lo, mid - 1)
-    return lo
+    from archcalc.check import largest_fitting_batch
+    return max(1, largest_fitting_batch(analysis, budget - held, train.EVAL_BATCH + 1))
 
 
 # The CLI's name of each stored key (the rest are the same): setup["data"] is --data.
@@ -650,7 +647,7 @@ def evaluate_command(spec, checkpoint, source, input_shape):
 
     fits = {"held": 0}
     data = datamod.load(source, net.input_shape, spec=net.name, before_fit=before_fit)
-    eval_batch = _inference_batch(analysis, fits["held"])
+    eval_batch = _inference_batch(analysis, budget, fits["held"])
     model = build(net, dtype="float32")
     trainer = train.Trainer(model, data, cfg, spec=net.name, config_source=ckpt.path)
     trainer.eval_batch = eval_batch
@@ -692,11 +689,10 @@ def print_confusion(out, matrix, names: list[str]) -> None:
     print_wide(table)
 
 
-def _inference_batch(analysis, held: int = 0) -> int:
-    """The evaluation batch whose forward pass fits half the available memory, or one
-    line when even one image does not."""
+def _inference_batch(analysis, budget: int | None, held: int = 0) -> int:
+    """The evaluation batch whose forward pass fits `budget` (half the available memory)
+    beside the `held` bytes of fitted images, or one line when even one image does not."""
     from archcalc.check import estimate_memory, fmt_bytes
-    budget = _budget(None)
     if budget is None:
         return train.EVAL_BATCH
     budget = max(budget - held, 0)                   # the fitted images held beside it

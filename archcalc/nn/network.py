@@ -380,11 +380,11 @@ def fingerprint(network: Network) -> dict:
     ARCH_LAYERS_STORED nodes), stored in a checkpoint's meta record."""
     import hashlib
     import json
-    lines = [json.dumps(node) for node in architecture(network)]
+    nodes = architecture(network)
+    lines = [json.dumps(node) for node in nodes]
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     short = [f"{path} {kind} " + hashlib.sha256(line.encode()).hexdigest()[:8]
-             for (path, kind, _), line in zip(architecture(network)[:ARCH_LAYERS_STORED],
-                                               lines)]
+             for (path, kind, _), line in zip(nodes[:ARCH_LAYERS_STORED], lines)]
     return {"hash": digest, "layers": short}
 
 

@@ -33,7 +33,7 @@ from archcalc.errors import ArchcalcError
 from archcalc.fileio import write_error
 from archcalc.limits import MAX_EPOCHS, SEED_MAX, echo
 from archcalc.nn import data as datamod
-from archcalc.nn import losses, network, optim, schedules, weights
+from archcalc.nn import init, losses, network, optim, schedules, weights
 
 CHECKPOINT_FORMAT = 2           # the meta record's version (2: run id, setup, namespaced file)
 EVAL_BATCH = 500           # examples per forward pass when only predicting
@@ -253,15 +253,19 @@ def clean_temps(out: Path) -> list[str]:
 RESUME_MAY_CHANGE = ("epochs", "patience", "restore_best")
 
 
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def config_problems(cfg: TrainConfig) -> list[tuple[str, Any, str]]:
     """(field, value, what it must be) for every field of a TrainConfig out of its range or
     not a known name: the CLI's click types say the same; this guards library callers and
     the options stored in a checkpoint."""
-    def finite(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    def whole(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
+    finite, whole = _finite, _whole
 
     def known(v, names) -> bool:
         return isinstance(v, str) and v in names
@@ -350,16 +354,8 @@ def parse_class_weights(text: str) -> np.ndarray | None:
 
 # --- the meta record of a checkpoint ----------------------------------------------------------
 
-SETUP_DTYPES = ("float32", "float64")
-SETUP_INITS = ("he", "xavier", "lecun")
-
-
-def _whole(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+SETUP_DTYPES = network.DTYPES
+SETUP_INITS = init.INITS
 
 
 def _meta_problems(meta: dict[str, Any]) -> list[tuple[str, Any, str]]:
@@ -542,13 +538,8 @@ class Trainer:
         self.config_source = config_source
         self.eval_batch = EVAL_BATCH                     # the CLI lowers it to fit memory
         self.saved_epoch: int | None = None             # the epoch of the checkpoint on disk
-        check_config(config)
+        check_config(config)  # refuses an unknown loss or monitor too
         self._check_augment()
-        if config.loss not in losses.LOSSES:
-            raise ArchcalcError(f"unknown loss '{config.loss}'",
-                                fix="one of " + ", ".join(losses.LOSSES))
-        if config.monitor not in MONITORS:
-            raise ArchcalcError(f"unknown monitor '{config.monitor}'", fix=", ".join(MONITORS))
         self.optimizer = optim.make(config.optimizer, config.lr)
         self.schedule = schedules.parse(config.schedule)
         self.schedule.check(config.lr, config.epochs, config.schedule)
@@ -685,7 +676,7 @@ class Trainer:
             # the checkpoint resumed from is this run's on disk: a write that fails before
             # the next epoch's leaves it (and its history, put back) as it was
             self.saved_epoch = self.epoch
-            self._saved_history = [{**asdict(r), "run_id": self.run_id} for r in self.history]
+            self._saved_history = self.history_records()
         if self.epoch >= self.cfg.epochs:
             raise ArchcalcError(f"the checkpoint has already trained {self.epoch} epoch(s) "
                                 f"and --epochs is {self.cfg.epochs}", file=str(path),
@@ -865,9 +856,7 @@ class Trainer:
     # ---- early stopping and checkpoints --------------------------------------------
     def _monitored(self, r: EpochRecord) -> tuple[float, bool]:
         """(value, higher is better) of the monitored quantity for this epoch."""
-        name = self.cfg.monitor
-        if name.startswith("val_") and r.val_loss is None:
-            name = "train_" + name[4:]                  # no validation split (see monitor)
+        name = self.monitor
         return getattr(r, name), name.endswith("acc")
 
     def _track_best(self, r: EpochRecord) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -31,17 +30,13 @@ from typing import Any, Callable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
-from archcalc.fileio import write_error
+from archcalc.fileio import umask, write_error
 from archcalc.limits import MAX_NPZ_RATIO, echo, limit, raise_hint
 
 FORMAT = 2
 HEADER = "header"
 PARTS = ("model", "optimizer", "best")
-# What atomic_write names its temp files: ".<target name>.<mkstemp's 8 characters>.tmp".
-TEMP_PATTERN = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 _REWRITE = "point at a checkpoint or weights .npz written by archcalc"
-# archcalc writes arrays uncompressed; float weights compress by about 1.1× (np.savez_compressed),
-# so an archive that inflates more than this is a bomb, not weights.
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -55,7 +50,7 @@ def atomic_write(path, write: Callable[[Any], None]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~_umask())            # mkstemp makes 0600; be a normal file
+        os.chmod(tmp, 0o666 & ~umask())            # mkstemp makes 0600; be a normal file
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -96,15 +91,6 @@ def _kill_window(phase: str, path: Path) -> None:
         time.sleep(5.0)                              # the test kills well before this ends
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def is_own_temp(name: str) -> bool:
-    """True for a temp file that atomic_write left behind (a run killed mid-write)."""
-    return bool(TEMP_PATTERN.match(name))
 
 
 def write_archive(path, parts: dict[str, dict[str, np.ndarray]], meta: dict[str, Any]) -> None:
