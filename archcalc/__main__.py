@@ -8,18 +8,7 @@ conventional exit code, however early it comes.
 
 from __future__ import annotations
 
-import os
 import sys
-
-
-def _silence_stdout() -> None:
-    # What is still buffered goes to /dev/null at exit instead of raising again.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def run() -> None:
@@ -35,7 +24,9 @@ def run() -> None:
             pass
         sys.exit(130)
     except BrokenPipeError:  # a closed pipe outside the boundary: quiet, exit 1 as inside it
-        _silence_stdout()
+        from archcalc.cli.common import silence_stdout  # imported by now: main ran
+
+        silence_stdout()
         sys.exit(1)
 
 

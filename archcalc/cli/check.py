@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from archcalc.calc.shapes import fmt_shape
-from archcalc.check import CheckResult, LayerCheck, fmt_bytes, parse_size, run_check
+from archcalc.check import CheckResult, LayerCheck, fmt_bytes, run_check
 from archcalc.cli import main
-from archcalc.cli.common import (SEED, ParsedParam, input_option, plain, print_wide,
+from archcalc.cli.common import (SEED, input_option, memory_budget_option, plain, print_wide,
                                  wide_option)
 from archcalc.spec import load
 from archcalc.tables import Grid
@@ -28,9 +28,7 @@ from archcalc.tables import Grid
               help="Seed of the weights and of the random batch.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True, help="Precision of the executor's arrays.")
-@click.option("--memory-budget", type=ParsedParam("SIZE", parse_size, int), default=None,
-              help="Refuse runs estimated above this, e.g. 2GB or 500MB "
-                   "[default: half the available memory].")
+@memory_budget_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @wide_option

@@ -201,15 +201,16 @@ def _raised_writing_stdout(exc: OSError) -> bool:
     return False
 
 
-def output_failed(exc: OSError) -> NoReturn:
-    """One line for an OSError that reached the boundary, then exit. A closed pipe
-    (`archcalc summary vgg16 | head -1`) is not an error: exit 1 quietly, as click and rich
-    (Console.on_broken_pipe) already do for the writes they make."""
+def output_failed(exc: OSError, stdout: bool = False) -> NoReturn:
+    """One line for an OSError that reached the boundary, then exit; `stdout`: the caller
+    knows it came from writing stdout. A closed pipe (`archcalc summary vgg16 | head -1`) is
+    not an error: exit 1 quietly, as click and rich (Console.on_broken_pipe) already do for
+    the writes they make."""
     if exc.errno == errno.EPIPE:
         silence_stdout()
         sys.exit(1)
     why = exc.strerror or str(exc)
-    if exc.filename is None and _raised_writing_stdout(exc):
+    if exc.filename is None and (stdout or _raised_writing_stdout(exc)):
         line = (f"error: cannot write to standard output: {why} (fix: free space where the "
                 "output goes, or redirect it to another file or disk)")
     else:
@@ -222,13 +223,12 @@ def output_failed(exc: OSError) -> NoReturn:
 
 def flush_stdout() -> None:
     """Flush stdout inside the boundary (see AppGroup.main)."""
-    stream = sys.stdout  # noqa: F841 - named for _raised_writing_stdout
-    if stream is None:  # closed before the start: said so by main
+    if sys.stdout is None:  # closed before the start: said so by main
         return
     try:
         sys.stdout.flush()
     except OSError as exc:
-        output_failed(exc)  # this frame's `stream` is stdout: the message names it
+        output_failed(exc, stdout=True)
     except ValueError:  # already closed
         pass
 
@@ -276,6 +276,18 @@ def plain(value: Any) -> Any:
 SHAPE = ParsedParam("CxHxW", parse_shape, tuple)  # 3x224x224, or N for a flat input
 
 DTYPES = click.Choice(["float16", "float32", "float64"])
+
+
+def _memory_size(text: str) -> int:
+    from archcalc.check import parse_size  # here: check imports NumPy, the CLI starts without
+    return parse_size(text)
+
+
+MEMORY = ParsedParam("SIZE", _memory_size, int)  # 2GB, 500MB, 1.5GiB: --memory-budget
+memory_budget_option = click.option(
+    "--memory-budget", type=MEMORY, default=None,
+    help="Refuse runs estimated above this, e.g. 2GB or 500MB "
+         "[default: half the available memory].")
 
 
 def input_option(multiple: bool = False):

@@ -16,12 +16,11 @@ from rich.text import Text
 
 from archcalc.calc import analyze
 from archcalc.cli import main
-from archcalc.cli.common import (SEED, FiniteFloatRange, console, input_option, wide_option,
-                                 plain, print_wide)
+from archcalc.cli.common import (SEED, FiniteFloatRange, console, input_option,
+                                 memory_budget_option, plain, print_wide, wide_option)
 from archcalc.nn import gradcheck as gradcheck_module
 from archcalc.nn.gradcheck import DEFAULT_TOLERANCE, gradcheck
-from archcalc.check import default_budget, parse_size, refuse_gradcheck
-from archcalc.cli.common import ParsedParam
+from archcalc.check import default_budget, refuse_gradcheck
 from archcalc.limits import MAX_GRADCHECK_BATCH, limit
 from archcalc.spec import load
 from archcalc.tables import Grid
@@ -87,9 +86,7 @@ def entry_progress() -> Iterator[None]:
               help="Largest relative error that passes.")
 @click.option("--samples", type=click.IntRange(min=0), default=20, show_default=True,
               help="Entries checked per array, chosen at random (0: every entry).")
-@click.option("--memory-budget", type=ParsedParam("SIZE", parse_size, int), default=None,
-              help="Refuse runs estimated above this, e.g. 2GB or 500MB "
-                   "[default: half the available memory].")
+@memory_budget_option
 @wide_option
 def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: float,
                       samples: int, memory_budget: int | None) -> None:

@@ -24,7 +24,7 @@ from rich.text import Text
 from click.core import ParameterSource
 
 from archcalc.cli import main
-from archcalc.cli.common import (SEED, ParsedParam, console, fitting, input_option,
+from archcalc.cli.common import (MEMORY, SEED, ParsedParam, console, fitting, input_option,
                                  print_wide)
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import write_error
@@ -93,17 +93,11 @@ def _class_weights(text: str) -> ClassWeightsText:
     return ClassWeightsText(text)
 
 
-def _memory_size(text: str) -> int:
-    from archcalc.check import parse_size        # the same sizes as check's --memory-budget
-    return parse_size(text)
-
-
 # Options the library parses: a mistake in them is a usage error (exit 2), found before the
 # spec, the data or the model is touched.
 SOURCE = ParsedParam("SOURCE", datamod.parse_source, datamod.Source)
 SCHEDULE = ParsedParam("SCHEDULE", _schedule, ScheduleText)
 CLASS_WEIGHTS = ParsedParam("WEIGHTS", _class_weights, ClassWeightsText)
-MEMORY = ParsedParam("SIZE", _memory_size, int)
 
 
 class RichProgress(train.Progress):
