@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from rich import box
 from rich.cells import cell_len, set_cell_size
@@ -69,8 +69,10 @@ def _short(cell: str) -> str:
     return _FIGURE.sub(lambda m: abbreviate(int(m.group().replace(",", ""))), cell)
 
 
-def _text(value: str | Text) -> Text:
-    return value if isinstance(value, Text) else Text(value)
+def plain(value: Any) -> Any:
+    """User text for rich, never parsed: a str becomes a Text, so '[/]' or ':fire:' in a
+    spec's name prints as written (rich would read markup and emoji codes in a str)."""
+    return Text(value) if isinstance(value, str) else value
 
 
 @dataclass
@@ -93,8 +95,8 @@ class Grid:
     # ---- the full table ----------------------------------------------------------------------
     def rich(self) -> Group:
         if not self.rows:  # nothing to tabulate: the title and what the footer says
-            return Group(Text(self.title), *[_text(line) for line in self.footer])
-        return Group(self._table(set(), short=False), *[_text(line) for line in self.footer])
+            return Group(Text(self.title), *[plain(line) for line in self.footer])
+        return Group(self._table(set(), short=False), *[plain(line) for line in self.footer])
 
     # ---- fitted to a width -------------------------------------------------------------------
     def fit(self, width: int, exact: str = "--wide") -> Group:
@@ -137,7 +139,7 @@ class Grid:
                           f"G = 10⁹); {exact} for exact figures.")
         if cut:
             notes.append("Long names cut with '…'; --wide shows them whole.")
-        return Group(table, *[_text(line) for line in self.footer],
+        return Group(table, *[plain(line) for line in self.footer],
                      *[Text(note, style="dim") for note in notes])
 
     def _folded(self, width: int, exact: str) -> Group:
@@ -153,7 +155,7 @@ class Grid:
         note = (f"Rows folded to fit {width} columns"
                 + (", figures abbreviated" if self._abbreviates(set()) else "")
                 + f"; {exact} for the full table.")
-        return Group(Text("\n".join(lines)), *[_text(line) for line in self.footer],
+        return Group(Text("\n".join(lines)), *[plain(line) for line in self.footer],
                      Text(note, style="dim"))
 
     # ---- drawing -----------------------------------------------------------------------------
@@ -203,7 +205,7 @@ class Grid:
             limit = self.wrap.get(i)
             if wraps and folded_at is not None:
                 limit = min(limit or folded_at, folded_at)
-            table.add_column(_text(self.headers[i]),
+            table.add_column(plain(self.headers[i]),
                              justify="left" if i == 0 or wraps or i in self.left else "right",
                              no_wrap=not wraps, max_width=name if i == 0 and name else limit,
                              overflow="fold" if wraps else "ellipsis")

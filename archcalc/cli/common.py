@@ -12,11 +12,11 @@ from typing import Any, Callable, NoReturn
 import click
 from rich.console import Console, Group
 from rich.table import Table
-from rich.text import Text
 
 from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_SIZE, SEED_MAX, echo
 from archcalc.spec import parse_shape
+from archcalc.tables import Drawn, Grid, plain, wrap_words  # noqa: F401 - plain: for commands
 
 
 class AppGroup(click.Group):
@@ -267,12 +267,6 @@ SEED = click.IntRange(0, SEED_MAX)
 COUNT = click.IntRange(1, MAX_SIZE)  # filters, units, groups, channels, strides
 
 
-def plain(value: Any) -> Any:
-    """User text for rich, never parsed: a str becomes a Text, so '[/]' or ':fire:' in a
-    spec's name prints as written (rich would read markup and emoji codes in a str)."""
-    return Text(value) if isinstance(value, str) else value
-
-
 SHAPE = ParsedParam("CxHxW", parse_shape, tuple)  # 3x224x224, or N for a flat input
 
 DTYPES = click.Choice(["float16", "float32", "float64"])
@@ -352,8 +346,6 @@ def print_wide(renderable, width: int | None = None) -> Console:
     needs more columns than the console has, the console is widened (a terminal wraps) rather
     than cells cut. Returns the console used, for the lines that follow the table: wrapped
     to the terminal after a fitted table, never wrapped after a full one."""
-    from archcalc.tables import Drawn, Grid
-
     out = console(width)
     if isinstance(renderable, Grid):
         if width is None and fitting(out):
@@ -378,8 +370,6 @@ def print_wide(renderable, width: int | None = None) -> Console:
 def _print_streamed(out: Console, parts: list) -> None:
     """Print a Group part by part, a Drawn table as text in chunks of lines: the same bytes
     as out.print(Group(...)) without holding a 100,000-row table's segments at once."""
-    from archcalc.tables import Drawn
-
     file = out.file  # named `file` for _raised_writing_stdout
     for part in parts:
         if not isinstance(part, Drawn):
@@ -397,8 +387,6 @@ def _print_streamed(out: Console, parts: list) -> None:
 def print_lines(lines) -> None:
     """Lines of text (formulas, a layer's arithmetic): wrapped at spaces to a terminal,
     never inside a number, continuation lines indented; unchanged in a pipe or with --wide."""
-    from archcalc.tables import wrap_words
-
     out = console()
     fit = fitting(out)
     for line in lines:
