@@ -236,12 +236,17 @@ def refuse_if_over(analysis: Analysis, batch: int, budget: int | None) -> Memory
 POOL_OFFSET_WORK = 10
 
 
-def check_work(analysis: Analysis, batch: int) -> int:
-    """One forward pass, in gradcheck's units: MACs, pooling window offsets (weighted by
-    POOL_OFFSET_WORK) and values made for the batch, plus a fixed cost per layer call."""
+def pass_work(analysis: Analysis, batch: int, pool_weight: int = 1) -> int:
+    """One forward pass in work units: MACs, pooling window offsets (× `pool_weight`) and
+    values made for the batch, plus a fixed cost per layer call."""
     totals = analysis.totals
-    return (batch * (totals.macs + POOL_OFFSET_WORK * _pool_work(analysis) + totals.activations)
+    return (batch * (totals.macs + pool_weight * _pool_work(analysis) + totals.activations)
             + GRADCHECK_LAYER_WORK * len(analysis.rows))
+
+
+def check_work(analysis: Analysis, batch: int) -> int:
+    """A check's forward pass, pooling offsets weighted by POOL_OFFSET_WORK."""
+    return pass_work(analysis, batch, POOL_OFFSET_WORK)
 
 
 def refuse_long_check(analysis: Analysis, batch: int) -> None:
@@ -308,8 +313,7 @@ def estimate_gradcheck(analysis: Analysis, batch: int, samples: int | None) -> G
                   if row.trainable_params)
     entries += checked(batch * totals.input_values, 1)
     # A layer's call costs ~20 µs whatever its size: as much as ~50,000 MACs here.
-    per_pass = (batch * (totals.macs + _pool_work(analysis) + totals.activations)
-                + GRADCHECK_LAYER_WORK * len(analysis.rows))
+    per_pass = pass_work(analysis, batch)
     # At the most: batch norm over small maps halves the step to MIN_STEP (resnet18 at
     # 3x16x16, --samples 2: 94 s measured, 1.2·10¹¹ estimated).
     return GradcheckEstimate(base, extra, entries, entries * GRADCHECK_MAX_PASSES * per_pass)
