@@ -10,7 +10,7 @@ import json
 from decimal import ROUND_HALF_EVEN, Decimal
 from collections.abc import Iterator, Sequence
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.text import Text
 
 from archcalc.calc.analyze import Analysis, Row
@@ -187,10 +187,6 @@ class _Cells(Sequence):
 
     def __iter__(self) -> Iterator[list[str]]:
         return map(summary_cells, self._rows)
-
-
-def rich_summary(analysis: Analysis, depth: int | None = None) -> Group:
-    return summary_grid(analysis, depth).rich()
 
 
 def render_text(renderable, width: int = 120) -> str:

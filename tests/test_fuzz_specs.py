@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from archcalc.calc import analyze
 from archcalc.errors import ArchcalcError
-from archcalc.report import render_text, rich_summary, to_csv, to_json
+from archcalc.report import render_text, summary_grid, to_csv, to_json
 from archcalc.spec import bundled_names, from_dict
 from archcalc.spec.load import locate
 
@@ -52,7 +52,7 @@ def test_mutated_specs_fail_cleanly(name, data):
     except ArchcalcError as exc:
         assert exc.render().startswith("error: fuzz.yaml")
         return
-    render_text(rich_summary(analysis))
+    render_text(summary_grid(analysis).rich())
     to_json(analysis)
     to_csv(analysis)
 
