@@ -47,14 +47,11 @@ class AppGroup(click.Group):
         except KeyboardInterrupt:  # before click turns it into "Aborted!"
             fail_interrupted()
 
-    def resolve_command(self, ctx: click.Context, args: list[str]):
-        name, command, rest = super().resolve_command(ctx, args)
-        ctx.meta[f"archcalc.sub.{id(ctx)}"] = (name, command)  # for _command_context
-        return name, command, rest
-
     def _command_context(self, ctx: click.Context) -> click.Context:
-        """A bare context of the subcommand being parsed, so the message can name it."""
-        name, command = ctx.meta.get(f"archcalc.sub.{id(ctx)}", (None, None))
+        """A bare context of the subcommand being parsed, so the message can name it (click
+        records its name before it parses the subcommand's arguments)."""
+        name = ctx.invoked_subcommand
+        command = self.get_command(ctx, name) if name else None
         return click.Context(command, info_name=name, parent=ctx) if command else ctx
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
