@@ -99,9 +99,9 @@ def pair_option(name: str, **kwargs):
                                                       (int, tuple)), **kwargs)
 
 
+PADDING = ParsedParam("P|PhxPw|T,B,L,R|same|valid", _padding, (int, tuple))
 padding_option = click.option(
-    "--padding", type=ParsedParam("P|PhxPw|T,B,L,R|same|valid", _padding, (int, tuple)),
-    default="0", show_default=True, help="P, PhxPw, top,bottom,left,right, 'same' or 'valid'.")
+    "--padding", type=PADDING, default="0", show_default=True, help="P, PhxPw, top,bottom,left,right, 'same' or 'valid'.")
 
 
 # ---- compare ----------------------------------------------------------------------------------
@@ -142,8 +142,7 @@ def compare(specs: tuple[str, ...], input_shape, dtype: str, fmt: str) -> None:
               help="Ad hoc: a 1×1 back up to this many channels (ResNet bottleneck).")
 @click.option("--stride", type=COUNT, default=1, show_default=True,
               help="Ad hoc: the larger convolution's stride.")
-@click.option("--padding", type=ParsedParam("P|PhxPw|T,B,L,R|same|valid", _padding, (int, tuple)),
-              default="same", show_default=True, help="Ad hoc: the larger convolution's padding.")
+@click.option("--padding", type=PADDING, default="same", show_default=True, help="Ad hoc: the larger convolution's padding.")
 @click.option("--no-bias", is_flag=True, help="Ad hoc: convolutions without biases.")
 @click.option("--formulas", is_flag=True, help="With SPEC: print every product, per case.")
 @format_option
