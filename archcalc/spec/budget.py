@@ -175,8 +175,8 @@ class Forecast:
 
         try:
             body = self.expand(block, args, line, spend)
-        except SpecError as exc:
-            if getattr(exc, "budget", False):
+        except SpecError:
+            if self.spent > self.max_work:  # spend() stopped the substitution: over budget
                 raise
             return NOTHING  # a wrong use: the resolver says what is wrong with it
         self.stack.append(key)
@@ -205,24 +205,24 @@ class Forecast:
 
     def check(self, cost: Cost, line: int | None) -> Cost:
         if cost.layers > self.max_layers:
-            raise _budget(SpecError(f"the spec unrolls to more than {self.max_layers:,} layers "
-                                    "(the most archcalc unrolls)", line=line,
-                                    fix="check the repeat counts; " + raise_hint("MAX_LAYERS")))
+            raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers "
+                            "(the most archcalc unrolls)", line=line,
+                            fix="check the repeat counts; " + raise_hint("MAX_LAYERS"))
         if cost.work > self.max_work:
             raise self.too_much_work(line)
         return cost
 
     def too_much_work(self, line: int | None) -> SpecError:
-        return _budget(SpecError(f"repeats and blocks expand to more than {self.max_work:,} "
-                                 "items and values once unrolled", line=line,
-                                 fix=raise_hint("MAX_UNROLLED")))
+        return SpecError(f"repeats and blocks expand to more than {self.max_work:,} "
+                         "items and values once unrolled", line=line,
+                         fix=raise_hint("MAX_UNROLLED"))
 
     def loop(self, block: str, start: int, line: int | None) -> SpecError:
         names = [name for name, _ in self.stack[start:]] + [block]
         chain = " → ".join(f"'{name}'" for name in names)
-        return _budget(SpecError(
+        return SpecError(
             f"block {chain} is a loop that never ends (each uses the next with the same "
-            "arguments)", line=line, fix="remove the 'use' that closes the loop"))
+            "arguments)", line=line, fix="remove the 'use' that closes the loop")
 
     def too_deep(self, line: int | None) -> SpecError:
         names = [name for name, _ in self.stack]
@@ -235,7 +235,7 @@ class Forecast:
             fix = "make the recursion end sooner (repeat: 0 stops it), or " + fix
         elif names:
             message += f" (blocks in use: {_chain(names)})"
-        return _budget(SpecError(message, line=line, fix=fix))
+        return SpecError(message, line=line, fix=fix)
 
 
 def _chain(names: list[str]) -> str:
@@ -245,12 +245,6 @@ def _chain(names: list[str]) -> str:
         quoted = quoted[:3] + ["…"] + quoted[-2:] + [f"({len(names):,} blocks)"]
         return " → ".join(quoted[:-1]) + " " + quoted[-1]
     return " → ".join(quoted)
-
-
-def _budget(exc: SpecError) -> SpecError:
-    """Mark an error as the forecast's own (not a wrong use it should leave to the resolver)."""
-    exc.budget = True  # type: ignore[attr-defined]
-    return exc
 
 
 def _is_name(value: Any) -> bool:
