@@ -466,8 +466,13 @@ def _check_fitted_size(n: int, input_shape: tuple[int, ...], itemsize: int, sour
 def split_indices(n: int, fraction: float, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of range(n): (the rest, round(fraction·n) held out), each sorted."""
     order = np.random.default_rng(seed).permutation(n)
-    held = int(round(fraction * n))
+    held = held_count(n, fraction)
     return np.sort(order[held:]), np.sort(order[:held])
+
+
+def held_count(n: int, fraction: float) -> int:
+    """How many of n images a validation split of `fraction` holds out."""
+    return int(round(fraction * n))
 
 
 class Source(str):
@@ -567,7 +572,7 @@ def _assemble(label: str, parts: dict[str, np.ndarray], scale: float,
         raise ArchcalcError(f"dataset '{echo(label, 80)}' has one class (every label is 0); "
                             "classification needs at least 2", fix="give a dataset whose "
                             "labels name at least two classes (0, 1, ...)")
-    held_out = int(round(val_fraction * len(parts["train_labels"])))
+    held_out = held_count(len(parts["train_labels"]), val_fraction)
     if held_out >= len(parts["train_labels"]):
         n = len(parts["train_labels"])
         raise ArchcalcError(f"--val-split {val_fraction:g} holds out {held_out:,} of the "
