@@ -107,15 +107,23 @@ class Grid:
         for short in (False, True):
             for count in range(len(self.drop) + 1):
                 hidden = set(self.drop[:count])
-                if self.width(hidden, short) <= width:
-                    return self._fitted(self._table(hidden, short), hidden, short, False,
-                                        width, exact)
+                table = self._if_fits(hidden, short, width)
+                if table is not None:
+                    return self._fitted(table, hidden, short, False, width, exact)
         hidden = set(self.drop)
         name = self._natural(0, short=True) - (self.width(hidden, True) - width)
         if name >= NAME_MIN and 0 not in self.wrap:  # labels that wrap are never cut
             return self._fitted(self._table(hidden, True, name=name), hidden, True, True,
                                 width, exact)
         return self._folded(width, exact)
+
+    def _if_fits(self, hidden: set[int], short: bool, width: int) -> "Table | Drawn | None":
+        """The table without `hidden` columns if it fits `width`, else None. A plain grid is
+        drawn once: the drawing that was measured is the one printed."""
+        if self._plain():
+            drawn = Drawn(self, hidden, short)
+            return drawn if drawn.width <= width else None
+        return self._table(hidden, short) if self.width(hidden, short) <= width else None
 
     def width(self, hidden: set[int], short: bool) -> int:
         """Columns the table needs with `hidden` columns left out, wrapping columns counted
