@@ -24,10 +24,11 @@ from typing import Any, Callable
 from archcalc.errors import SpecError
 from archcalc.limits import limit, raise_hint
 from archcalc.spec.layers import ALIASES
+from archcalc.spec.tree import MERGE_MODES
 from archcalc.spec.yamlio import line_of, max_depth
 
-COMPOSITES = ("concat", "add", "repeat", "use", "sequence", "layers")
-FORMS = ("repeat", "use", "concat", "add", "sequence", "layers")  # the resolver's precedence
+COMPOSITES = (*MERGE_MODES, "repeat", "use", "sequence", "layers")
+FORMS = ("repeat", "use", *MERGE_MODES, "sequence", "layers")  # the resolver's precedence
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Forecast:
         if form == "use":
             block = item["use"]
             return self.use(block, item.get("with"), depth, line) if _is_name(block) else NOTHING
-        if form in ("concat", "add"):
+        if form in MERGE_MODES:
             spec = item[form]
             branches = spec.get("branches") if isinstance(spec, dict) else spec
             if not isinstance(branches, list):

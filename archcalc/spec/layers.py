@@ -20,12 +20,15 @@ from archcalc.limits import MAX_SIZE
 PositiveInt = Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)]
 NonNegInt = Annotated[int, Strict(), Field(ge=0, le=MAX_SIZE)]
 IntPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
-PadSpec = Union[
+IntPairOrZero = Union[NonNegInt, tuple[NonNegInt, NonNegInt]]
+# Explicit padding amounts: p (all sides), [h, w] (top = bottom = h, left = right = w) or
+# [top, bottom, left, right].
+PadAmounts = Union[
     NonNegInt,
     tuple[NonNegInt, NonNegInt],
     tuple[NonNegInt, NonNegInt, NonNegInt, NonNegInt],
-    Literal["valid", "same"],
 ]
+PadSpec = Union[PadAmounts, Literal["valid", "same"]]
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -83,12 +86,48 @@ class Conv2D(_Layer):
     dilation: IntPair = 1
     groups: PositiveInt = 1
     bias: bool = True
+    # What the padded border holds (PyTorch's padding_mode): zeros, the mirror image without
+    # the edge pixel (reflect), the edge pixel repeated (replicate), or the opposite edge
+    # (circular: the image wraps around).
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
     @model_validator(mode="after")
     def _groups_divide_filters(self) -> "Conv2D":
         if self.filters % self.groups:
             raise ValueError(
                 f"filters ({self.filters}) must be divisible by groups ({self.groups})")
+        return self
+
+
+class ConvTranspose2D(_Layer):
+    """Transposed convolution ("deconvolution", up-convolution): every input pixel scatters
+    one C_out/groups×K_h×K_w kernel, placed `stride` apart; `padding` crops the result,
+    `output_padding` adds rows/columns at the end (bottom, right) to pick among the sizes a
+    strided convolution maps to the same input size.
+    Output size: (W − 1)·S − P_before − P_after + D·(F − 1) + output_padding + 1."""
+
+    type: Literal["conv_transpose2d"] = "conv_transpose2d"
+    filters: PositiveInt
+    kernel: IntPair
+    stride: IntPair = 1
+    padding: PadAmounts = 0
+    output_padding: IntPairOrZero = 0
+    dilation: IntPair = 1
+    groups: PositiveInt = 1
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "ConvTranspose2D":
+        if self.filters % self.groups:
+            raise ValueError(
+                f"filters ({self.filters}) must be divisible by groups ({self.groups})")
+        # PyTorch's rule: an output_padding of stride (or dilation) or more would add rows
+        # that no input pixel reaches.
+        for axis, op, s, d in zip("HW", pair(self.output_padding), pair(self.stride),
+                                  pair(self.dilation)):
+            if op >= max(s, d):
+                raise ValueError(f"output_padding {op} along {axis} must be smaller than the "
+                                 f"stride ({s}) or the dilation ({d})")
         return self
 
 
@@ -122,6 +161,76 @@ class GlobalAvgPool(_Layer):
     keepdims: bool = True
 
 
+class _AdaptivePool(_Layer):
+    """Pooling to a fixed output size h×w whatever the input (PyTorch's AdaptiveAvgPool2d /
+    AdaptiveMaxPool2d): output row i pools input rows ⌊i·H/h⌋ … ⌈(i+1)·H/h⌉ − 1."""
+
+    output: IntPair
+
+
+class AdaptiveAvgPool(_AdaptivePool):
+    type: Literal["adaptive_avgpool"] = "adaptive_avgpool"
+
+
+class AdaptiveMaxPool(_AdaptivePool):
+    type: Literal["adaptive_maxpool"] = "adaptive_maxpool"
+
+
+class Upsample(_Layer):
+    """Resize by an integer `scale` (int or [h, w]) or to a `size` [h, w], as F.interpolate:
+    nearest copies input pixel ⌊o·H_in/H_out⌋; bilinear interpolates the two nearest
+    neighbours per axis, with align_corners (false: pixel centres, PyTorch's default)."""
+
+    type: Literal["upsample"] = "upsample"
+    scale: IntPair | None = None
+    size: tuple[PositiveInt, PositiveInt] | None = None
+    mode: Literal["nearest", "bilinear"] = "nearest"
+    align_corners: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "Upsample":
+        if (self.scale is None) == (self.size is None):
+            raise ValueError("give exactly one of scale (e.g. 2) and size ([h, w])")
+        if self.align_corners and self.mode != "bilinear":
+            raise ValueError("align_corners only applies to mode: bilinear")
+        return self
+
+
+class Crop(_Layer):
+    """Cut the map down: `size: [h, w]` keeps a centred h×w window (an odd surplus leaves its
+    extra row/column at the bottom/right, as U-Net's copy-and-crop of even surpluses never
+    needs), or `cropping` removes p, [h, w] or [top, bottom, left, right] pixels from the
+    sides (Keras's Cropping2D). A view: no new tensor."""
+
+    type: Literal["crop"] = "crop"
+    size: tuple[PositiveInt, PositiveInt] | None = None
+    cropping: PadAmounts | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Crop":
+        if (self.size is None) == (self.cropping is None):
+            raise ValueError("give exactly one of size ([h, w], centred) and cropping "
+                             "([top, bottom, left, right])")
+        return self
+
+
+class Pad(_Layer):
+    """Pad the borders: `padding` as conv takes it (p, [h, w] or [top, bottom, left, right]).
+    Modes use NumPy's names: zeros (the constant `value`), reflect (mirror without the edge
+    pixel), symmetric (mirror with it), replicate (repeat the edge pixel: NumPy's "edge")."""
+
+    type: Literal["pad"] = "pad"
+    padding: PadAmounts
+    mode: Literal["zeros", "reflect", "replicate", "symmetric"] = "zeros"
+    value: float = Field(0.0, ge=-MAX_SIZE, le=MAX_SIZE, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _value_is_for_zeros(self) -> "Pad":
+        if self.value != 0.0 and self.mode != "zeros":
+            raise ValueError(f"value applies to mode: zeros only (mode is {self.mode})")
+        return self
+
+
 class Dense(_Layer):
     """Fully connected layer on a flat input of N features: N·units weights (+ units biases)."""
 
@@ -152,14 +261,22 @@ class BatchNorm(_Layer):
 
 
 class LRN(_Layer):
-    """Local response norm across channels, PyTorch's form:
-    b = a / (k + alpha/size · Σ a²)^beta over `size` neighbouring channels."""
+    """Local response norm across channels over `size` neighbouring channels:
+    form average (PyTorch's and Caffe's): b = a / (k + alpha/size · Σ a²)^beta;
+    form sum (the AlexNet paper's, Krizhevsky et al. 2012, §3.3): b = a / (k + alpha · Σ a²)^beta.
+    The same alpha is `size` times stronger in the sum form."""
 
     type: Literal["lrn"] = "lrn"
     size: PositiveInt = 5
     alpha: float = Field(1e-4, ge=0, le=MAX_SIZE, allow_inf_nan=False)
     beta: float = Field(0.75, ge=0, le=MAX_SIZE, allow_inf_nan=False)
     k: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False)
+    form: Literal["average", "sum"] = "average"
+
+    @property
+    def alpha_per_square(self) -> float:
+        """The factor of each a² in the sum: alpha/size (average) or alpha (sum)."""
+        return self.alpha / self.size if self.form == "average" else self.alpha
 
 
 class LayerNorm(_Layer):
@@ -184,6 +301,38 @@ class ELU(_Layer):
     alpha: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False)
 
 
+class ReLU6(_Layer):
+    """min(max(0, x), 6) (MobileNet-v2)."""
+
+    type: Literal["relu6"] = "relu6"
+
+
+class HardSigmoid(_Layer):
+    """relu6(x + 3)/6 (MobileNet-v3)."""
+
+    type: Literal["hardsigmoid"] = "hardsigmoid"
+
+
+class HardSwish(_Layer):
+    """x·relu6(x + 3)/6 (MobileNet-v3)."""
+
+    type: Literal["hardswish"] = "hardswish"
+
+
+class SiLU(_Layer):
+    """x·σ(x), also called swish (EfficientNet)."""
+
+    type: Literal["silu"] = "silu"
+
+
+class GELU(_Layer):
+    """x·Φ(x) with Φ the standard normal CDF (approximate: none), or PyTorch's tanh form
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
+
+    type: Literal["gelu"] = "gelu"
+    approximate: Literal["none", "tanh"] = "none"
+
+
 class Sigmoid(_Layer):
     type: Literal["sigmoid"] = "sigmoid"
 
@@ -205,19 +354,14 @@ class Maxout(_Layer):
     pieces: Annotated[int, Strict(), Field(ge=2, le=MAX_SIZE)] = 2
 
 
-LayerSpec = Annotated[
-    Union[
-        Conv2D, MaxPool, AvgPool, GlobalAvgPool, Dense, Flatten, Dropout, BatchNorm, LRN,
-        LayerNorm, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Maxout,
-    ],
-    Field(discriminator="type"),
-]
+_ALL = (Conv2D, ConvTranspose2D, MaxPool, AvgPool, GlobalAvgPool, AdaptiveAvgPool,
+        AdaptiveMaxPool, Upsample, Crop, Pad, Dense, Flatten, Dropout, BatchNorm, LRN, LayerNorm,
+        ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, HardSigmoid, HardSwish, SiLU, GELU, Tanh, Softmax,
+        Maxout)
 
-MODELS: dict[str, type[_Layer]] = {
-    m.model_fields["type"].default: m
-    for m in (Conv2D, MaxPool, AvgPool, GlobalAvgPool, Dense, Flatten, Dropout, BatchNorm,
-              LRN, LayerNorm, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, Maxout)
-}
+LayerSpec = Annotated[Union[_ALL], Field(discriminator="type")]
+
+MODELS: dict[str, type[_Layer]] = {m.model_fields["type"].default: m for m in _ALL}
 
 # Spellings a user may write for each kind (Keras, PyTorch and lecture-note names).
 ALIASES: dict[str, str] = {
@@ -233,10 +377,26 @@ ALIASES: dict[str, str] = {
     "layernorm": "layernorm", "layer_norm": "layernorm", "ln": "layernorm",
     "relu": "relu", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu", "elu": "elu",
     "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "maxout": "maxout",
+    "conv_transpose2d": "conv_transpose2d", "conv_transpose": "conv_transpose2d",
+    "convtranspose2d": "conv_transpose2d", "deconv": "conv_transpose2d",
+    "adaptive_avgpool": "adaptive_avgpool", "adaptive_avg_pool": "adaptive_avgpool",
+    "adaptiveavgpool2d": "adaptive_avgpool",
+    "adaptive_maxpool": "adaptive_maxpool", "adaptive_max_pool": "adaptive_maxpool",
+    "adaptivemaxpool2d": "adaptive_maxpool",
+    "upsample": "upsample", "interpolate": "upsample", "crop": "crop", "pad": "pad",
+    "relu6": "relu6", "hardsigmoid": "hardsigmoid", "hard_sigmoid": "hardsigmoid",
+    "hardswish": "hardswish", "hard_swish": "hardswish", "silu": "silu", "swish": "silu",
+    "gelu": "gelu",
 }
 
 # The field a scalar shorthand fills: `dense: 4096`, `dropout: 0.5`, `maxout: 2`.
-SCALAR_FIELD: dict[str, str] = {"dense": "units", "dropout": "rate", "maxout": "pieces"}
+# `adaptive_avgpool: 7` (or [7, 7]), `upsample: 2`, `pad: 1`, `crop: [56, 56]`.
+SCALAR_FIELD: dict[str, str] = {"dense": "units", "dropout": "rate", "maxout": "pieces",
+                                "adaptive_avgpool": "output", "adaptive_maxpool": "output",
+                                "upsample": "scale", "pad": "padding", "crop": "size"}
+# Kinds whose shorthand may also be a list ([h, w]): `crop: [56, 56]`, `upsample: [2, 1]`.
+LIST_SHORTHAND: frozenset[str] = frozenset(
+    {"adaptive_avgpool", "adaptive_maxpool", "upsample", "pad", "crop"})
 
 # Prefix of a derived name (conv1, fc2, bn1 ...), per kind.
 NAME_PREFIX: dict[str, str] = {
@@ -244,11 +404,17 @@ NAME_PREFIX: dict[str, str] = {
     "dense": "fc", "flatten": "flatten", "dropout": "dropout", "batchnorm": "bn",
     "lrn": "lrn", "layernorm": "ln", "relu": "relu", "leaky_relu": "lrelu", "elu": "elu",
     "sigmoid": "sigmoid", "tanh": "tanh", "softmax": "softmax", "maxout": "maxout",
+    "conv_transpose2d": "deconv", "adaptive_avgpool": "avgpool", "adaptive_maxpool": "maxpool",
+    "upsample": "up", "crop": "crop", "pad": "pad", "relu6": "relu", "hardsigmoid": "hsigmoid",
+    "hardswish": "hswish", "silu": "silu", "gelu": "gelu",
 }
 
 # Activation memory (README, "Conventions"): elementwise activations overwrite their input
 # when nothing else reads it (else they make a new tensor); flatten (a view) and dropout (the
-# identity at inference) never make one. Maxout changes the shape and so is not among them.
+# identity at inference) never make one, nor does crop (a window of its input: a view).
+# Maxout changes the shape and so is not among them. hardswish, silu and gelu make a new
+# tensor: their backward needs their input, which their output does not give back (relu6 and
+# hardsigmoid read their gradient off the output, as relu does).
 IN_PLACE: frozenset[str] = frozenset(
-    {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"})
-PASS_THROUGH: frozenset[str] = frozenset({"dropout", "flatten"})
+    {"relu", "relu6", "hardsigmoid", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"})
+PASS_THROUGH: frozenset[str] = frozenset({"dropout", "flatten", "crop"})

@@ -5,7 +5,8 @@ Item forms (see README, "Spec language"):
     {conv: {filters: 64, kernel: 3}}       a kind with fields (name optional inside)
     {dense: 4096} {dropout: 0.5}           a scalar shorthand
     {type: conv2d, filters: 64, ...}       the canonical form
-    {concat: [branch, ...]} {add: [...]}   parallel branches; a branch is a list of items,
+    {concat: [branch, ...]} {add: [...]}   parallel branches ({mul: [...]} multiplies them);
+                                           a branch is a list of items,
                                            an item, or {name: x, layers: [...]}; [] = identity
     {repeat: 3, layers: [...]}             also with use/with; `inline: true` adds no scope
     {use: block, with: [args]}             a reusable block (or {with: {arg: value}})
@@ -28,9 +29,10 @@ from archcalc.errors import SpecError
 from archcalc.limits import echo, elide, limit, raise_hint
 from archcalc.spec.budget import COMPOSITES, FORMS, Forecast, is_kind_map, looks_like_item
 from archcalc.spec.expr import ExprError, problem, substitute
-from archcalc.spec.layers import ALIASES, MODELS, NAME_PREFIX, SCALAR_FIELD, LayerSpec
+from archcalc.spec.layers import (ALIASES, LIST_SHORTHAND, MODELS, NAME_PREFIX, SCALAR_FIELD,
+                                  LayerSpec)
 from archcalc.spec.text import check_text
-from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
+from archcalc.spec.tree import MERGE_MODES, Leaf, Merge, Node, Path, Sequence
 from archcalc.spec.yamlio import brief, line_of, max_depth
 
 _LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
@@ -39,11 +41,12 @@ _COMPOSITE_KEYS = {
     "use": {"use", "with", "name", "trainable"},
     "concat": {"concat", "name", "trainable"},
     "add": {"add", "name", "trainable"},
+    "mul": {"mul", "name", "trainable"},
     "sequence": {"sequence", "name", "trainable"},
     "layers": {"layers", "name", "trainable"},
     "repeat": {"repeat", "start", "use", "with", "layers", "name", "inline", "trainable"},
 }
-_BLOCK_KEYS = {"args", "description", "layers", "sequence", "concat", "add", "repeat", "use"}
+_BLOCK_KEYS = {"args", "description", "layers", "sequence", *MERGE_MODES, "repeat", "use"}
 
 
 def nearest(word: str, choices: list[str]) -> str | None:
@@ -231,7 +234,7 @@ class Resolver:
         bodies = [k for k in definition if k not in ("args", "description")]
         if len(bodies) != 1:
             raise SpecError(f"block '{name}' needs exactly one body (layers, concat, add, "
-                            f"repeat or use), got {', '.join(bodies) or 'none'}", line=line,
+                            f"mul, repeat or use), got {', '.join(bodies) or 'none'}", line=line,
                             fix=f"{name}: {{args: [...], layers: [...]}}")
 
     # ---- entry point -------------------------------------------------------------------
@@ -315,12 +318,12 @@ class Resolver:
             return self._repeat(item, scope, depth, name, line)
         if form == "use":
             return [self._use(item, scope, depth, name, line)]
-        if form in ("concat", "add"):
+        if form in MERGE_MODES:
             return [self._merge(form, item, scope, depth, name, line)]
         return [self._sequence(item[form], scope, depth, name, line, label="sequence")]
 
     def _unknown(self, key: Any, line: int | None, scope: _Scope) -> SpecError:
-        choices = sorted(set(ALIASES) | set(self.blocks) | {"concat", "add", "repeat", "use"})
+        choices = sorted(set(ALIASES) | set(self.blocks) | {*MERGE_MODES, "repeat", "use"})
         hint = nearest(str(key), choices)
         fix = f"did you mean '{hint}'?" if hint else "known kinds: " + ", ".join(sorted(set(ALIASES.values())))
         return SpecError(f"unknown layer type '{echo(key if isinstance(key, str) else brief(key))}'",
@@ -343,7 +346,8 @@ class Resolver:
             params = dict(value)
             params["type"] = kind
             return params
-        if kind in SCALAR_FIELD and not isinstance(value, (list, bool)):
+        if kind in SCALAR_FIELD and not isinstance(value, bool) and (
+                not isinstance(value, list) or kind in LIST_SHORTHAND):
             return {"type": kind, SCALAR_FIELD[kind]: value}
         raise SpecError(f"{kind}: expected a mapping of fields, got {brief(value)}", line=line,
                         layer=scope.display(kind) if scope.path else None,
@@ -387,7 +391,7 @@ class Resolver:
             raise SpecError(f"{mode}: needs a list of at least two branches", line=line,
                             layer=scope.display(str(name)) if name else None,
                             fix=f"{mode}: [[layers of branch 1], [layers of branch 2]]"
-                                + ("; [] is the identity shortcut" if mode == "add" else ""))
+                                + ("" if mode == "concat" else "; [] is the identity shortcut"))
         branches: list[Sequence] = []
         for index, raw in enumerate(branches_raw):
             bline = line_of(raw) or line

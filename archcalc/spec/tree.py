@@ -14,6 +14,9 @@ from archcalc.spec.layers import LayerSpec
 
 Path = tuple[str, ...]
 
+# How a merge combines its branches; the spec keyword is the mode's name.
+MERGE_MODES: tuple[str, ...] = ("concat", "add", "mul")
+
 
 @dataclass(frozen=True)
 class Leaf:
@@ -45,11 +48,12 @@ class Sequence:
 
 @dataclass(frozen=True)
 class Merge:
-    """Parallel branches on the same input, merged by channel concat or elementwise add.
-    An empty branch is the identity (a residual shortcut). `path` names the merge itself."""
+    """Parallel branches on the same input, merged by channel concat, elementwise add or
+    elementwise product (mul; a C×1×1 branch broadcasts over H×W, as squeeze-and-excitation
+    gates do). An empty branch is the identity (a residual shortcut). `path` names the merge."""
 
     path: Path
-    mode: str  # "concat" | "add"
+    mode: str  # one of MERGE_MODES
     branches: tuple[Sequence, ...]
     line: int | None = None
 
