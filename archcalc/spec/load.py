@@ -49,6 +49,8 @@ class NetworkSpec(BaseModel):
     name: str
     source: str | None = None
     description: str | None = None
+    # What `archcalc list` groups by: classic, inception, residual, dense, mobile, segmentation ...
+    family: str | None = Field(None, max_length=40)
     input: tuple[Annotated[int, Strict(), Field(gt=0, le=MAX_SIZE)], ...]
     separator: Literal[".", "/"] = "."
     init: Literal["he", "xavier", "lecun"] | None = None  # the executor's default initialiser
@@ -239,7 +241,8 @@ def from_dict(raw: Any, *, file: str | None = None,
         raise SpecError(f"'{field}': {msg} (got {got})", file=file,
                         line=key_line, fix=_TOP_FIXES.get(field, "see README, Spec language")) from None
     key_lines = getattr(raw, "key_lines", None) or {}
-    for key, prose in (("name", False), ("source", False), ("description", True)):
+    for key, prose in (("name", False), ("source", False), ("description", True),
+                       ("family", False)):
         try:
             check_text(getattr(spec, key), f"the spec's {key}", line=key_lines.get(key),
                        prose=prose)
@@ -257,4 +260,4 @@ def from_dict(raw: Any, *, file: str | None = None,
                         fix="flatten the nesting of blocks, repeats and branches") from None
     shape = tuple(input_shape) if input_shape is not None else tuple(spec.input)
     return Network(spec.name, shape, root, spec.separator, spec.source, file, resolver.lines,
-                   spec.init)
+                   spec.init, spec.family)

@@ -7,7 +7,7 @@ joins it for display ("layer2.0.conv1", or "inception_3a/5x5_reduce" with "/").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Union
 
 from archcalc.spec.layers import LayerSpec
@@ -71,6 +71,7 @@ class Network:
     file: str | None = None
     lines: dict[Path, int] = field(default_factory=dict, compare=False)
     init: str | None = None  # he | xavier | lecun: how the executor draws weights by default
+    family: str | None = None  # the group `archcalc list` shows it in
 
     def display(self, path: Path) -> str:
         return self.separator.join(path)
@@ -82,8 +83,7 @@ class Network:
         return self.lines.get(path)
 
     def with_input(self, shape: tuple[int, ...]) -> "Network":
-        return Network(self.name, tuple(shape), self.root, self.separator, self.source,
-                       self.file, self.lines, self.init)
+        return replace(self, input_shape=tuple(shape))
 
 
 def iter_leaves(node: Node) -> Iterator[Leaf]:
