@@ -173,8 +173,12 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
                    "momentum/nesterov/adagrad, 0.1 for sgd].")
 @click.option("--schedule", type=SCHEDULE, default="constant", show_default=True,
               help="constant, inverse-time:K, exponential:GAMMA, inv-sqrt, step:EVERY,GAMMA.")
-@click.option("--loss", type=click.Choice(list(LOSSES)), default="cross_entropy",
-              show_default=True)
+@click.option("--target", type=click.Choice(list(train.TARGETS)), default="labels",
+              show_default=True,
+              help="What the network learns to output: the class labels, or the input image "
+                   "itself (reconstruction, e.g. an encoder-decoder; scored by pixel accuracy).")
+@click.option("--loss", type=click.Choice(list(LOSSES)), default=None,
+              help="[default: cross_entropy; mse with --target input]")
 @click.option("--weight-decay", type=FiniteFloat(min=0), default=0.0, show_default=True,
               help="L2 penalty λ on conv/dense weights (λ/2·Σw²).")
 @click.option("--l1", type=FiniteFloat(min=0), default=0.0, show_default=True,
@@ -295,6 +299,8 @@ def _train(spec, o, term) -> None:
         o["resume"] = _checkpoint_path(o["resume"])
         ckpt = train.read_checkpoint(o["resume"])
         _take_stored(o, ckpt)
+    if o["loss"] is None:
+        o["loss"] = "mse" if o["target"] == "input" else "cross_entropy"
     if o["weights"]:
         o["weights"] = _checkpoint_path(o["weights"])    # a run directory, like --resume
     out_dir = o["out"] or (o["resume"].parent if o["resume"] else Path("runs") / net.name)
@@ -331,7 +337,8 @@ def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
     fits: dict[str, int] = {}
 
     def before_fit(classes: int, n_train: int, dataset: str, data_bytes: int) -> None:
-        _outputs_check(analysis, o["loss"])(classes, n_train, dataset, data_bytes)
+        _outputs_check(analysis, o["loss"], o["target"], o["class_weights"])(
+            classes, n_train, dataset, data_bytes)
         _data_fits(analysis, dataset, data_bytes, budget, "--memory-budget")
         fits["eval_batch"] = _forecast(analysis, o, n_train, budget, data_bytes)
 
@@ -344,7 +351,7 @@ def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
         lr=lr, **{k: o[k] for k in ("epochs", "batch_size", "optimizer", "schedule", "loss",
                                     "weight_decay", "l1", "class_weights", "clip_norm",
                                     "seed", "patience", "monitor", "restore_best",
-                                    "translate", "flip")})
+                                    "translate", "flip", "target")})
     train.check_config(cfg)
     eval_batch = fits["eval_batch"]
     # a spec may name its initialiser (a top-level `init:`)
@@ -415,14 +422,21 @@ def _analysis(net, dtype: str):
     return analyze(net, batch=1, dtype=dtype)
 
 
-def _outputs_check(analysis, loss: str):
+def _outputs_check(analysis, loss: str, target: str = "labels",
+                   class_weights: str | None = None):
     """check_classes for datamod.load: the calculator's output size against the dataset's
-    classes, before the images are fitted and the model is built."""
+    classes (or, with --target input, its output shape against the input's), before the
+    images are fitted and the model is built."""
     last = analysis.rows[-1].name if analysis.rows else "input"
+    net = analysis.network
 
     def check(classes: int, n_train: int, dataset: str, data_bytes: int = 0) -> None:
+        if target == "input":
+            train.check_reconstruction(net.input_shape, analysis.output_shape, loss,
+                                       class_weights, net.name, last)
+            return
         train.check_fit(classes, math.prod(analysis.output_shape), loss, dataset,
-                        analysis.network.name, last)
+                        net.name, last)
     return check
 
 
@@ -557,6 +571,9 @@ def _intro(out, net, data, cfg, model, trainer, resume, augment_default, init) -
     batch = "full batch" if full else f"batch {cfg.batch_size}"
     out.print(f"train: {cfg.optimizer}, lr {lr}, {batch}, {cfg.loss} loss, {init} init, "
               f"seed {cfg.seed}, {cfg.epochs} epochs")
+    if trainer.reconstructs:
+        out.print("target: the input images (reconstruction); accuracy is pixel accuracy: "
+                  "the share of values on the same side of 0.5 as the image's")
     augment = [f"random shifts of up to {cfg.translate} px"] if cfg.translate else []
     augment += ["random left-right flips"] if cfg.flip else []
     out.print("augment: " + (", ".join(augment) or "none")
@@ -589,7 +606,8 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
         what = what.removeprefix(f"cannot write {echo(out_dir / 'curves.png')}: ")
         warning = (f"warning: could not write {echo(out_dir / 'curves.png', 80)}: "
                    f"{echo(what, 120)}; the run is saved")
-    out.print(f"test accuracy {result.test_acc:.2%}, loss {result.test_loss:.4f} "
+    what = "pixel accuracy" if trainer.reconstructs else "accuracy"
+    out.print(f"test {what} {result.test_acc:.2%}, loss {result.test_loss:.4f} "
               f"({len(data.test):,} images); {result.epochs} epochs in {result.seconds:.1f}s, "
               f"{result.images_per_second:,.0f} images/s")
     wrote = "checkpoint.npz, history.json, metrics.json" + (", curves.png" if plotted else "")
@@ -632,7 +650,7 @@ def evaluate_command(spec, checkpoint, source, input_shape):
     cfg = train.TrainConfig(**{**stored, "translate": 0, "flip": False})
     analysis = _analysis(net, "float32")
     budget = _budget(None)
-    outputs = _outputs_check(analysis, cfg.loss)
+    outputs = _outputs_check(analysis, cfg.loss, cfg.target, cfg.class_weights)
 
     def before_fit(classes: int, n_train: int, dataset: str, data_bytes: int) -> None:
         outputs(classes, n_train, dataset)
@@ -652,8 +670,12 @@ def evaluate_command(spec, checkpoint, source, input_shape):
         raise ArchcalcError(f"the test loss is {loss}: these weights make the network's "
                             "outputs overflow", file=str(ckpt.path),
                             fix="evaluate the checkpoint of a run that did not diverge")
-    matrix = train.confusion_matrix(data.test.labels, predicted, data.classes)
     out = console()
+    if trainer.reconstructs:
+        out.print(f"{net.name} on {data.name} (reconstruction): test pixel accuracy {acc:.2%} "
+                  f"({len(data.test):,} images), loss {loss:.4f}", markup=False)
+        return
+    matrix = train.confusion_matrix(data.test.labels, predicted, data.classes)
     out.print(f"{net.name} on {data.name}: test accuracy {acc:.2%} "
               f"({int(matrix.trace()):,}/{len(data.test):,}), loss {loss:.4f}", markup=False)
     print_confusion(out, matrix, data.class_names)

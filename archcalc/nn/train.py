@@ -38,6 +38,10 @@ from archcalc.nn import init, losses, network, optim, schedules, weights
 CHECKPOINT_FORMAT = 2           # the meta record's version (2: run id, setup, namespaced file)
 EVAL_BATCH = 500           # examples per forward pass when only predicting
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
+# What the network learns to output: the images' class labels, or the images themselves
+# (reconstruction: an autoencoder or a segmentation-style network, with mse, mae or bce).
+TARGETS = ("labels", "input")
+RECONSTRUCTION_LOSSES = ("mse", "mae", "bce")
 
 
 @dataclass
@@ -58,6 +62,7 @@ class TrainConfig:
     restore_best: bool = True      # with early stopping, end on the best epoch's weights
     translate: int = 0             # augmentation: random shift of up to this many pixels
     flip: bool = False             # augmentation: random horizontal mirror
+    target: str = "labels"         # labels | input (reconstruct the image)
 
 
 @dataclass
@@ -290,6 +295,7 @@ def config_problems(cfg: TrainConfig) -> list[tuple[str, Any, str]]:
          "one of " + ", ".join(optim.OPTIMIZERS)),
         ("loss", known(cfg.loss, losses.LOSSES), "one of " + ", ".join(losses.LOSSES)),
         ("monitor", known(cfg.monitor, MONITORS), "one of " + ", ".join(MONITORS)),
+        ("target", known(cfg.target, TARGETS), "one of " + ", ".join(TARGETS)),
         ("flip", isinstance(cfg.flip, bool), "true or false"),
         ("restore_best", isinstance(cfg.restore_best, bool), "true or false"),
     ]
@@ -513,6 +519,34 @@ def check_fit(classes: int, outputs: int, loss: str, dataset: str, spec: str,
             fix=f"make the last layer give {classes} units, e.g. '- dense: {classes}'")
 
 
+def check_reconstruction(input_shape: tuple[int, ...], output_shape: tuple[int, ...],
+                         loss: str, class_weights: str | None, spec: str, last: str) -> None:
+    """--target input: the network gives back an image of the input's shape (or as many
+    values, flat), scored with a loss of values (not of classes). The CLI calls it with the
+    calculator's output shape."""
+    flat = len(output_shape) == 1 and output_shape[0] == math.prod(input_shape)
+    if tuple(output_shape) != tuple(input_shape) and not flat:  # a dense decoder: flat
+        fmt = "×".join
+        raise ArchcalcError(
+            f"--target input trains spec '{spec}' to give back its {fmt(map(str, input_shape))} "
+            f"input, but it ends with {fmt(map(str, output_shape))} (layer '{last}')",
+            fix=f"make the last layer give {fmt(map(str, input_shape))}, e.g. a 1×1 conv to "
+                f"{input_shape[0]} filter(s) after upsampling back to the input size")
+    if loss not in RECONSTRUCTION_LOSSES:
+        raise ArchcalcError(f"--loss {loss} scores classes; --target input compares pixel "
+                            "values", fix="--loss mse (the default with --target input), "
+                                          "mae or bce")
+    if class_weights is not None:
+        raise ArchcalcError("--class-weights weigh classes; --target input has none",
+                            fix="drop --class-weights")
+
+
+def pixel_threshold(loss: str, last_kind: str) -> float:
+    """Where an output value counts as ink (1) rather than background (0): 0.5 for values
+    (mse, mae, or a sigmoid output), 0 for bce's logits (σ(0) = 0.5)."""
+    return 0.5 if loss in ("mse", "mae") or last_kind == "sigmoid" else 0.0
+
+
 class Trainer:
     """Trains `model` (archcalc.nn.Model) on `data` (archcalc.nn.data.Data)."""
 
@@ -543,7 +577,7 @@ class Trainer:
         self.optimizer = optim.make(config.optimizer, config.lr)
         self.schedule = schedules.parse(config.schedule)
         self.schedule.check(config.lr, config.epochs, config.schedule)
-        self.outputs, self.last_kind = self._probe()
+        self.outputs, self.last_kind, self.output_shape = self._probe()
         self._check_fit()
         self._check_batch_norm()
         self.class_weights = self._class_weights()
@@ -572,12 +606,13 @@ class Trainer:
                                 f"pixels; the most is {min(h, w) - 1}",
                                 fix="a few pixels, e.g. --translate 2, or 0 for none")
 
-    def _probe(self) -> tuple[int, str]:
-        """Scores per example and the last layer's kind, from one forward on zeros."""
+    def _probe(self) -> tuple[int, str, tuple[int, ...]]:
+        """Scores per example, the last layer's kind and the output shape, from one forward
+        on zeros."""
         y = self.model.forward(np.zeros((1, *self.model.input_shape), dtype=self.dtype))
         record = self.model.records[-1] if self.model.records else None
         self.last_name = record.name if record else "input"
-        return int(np.prod(y.shape[1:])), (record.type if record else "")
+        return int(np.prod(y.shape[1:])), (record.type if record else ""), tuple(y.shape[1:])
 
     def _check_batch_norm(self) -> None:
         """Batch norm in training needs two values per channel in a batch. batch_indices
@@ -598,8 +633,16 @@ class Trainer:
                                     f"per channel over the batch, and {why}", fix=fix)
 
     def _check_fit(self) -> None:
+        if self.reconstructs:
+            check_reconstruction(self.model.input_shape, self.output_shape, self.cfg.loss,
+                                 self.cfg.class_weights, self.spec, self.last_name)
+            return
         check_fit(self.data.classes, self.outputs, self.cfg.loss, self.data.name, self.spec,
                   self.last_name)
+
+    @property
+    def reconstructs(self) -> bool:
+        return self.cfg.target == "input"
 
     def _class_weights(self) -> np.ndarray | None:
         """The per-class weights, scaled so that the largest is 1: the loss is a weighted
@@ -639,8 +682,21 @@ class Trainer:
         """(n, C) scores → (n,) predicted classes."""
         if scores.shape[1] > 1:
             return scores.argmax(axis=1)
-        threshold = 0.5 if self.cfg.loss in ("mse", "mae") or self.last_kind == "sigmoid" else 0.0
+        threshold = pixel_threshold(self.cfg.loss, self.last_kind)
         return (scores[:, 0] > threshold).astype(np.int64)
+
+    def targets(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """What the loss compares the scores with: the labels (n,), or the images (n, values)."""
+        return x.reshape(x.shape[0], -1) if self.reconstructs else labels
+
+    def scores_right(self, scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Per example: 1/0 for a right/wrong class, or for a reconstruction the pixel
+        accuracy (the fraction of values on the right side of the ink threshold: the image
+        targets are scaled to 0..1, so 0.5 splits ink from background), (n,) floats."""
+        if not self.reconstructs:
+            return (self.predict(scores) == targets).astype(np.float64)
+        threshold = pixel_threshold(self.cfg.loss, self.last_kind)
+        return ((scores > threshold) == (targets > 0.5)).mean(axis=1)
 
     # ---- resume / fine-tune --------------------------------------------------------
     def resume(self, source: Path | Checkpoint) -> None:
@@ -741,19 +797,21 @@ class Trainer:
         return x
 
     def step(self, x: np.ndarray, labels: np.ndarray,
-             where: str = "a step") -> tuple[float, int]:
+             where: str = "a step") -> tuple[float, float]:
         """One update on a batch x (n, *input_shape), labels (n,); returns (data loss,
-        correct predictions). `where` names the step in a divergence error."""
+        correct predictions: a count, or the sum of pixel accuracies with --target input).
+        `where` names the step in a divergence error."""
         # NaN and inf are detected below and reported in one line; numpy's warnings on the
         # way there would only be noise
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return self._update(x, labels, where)
 
-    def _update(self, x: np.ndarray, labels: np.ndarray, where: str) -> tuple[float, int]:
+    def _update(self, x: np.ndarray, labels: np.ndarray, where: str) -> tuple[float, float]:
         model, cfg = self.model, self.cfg
         y = model.forward(x, training=True)
         scores = y.reshape(y.shape[0], -1)
-        loss, dscores = self.loss_fn()(scores, labels, self.class_weights)
+        targets = self.targets(x, labels)
+        loss, dscores = self.loss_fn()(scores, targets, self.class_weights)
         trainable = [n for n in model.params if n not in model.frozen]
         names = losses.penalized_names(model.params, model.frozen)
         reg, reg_grads = losses.penalty(model.params, names, l2=cfg.weight_decay, l1=cfg.l1)
@@ -768,7 +826,7 @@ class Trainer:
         for name in trainable:
             if not np.isfinite(model.params[name].sum()):
                 raise self._diverged(f"weight '{name}' became NaN or infinite", where)
-        return loss, int((self.predict(scores) == labels).sum())
+        return loss, float(self.scores_right(scores, targets).sum())
 
     def _diverged(self, what: str, where: str) -> ArchcalcError:
         # the checkpoint and history.json on disk are the last completed epoch's already
@@ -833,7 +891,8 @@ class Trainer:
 
     def evaluate(self, split: datamod.Split) -> tuple[float, float, np.ndarray]:
         """(data loss, accuracy, predictions (n,)) in inference mode, in batches of
-        eval_batch. Overflow gives a loss of inf or nan (the caller decides what that
+        eval_batch; with --target input the accuracy is the mean pixel accuracy and the
+        predictions are each image's pixel accuracy. Overflow gives a loss of inf or nan (the caller decides what that
         means), never a warning on the user's terminal."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             return self._evaluate(split)
@@ -847,11 +906,17 @@ class Trainer:
             y = self.model.forward(split.x(idx, self.dtype), training=False)
             scores = y.reshape(y.shape[0], -1)
             labels = split.labels[idx]
+            if self.reconstructs:
+                targets = split.x(idx, self.dtype).reshape(labels.size, -1)
+                total += fn(scores, targets, None)[0] * labels.size
+                preds.append(self.scores_right(scores, targets))
+                continue
             total += fn(scores, labels, self.class_weights)[0] * labels.size
             preds.append(self.predict(scores))
         predicted = np.concatenate(preds) if preds else np.zeros(0, np.int64)
         n = max(len(split), 1)
-        return total / n, float((predicted == split.labels).sum()) / n, predicted
+        right = predicted.sum() if self.reconstructs else (predicted == split.labels).sum()
+        return total / n, float(right) / n, predicted
 
     # ---- early stopping and checkpoints --------------------------------------------
     def _monitored(self, r: EpochRecord) -> tuple[float, bool]:
