@@ -30,6 +30,11 @@ class Row:
     receptive_field: tuple[int, int]
     effective_stride: tuple[int, int]
     line: int | None = None
+    # weights: kernels, matrices, normalisation γ; biases: bias vectors, normalisation β;
+    # weights + biases = params − batch-norm running statistics.
+    weights: int = 0
+    biases: int = 0
+    kernel: tuple[int, int] | None = None  # (Kh, Kw) of a conv or pool; adaptive: largest bin
 
     @property
     def params(self) -> int:
@@ -40,8 +45,10 @@ class Row:
             "name": self.name, "type": self.type,
             "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
             "params": self.params, "trainable_params": self.trainable_params,
-            "non_trainable_params": self.non_trainable_params, "macs": self.macs,
-            "activations": self.activations,
+            "non_trainable_params": self.non_trainable_params,
+            "weights": self.weights, "biases": self.biases,
+            "kernel": list(self.kernel) if self.kernel is not None else None,
+            "macs": self.macs, "activations": self.activations,
             "receptive_field": list(self.receptive_field),
             "effective_stride": list(self.effective_stride),
         }
@@ -205,7 +212,7 @@ class _Walker:
             activations, free = prod(math.out_shape), True
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
-                             rf, jump, leaf.line))
+                             rf, jump, leaf.line, math.weights, math.biases, math.kernel))
         return _State(math.out_shape, rf, jump, free)
 
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:

@@ -18,15 +18,28 @@ from archcalc.spec.tree import Leaf
 
 @dataclass
 class LayerMath:
+    """What one layer costs. weights: kernels, matrices and normalisation γ; biases: bias
+    vectors and normalisation β; buffers: batch-norm running mean and variance (neither
+    weights nor biases). trainable/non_trainable are derived (frozen layers move their
+    weights and biases to non_trainable in layer_math)."""
+
     out_shape: tuple[int, ...]
-    trainable: int = 0
-    non_trainable: int = 0
+    weights: int = 0
+    biases: int = 0
+    buffers: int = 0
     macs: int = 0
     # (span, stride) per spatial dim for the receptive field; None: no spatial window.
     # Flatten and global pooling have one window the size of the whole map.
     window: tuple[tuple[int, int], tuple[int, int]] | None = None
     dims: tuple[Dim, Dim] | None = None
     notes: list[str] = field(default_factory=list)
+    kernel: tuple[int, int] | None = None  # (Kh, Kw) of a conv or pooling window
+    trainable: int = field(init=False)
+    non_trainable: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trainable = self.weights + self.biases
+        self.non_trainable = self.buffers
 
 
 def _need_chw(leaf: Leaf, shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
@@ -69,8 +82,9 @@ def conv2d(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     weights = kh * kw * (c_in // spec.groups) * spec.filters
     out = (spec.filters, dh.out, dw.out)
     macs = dh.out * dw.out * spec.filters * kh * kw * c_in // spec.groups
-    return LayerMath(out, weights + (spec.filters if spec.bias else 0), 0, macs,
-                     ((dh.span, dh.stride), (dw.span, dw.stride)), dims=(dh, dw))
+    return LayerMath(out, weights, spec.filters if spec.bias else 0, 0, macs,
+                     ((dh.span, dh.stride), (dw.span, dw.stride)), dims=(dh, dw),
+                     kernel=(kh, kw))
 
 
 def pool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
@@ -83,7 +97,7 @@ def pool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
                              f"half the kernel {dim.kernel}: a window could see only padding",
                              layer=name, fix="use padding <= kernel // 2")
     return LayerMath((shape[0], dh.out, dw.out), window=((dh.span, dh.stride), (dw.span, dw.stride)),
-                     dims=(dh, dw))
+                     dims=(dh, dw), kernel=(dh.kernel, dw.kernel))
 
 
 def _whole_map(shape: tuple[int, ...]):
@@ -101,7 +115,7 @@ def dense(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
         raise ShapeError(f"dense needs a flat input, got {fmt_shape(shape)}", layer=name,
                          fix="add 'flatten' (or global_avgpool with keepdims: false) before it")
     units = leaf.spec.units
-    return LayerMath((units,), shape[0] * units + (units if leaf.spec.bias else 0), 0,
+    return LayerMath((units,), shape[0] * units, units if leaf.spec.bias else 0, 0,
                      shape[0] * units)
 
 
@@ -111,7 +125,7 @@ def flatten(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
 
 def batchnorm(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     c = shape[0]
-    return LayerMath(shape, 2 * c, 2 * c)  # γ, β | running mean, running variance
+    return LayerMath(shape, c, c, 2 * c)  # γ | β | running mean, running variance
 
 
 def lrn(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
@@ -120,7 +134,7 @@ def lrn(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
 
 
 def layernorm(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
-    return LayerMath(shape, 2 * prod(shape))
+    return LayerMath(shape, prod(shape), prod(shape))  # γ | β
 
 
 def maxout(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
