@@ -18,13 +18,14 @@ import click
 from archcalc.calc import analyze
 from archcalc.calc.bottleneck import adhoc, find
 from archcalc.calc.compare import compare as compare_specs
+from archcalc.calc.coverage import GRID_MAX, coverage, coverage_lines, layer_dims
 from archcalc.calc.explain import explain_conv, explain_dense, explain_pool
 from archcalc.calc.factorize import factorize as factorize_conv
 from archcalc.calc.whatif import (OPTIMIZER_COPIES, check_work, parse_sizes,
                                   smallest_fit, sweep as sweep_sizes, training_memory)
 from archcalc.cli import main
-from archcalc.cli.common import (COUNT, ParsedParam, batch_option, dtype_option,
-                                 input_option, print_lines, print_wide, wide_option)
+from archcalc.cli.common import (COUNT, ParsedParam, batch_option, console, dtype_option,
+                                 fitting, input_option, print_lines, print_wide, wide_option)
 from archcalc.design_report import (Grid, bottleneck_grid, case_lines, compare_grid,
                                     design_report, factorize_grid, memory_grid, sweep_grid)
 from archcalc.errors import ArchcalcError
@@ -231,6 +232,12 @@ def layer() -> None:
     """
 
 
+coverage_option = click.option(
+    "--coverage", "show_coverage", is_flag=True,
+    help=f"Also print how many windows read each input pixel (0 = never seen): a grid for "
+         f"inputs up to {GRID_MAX}×{GRID_MAX}, else the count per row and per column.")
+
+
 @layer.command("conv")
 @required_input
 @pair_option("kernel", required=True, help="K or KhxKw, e.g. 11 or 1x7.")
@@ -241,14 +248,20 @@ def layer() -> None:
 @click.option("--groups", type=COUNT, default=1, show_default=True)
 @click.option("--no-bias", is_flag=True)
 @dtype_option
+@coverage_option
 @wide_option
 def layer_conv(input_text, kernel, filters, stride, padding, dilation, groups, no_bias,
-               dtype) -> None:
-    """A convolution: (W − F + 2P)/S + 1 per axis, weights, MACs, activations."""
+               dtype, show_coverage) -> None:
+    """A convolution: (W − F + 2P)/S + 1 per axis, weights, MACs, activations.
+
+    \b
+    Example:
+      archcalc layer conv --input 1x6x6 --kernel 3 --stride 2 --filters 1 --coverage
+    """
     result = explain_conv(_need_input(input_text, "layer conv"), filters=filters,
                           kernel=kernel, stride=stride, padding=padding, dilation=dilation,
                           groups=groups, bias=not no_bias, dtype=dtype)
-    print_lines(result.text().splitlines())
+    _explained(result, show_coverage)
 
 
 @layer.command("pool")
@@ -259,13 +272,30 @@ def layer_conv(input_text, kernel, filters, stride, padding, dilation, groups, n
 @click.option("--ceil-mode", is_flag=True, help="Round the output size up (Caffe, GoogLeNet).")
 @click.option("--avg", is_flag=True, help="Average instead of max pooling.")
 @dtype_option
+@coverage_option
 @wide_option
-def layer_pool(input_text, kernel, stride, padding, ceil_mode, avg, dtype) -> None:
-    """Max or average pooling, with ceil mode: the output size and why."""
+def layer_pool(input_text, kernel, stride, padding, ceil_mode, avg, dtype,
+               show_coverage) -> None:
+    """Max or average pooling, with ceil mode: the output size and why.
+
+    \b
+    Example:
+      archcalc layer pool --input 64x7x7 --kernel 2 --coverage
+    """
     result = explain_pool(_need_input(input_text, "layer pool"), kernel=kernel, stride=stride,
                           padding=padding,
                           ceil_mode=ceil_mode, mode="avg" if avg else "max", dtype=dtype)
+    _explained(result, show_coverage)
+
+
+def _explained(result, show_coverage: bool) -> None:
+    """The explanation's lines, then (--coverage) the coverage grid or profiles."""
+    # Counted before anything is printed: a too-large input is one error line, alone.
+    counts = coverage(layer_dims(result.analysis)) if show_coverage else None
     print_lines(result.text().splitlines())
+    if counts is not None:
+        out = console()
+        print_lines([""] + coverage_lines(counts, out.width if fitting(out) else None))
 
 
 @layer.command("dense")
