@@ -7,13 +7,15 @@ import csv
 import dataclasses
 import io
 import json
+import math
+from collections.abc import Callable, Iterator, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
-from collections.abc import Iterator, Sequence
+from fractions import Fraction
 
 from rich.console import Console
 from rich.text import Text
 
-from archcalc.calc.analyze import Analysis, Row
+from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row
 from archcalc.calc.shapes import fmt_shape
 from archcalc.tables import Grid
 
@@ -60,11 +62,30 @@ def human_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+def step_text(value: int | Fraction) -> str:
+    """An effective stride as written: 4, or 1/2 after upsampling by 2 (neighbouring outputs
+    half an input pixel apart). Never through a float: 1/3 stays 1/3."""
+    if isinstance(value, Fraction) and value.denominator != 1:
+        return f"{value.numerator}/{value.denominator}"
+    return str(int(value))
+
+
+def _rf_size(value: int | Fraction) -> int:
+    """The receptive field as printed: the most input pixels an output can see (its ceiling)."""
+    return math.ceil(value)
+
+
 def rf_text(row: Row) -> str:
-    rf, jump = row.receptive_field, row.effective_stride
-    r = str(rf[0]) if rf[0] == rf[1] else f"{rf[0]}×{rf[1]}"
-    j = str(jump[0]) if jump[0] == jump[1] else f"{jump[0]}×{jump[1]}"
+    """'11 /4', '7×1 /1', '6 /1/2' (a fractional stride after upsampling)."""
+    (rh, rw), (jh, jw) = map(_rf_size, row.receptive_field), row.effective_stride
+    r = str(rh) if rh == rw else f"{rh}×{rw}"
+    j = step_text(jh) if jh == jw else f"{step_text(jh)}×{step_text(jw)}"
     return f"{r} /{j}"
+
+
+def _csv_pair(values) -> str:
+    """A pair for CSV: 224x224, a fractional stride as 1/2x1/2."""
+    return "x".join(step_text(v) for v in values)
 
 
 # ---- folding (--depth) --------------------------------------------------------------------
@@ -95,6 +116,7 @@ def fold(analysis: Analysis, depth: int | None) -> list[Row]:
             input_shape=first.input_shape, output_shape=last.output_shape,
             trainable_params=sum(r.trainable_params for r in group),
             non_trainable_params=sum(r.non_trainable_params for r in group),
+            weights=sum(r.weights for r in group), biases=sum(r.biases for r in group),
             macs=sum(r.macs for r in group), activations=sum(r.activations for r in group),
             receptive_field=(max(r.receptive_field[0] for r in group),
                              max(r.receptive_field[1] for r in group)),
@@ -144,49 +166,178 @@ def totals_lines(analysis: Analysis) -> list[str]:
     return lines
 
 
-def summary_grid(analysis: Analysis, depth: int | None = None) -> Grid:
-    """The per-layer table with the totals, warnings, notes and conventions below it. A
-    narrow terminal hides RF /stride, then Input, then Activations (torchinfo and Keras
-    users read name, type, output, params and MACs first)."""
+# ---- columns (summary --columns, torchinfo's col_names) ----------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column `summary --columns` can choose: its header, what it means (--help), and
+    its value for a row: an int (a count: exact in every format, '—' for 0 in a table) or
+    text (a shape, a kernel, the receptive field)."""
+
+    name: str
+    header: str
+    meaning: str
+    value: Callable[[Row, int], int | str]  # (row, bytes per value of the dtype)
+    numeric: bool = True
+
+
+COLUMNS: dict[str, Column] = {c.name: c for c in [
+    Column("input", "Input", "the layer's input shape C×H×W",
+           lambda r, _: "" if r.type == "input" else fmt_shape(r.input_shape), numeric=False),
+    Column("output", "Output", "its output shape",
+           lambda r, _: fmt_shape(r.output_shape), numeric=False),
+    Column("kernel", "Kernel", "Kh×Kw of a convolution or pooling (adaptive: its largest bin)",
+           lambda r, _: "×".join(map(str, r.kernel)) if r.kernel else "", numeric=False),
+    Column("params", "Params", "all parameters: trainable + non-trainable",
+           lambda r, _: r.params),
+    Column("weights", "Weights", "kernels, weight matrices and normalisation γ (no biases)",
+           lambda r, _: r.weights),
+    Column("biases", "Biases", "bias vectors and normalisation β",
+           lambda r, _: r.biases),
+    Column("trainable", "Trainable", "trainable parameters (without batch-norm running "
+           "statistics or frozen layers)", lambda r, _: r.trainable_params),
+    Column("macs", "MACs", "multiply-accumulates per image", lambda r, _: r.macs),
+    Column("flops", "FLOPs", "2·MACs", lambda r, _: 2 * r.macs),
+    Column("activations", "Activations", "values of the new tensor the layer makes (none in "
+           "place; the input row: the input)", lambda r, _: r.activations),
+    Column("bytes", "Act. bytes", "those activations in bytes of --dtype",
+           lambda r, size: r.activations * size),
+    Column("rf", "RF /stride", "receptive field and effective stride at the output, in "
+           "input pixels", lambda r, _: "" if r.type == "input" else rf_text(r), numeric=False),
+]}
+DEFAULT_COLUMNS = ("input", "output", "params", "macs", "activations", "rf")
+# What a narrow terminal hides first (torchinfo and Keras users read name, type, output,
+# params and MACs first): the default table hides RF /stride, then Input, then Activations.
+_DROP_ORDER = ["rf", "input", "activations", "kernel", "bytes", "flops", "biases", "weights",
+               "trainable"]
+
+
+def parse_columns(text: str) -> tuple[str, ...]:
+    """'weights,biases' → ('weights', 'biases'); an unknown or repeated name is a ValueError
+    whose message lists the valid names."""
+    names = tuple(name.strip().lower() for name in text.split(","))
+    valid = ", ".join(COLUMNS)
+    for index, name in enumerate(names):
+        if name not in COLUMNS:
+            shown = f"'{name[:40]}'" if name else "an empty name"
+            raise ValueError(f"unknown column {shown}; valid: {valid}")
+        if name in names[:index]:
+            raise ValueError(f"column '{name}' is given twice; valid: {valid}")
+    return names
+
+
+def _table_cell(column: Column, row: Row, size: int) -> str:
+    value = column.value(row, size)
+    if column.numeric:
+        return f"{value:,}" if value else "—"
+    if column.name == "kernel" and not value and row.type != "input":
+        return "—"  # a layer without a window, as a layer without params or MACs
+    return value
+
+
+def _markdown_cell(column: Column, row: Row, size: int) -> str:
+    value = column.value(row, size)
+    return f"{value:,}" if column.numeric else value
+
+
+def _csv_cells(column: Column, row: Row, size: int) -> list:
+    """One column's CSV fields: exact integers, shapes as 3x224x224, the receptive field and
+    the effective stride as two fields (as the default CSV has them)."""
+    if column.name == "rf":
+        return [_csv_pair(map(_rf_size, row.receptive_field)), _csv_pair(row.effective_stride)]
+    if column.name in ("input", "output"):
+        return ["x".join(map(str, row.input_shape if column.name == "input"
+                             else row.output_shape))]
+    if column.name == "kernel":
+        return ["x".join(map(str, row.kernel)) if row.kernel else ""]
+    return [column.value(row, size)]
+
+
+_CSV_NAMES = {"input": ["input_shape"], "output": ["output_shape"], "kernel": ["kernel"],
+              "trainable": ["trainable_params"], "bytes": ["activation_bytes"],
+              "rf": ["receptive_field", "effective_stride"]}
+
+
+def _chosen(columns: Sequence[str] | None) -> list[Column]:
+    return [COLUMNS[name] for name in (columns or DEFAULT_COLUMNS)]
+
+
+def summary_grid(analysis: Analysis, depth: int | None = None,
+                 columns: Sequence[str] | None = None) -> Grid:
+    """The per-layer table with the totals, warnings, notes and conventions below it.
+    `columns` (names of COLUMNS, in order) follow Layer and Type; by default Input, Output,
+    Params, MACs, Activations, RF /stride. A narrow terminal hides columns in _DROP_ORDER."""
     net = analysis.network
-    rows = _Cells([input_row(analysis)] + fold(analysis, depth))
+    chosen = _chosen(columns)
+    size = DTYPE_BYTES[analysis.totals.dtype]
+    rows = _Cells([input_row(analysis)] + fold(analysis, depth), chosen, size)
+    names = [c.name for c in chosen]
+    drop = [2 + names.index(name) for name in _DROP_ORDER if name in names]
+    left = {1} | {2 + i for i, c in enumerate(chosen) if c.name == "kernel"}
+    return Grid(f"{net.name} — input {fmt_shape(net.input_shape)}",
+                ["Layer", "Type"] + [c.header for c in chosen], rows,
+                _footer(analysis), left=left, drop=drop)
+
+
+def _footer(analysis: Analysis) -> list:
     footer: list = [Text("\n".join(totals_lines(analysis)))]
     footer += [Text(f"warning: {warning}", style="yellow") for warning in analysis.warnings]
     footer += [Text(f"note: {note}", style="dim") for note in analysis.notes]
-    footer.append(Text(CONVENTIONS, style="dim"))
-    return Grid(f"{net.name} — input {fmt_shape(net.input_shape)}",
-                ["Layer", "Type", "Input", "Output", "Params", "MACs", "Activations",
-                 "RF /stride"], rows, footer, left={1}, drop=[7, 2, 6])
+    footer += [Text(line, style="dim") for line in convention_lines(analysis)]
+    return footer
 
 
-def summary_cells(row: Row) -> list[str]:
+# The kinds whose counting is not obvious from CONVENTIONS: said under the table only when
+# the network has one (issue 9), in one line.
+_KIND_RULES = [
+    ("conv_transpose2d", "conv_transpose2d MACs = H_in·W_in·C_in·K_h·K_w·C_out/groups (each "
+                         "input pixel scatters one kernel)"),
+]
+_NOT_MACS = [("mul", "mul"), ("upsample", "upsampling"), ("pad", "padding"),
+             ("crop", "cropping")]
+
+
+def kind_conventions(analysis: Analysis) -> str | None:
+    """'conv_transpose2d MACs = …; no MACs for mul, upsampling or cropping.', for the kinds
+    the network has, or None."""
+    kinds = {row.type for row in analysis.rows}
+    parts = [rule for kind, rule in _KIND_RULES if kind in kinds]
+    free = [word for kind, word in _NOT_MACS if kind in kinds]
+    if free:
+        listed = free[0] if len(free) == 1 else ", ".join(free[:-1]) + " or " + free[-1]
+        parts.append(f"{'no' if parts else 'No'} MACs for {listed}")
+    return "; ".join(parts) + "." if parts else None
+
+
+def convention_lines(analysis: Analysis) -> list[str]:
+    extra = kind_conventions(analysis)
+    return [CONVENTIONS] + ([extra] if extra else [])
+
+
+def summary_cells(row: Row, columns: Sequence[Column] | None = None, size: int = 4) -> list[str]:
     """One row of the summary table, as printed."""
-    return [row.name, row.type,
-            "" if row.type == "input" else fmt_shape(row.input_shape),
-            fmt_shape(row.output_shape),
-            f"{row.params:,}" if row.params else "—",
-            f"{row.macs:,}" if row.macs else "—",
-            f"{row.activations:,}" if row.activations else "—",
-            "" if row.type == "input" else rf_text(row)]
+    return [row.name, row.type] + [_table_cell(c, row, size) for c in columns or _chosen(None)]
 
 
 class _Cells(Sequence):
     """The summary table's rows, made when read: a 100,000-layer table is drawn in two
     passes (widths, then lines) without holding 800,000 cell strings."""
 
-    def __init__(self, rows: list[Row]) -> None:
-        self._rows = rows
+    def __init__(self, rows: list[Row], columns: list[Column], size: int) -> None:
+        self._rows, self._columns, self._size = rows, columns, size
 
     def __len__(self) -> int:
         return len(self._rows)
 
+    def _cells(self, row: Row) -> list[str]:
+        return summary_cells(row, self._columns, self._size)
+
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return [summary_cells(row) for row in self._rows[index]]
-        return summary_cells(self._rows[index])
+            return [self._cells(row) for row in self._rows[index]]
+        return self._cells(self._rows[index])
 
     def __iter__(self) -> Iterator[list[str]]:
-        return map(summary_cells, self._rows)
+        return map(self._cells, self._rows)
 
 
 def render_text(renderable, width: int = 120) -> str:
@@ -232,23 +383,36 @@ _CSV_FIELDS = ["name", "type", "input_shape", "output_shape", "params", "trainab
                "effective_stride"]
 
 
-def to_csv(analysis: Analysis, depth: int | None = None) -> str:
+def to_csv(analysis: Analysis, depth: int | None = None,
+           columns: Sequence[str] | None = None) -> str:
     """One row per layer (after folding), preceded by the input row, so that every numeric
     column sums to the corresponding total."""
-    return "".join(iter_csv(analysis, depth))
+    return "".join(iter_csv(analysis, depth, columns=columns))
 
 
-def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000) -> Iterator[str]:
-    """to_csv's text in pieces of `chunk` rows."""
+def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000,
+             columns: Sequence[str] | None = None) -> Iterator[str]:
+    """to_csv's text in pieces of `chunk` rows. Without `columns`, the fields of _CSV_FIELDS;
+    with them, name, type and the chosen columns' fields in their order."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(_CSV_FIELDS)
+    chosen = [COLUMNS[name] for name in columns] if columns else None
+    size = DTYPE_BYTES[analysis.totals.dtype]
+    if chosen is None:
+        writer.writerow(_CSV_FIELDS)
+    else:
+        writer.writerow(["name", "type"] + [field for c in chosen
+                                            for field in _CSV_NAMES.get(c.name, [c.name])])
     for count, row in enumerate([input_row(analysis)] + fold(analysis, depth), 1):
-        writer.writerow([row.name, row.type, "x".join(map(str, row.input_shape)),
-                         "x".join(map(str, row.output_shape)), row.params,
-                         row.trainable_params, row.non_trainable_params, row.macs,
-                         row.activations, "x".join(map(str, row.receptive_field)),
-                         "x".join(map(str, row.effective_stride))])
+        if chosen is None:
+            writer.writerow([row.name, row.type, "x".join(map(str, row.input_shape)),
+                             "x".join(map(str, row.output_shape)), row.params,
+                             row.trainable_params, row.non_trainable_params, row.macs,
+                             row.activations, _csv_pair(map(_rf_size, row.receptive_field)),
+                             _csv_pair(row.effective_stride)])
+        else:
+            writer.writerow([row.name, row.type] + [cell for c in chosen
+                                                    for cell in _csv_cells(c, row, size)])
         if count % chunk == 0:
             yield buf.getvalue()
             buf.seek(0)
@@ -256,23 +420,25 @@ def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000) ->
     yield buf.getvalue()
 
 
-def to_markdown(analysis: Analysis, depth: int | None = None) -> str:
+def to_markdown(analysis: Analysis, depth: int | None = None,
+                columns: Sequence[str] | None = None) -> str:
     net = analysis.network
+    chosen = _chosen(columns)
+    size = DTYPE_BYTES[analysis.totals.dtype]
     lines = [f"### {net.name} — input {fmt_shape(net.input_shape)}", ""]
     if net.source:
         lines += [f"Source: {net.source}", ""]
-    lines += ["| Layer | Type | Input | Output | Params | MACs | Activations | RF /stride |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| Layer | Type | " + " | ".join(c.header for c in chosen) + " |",
+              "|---|---|" + "|".join("---:" for _ in chosen) + "|"]
     for row in [input_row(analysis)] + fold(analysis, depth):
-        lines.append(
-            f"| {row.name} | {row.type} | "
-            f"{'' if row.type == 'input' else fmt_shape(row.input_shape)} | "
-            f"{fmt_shape(row.output_shape)} | {row.params:,} | {row.macs:,} | "
-            f"{row.activations:,} | {'' if row.type == 'input' else rf_text(row)} |")
+        cells = [row.name, row.type] + [_markdown_cell(c, row, size) for c in chosen]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"    {line}" for line in totals_lines(analysis)]
     lines.append("")
     lines += [f"- warning: {w}" for w in analysis.warnings]
     lines += [f"- note: {n}" for n in analysis.notes]
-    lines += ["", f"_{CONVENTIONS}_", ""]
+    lines.append("")
+    lines += [f"_{line}_" for line in convention_lines(analysis)]
+    lines.append("")
     return "\n".join(lines)

@@ -19,6 +19,26 @@ from archcalc.spec.load import bundled_dir
 from archcalc.tables import Grid
 
 
+class _Columns(click.ParamType):
+    """--columns a,b,c: names of report.COLUMNS, each once; anything else is a usage error
+    (exit 2) that lists the valid names."""
+
+    name = "a,b,c"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return report.parse_columns(value)
+        except ValueError as exc:
+            failure = click.BadParameter(str(exc), ctx, param)
+            failure.fix = "e.g. --columns output,weights,biases"
+            raise failure from None
+
+
+COLUMNS = _Columns()
+
+
 @main.command("list")
 @wide_option
 def list_specs() -> None:
@@ -53,9 +73,14 @@ def list_specs() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--strict", is_flag=True, help="Uneven divisions that drop input pixels are errors.")
+@click.option("--columns", type=COLUMNS, default=None, metavar="a,b,c",
+              help="The columns after Layer and Type, in this order (table, markdown and csv; "
+                   "json keeps every field): " + "; ".join(
+                       f"{c.name} = {c.meaning}" for c in report.COLUMNS.values())
+                   + ". Default: " + ",".join(report.DEFAULT_COLUMNS) + ".")
 @wide_option
 def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, fmt: str,
-            strict: bool) -> None:
+            strict: bool, columns: tuple[str, ...] | None) -> None:
     """Per-layer shapes, parameters, MACs, activations and receptive fields, with totals.
 
     SPEC is a bundled name (see `archcalc list`) or a path to a YAML/JSON spec.
@@ -66,6 +91,7 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
       archcalc summary alexnet --input 3x224x224
       archcalc summary resnet50 --depth 1 --batch 32 --dtype float16
       archcalc summary my_net.yaml --format json > my_net.json
+      archcalc summary vgg16 --columns output,weights,biases,macs
     """
     analysis = analyze(load(spec, input_shape), batch=batch, dtype=dtype, strict=strict)
     # JSON and CSV are written in pieces: the same text, never the whole of it in memory.
@@ -74,12 +100,12 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
             click.echo(piece, nl=False)
         click.echo("")
     elif fmt == "csv":
-        for piece in report.iter_csv(analysis, depth):
+        for piece in report.iter_csv(analysis, depth, columns=columns):
             click.echo(piece, nl=False)
     elif fmt == "markdown":
-        click.echo(report.to_markdown(analysis, depth))
+        click.echo(report.to_markdown(analysis, depth, columns))
     else:
-        print_wide(report.summary_grid(analysis, depth))
+        print_wide(report.summary_grid(analysis, depth, columns))
 
 
 @main.command()
