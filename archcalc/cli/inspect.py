@@ -39,28 +39,67 @@ class _Columns(click.ParamType):
 COLUMNS = _Columns()
 
 
+# `archcalc list`'s groups, in this order (roughly the order the ideas came in); families
+# not listed here follow alphabetically, and specs without a `family:` come last, as "other".
+FAMILY_ORDER = ("classic", "inception", "residual", "dense", "squeeze", "mobile",
+                "segmentation")
+NO_FAMILY = "other"
+
+
+def family_groups(families: dict[str, str | None]) -> list[tuple[str, list[str]]]:
+    """{spec name: family or None} → [(family, names)], families in FAMILY_ORDER, then the
+    others alphabetically, then "other"; names keep their given order within a family."""
+    groups: dict[str, list[str]] = {}
+    for name, family in families.items():
+        key = (family or "").strip().lower() or NO_FAMILY
+        groups.setdefault(key, []).append(name)
+
+    def rank(family: str) -> tuple:
+        if family in FAMILY_ORDER:
+            return (0, FAMILY_ORDER.index(family), "")
+        return (2, 0, "") if family == NO_FAMILY else (1, 0, family)
+    return [(family, groups[family]) for family in sorted(groups, key=rank)]
+
+
 @main.command("list")
 @wide_option
 def list_specs() -> None:
-    """List the bundled specs: name, source, input, parameters, MACs.
+    """List the bundled specs by family: name, input, parameters, MACs, source.
+
+    Families (a spec's `family:` key) come in this order: classic, inception, residual,
+    dense, squeeze, mobile, segmentation, then any other alphabetically; specs without one
+    are listed under "other".
 
     \b
     Example:
       archcalc list
     """
     names = bundled_names()
-    rows = []
+    cells: dict[str, list[str]] = {}
+    families: dict[str, str | None] = {}
     for name in names:
         analysis = analyze(load(name))
         net = analysis.network
         t = analysis.totals
-        rows.append([name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
-                     f"{t.trainable_params:,}", f"{t.macs:,}", net.source or ""])
-    footer = [Text(f"{len(names)} specs in {bundled_dir()}; `archcalc summary NAME` shows one.",
-                   style="dim")]
+        families[name] = net.family
+        cells[name] = ["  " + name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
+                       f"{t.trainable_params:,}", f"{t.macs:,}", net.source or ""]
+    # One heading row per family (its name alone in the first column, a rule above it), then
+    # its specs, indented under it.
+    rows: list[list[str]] = []
+    headings: set[int] = set()
+    groups = family_groups(families)
+    for family, members in groups:
+        headings.add(len(rows))
+        rows.append([family, "", "", "", "", ""])
+        rows += [cells[name] for name in members]
+    footer = [Text(f"{len(names)} specs in {len(groups)} "
+                   f"{'family' if len(groups) == 1 else 'families'}, in {bundled_dir()}; "
+                   "`archcalc summary NAME` shows one.", style="dim")]
     # Source wraps; a narrow terminal hides Trainable, then Source.
     print_wide(Grid("", ["Name", "Input", "Params", "Trainable", "MACs", "Source"], rows,
-                    footer, wrap={5: None}, drop=[3, 5]))
+                    footer, wrap={5: None}, drop=[3, 5], ruled=headings - {0},
+                    styles={index: "bold" for index in headings}))
 
 
 @main.command()
