@@ -82,16 +82,17 @@ def list_specs() -> None:
         net = analysis.network
         t = analysis.totals
         families[name] = net.family
-        cells[name] = ["  " + name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
+        cells[name] = [name, "×".join(map(str, net.input_shape)), f"{t.params:,}",
                        f"{t.trainable_params:,}", f"{t.macs:,}", net.source or ""]
-    # One heading row per family (its name alone in the first column, a rule above it), then
-    # its specs, indented under it.
+    # One heading row per family ('classic:' alone in the first column, a rule above it),
+    # then its specs. Names are not indented: a name column starts each spec's row, as in
+    # every other table (and as scripts that grep the list read it).
     rows: list[list[str]] = []
     headings: set[int] = set()
     groups = family_groups(families)
     for family, members in groups:
         headings.add(len(rows))
-        rows.append([family, "", "", "", "", ""])
+        rows.append([f"{family}:", "", "", "", "", ""])
         rows += [cells[name] for name in members]
     footer = [Text(f"{len(names)} specs in {len(groups)} "
                    f"{'family' if len(groups) == 1 else 'families'}, in {bundled_dir()}; "
