@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from archcalc.calc.layers import layer_math
-from archcalc.calc.shapes import Dim, channels_last_hint, fmt_shape, prod, receptive_step
+from fractions import Fraction
+
+from archcalc.calc.layers import layer_math, lrn_form
+from archcalc.calc.shapes import (Dim, ceil_int, channels_last_hint, fmt_shape, prod,
+                                  receptive_step, whole)
 from archcalc.errors import ArchcalcError, ShapeError
 from archcalc.limits import MAX_SIZE, echo, elide
 from archcalc.spec.layers import IN_PLACE, PASS_THROUGH
@@ -27,8 +30,11 @@ class Row:
     non_trainable_params: int
     macs: int
     activations: int  # values of the new tensor this layer keeps (0 if in place)
+    # The most input pixels one output pixel can see (the ceiling of the exact recurrence),
+    # and how far apart neighbouring output pixels are in input pixels: an int, or a
+    # Fraction after upsampling or a transposed convolution (1/2 after ×2).
     receptive_field: tuple[int, int]
-    effective_stride: tuple[int, int]
+    effective_stride: tuple[int | Fraction, int | Fraction]
     line: int | None = None
     # weights: kernels, matrices, normalisation γ; biases: bias vectors, normalisation β;
     # weights + biases = params − batch-norm running statistics.
@@ -50,8 +56,15 @@ class Row:
             "kernel": list(self.kernel) if self.kernel is not None else None,
             "macs": self.macs, "activations": self.activations,
             "receptive_field": list(self.receptive_field),
-            "effective_stride": list(self.effective_stride),
+            "effective_stride": [_json_number(v) for v in self.effective_stride],
         }
+
+
+def _json_number(value: int | Fraction) -> int | str:
+    """An int as itself, a Fraction that is not whole as the string 'p/q' (JSON has no
+    exact fractions, and a float 0.333... would not be the exact figure)."""
+    value = whole(value)
+    return value if isinstance(value, int) else f"{value.numerator}/{value.denominator}"
 
 
 @dataclass
@@ -149,8 +162,8 @@ class Analysis:
 @dataclass
 class _State:
     shape: tuple[int, ...]
-    rf: tuple[int, int]
-    jump: tuple[int, int]
+    rf: tuple[int | Fraction, int | Fraction]  # exact; rows show the ceiling
+    jump: tuple[int | Fraction, int | Fraction]
     # Nothing else will read this tensor: an elementwise activation may overwrite it.
     free: bool = True
 
@@ -164,6 +177,7 @@ class _Walker:
         self.notes: list[str] = []
         self.uneven: list[ShapeError] = []  # the warnings as errors, for validate --strict
         self.labels: dict[Path, str] = {}
+        self.lrn_forms: dict[str, list[str]] = {}  # form text -> layers that compute it
 
     def fail(self, exc: ArchcalcError, path: Path) -> ArchcalcError:
         line = self.net.line_of(path)
@@ -201,7 +215,9 @@ class _Walker:
             (sh, th), (sw, tw) = math.window
             rh, jh = receptive_step(rf[0], jump[0], sh, th)
             rw, jw = receptive_step(rf[1], jump[1], sw, tw)
-            rf, jump = (rh, rw), (jh, jw)
+            rf, jump = (whole(rh), whole(rw)), (whole(jh), whole(jw))
+        if leaf.kind == "lrn":
+            self.lrn_forms.setdefault(lrn_form(leaf.spec), []).append(name)
         if math.dims is not None:
             self.check_division(name, leaf, math.dims)
         if leaf.kind in PASS_THROUGH:            # a view, or the identity at inference
@@ -212,7 +228,8 @@ class _Walker:
             activations, free = prod(math.out_shape), True
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
-                             rf, jump, leaf.line, math.weights, math.biases, math.kernel))
+                             _ceil(rf), jump, leaf.line, math.weights, math.biases,
+                             math.kernel))
         return _State(math.out_shape, rf, jump, free)
 
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
@@ -266,7 +283,9 @@ class _Walker:
                      else f"branch {index} (identity)")
             outs.append((label, out))
         first_label, first = outs[0]
-        if merge.mode == "add":
+        if merge.mode == "mul":
+            shape = self.mul_shape(merge, name, outs)
+        elif merge.mode == "add":
             for label, other in outs[1:]:
                 if other.shape != first.shape:
                     raise ShapeError(
@@ -295,8 +314,38 @@ class _Walker:
         rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
         jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))
         self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,
-                             prod(shape), rf, jump, merge.line))
+                             prod(shape), _ceil(rf), jump, merge.line))
         return _State(shape, rf, jump, True)
+
+    def mul_shape(self, merge: Merge, name: str, outs: list[tuple[str, _State]]):
+        """The elementwise product's shape: every branch the full shape, or a C×1×1 gate
+        with the same C that broadcasts over H×W (squeeze-and-excitation)."""
+        full_label, full = max(outs, key=lambda item: prod(item[1].shape))
+        for label, other in outs:
+            gate = (len(other.shape) == len(full.shape) == 3 and other.shape[0] == full.shape[0]
+                    and other.shape[1:] == (1, 1))
+            if other.shape != full.shape and not gate:
+                raise ShapeError(
+                    f"mul needs equal shapes or a C×1×1 gate with the same C: {full_label} "
+                    f"gives {fmt_shape(full.shape)}, {label} gives {fmt_shape(other.shape)}",
+                    file=self.net.file, line=merge.line, layer=name,
+                    fix=f"make the gate {full.shape[0] if len(full.shape) == 3 else 'C'}×1×1 "
+                        "(its last layer's filters = the feature map's channels) or give the "
+                        "branches equal shapes")
+        return full.shape
+
+    def lrn_notes(self) -> list[str]:
+        """One note per distinct LRN function: 'norm1, norm2: lrn in the sum form ...'."""
+        notes = []
+        for form, names in self.lrn_forms.items():
+            who = ", ".join(names) if len(names) <= 3 else (
+                f"{names[0]} and {len(names) - 1} more lrn layers")
+            notes.append(f"{elide(who, 120)}: {form}")
+        return notes
+
+
+def _ceil(rf) -> tuple[int, int]:
+    return (ceil_int(rf[0]), ceil_int(rf[1]))
 
 
 def _passes_through(node: Node) -> bool:
@@ -343,5 +392,5 @@ def analyze(network: Network, *, batch: int = 1, dtype: str = "float32",
         layer_activations=sum(r.activations for r in rows),
         batch=batch, dtype=dtype,
     )
-    return Analysis(network, rows, totals, walker.warnings, walker.notes, walker.labels,
-                    walker.uneven)
+    return Analysis(network, rows, totals, walker.warnings,
+                    walker.notes, walker.labels, walker.uneven)

@@ -1,17 +1,22 @@
 """Per-kind arithmetic: output shape, parameters, MACs and the window for the receptive field.
 
 Conventions (README, "Conventions"): a MAC is one multiply-accumulate of a convolution or a
-dense layer (conv: H_out·W_out·C_out·K_h·K_w·C_in/groups; dense: in·out); bias adds,
-activations, pooling, normalisation and merges are not MACs. Parameters: weights, biases and
+dense layer (conv: H_out·W_out·C_out·K_h·K_w·C_in/groups; transposed conv:
+H_in·W_in·C_in·K_h·K_w·C_out/groups; dense: in·out); bias adds, activations, pooling,
+normalisation, merges (mul too), upsampling, padding and cropping are not MACs. Parameters: weights, biases and
 normalisation γ/β are trainable; batch-norm running mean and variance are not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 
-from archcalc.calc.shapes import Dim, fmt_shape, prod
+from archcalc.calc.shapes import (Dim, TransposedDim, adaptive_largest_bin,
+                                  adaptive_largest_step, fmt_shape, prod)
 from archcalc.errors import ShapeError, WindowTooLargeError
+from archcalc.limits import MAX_SIZE
 from archcalc.spec.layers import explicit_pads, pair, same_pads
 from archcalc.spec.tree import Leaf
 
@@ -29,8 +34,9 @@ class LayerMath:
     buffers: int = 0
     macs: int = 0
     # (span, stride) per spatial dim for the receptive field; None: no spatial window.
-    # Flatten and global pooling have one window the size of the whole map.
-    window: tuple[tuple[int, int], tuple[int, int]] | None = None
+    # Flatten and global pooling have one window the size of the whole map. The span is the
+    # most input pixels one output pixel reads; the stride may be a Fraction (upsampling).
+    window: tuple[tuple[int, Fraction | int], tuple[int, Fraction | int]] | None = None
     dims: tuple[Dim, Dim] | None = None
     notes: list[str] = field(default_factory=list)
     kernel: tuple[int, int] | None = None  # (Kh, Kw) of a conv or pooling window
@@ -78,6 +84,8 @@ def conv2d(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
         raise ShapeError(f"input channels ({c_in}) not divisible by groups ({spec.groups})",
                          layer=name, fix="make the previous layer's channels a multiple of groups")
     dh, dw = _sliding(leaf, shape, name, spec.kernel, spec.stride, spec.padding, spec.dilation)
+    _check_pad_mode(spec.padding_mode, dh, dw, name, "padding_mode",
+                    "use padding_mode: replicate or zeros, less padding, or a larger input")
     kh, kw = pair(spec.kernel)
     weights = kh * kw * (c_in // spec.groups) * spec.filters
     out = (spec.filters, dh.out, dw.out)
@@ -85,6 +93,132 @@ def conv2d(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     return LayerMath(out, weights, spec.filters if spec.bias else 0, 0, macs,
                      ((dh.span, dh.stride), (dw.span, dw.stride)), dims=(dh, dw),
                      kernel=(kh, kw))
+
+
+# The padding modes that copy input pixels into the border, and how far each can reach:
+# a mirror without the edge pixel (reflect) has size − 1 pixels to copy, a mirror with it
+# (symmetric) or the wrap-around (circular) has size.
+_MIRROR_REACH = {"reflect": ("<", 1), "symmetric": ("<=", 0), "circular": ("<=", 0)}
+
+
+def _check_pad_mode(mode: str, dh, dw, name: str, field_name: str, fix: str) -> None:
+    """Reflect needs every pad < the size on its axis; symmetric and circular pad <= size."""
+    if mode not in _MIRROR_REACH:
+        return
+    relation, less = _MIRROR_REACH[mode]
+    for axis, dim, sides in (("H", dh, ("top", "bottom")), ("W", dw, ("left", "right"))):
+        limit = dim.size - less
+        for side, pad in zip(sides, (dim.pad_before, dim.pad_after)):
+            if pad > limit:
+                raise ShapeError(
+                    f"{field_name} {mode} needs every pad {relation} the input size on its "
+                    f"axis: {side} pad {pad} along {axis}, input {axis} = {dim.size}",
+                    layer=name, fix=fix)
+
+
+def conv_transpose2d(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """Transposed convolution: params C_in·(C_out/groups)·Kh·Kw (+ C_out biases); MACs
+    H_in·W_in·C_in·Kh·Kw·C_out/groups (every input pixel scatters one kernel)."""
+    spec = leaf.spec
+    c_in, h, w = _need_chw(leaf, shape, name)
+    if c_in % spec.groups:
+        raise ShapeError(f"input channels ({c_in}) not divisible by groups ({spec.groups})",
+                         layer=name, fix="make the previous layer's channels a multiple of groups")
+    top, bottom, left, right = explicit_pads(spec.padding)
+    (kh, kw), (sh, sw), (dh_, dw_) = pair(spec.kernel), pair(spec.stride), pair(spec.dilation)
+    oph, opw = pair(spec.output_padding)
+    dims = (TransposedDim(h, kh, sh, top, bottom, dh_, oph),
+            TransposedDim(w, kw, sw, left, right, dw_, opw))
+    for axis, dim in zip("HW", dims):
+        if dim.out <= 0:
+            most = dim.out + dim.pad_before + dim.pad_after - 1
+            sides = "top + bottom" if axis == "H" else "left + right"
+            raise ShapeError(f"the padding crops the whole output along {axis}: {dim.formula()}",
+                             layer=name, fix=f"use at most {most} padding along {axis} "
+                                             f"({sides}), or a larger input")
+        _within_size(dim.out, axis, name, "conv_transpose2d", "use a smaller stride or kernel")
+    out = (spec.filters, dims[0].out, dims[1].out)
+    per_group = spec.filters // spec.groups
+    weights = c_in * per_group * kh * kw
+    macs = h * w * c_in * kh * kw * per_group
+    window = tuple((dim.sources, Fraction(1, dim.stride)) for dim in dims)
+    return LayerMath(out, weights, spec.filters if spec.bias else 0, 0, macs, window,
+                     kernel=(kh, kw))
+
+
+def _within_size(size: int, axis: str, name: str, kind: str, fix: str) -> None:
+    """A layer that makes the map larger must keep it within MAX_SIZE (as the spec's own
+    sizes are): past it, no array could hold it and the arithmetic after it is moot."""
+    if size > MAX_SIZE:
+        raise ShapeError(f"{kind} gives {size:,} along {axis}, more than {MAX_SIZE:,} (10⁹), "
+                         "the largest size archcalc takes", layer=name, fix=fix)
+
+
+def adaptive_pool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """Pooling to `output` h×w, PyTorch's bins: row i pools ⌊i·H/h⌋ … ⌈(i+1)·H/h⌉ − 1. The
+    receptive field uses the largest bin and the largest step between bin starts."""
+    c, h, w = _need_chw(leaf, shape, name)
+    oh, ow = pair(leaf.spec.output)
+    bins = (adaptive_largest_bin(h, oh), adaptive_largest_bin(w, ow))
+    steps = (adaptive_largest_step(h, oh), adaptive_largest_step(w, ow))
+    return LayerMath((c, oh, ow), window=((bins[0], steps[0]), (bins[1], steps[1])),
+                     kernel=bins)
+
+
+def upsample(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """Resize to in·scale or to size: not MACs. An output pixel reads 1 input pixel (nearest)
+    or 2 per axis (bilinear); output pixels are H_in/H_out input pixels apart
+    ((H_in − 1)/(H_out − 1) with align_corners)."""
+    spec = leaf.spec
+    c, h, w = _need_chw(leaf, shape, name)
+    if spec.size is not None:
+        oh, ow = spec.size
+    else:
+        sh, sw = pair(spec.scale)
+        oh, ow = h * sh, w * sw
+    for axis, size in zip("HW", (oh, ow)):
+        _within_size(size, axis, name, "upsample", "use a smaller scale or size")
+    window = []
+    for size_in, size_out in ((h, oh), (w, ow)):
+        span = 1 if spec.mode == "nearest" else min(2, size_in)
+        if spec.align_corners:  # corners on corners: src = dst·(in − 1)/(out − 1)
+            step = Fraction(size_in - 1, size_out - 1) if size_out > 1 else Fraction(0)
+        else:
+            step = Fraction(size_in, size_out)
+        window.append((span, step))
+    return LayerMath((c, oh, ow), window=tuple(window))
+
+
+def crop(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """Centred `size` (the odd surplus's extra row/column goes to the bottom/right) or
+    `cropping` amounts per side. A view of its input."""
+    c, h, w = _need_chw(leaf, shape, name)
+    spec = leaf.spec
+    if spec.size is not None:
+        oh, ow = spec.size
+        if oh > h or ow > w:
+            raise ShapeError(f"crop to {oh}×{ow} is larger than the input {h}×{w}", layer=name,
+                             fix=f"crop to at most {h}×{w}, or give the branch a larger input")
+    else:
+        top, bottom, left, right = explicit_pads(spec.cropping)
+        oh, ow = h - top - bottom, w - left - right
+        if oh <= 0 or ow <= 0:
+            raise ShapeError(f"cropping [top {top}, bottom {bottom}, left {left}, right {right}]"
+                             f" removes the whole {h}×{w} input (leaves {oh}×{ow})", layer=name,
+                             fix=f"crop less than {h} rows and {w} columns in all")
+    return LayerMath((c, oh, ow))
+
+
+def pad(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """Pad the borders (NumPy's modes: reflect needs pad < size, symmetric pad <= size)."""
+    c, h, w = _need_chw(leaf, shape, name)
+    top, bottom, left, right = explicit_pads(leaf.spec.padding)
+    dh, dw = Dim(h, 1, 1, top, bottom), Dim(w, 1, 1, left, right)
+    _check_pad_mode(leaf.spec.mode, dh, dw, name, "mode",
+                    "use less padding, a larger input, or mode: replicate or zeros")
+    for axis, dim in zip("HW", (dh, dw)):
+        _within_size(dim.padded, axis, name, "pad", "use less padding")
+    return LayerMath((c, dh.padded, dw.padded))
 
 
 def pool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
@@ -133,6 +267,23 @@ def lrn(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     return LayerMath(shape)
 
 
+def _number(value: float) -> str:
+    """0.0001 (not 1e-04), 2 (not 2.0), 0.75: the float as written, without an exponent."""
+    text = format(Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def lrn_form(spec) -> str:
+    """Which LRN function a spec computes, in one phrase:
+    'lrn in the sum form (the AlexNet paper's): b = a / (2 + 0.0001·Σ a²)^0.75 over 5 channels'."""
+    k, alpha, beta = _number(spec.k), _number(spec.alpha), _number(spec.beta)
+    if spec.form == "sum":
+        return (f"lrn in the sum form (the AlexNet paper's): b = a / ({k} + {alpha}·Σ a²)^{beta}"
+                f" over {spec.size} channels")
+    return (f"lrn in the average form (PyTorch's alpha/size): b = a / ({k} + {alpha}/{spec.size}"
+            f"·Σ a²)^{beta} over {spec.size} channels")
+
+
 def layernorm(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     return LayerMath(shape, prod(shape), prod(shape))  # γ | β
 
@@ -155,6 +306,10 @@ KINDS = {
     "layernorm": layernorm, "maxout": maxout, "dropout": elementwise, "relu": elementwise,
     "leaky_relu": elementwise, "elu": elementwise, "sigmoid": elementwise, "tanh": elementwise,
     "softmax": elementwise,
+    "conv_transpose2d": conv_transpose2d, "adaptive_avgpool": adaptive_pool,
+    "adaptive_maxpool": adaptive_pool, "upsample": upsample, "crop": crop, "pad": pad,
+    "relu6": elementwise, "hardsigmoid": elementwise, "hardswish": elementwise,
+    "silu": elementwise, "gelu": elementwise,
 }
 
 

@@ -93,6 +93,70 @@ class Dim:
         return f"({self.size} − {kernel} + {pad})/{self.stride} + 1 {text}"
 
 
+@dataclass(frozen=True)
+class TransposedDim:
+    """One spatial dimension of a transposed convolution (PyTorch's ConvTranspose2d): every
+    input pixel scatters a kernel of span D·(F − 1) + 1 placed S apart, the padding crops the
+    result and output_padding adds rows/columns at the end.
+    out = (W − 1)·S − P_before − P_after + D·(F − 1) + output_padding + 1."""
+
+    size: int
+    kernel: int
+    stride: int
+    pad_before: int = 0
+    pad_after: int = 0
+    dilation: int = 1
+    output_padding: int = 0
+
+    @property
+    def span(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def out(self) -> int:
+        return ((self.size - 1) * self.stride - self.pad_before - self.pad_after
+                + self.span + self.output_padding)
+
+    @property
+    def sources(self) -> int:
+        """The most input pixels one output pixel receives from: ⌈span / S⌉ (the kernels of
+        neighbouring input pixels overlap where the span exceeds the stride)."""
+        return -(-self.span // self.stride)
+
+    def formula(self) -> str:
+        """'(7 − 1)·2 − 2·1 + 1·(3 − 1) + 1 + 1 = 14'."""
+        if self.pad_before == self.pad_after:
+            pad = f"2·{self.pad_before}"
+        else:
+            pad = f"{self.pad_before} − {self.pad_after}"
+        return (f"({self.size} − 1)·{self.stride} − {pad} + {self.dilation}·({self.kernel} − 1) "
+                f"+ {self.output_padding} + 1 = {self.out}")
+
+
+def adaptive_largest_bin(size: int, out: int) -> int:
+    """The largest bin of adaptive pooling from `size` to `out` positions, PyTorch's bins
+    [⌊i·size/out⌋, ⌈(i+1)·size/out⌉). A bin holds ⌈f + size/out⌉ pixels where f is the
+    fractional part of i·size/out; f reaches 1 − g/out (g = gcd(size, out)), so with
+    r = size mod out the largest is ⌊size/out⌋ + 2 when r > g, + 1 when r = g > 0, + 0 when
+    r = 0 (closed form: out may be 10⁹)."""
+    whole, rest = divmod(size, out)
+    if rest == 0:
+        return whole
+    return whole + (2 if rest > math.gcd(size, out) else 1)
+
+
+def adaptive_largest_step(size: int, out: int) -> int:
+    """The largest distance between the starts of two neighbouring bins (⌊(i+1)·size/out⌋ −
+    ⌊i·size/out⌋, each ⌊size/out⌋ or ⌈size/out⌉). Of all `out` steps up to ⌊out·size/out⌋ =
+    size, r = size mod out are the larger; the last one (to `size`, no bin starts there) is
+    always one of them, so a real step is the larger only when r >= 2. One bin: the whole
+    map (like global pooling)."""
+    if out == 1:
+        return size
+    whole, rest = divmod(size, out)
+    return whole + (1 if rest >= 2 else 0)
+
+
 def _fraction_text(value: Fraction) -> str:
     """'= 54.25' when the fraction has a finite decimal form (printed exactly, in integer
     arithmetic, whatever its size), else '≈ 3.667'."""
@@ -112,10 +176,27 @@ def _fraction_text(value: Fraction) -> str:
     return f"= {text.rstrip('0').rstrip('.')}" if den == 1 else f"≈ {text}"
 
 
-def receptive_step(rf: int, jump: int, span: int, stride: int) -> tuple[int, int]:
+def receptive_step(rf, jump, span: int, stride):
     """One layer of the receptive-field recurrence (Araujo et al. 2019, Distill):
-    r_out = r_in + (F' − 1)·j_in,  j_out = j_in·S."""
+    r_out = r_in + (F' − 1)·j_in,  j_out = j_in·S.
+
+    F' is how many of its input pixels one output pixel reads (at most); S may be a
+    Fraction below 1 (upsampling, transposed convolution), and then so may the jump and the
+    field: an output pixel k apart from another is k·j input pixels away, so r is an upper
+    bound whose ceiling is the most input pixels an output pixel can see."""
     return rf + (span - 1) * jump, jump * stride
+
+
+def whole(value):
+    """A Fraction that is a whole number as an int (3, not Fraction(3, 1)); others as given."""
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return value.numerator
+    return value
+
+
+def ceil_int(value) -> int:
+    """⌈value⌉ of an int or a Fraction."""
+    return -(-value.numerator // value.denominator) if isinstance(value, Fraction) else value
 
 
 def prod(shape: tuple[int, ...]) -> int:
