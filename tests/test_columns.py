@@ -209,3 +209,28 @@ layers:
     assert "_conv_transpose2d MACs = H_in·W_in·C_in·K_h·K_w·C_out/groups" in markdown
     # the classics say nothing of these kinds
     assert "no MACs for" not in run("summary", "vgg16").stdout.lower()
+
+
+def test_factorize_points_at_inception_v3_and_its_kernels_agree(run):
+    """The blocks `archcalc factorize` names use the factorised kernels it says they do, as
+    the kernel column of `summary inception_v3` shows."""
+    text = " ".join(run("factorize", "--input", "64x35x35", "--kernel", "5",
+                        "--filters", "64").stdout.split())
+    assert "`archcalc summary inception_v3`" in text
+    records = list(csv.DictReader(io.StringIO(run(
+        "summary", "inception_v3", "--columns", "kernel,output", "--format", "csv").stdout)))
+    kernel = {r["name"]: r["kernel"] for r in records}
+    for block in ("Mixed_5b", "Mixed_5c", "Mixed_5d"):
+        assert f"{block}" in text
+        # 1×1 reduce, then two 3×3s: a 5×5 field
+        assert [kernel[f"{block}.branch3x3dbl_{i}.conv"] for i in (1, 2, 3)] == \
+            ["1x1", "3x3", "3x3"]
+        assert kernel[f"{block}.branch5x5_2.conv"] == "5x5"  # torchvision keeps a 5×5 too
+    assert "Mixed_6b to Mixed_6e" in text
+    for block in ("Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+        assert [kernel[f"{block}.branch7x7_{i}.conv"] for i in (2, 3)] == ["1x7", "7x1"]
+        assert [kernel[f"{block}.branch7x7dbl_{i}.conv"] for i in (2, 3, 4, 5)] == \
+            ["7x1", "1x7", "7x1", "1x7"]
+    for name in ("branch3x3dbl_2", "branch3x3dbl_3", "branch7x7_2", "branch7x7_3",
+                 "branch7x7dbl_2", "branch7x7dbl_5"):
+        assert name in text

@@ -83,6 +83,16 @@ class Factorization:
                 "variants": [v.as_dict() for v in self.variants], "notes": list(self.notes)}
 
 
+# Where both factorisations live in a real network: the bundled Inception-v3 (torchvision's
+# names; tests/test_columns.py checks, through the kernel column, that these layers exist with
+# these kernels).
+IN_A_NETWORK = (
+    "In a network: `archcalc summary inception_v3`. Mixed_5b, Mixed_5c and Mixed_5d (block "
+    "inception_a) see a 5×5 field with two stacked 3×3s (branch3x3dbl_2, branch3x3dbl_3); "
+    "Mixed_6b to Mixed_6e (block inception_c) see a 7×7 field with 1×7 then 7×1 "
+    "(branch7x7_2, branch7x7_3), and twice over (branch7x7dbl_2 to branch7x7dbl_5).")
+
+
 def _variant(name: str, input_shape, convs: list[tuple[str, object, int]], bias: bool) -> Variant:
     """convs: (layer name, kernel, filters) applied in order, each followed by a ReLU."""
     layers = []
@@ -133,4 +143,5 @@ def factorize(input_shape: tuple[int, ...], *, kernel: int, filters: int,
         variants.append(_variant(f"{n} × 3×3", input_shape, stack, bias))
     asym = [("conv1", (k, 1), mid), ("conv2", (1, k), filters)]
     variants.append(_variant(f"{k}×1 + 1×{k}", input_shape, asym, bias))
+    notes.append(IN_A_NETWORK)
     return Factorization(tuple(input_shape), k, filters, mid, variants, notes)
