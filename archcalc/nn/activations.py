@@ -1,12 +1,21 @@
-"""Activations: relu, leaky_relu, elu, sigmoid, tanh, softmax (over axis 1), maxout.
+"""Activations: relu, relu6, hardsigmoid, leaky_relu, elu, sigmoid, tanh, softmax (over
+axis 1), hardswish, silu, gelu, maxout.
 
 All keep the input's shape except maxout, (N, C, ...) → (N, C/pieces, ...). With `inplace`
 the result is written over x (the network only allows it when no one else reads x), so the
 layer keeps no new array, as the calculator's memory convention assumes. Backward reads the
 layer's output, which is why these layers declare keeps_output.
+
+hardswish, silu and gelu cannot recover their input from their output (none of them is
+monotonic), so they always make a new array and keep their input for backward (keeps_input),
+as the spec's IN_PLACE set says. At the kinks the derivative is PyTorch's (2.13, measured):
+relu6 and hardsigmoid pass the gradient only strictly inside their linear piece (0 at x = 0
+and 6, at x = ±3); hardswish's is 0 for x <= −3, x/3 + 1/2 for −3 < x < 3 and 1 for x >= 3.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -29,6 +38,43 @@ class _Elementwise(Layer):
 class _Kinked(_Elementwise):
     def kink_state(self):
         return None if self.cache is None else self.cache > 0
+
+
+class _Clipped(_Elementwise):
+    """A function linear between two kinks and flat outside them, y in [0, top]: the
+    derivative is `slope` where 0 < y < top, else 0, read off the output alone."""
+
+    top = 6.0
+    slope = 1.0
+
+    def kink_state(self):
+        if self.cache is None:
+            return None
+        return (self.cache > 0).astype(np.int8) + (self.cache >= self.top)
+
+    def grad(self, dy, y):
+        inside = (y > 0) & (y < self.top)
+        return np.where(inside, dy * dy.dtype.type(self.slope), 0).astype(dy.dtype, copy=False)
+
+
+class ReLU6(_Clipped):
+    """min(max(0, x), 6) (MobileNet-v2)."""
+
+    def apply(self, x, out):
+        return np.clip(x, 0, 6, out=out)
+
+
+class HardSigmoid(_Clipped):
+    """relu6(x + 3)/6: 0 for x <= −3, 1 for x >= 3 (MobileNet-v3)."""
+
+    top = 1.0
+    slope = 1 / 6
+
+    def apply(self, x, out):
+        np.add(x, 3, out=out)
+        np.clip(out, 0, 6, out=out)
+        out /= 6
+        return out
 
 
 class ReLU(_Kinked):
@@ -70,15 +116,19 @@ class ELU(_Kinked):
         return dy * np.where(y > 0, 1, y + self.spec.alpha).astype(dy.dtype)
 
 
+def _sigmoid(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """σ(x) into out (may be x), stable both ways: e = exp(−|x|) never overflows."""
+    e = np.exp(-np.abs(x))
+    positive = x >= 0
+    denom = 1 + e
+    np.divide(1, denom, out=out, where=positive)
+    np.divide(e, denom, out=out, where=~positive)
+    return out
+
+
 class Sigmoid(_Elementwise):
     def apply(self, x, out):
-        # stable both ways: e = exp(−|x|) never overflows
-        e = np.exp(-np.abs(x))
-        positive = x >= 0
-        denom = 1 + e
-        np.divide(1, denom, out=out, where=positive)
-        np.divide(e, denom, out=out, where=~positive)
-        return out
+        return _sigmoid(x, out)
 
     def grad(self, dy, y):
         return dy * y * (1 - y)
@@ -103,6 +153,89 @@ class Softmax(_Elementwise):
 
     def grad(self, dy, y):
         return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+
+class _Smooth(Layer):
+    """y = f(x) into a new array; backward = dy·f'(x) from the kept input."""
+
+    keeps_input = True
+
+    def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
+        self.cache = x if training else None
+        return self.apply(x)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy * self.derivative(self.need_cache("cache"))
+
+
+class HardSwish(_Smooth):
+    """x·relu6(x + 3)/6 (MobileNet-v3): 0 for x <= −3, x for x >= 3."""
+
+    def apply(self, x):
+        y = np.add(x, 3)
+        np.clip(y, 0, 6, out=y)
+        y *= x
+        y /= 6
+        return y
+
+    def kink_state(self):
+        if self.cache is None:
+            return None
+        return (self.cache > -3).astype(np.int8) + (self.cache >= 3)
+
+    def derivative(self, x):
+        # PyTorch's pieces (see the module docstring): the middle one is (2x + 3)/6
+        d = np.where(x < 3, x / 3 + 0.5, 1).astype(x.dtype, copy=False)
+        d[x <= -3] = 0
+        return d
+
+
+class SiLU(_Smooth):
+    """x·σ(x), also called swish (EfficientNet); derivative σ(x)·(1 + x·(1 − σ(x)))."""
+
+    def apply(self, x):
+        return _sigmoid(x, np.empty_like(x)) * x
+
+    def derivative(self, x):
+        s = _sigmoid(x, np.empty_like(x))
+        return s * (1 + x * (1 - s))
+
+
+# the exact error function element by element: NumPy has none, and math.erf is libm's
+# (correctly rounded to about 1 ulp), which a float64 gradient check needs; ~0.1 µs a value
+_erf = np.frompyfunc(math.erf, 1, 1)
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_TANH_CUBIC = 0.044715
+
+
+class GELU(_Smooth):
+    """approximate none: x·Φ(x), Φ(x) = (1 + erf(x/√2))/2, derivative Φ(x) + x·φ(x);
+    approximate tanh (PyTorch's): x·(1 + tanh(u))/2 with u = √(2/π)·(x + 0.044715·x³)."""
+
+    def apply(self, x):
+        if self.spec.approximate == "tanh":
+            return 0.5 * x * (1 + np.tanh(self._u(x)))
+        return x * self._cdf(x)
+
+    def derivative(self, x):
+        if self.spec.approximate == "tanh":
+            t = np.tanh(self._u(x))
+            du = _SQRT_2_OVER_PI * (1 + 3 * _TANH_CUBIC * x * x)
+            return (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du).astype(x.dtype, copy=False)
+        pdf = np.exp(-0.5 * x.astype(np.float64) ** 2) * _INV_SQRT_2PI
+        return (self._cdf(x) + x * pdf.astype(x.dtype)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def _u(x):
+        return _SQRT_2_OVER_PI * (x + _TANH_CUBIC * x * x * x)
+
+    @staticmethod
+    def _cdf(x):
+        """Φ(x) in x's dtype, computed in float64."""
+        erf = _erf(x.astype(np.float64) * _SQRT_HALF).astype(np.float64)
+        return (0.5 * (1 + erf)).astype(x.dtype, copy=False)
 
 
 class Maxout(Layer):

@@ -2,7 +2,8 @@
 
 The model walks archcalc.spec.tree itself (Sequence / Merge / Leaf): a sequence applies its
 children in order, a merge runs every branch on the same input and concatenates the results
-on axis 1 or adds them (an empty branch is the identity). Shapes:
+on axis 1, adds them, or multiplies them elementwise (mul: a C×1×1 branch, a squeeze-and-
+excitation gate, broadcasts over H×W); an empty branch is the identity. Shapes:
     forward:  x (N, *input_shape) → y (N, *output_shape)
     backward: dy (N, *output_shape) → dx (N, *input_shape), filling model.grads
 
@@ -11,7 +12,9 @@ input is "owned": no later forward and no pending backward will read it. Ownersh
 down the network: a new array is owned unless its layer reads its own output in backward
 (training); a merge gives its input to a branch only at inference, only to the last branch,
 and only when no earlier branch's output shares memory with it. So at inference relu keeps
-0 new bytes, and training never corrupts an array a backward needs.
+0 new bytes, and training never corrupts an array a backward needs. A mul merge keeps its
+branches' outputs for backward (training only); they are safe there, because in training no
+branch is given the merge's input and the merge's own result is a new array.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class _MergeNode:
     def __init__(self, merge: Merge, name: str, branches: list[_SeqNode]) -> None:
         self.merge, self.name, self.branches = merge, name, branches
         self.splits: list[int] | None = None  # channel counts of the branches (concat)
+        self.factors: list[np.ndarray] | None = None  # branch outputs (mul, training)
 
 
 def _check_values(name: str, arr: np.ndarray, source: str | None, dtype: np.dtype) -> None:
@@ -259,14 +263,17 @@ class Model:
             outs.append(y)
         start = time.perf_counter()
         try:
-            y = self._combine(node, outs)
+            y = self._combine(node, outs, training)
         except ArchcalcError as exc:
             raise self._locate(exc, node.name, node.merge.line) from None
         self._record(node.name, node.merge.mode, y, y.nbytes, None, time.perf_counter() - start)
         return y, True
 
-    def _combine(self, node: _MergeNode, outs: list[np.ndarray]) -> np.ndarray:
+    def _combine(self, node: _MergeNode, outs: list[np.ndarray], training: bool) -> np.ndarray:
         first = outs[0]
+        if node.merge.mode == "mul":
+            node.factors = outs if training else None
+            return _product(outs)
         if node.merge.mode == "add":
             for i, other in enumerate(outs[1:], start=2):
                 if other.shape != first.shape:
@@ -331,6 +338,9 @@ class Model:
         if node.merge.mode == "concat":
             bounds = np.cumsum(node.splits)[:-1]
             parts = np.split(dy, bounds, axis=1)
+        elif node.merge.mode == "mul":
+            # every part before any branch's backward runs: the factors stay untouched
+            parts = _product_grads(dy, node.factors)
         else:
             parts = [dy] * len(node.branches)
         dx = None
@@ -338,6 +348,54 @@ class Model:
             d = self._backward(branch, part)
             dx = d if dx is None else dx + d  # a new array: never written over a branch's
         return dx
+
+
+def _is_gate(out: np.ndarray, full: tuple[int, ...]) -> bool:
+    """out is N×C×1×1 against an N×C×H×W full shape (a squeeze-and-excitation gate)."""
+    return out.ndim == 4 == len(full) and out.shape[:2] == full[:2] and out.shape[2:] == (1, 1)
+
+
+def _gate_fix(branch: int, full: tuple[int, ...]) -> str:
+    if len(full) != 4:
+        return f"make branch {branch} give {_fmt(full[1:])} too"
+    return (f"make branch {branch} give {_fmt(full[1:])} or a {full[1]}×1×1 gate (e.g. "
+            f"global_avgpool, then a 1×1 conv with {full[1]} filters)")
+
+
+def _product(outs: list[np.ndarray]) -> np.ndarray:
+    """The elementwise product of the branch outputs, a new (N, C, H, W) array; a branch of
+    (N, C, 1, 1) broadcasts over H×W, any other shape must equal the full one."""
+    full = next((o.shape for o in outs if o.ndim != 4 or o.shape[2:] != (1, 1)), outs[0].shape)
+    widest = next(i for i, o in enumerate(outs, start=1) if o.shape == full)
+    for i, other in enumerate(outs, start=1):
+        if other.shape != full and not _is_gate(other, full):
+            raise ShapeError(f"mul needs equal shapes or a C×1×1 gate: branch {widest} gives "
+                             f"{_fmt(full[1:])}, branch {i} gives {_fmt(other.shape[1:])}",
+                             fix=_gate_fix(i, full))
+    if len(outs) == 1:
+        return outs[0].copy()
+    y = np.multiply(outs[0], outs[1])
+    for other in outs[2:]:
+        y = np.multiply(y, other, out=y if y.shape == full else None)
+    return y
+
+
+def _product_grads(dy: np.ndarray, factors: list[np.ndarray] | None) -> list[np.ndarray]:
+    """dL/d(branch i) = dy · Π_{j≠i} branch j, summed over H×W for a broadcast C×1×1 branch;
+    dy and the parts are (N, C, H, W) except those sums, (N, C, 1, 1)."""
+    if factors is None:
+        raise RuntimeError("mul: backward called without a training forward")
+    parts = []
+    for i, own in enumerate(factors):
+        part = dy
+        for j, other in enumerate(factors):
+            if j != i:  # the first product makes a new array; the rest write into it
+                part = np.multiply(part, other, out=None if part is dy or
+                                   part.shape != dy.shape else part)
+        if part.shape != own.shape:
+            part = part.sum(axis=(2, 3), keepdims=True)
+        parts.append(part)
+    return parts
 
 
 def build(network: Network, *, seed: int = 0, dtype: str = "float32", init: str = "he") -> Model:

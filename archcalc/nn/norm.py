@@ -6,9 +6,11 @@ biased variance and moves running_mean / running_var towards the batch's mean an
 *unbiased* variance by `momentum` (r ← (1 − m)·r + m·batch). At inference (and for a
 frozen layer, as Keras does) it uses the running statistics.
 
-LRN, PyTorch's form (torch.nn.LocalResponseNorm):
-    b_c = a_c / (k + alpha/size · Σ_{c' = c − ⌊size/2⌋}^{c + ⌊(size−1)/2⌋} a_{c'}²)^beta
-with zero padding past the first and last channel.
+LRN in two forms that differ only in the factor of each square (spec.alpha_per_square):
+    b_c = a_c / (k + α' · Σ_{c' = c − ⌊size/2⌋}^{c + ⌊(size−1)/2⌋} a_{c'}²)^beta
+with zero padding past the first and last channel; α' = alpha/size in the "average" form
+(PyTorch's torch.nn.LocalResponseNorm, Caffe's) and α' = alpha in the "sum" form (the AlexNet
+paper, Krizhevsky et al. 2012, §3.3), which is PyTorch's with alpha·size.
 
 Layer norm (Ba et al. 2016): each example over all its values, weight and bias of the
 per-example shape (PyTorch's nn.LayerNorm(normalized_shape = input shape)).
@@ -102,7 +104,7 @@ class LRN(Layer):
         Channel c − d exists only for d <= C − 1 (and c + d likewise), so a window wider than
         the channels reads nothing more past C − 1 on either side: clamping both reaches
         keeps the sum exact and the work (and the padded copy) within 2C − 1 channels,
-        whatever `size` is. The caller still divides by `size` (alpha / size, as PyTorch)."""
+        whatever `size` is. The caller still weighs it by alpha/size in the average form."""
         c = v.shape[1]
         before, after = min(before, c - 1), min(after, c - 1)
         padded = np.zeros((v.shape[0], c + before + after) + v.shape[2:], dtype=v.dtype)
@@ -115,20 +117,21 @@ class LRN(Layer):
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         size = self.spec.size
         squares = self.window_sum(x * x, size // 2, (size - 1) // 2)
-        scale = self.spec.k + (self.spec.alpha / size) * squares
+        scale = self.spec.k + self.spec.alpha_per_square * squares
         y = x * scale ** -self.spec.beta
         self.cache = (x, scale) if training else None
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dx_i = dy_i·s_i^−β − 2αβ/size · x_i · Σ_{c: i in window(c)} dy_c·x_c·s_c^(−β−1)."""
+        """dx_i = dy_i·s_i^−β − 2α'β · x_i · Σ_{c: i in window(c)} dy_c·x_c·s_c^(−β−1),
+        α' = spec.alpha_per_square."""
         x, scale = self.need_cache("cache")
         size, beta = self.spec.size, self.spec.beta
         scaled = scale ** -beta
         t = dy * x * scaled / scale
         # channel i is inside window(c) for c from i − ⌊(size−1)/2⌋ to i + ⌊size/2⌋
         back = self.window_sum(t, (size - 1) // 2, size // 2)
-        return dy * scaled - (2 * self.spec.alpha * beta / size) * x * back
+        return dy * scaled - (2 * self.spec.alpha_per_square * beta) * x * back
 
 
 class LayerNorm(Layer):
