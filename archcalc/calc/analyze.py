@@ -393,4 +393,4 @@ def analyze(network: Network, *, batch: int = 1, dtype: str = "float32",
         batch=batch, dtype=dtype,
     )
     return Analysis(network, rows, totals, walker.warnings,
-                    walker.notes, walker.labels, walker.uneven)
+                    walker.lrn_notes() + walker.notes, walker.labels, walker.uneven)
