@@ -206,7 +206,8 @@ def _unseen_lines(cov: Coverage) -> list[str]:
 
 def _overlap_lines(cov: Coverage) -> list[str]:
     """Why counts alternate inside: windows that overlap by F − S pixels read those twice."""
-    same = cov.dims[0] == cov.dims[1]
+    same = {(d.span, d.stride, d.dilation) for d in cov.dims} == {
+        (cov.dims[0].span, cov.dims[0].stride, cov.dims[0].dilation)}
     lines = []
     for axis, dim in zip(("rows", "columns"), cov.dims[:1] if same else cov.dims):
         if 1 < dim.stride < dim.span and dim.dilation == 1:
@@ -229,8 +230,8 @@ def _border_lines(cov: Coverage) -> list[str]:
              f"= {most_r * most_c} inside. A window lies within the padded input, so fewer "
              "windows reach a pixel near a border, and a corner is near two borders (a "
              "pixel's count is its row's count times its column's)."]
-    pads = {d.pad_before for d in cov.dims} | {d.pad_after for d in cov.dims}
-    if pads != {0}:
+    # Padding adds windows at a border only along an axis whose kernel is wider than 1.
+    if any((d.pad_before or d.pad_after) and d.span > 1 for d in cov.dims):
         lines.append("Padding lets windows start outside the input, so the border is read "
                      "more often than without it (the padded pixels are not shown).")
     return lines
