@@ -7,9 +7,6 @@ spans [start, start + 2] hold it, and multiply the row's count by the column's.
 
 from __future__ import annotations
 
-import itertools
-import os
-import sys
 
 import pytest
 from rich.cells import cell_len
