@@ -306,17 +306,4 @@ def test_unet_against_a_pytorch_unet(size):
     assert theirs[-1][1] == analysis.output_shape
 
 
-# ---- calculator vs executor ----------------------------------------------------------------
-
-@pytest.mark.parametrize("name, size", [
-    ("mobilenet_v2", None), ("mobilenet_v3_large", None), ("efficientnet_b0", None),
-    # 150 GMACs at 572×572 is minutes of NumPy; 188×188, the smallest valid input, is 6.1 G.
-    ("unet", "1x188x188"),
-])
-def test_check_agrees(run, name, size):
-    result = run("check", name, *(["--input", size] if size else []))
-    shape = tuple(int(v) for v in size.split("x")) if size else None
-    layers = len(rows_of(name, shape))
-    assert result.exit_code == 0, result.output
-    assert "✗" not in result.output
-    assert f"all {layers} layers agree" in result.output
+# `archcalc check` (calculator vs executor) runs on every bundled spec in test_check.py.
