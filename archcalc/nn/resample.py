@@ -3,9 +3,11 @@
 bilinear). Shapes: x (N, C, H, W) → y (N, C, h, w).
 
 Every one of them is separable: along each axis, output position o reads a short run of input
-positions with fixed weights. An axis is described once (indices and weights per output
-position, or bins), and forward and backward apply that description to whole arrays, so no
-loop ever runs over pixels, only over the few positions one output reads.
+positions. An axis is described once as taps, (index, weight) pairs of (out,) arrays: tap k
+reads input position index[k][o] with weight weight[k][o], and y = Σ_k x[index_k]·weight_k
+(max pooling takes the max over taps instead). Forward and backward apply the taps to whole
+arrays, so no loop ever runs over pixels, only over the few positions one output reads, and
+the work is linear in the map (a dense h×H matrix would cost h·H·W per channel).
 
 Adaptive pooling's bins (PyTorch's, aten/src/ATen/native/AdaptivePooling.h): output row i
 pools input rows start_i = ⌊i·H/h⌋ to end_i = ⌈(i+1)·H/h⌉ (exclusive). Bins may differ in
@@ -39,12 +41,46 @@ def adaptive_bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-def _bin_matrix(size: int, out: int, dtype) -> np.ndarray:
-    """(out, size): row i holds 1/len over bin i, so A @ column averages each bin."""
+def bin_taps(size: int, out: int, dtype=None) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Taps d = 0 .. L − 1 (L the longest bin) reading min(start + d, end − 1): a short bin
+    re-reads its last row. With a dtype, each tap weighs 1/len inside the bin and 0 on a
+    re-read (the average); without one, weight None (max pooling: a re-read never wins a
+    strict comparison against itself)."""
     start, end = adaptive_bins(size, out)
-    cols = np.arange(size)
-    inside = (cols >= start[:, None]) & (cols < end[:, None])
-    return (inside / (end - start)[:, None]).astype(dtype)
+    length = end - start
+    taps = []
+    for d in range(int(length.max())):
+        weight = None if dtype is None else ((d < length) / length).astype(dtype)
+        taps.append((np.minimum(start + d, end - 1), weight))
+    return taps
+
+
+def _along(x: np.ndarray, axis: int, taps) -> np.ndarray:
+    """Σ over taps of x.take(index, axis)·weight (a new array)."""
+    shape = (-1,) + (1,) * (x.ndim - 1 - axis)
+    y = None
+    for index, weight in taps:
+        part = np.take(x, index, axis=axis)
+        if weight is not None:
+            part *= weight.reshape(shape)
+        y = part if y is None else np.add(y, part, out=y)
+    return y
+
+
+def _adjoint(dy: np.ndarray, axis: int, size: int, taps) -> np.ndarray:
+    """The adjoint of _along: each tap's share of dy added back, weighted, into the input
+    positions it read, (…, size, …) along `axis`. A tap's index is non-decreasing (every
+    resampling here reads the input in order), so the outputs that read one input position
+    form a run, which np.add.reduceat sums in one call; the runs' heads are distinct."""
+    shape = (-1,) + (1,) * (dy.ndim - 1 - axis)
+    dx = np.zeros(dy.shape[:axis] + (size,) + dy.shape[axis + 1:], dtype=dy.dtype)
+    target = [slice(None)] * dy.ndim
+    for index, weight in taps:
+        part = dy if weight is None else dy * weight.reshape(shape)
+        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+        target[axis] = index[starts]
+        dx[tuple(target)] += np.add.reduceat(part, starts, axis=axis)
+    return dx
 
 
 def _spatial(layer: Layer, x: np.ndarray) -> None:
@@ -55,52 +91,53 @@ def _spatial(layer: Layer, x: np.ndarray) -> None:
                          fix="remove layers that shrink the map to nothing before it")
 
 
-class AdaptiveAvgPool(Layer):
-    """y[i, j] = mean of x over bin_h(i) × bin_w(j); as matrices y = A_h · x · A_wᵀ, so
-    backward is dx = A_hᵀ · dy · A_w (one BLAS product per axis)."""
+class _Separable(Layer):
+    """y = the taps of axis 2 applied, then those of axis 3; backward in reverse order."""
 
     def check(self, x: np.ndarray) -> None:
         _spatial(self, x)
 
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
-        (h, w), (oh, ow) = x.shape[2:], pair(self.spec.output)
-        rows, cols = _bin_matrix(h, oh, x.dtype), _bin_matrix(w, ow, x.dtype)
-        self.cache = (rows, cols) if training else None
-        return np.matmul(np.matmul(rows, x), cols.T)
+        rows, cols = self.taps(x)
+        self.cache = (x.shape, rows, cols) if training else None
+        return _along(_along(x, 2, rows), 3, cols)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        rows, cols = self.need_cache("cache")
-        return np.matmul(np.matmul(rows.T, dy), cols)
+        shape, rows, cols = self.need_cache("cache")
+        return _adjoint(_adjoint(dy, 3, shape[3], cols), 2, shape[2], rows)
+
+
+class AdaptiveAvgPool(_Separable):
+    """y[i, j] = mean of x over bin_h(i) × bin_w(j) (the mean of the row means: the bins
+    are rectangles)."""
+
+    def taps(self, x: np.ndarray):
+        (h, w), (oh, ow) = x.shape[2:], pair(self.spec.output)
+        return bin_taps(h, oh, x.dtype), bin_taps(w, ow, x.dtype)
 
 
 class AdaptiveMaxPool(Layer):
-    """y[i, j] = max of x over bin_h(i) × bin_w(j). The bins along an axis are read as
-    L = longest-bin offsets, offset d reading row min(start + d, end − 1): a short bin
-    re-reads its last row, which can never win a strict comparison against itself."""
+    """y[i, j] = max of x over bin_h(i) × bin_w(j), the first maximum in row-major order
+    winning (taps in increasing order, strict comparisons)."""
 
     def check(self, x: np.ndarray) -> None:
         _spatial(self, x)
-
-    @staticmethod
-    def offsets(size: int, out: int) -> list[np.ndarray]:
-        """The input index each output position reads at offset d = 0 .. L − 1, (out,) each."""
-        start, end = adaptive_bins(size, out)
-        return [np.minimum(start + d, end - 1) for d in range(int((end - start).max()))]
 
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         (h, w), (oh, ow) = x.shape[2:], pair(self.spec.output)
         y = argmax = None
-        for r in self.offsets(h, oh):
+        for r, _ in bin_taps(h, oh):
             band = x[:, :, r, :]                      # (N, C, oh, W)
-            for c in self.offsets(w, ow):
+            for c, _ in bin_taps(w, ow):
                 window = band[:, :, :, c]            # (N, C, oh, ow)
+                at = r[:, None] * w + c[None, :]     # (oh, ow): the H·W index read
                 if y is None:
                     y = window.copy()
                     if training:
-                        argmax = np.broadcast_to((r[:, None] * w + c[None, :]), y.shape).copy()
+                        argmax = np.broadcast_to(at, y.shape).copy()
                     continue
-                if training:  # strictly greater: the first maximum (row-major) keeps it
-                    np.copyto(argmax, r[:, None] * w + c[None, :], where=window > y)
+                if training:  # strictly greater: the first maximum keeps the gradient
+                    np.copyto(argmax, at, where=window > y)
                 np.maximum(y, window, out=y)
         self.cache = (x.shape, argmax) if training else None
         return y
@@ -149,24 +186,8 @@ def bilinear_weights(size: int, out: int, scale: int | None, align_corners: bool
     return i0, i1, (1 - l1).astype(dtype, copy=False), l1
 
 
-def _adjoint(dy: np.ndarray, index: np.ndarray, weight, axis: int, into: np.ndarray) -> None:
-    """into += the adjoint of y = x.take(index, axis)·weight: dy's slices along `axis`,
-    weighted, summed into the input positions they were read from. index is non-decreasing
-    (every resampling here reads the input in order), so equal indices form runs that
-    np.add.reduceat sums in one call."""
-    part = dy if weight is None else dy * weight.reshape((-1,) + (1,) * (dy.ndim - 1 - axis))
-    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    sums = np.add.reduceat(part, starts, axis=axis)
-    target = [slice(None)] * dy.ndim
-    target[axis] = index[starts]
-    into[tuple(target)] += sums
-
-
-class Upsample(Layer):
+class Upsample(_Separable):
     """Resize to in·scale or to size (see the module docstring for the exact arithmetic)."""
-
-    def check(self, x: np.ndarray) -> None:
-        _spatial(self, x)
 
     def geometry(self, x: np.ndarray):
         """Per axis: (input size, output size, scale or None when `size` is given)."""
@@ -177,41 +198,14 @@ class Upsample(Layer):
         sh, sw = pair(self.spec.scale)
         return (h, h * sh, sh), (w, w * sw, sw)
 
-    def axes(self, x: np.ndarray):
-        """Per axis (2 and 3): (i0, i1, l0, l1); i1, l0, l1 are None for nearest."""
+    def taps(self, x: np.ndarray):
+        """Per axis: one tap (nearest) or two (bilinear)."""
         out = []
         for size, o, scale in self.geometry(x):
             if self.spec.mode == "nearest":
-                out.append((nearest_index(size, o, scale), None, None, None))
+                out.append([(nearest_index(size, o, scale), None)])
             else:
-                out.append(bilinear_weights(size, o, scale, self.spec.align_corners, x.dtype))
+                i0, i1, l0, l1 = bilinear_weights(size, o, scale, self.spec.align_corners,
+                                                  x.dtype)
+                out.append([(i0, l0), (i1, l1)])
         return out
-
-    def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
-        axes = self.axes(x)
-        y = x
-        for axis, (i0, i1, l0, l1) in zip((2, 3), axes):
-            y = self._along(y, axis, i0, i1, l0, l1)
-        self.cache = (x.shape, axes) if training else None
-        return y if y is not x else x.copy()
-
-    @staticmethod
-    def _along(x, axis, i0, i1, l0, l1):
-        if i1 is None:
-            return np.take(x, i0, axis=axis)
-        shape = (-1,) + (1,) * (x.ndim - 1 - axis)
-        y = np.take(x, i0, axis=axis) * l0.reshape(shape)
-        y += np.take(x, i1, axis=axis) * l1.reshape(shape)
-        return y
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        shape, axes = self.need_cache("cache")
-        for axis, (i0, i1, l0, l1) in reversed(list(zip((2, 3), axes))):
-            size = shape[axis]
-            out_shape = dy.shape[:axis] + (size,) + dy.shape[axis + 1:]
-            dx = np.zeros(out_shape, dtype=dy.dtype)
-            _adjoint(dy, i0, l0, axis, dx)
-            if i1 is not None:
-                _adjoint(dy, i1, l1, axis, dx)
-            dy = dx
-        return dy
