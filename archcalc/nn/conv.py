@@ -27,8 +27,9 @@ import numpy as np
 
 from archcalc.errors import ShapeError
 from archcalc.nn.base import Layer
+from archcalc.nn.padding import check_pads, fold, pad_mode
 from archcalc.nn.windows import check_fits, out_size, pad, patches, resolve_pads, span
-from archcalc.spec.layers import pair
+from archcalc.spec.layers import explicit_pads, pair
 
 MAX_COLS_BYTES = 256 * 2**20  # hard bound on one im2col buffer (forward and backward)
 # forward: aim for chunks this size, so they stay in cache. 2 MiB rather than 4: both were
@@ -92,68 +93,23 @@ class Conv2D(Layer):
         pads, kernel, stride, dilation, (ho, wo) = self.geometry(x)
         g, f = self.spec.groups, self.spec.filters
         weight = self.p("weight").reshape(g, f // g, -1)
-        n = x.shape[0]
-        y = np.empty((n, f, ho, wo), dtype=x.dtype)
+        y = np.empty((x.shape[0], f, ho, wo), dtype=x.dtype)
         # the bias is added piece by piece while each piece of y is still in cache
         bias = self.p("bias")[:, None] if self.spec.bias else None
-        if kernel == (1, 1) and not any(pads):
-            self._pointwise(x, weight, bias, stride, y)
-        else:
-            self._im2col_forward(x, weight, bias, pads, kernel, stride, dilation, y)
+        source, pads = self.padded(x, pads)
+        conv_forward(source, weight, bias, pads, kernel, stride, dilation, y)
         self.cache = x if training else None
         return y
 
-    def _pointwise(self, x, weight, bias, stride, y) -> None:
-        """1×1, unpadded: y[n] (G, F/G, H_out·W_out) = weight (G, F/G, C/G) @ x[n] (G, C/G,
-        H_out·W_out) (+ bias (F, 1)), x subsampled by the stride; one product per image."""
-        g = weight.shape[0]
-        if stride != (1, 1):  # a 1×1 window at stride s reads every s-th pixel
-            x = x[:, :, ::stride[0], ::stride[1]]
-        x = np.ascontiguousarray(x)
-        n, c, ho, wo = x.shape
-        for i in range(n):
-            np.matmul(weight, x[i].reshape(g, c // g, ho * wo),
-                      out=y[i].reshape(g, weight.shape[1], ho * wo))
-            if bias is not None:
-                y[i].reshape(-1, ho * wo)[:] += bias
-
-    def _im2col_forward(self, x, weight, bias, pads, kernel, stride, dilation, y) -> None:
-        """y (N, F, H_out, W_out) (+ bias (F, 1)) filled chunk by chunk from cache-sized
-        im2col buffers."""
-        n, c = x.shape[:2]
-        f, ho, wo = y.shape[1:]
-        g = weight.shape[0]
-        view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
-        row_bytes = c * kernel[0] * kernel[1] * wo * x.itemsize
-        min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
-        limit = min(MAX_COLS_BYTES, max(CACHE_COLS_BYTES, min_bytes))
-        blocks = list(chunks(n, ho, row_bytes, limit))
-        # one buffer for every chunk's columns and one for its product, reused: a fresh
-        # allocation per chunk would fault its pages in again each time
-        most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * wo
-        k = c * kernel[0] * kernel[1]
-        cols_buf = np.empty(k * most, dtype=x.dtype)
-        prod_buf = np.empty(f * most, dtype=x.dtype)
-        for n0, n1, r0, r1 in blocks:
-            part = view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5)
-            m = (n1 - n0) * (r1 - r0) * wo
-            cols = cols_buf[:k * m].reshape(part.shape)
-            np.copyto(cols, part)
-            cols = cols.reshape(g, k // g, m)
-            if n1 - n0 == 1 and r1 - r0 == ho:  # one whole image: write straight into y
-                np.matmul(weight, cols, out=y[n0].reshape(g, f // g, ho * wo))
-                if bias is not None:
-                    y[n0].reshape(f, ho * wo)[:] += bias
-                continue
-            # matmul into a strided slice of y would leave BLAS (measured: 5× slower), so
-            # the product goes to a contiguous buffer and is copied into place
-            prod = np.matmul(weight, cols, out=prod_buf[:f * m].reshape(g, f // g, m))
-            if bias is not None:
-                prod.reshape(f, m)[:] += bias
-            if n1 - n0 == 1:
-                y[n0].reshape(f, ho * wo)[:, r0 * wo:r1 * wo] = prod.reshape(f, m)
-            else:
-                y[n0:n1, :, r0:r1] = prod.reshape(f, n1 - n0, r1 - r0, wo).transpose(1, 0, 2, 3)
+    def padded(self, x: np.ndarray, pads):
+        """(array the windows read, pads still to add as zeros): a padding_mode other than
+        zeros pads a copy by its rule here (the same size as the zero-padded copy the
+        im2col path makes anyway), so the products below only ever see zero padding."""
+        mode = self.spec.padding_mode
+        if mode == "zeros" or not any(pads):
+            return x, pads
+        check_pads(mode, pads, x.shape[2], x.shape[3], "conv2d padding_mode")
+        return pad_mode(x, pads, mode), (0, 0, 0, 0)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, F, H_out, W_out) → dx: (N, C, H, W); fills weight and bias grads.
@@ -161,101 +117,281 @@ class Conv2D(Layer):
         Chunk by chunk (about BACKWARD_COLS_BYTES each, in buffers reused across chunks):
         cols (G, C/G·kH·kW, m) is recomputed for dW (G, F/G, C/G·kH·kW) += dy_chunk @ colsᵀ,
         and dcols = Wᵀ @ dy_chunk is scattered into dx straight away (col2im), so no buffer
-        the size of the whole batch's columns is ever built."""
+        the size of the whole batch's columns is ever built. With a padding_mode the
+        gradient of the padded copy is folded back onto the pixels its border copied."""
         x = self.need_cache("cache")
         pads, kernel, stride, dilation, (ho, wo) = self.geometry(x)
         g, f = self.spec.groups, self.spec.filters
-        n, c = x.shape[:2]
         weight = self.p("weight").reshape(g, f // g, -1)
         want_w, need_dx = self.wants_grad("weight"), self.need_dx
         dw = np.zeros_like(weight) if want_w else None
         dx = None
         if want_w or need_dx:
-            dx = self._chunked_backward(x, dy, weight, pads, kernel, stride, dilation, dw,
-                                        need_dx)
-        if want_w:
-            self.set_grad("weight", dw.reshape(self.p("weight").shape))
-        else:
-            self.zero_grad("weight")
-        if self.spec.bias:
-            if self.wants_grad("bias"):
-                self.set_grad("bias", dy.sum(axis=(0, 2, 3)))
-            else:
-                self.zero_grad("bias")
+            source, zero_pads = self.padded(x, pads)
+            dx = conv_grads(dy, weight, source.shape, zero_pads, kernel, stride, dilation,
+                            x=source, dw=dw, need_dx=need_dx)
+            if dx is not None and source is not x:
+                dx = fold(dx, pads, self.spec.padding_mode)
+        param_grads(self, dw, dy)
         return dx
 
-    def _chunked_backward(self, x, dy, weight, pads, kernel, stride, dilation, dw, need_dx):
-        """Accumulate dw (G, F/G, C/G·kH·kW) (if not None) over blocks of images × output
-        rows; return dx (N, C, H, W) if need_dx (else None)."""
-        n, c, h, w = x.shape
-        f, ho, wo = dy.shape[1:]
-        g = weight.shape[0]
-        k = c * kernel[0] * kernel[1]
-        hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
-        # at stride 1, dx is built from "wide" column gradients (whole padded rows, see
-        # col2im_flat): their rows are W_pad long instead of W_out
-        wide = need_dx and stride == (1, 1)
-        row_bytes = k * (wp if wide else wo) * x.itemsize
-        min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
-        limit = min(MAX_COLS_BYTES, max(BACKWARD_COLS_BYTES, min_bytes))
-        blocks = list(chunks(n, ho, row_bytes, limit))
-        most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks)  # n·rows
-        # reused across chunks: fresh buffers would fault their pages in again each time
-        if dw is not None:
-            view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
-            cols_buf = np.empty(k * most * wo, dtype=x.dtype)
-            dw_part = np.empty_like(dw) if len(blocks) > 1 else dw
-        if dw is not None or not wide:
-            dy_buf = np.empty(f * most * wo, dtype=dy.dtype)
-        if need_dx:
-            dcols_buf = np.empty(k * most * (wp if wide else wo), dtype=x.dtype)
-            w_t = weight.transpose(0, 2, 1)
-            if wide:
-                # the padded dx, flat, with (kW−1)·D_w spare elements at the end that the
-                # last row's wrap-around may touch (col2im_flat)
-                flat = np.zeros(n * c * hp * wp + (kernel[1] - 1) * dilation[1], dtype=x.dtype)
-                dyw_buf = np.empty(f * most * wp, dtype=dy.dtype)
-            else:
-                dx = np.zeros(x.shape, dtype=x.dtype)
-        for n0, n1, r0, r1 in blocks:
-            nb, rb = n1 - n0, r1 - r0
-            m = nb * rb * wo
-            if dw is not None or not wide:
-                dyb = dy_buf[:f * m].reshape(f, nb, rb, wo)
-                np.copyto(dyb, dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3))
-                dyb = dyb.reshape(g, f // g, m)
+
+def param_grads(layer: Layer, dw, dy: np.ndarray) -> None:
+    """Store a convolution's weight gradient dw (None: frozen) and its bias gradient, the
+    sum of dy (N, F, H, W) over images and positions."""
+    if dw is not None:
+        layer.set_grad("weight", dw.reshape(layer.p("weight").shape))
+    else:
+        layer.zero_grad("weight")
+    if layer.spec.bias:
+        if layer.wants_grad("bias"):
+            layer.set_grad("bias", dy.sum(axis=(0, 2, 3)))
+        else:
+            layer.zero_grad("bias")
+
+
+class ConvTranspose2D(Layer):
+    """Transposed convolution, built as the adjoint of Conv2D (no new product code):
+
+        x: (N, C_in, H, W)   weight: (C_in, C_out/G, kH, kW) (PyTorch's layout)
+        y: (N, C_out, H_out, W_out), H_out = (H − 1)·S − P_top − P_bottom + D·(kH − 1)
+                                             + output_padding + 1
+
+    Read the weight as a convolution's (F = C_in filters over C = C_out channels): that
+    convolution maps a C_out×H_out map to C_in×H×W, and this layer is its transpose. So
+        forward          = that convolution's input gradient (conv_grads with dx only),
+        backward dx      = that convolution's forward pass applied to dy,
+        backward dweight = that convolution's weight gradient, with dy as its input and x
+                           as its output gradient.
+    The convolution's padding is P_top on top and P_bottom − output_padding at the bottom;
+    when output_padding exceeds P_bottom, the last output_padding − P_bottom rows lie past
+    every kernel's reach: they hold the bias only, and the convolution sees the rows above
+    them ("core" below)."""
+
+    keeps_input = True
+
+    def check(self, x: np.ndarray) -> None:
+        self.need_spatial(x)
+        groups = self.spec.groups
+        if x.shape[1] % groups:
+            raise ShapeError(f"input channels ({x.shape[1]}) not divisible by groups ({groups})",
+                             fix="make the previous layer's channels a multiple of groups")
+        self.geometry(x)
+
+    def build(self, x: np.ndarray) -> None:
+        kh, kw = pair(self.spec.kernel)
+        c_in, per_group = x.shape[1], self.spec.filters // self.spec.groups
+        # PyTorch computes the fans from the weight's dims 1 and 0 whatever the layer:
+        # fan_in = (C_out/G)·kH·kW, fan_out = C_in·kH·kW
+        self.add_weight("weight", (c_in, per_group, kh, kw), per_group * kh * kw,
+                        c_in * kh * kw)
+        if self.spec.bias:
+            self.add_param("bias", np.zeros(self.spec.filters))
+
+    def geometry(self, x: np.ndarray):
+        """(output H×W, core H×W, the convolution's pads, kernel, stride, dilation)."""
+        kernel, stride = pair(self.spec.kernel), pair(self.spec.stride)
+        dilation, extra = pair(self.spec.dilation), pair(self.spec.output_padding)
+        pads = explicit_pads(self.spec.padding)
+        out, core, conv_pads = [], [], []
+        for i, axis in enumerate("HW"):
+            size, before, after = x.shape[2 + i], pads[2 * i], pads[2 * i + 1]
+            full = (size - 1) * stride[i] + span(kernel[i], dilation[i])
+            o = full - before - after + extra[i]
+            if o <= 0:
+                raise ShapeError(
+                    f"conv_transpose2d padding {before} + {after} crops the whole output "
+                    f"along {axis}: ({size} − 1)·{stride[i]} + {full - (size - 1) * stride[i]}"
+                    f" − {before + after} + {extra[i]} = {o}",
+                    fix="use less padding, a larger kernel or stride, or a larger input")
+            out.append(o)
+            core.append(o - max(0, extra[i] - after))
+            conv_pads += [before, max(0, after - extra[i])]
+        return tuple(out), tuple(core), tuple(conv_pads), kernel, stride, dilation
+
+    def weight(self) -> np.ndarray:
+        """The weight as the convolution's (G, C_in/G, C_out/G·kH·kW)."""
+        return self.p("weight").reshape(self.spec.groups, -1,
+                                        self.p("weight")[0].size)
+
+    def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
+        """x (N, C_in, H, W) → y (N, C_out, H_out, W_out): every input pixel scatters its
+        kernel into y (col2im), chunk by chunk as the convolution's backward does."""
+        out, core, pads, kernel, stride, dilation = self.geometry(x)
+        shape = (x.shape[0], self.spec.filters) + core
+        if min(core) <= 0:  # every output row (or column) lies past the kernels' reach
+            y = np.zeros(shape[:2] + out, dtype=x.dtype)
+        else:
+            y = conv_grads(x, self.weight(), shape, pads, kernel, stride, dilation)
+            if core != out:
+                full = np.zeros(shape[:2] + out, dtype=x.dtype)
+                full[:, :, :core[0], :core[1]] = y
+                y = full
+        if self.spec.bias:
+            y += self.p("bias")[:, None, None]
+        self.cache = x if training else None
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dy (N, C_out, H_out, W_out) → dx (N, C_in, H, W); fills weight and bias grads."""
+        x = self.need_cache("cache")
+        out, core, pads, kernel, stride, dilation = self.geometry(x)
+        weight = self.weight()
+        want_w = self.wants_grad("weight")
+        dw = np.zeros_like(weight) if want_w else None
+        dx = None
+        if self.need_dx:  # conv_forward writes every value; with no core, all are 0
+            dx = (np.empty if min(core) > 0 else np.zeros)(x.shape, dtype=dy.dtype)
+        if min(core) > 0:
+            dy_core = dy[:, :, :core[0], :core[1]]
+            if dx is not None:
+                conv_forward(dy_core, weight, None, pads, kernel, stride, dilation, dx)
             if dw is not None:
-                cols = cols_buf[:k * m].reshape(c, kernel[0], kernel[1], nb, rb, wo)
-                np.copyto(cols, view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5))
-                np.matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
-                if dw_part is not dw:
-                    dw += dw_part
-            if not need_dx:
-                continue
-            if not wide:
-                dcols = np.matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
-                col2im(dcols.reshape(c, kernel[0], kernel[1], nb, rb, wo), dx[n0:n1], r0,
-                       pads, stride, dilation)
-                continue
-            mw = nb * rb * wp
-            dyw = dyw_buf[:f * mw].reshape(f, nb, rb, wp)
-            # zero gradient in the extra columns, so their column gradients are 0 and the
-            # flat adds may run over them (non-finite weights would break this, but they
-            # already stop training)
-            dyw[..., wo:] = 0
-            dyw[..., :wo] = dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)
-            dcols = np.matmul(w_t, dyw.reshape(g, f // g, mw),
-                              out=dcols_buf[:k * mw].reshape(g, k // g, mw))
-            col2im_flat(dcols.reshape(c, kernel[0], kernel[1], nb, rb * wp), flat, n0, r0,
-                        (hp, wp), dilation)
+                conv_grads(x, weight, dy_core.shape, pads, kernel, stride, dilation,
+                           x=dy_core, dw=dw, need_dx=False)
+        param_grads(self, dw, dy)
+        return dx
+
+
+# ---- the two products every convolution is made of --------------------------------------
+def conv_forward(x, weight, bias, pads, kernel, stride, dilation, y) -> None:
+    """y (N, F, H_out, W_out) = x (N, C, H, W) zero-padded by `pads`, convolved with weight
+    (G, F/G, C/G·kH·kW) (+ bias (F, 1) if not None)."""
+    if kernel == (1, 1) and not any(pads):
+        _pointwise(x, weight, bias, stride, y)
+    else:
+        _im2col_forward(x, weight, bias, pads, kernel, stride, dilation, y)
+
+
+def _pointwise(x, weight, bias, stride, y) -> None:
+    """1×1, unpadded: y[n] (G, F/G, H_out·W_out) = weight (G, F/G, C/G) @ x[n] (G, C/G,
+    H_out·W_out) (+ bias (F, 1)), x subsampled by the stride; one product per image."""
+    g = weight.shape[0]
+    if stride != (1, 1):  # a 1×1 window at stride s reads every s-th pixel
+        x = x[:, :, ::stride[0], ::stride[1]]
+    x = np.ascontiguousarray(x)
+    n, c, ho, wo = x.shape
+    for i in range(n):
+        np.matmul(weight, x[i].reshape(g, c // g, ho * wo),
+                  out=y[i].reshape(g, weight.shape[1], ho * wo))
+        if bias is not None:
+            y[i].reshape(-1, ho * wo)[:] += bias
+
+def _im2col_forward(x, weight, bias, pads, kernel, stride, dilation, y) -> None:
+    """y (N, F, H_out, W_out) (+ bias (F, 1)) filled chunk by chunk from cache-sized
+    im2col buffers."""
+    n, c = x.shape[:2]
+    f, ho, wo = y.shape[1:]
+    g = weight.shape[0]
+    view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
+    row_bytes = c * kernel[0] * kernel[1] * wo * x.itemsize
+    min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
+    limit = min(MAX_COLS_BYTES, max(CACHE_COLS_BYTES, min_bytes))
+    blocks = list(chunks(n, ho, row_bytes, limit))
+    # one buffer for every chunk's columns and one for its product, reused: a fresh
+    # allocation per chunk would fault its pages in again each time
+    most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * wo
+    k = c * kernel[0] * kernel[1]
+    cols_buf = np.empty(k * most, dtype=x.dtype)
+    prod_buf = np.empty(f * most, dtype=x.dtype)
+    for n0, n1, r0, r1 in blocks:
+        part = view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5)
+        m = (n1 - n0) * (r1 - r0) * wo
+        cols = cols_buf[:k * m].reshape(part.shape)
+        np.copyto(cols, part)
+        cols = cols.reshape(g, k // g, m)
+        if n1 - n0 == 1 and r1 - r0 == ho:  # one whole image: write straight into y
+            np.matmul(weight, cols, out=y[n0].reshape(g, f // g, ho * wo))
+            if bias is not None:
+                y[n0].reshape(f, ho * wo)[:] += bias
+            continue
+        # matmul into a strided slice of y would leave BLAS (measured: 5× slower), so
+        # the product goes to a contiguous buffer and is copied into place
+        prod = np.matmul(weight, cols, out=prod_buf[:f * m].reshape(g, f // g, m))
+        if bias is not None:
+            prod.reshape(f, m)[:] += bias
+        if n1 - n0 == 1:
+            y[n0].reshape(f, ho * wo)[:, r0 * wo:r1 * wo] = prod.reshape(f, m)
+        else:
+            y[n0:n1, :, r0:r1] = prod.reshape(f, n1 - n0, r1 - r0, wo).transpose(1, 0, 2, 3)
+
+
+def conv_grads(dy, weight, shape, pads, kernel, stride, dilation, *, x=None, dw=None,
+               need_dx=True):
+    """The two gradients of a convolution of an input of `shape` (N, C, H, W) (padded by
+    `pads` to the map the windows slide over) with weight (G, F/G, C/G·kH·kW), given
+    dy (N, F, H_out, W_out): accumulate dw (G, F/G, C/G·kH·kW) (if not None; then x, the
+    unpadded input, is needed) over blocks of images × output rows; return dx (N, C, H, W)
+    if need_dx (else None). dx alone is also a transposed convolution's forward pass."""
+    n, c, h, w = shape
+    f, ho, wo = dy.shape[1:]
+    g = weight.shape[0]
+    k = c * kernel[0] * kernel[1]
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    # at stride 1, dx is built from "wide" column gradients (whole padded rows, see
+    # col2im_flat): their rows are W_pad long instead of W_out
+    wide = need_dx and stride == (1, 1)
+    row_bytes = k * (wp if wide else wo) * dy.itemsize
+    min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
+    limit = min(MAX_COLS_BYTES, max(BACKWARD_COLS_BYTES, min_bytes))
+    blocks = list(chunks(n, ho, row_bytes, limit))
+    most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks)  # n·rows
+    # reused across chunks: fresh buffers would fault their pages in again each time
+    if dw is not None:
+        view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
+        cols_buf = np.empty(k * most * wo, dtype=dy.dtype)
+        dw_part = np.empty_like(dw) if len(blocks) > 1 else dw
+    if dw is not None or not wide:
+        dy_buf = np.empty(f * most * wo, dtype=dy.dtype)
+    if need_dx:
+        dcols_buf = np.empty(k * most * (wp if wide else wo), dtype=dy.dtype)
+        w_t = weight.transpose(0, 2, 1)
+        if wide:
+            # the padded dx, flat, with (kW−1)·D_w spare elements at the end that the
+            # last row's wrap-around may touch (col2im_flat)
+            flat = np.zeros(n * c * hp * wp + (kernel[1] - 1) * dilation[1], dtype=dy.dtype)
+            dyw_buf = np.empty(f * most * wp, dtype=dy.dtype)
+        else:
+            dx = np.zeros(shape, dtype=dy.dtype)
+    for n0, n1, r0, r1 in blocks:
+        nb, rb = n1 - n0, r1 - r0
+        m = nb * rb * wo
+        if dw is not None or not wide:
+            dyb = dy_buf[:f * m].reshape(f, nb, rb, wo)
+            np.copyto(dyb, dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3))
+            dyb = dyb.reshape(g, f // g, m)
+        if dw is not None:
+            cols = cols_buf[:k * m].reshape(c, kernel[0], kernel[1], nb, rb, wo)
+            np.copyto(cols, view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5))
+            np.matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
+            if dw_part is not dw:
+                dw += dw_part
         if not need_dx:
-            return None
+            continue
         if not wide:
-            return dx
-        dxp = flat[:n * c * hp * wp].reshape(n, c, hp, wp)
-        if not any(pads):
-            return dxp
-        return np.ascontiguousarray(dxp[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w])
+            dcols = np.matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
+            col2im(dcols.reshape(c, kernel[0], kernel[1], nb, rb, wo), dx[n0:n1], r0,
+                   pads, stride, dilation)
+            continue
+        mw = nb * rb * wp
+        dyw = dyw_buf[:f * mw].reshape(f, nb, rb, wp)
+        # zero gradient in the extra columns, so their column gradients are 0 and the
+        # flat adds may run over them (non-finite weights would break this, but they
+        # already stop training)
+        dyw[..., wo:] = 0
+        dyw[..., :wo] = dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)
+        dcols = np.matmul(w_t, dyw.reshape(g, f // g, mw),
+                          out=dcols_buf[:k * mw].reshape(g, k // g, mw))
+        col2im_flat(dcols.reshape(c, kernel[0], kernel[1], nb, rb * wp), flat, n0, r0,
+                    (hp, wp), dilation)
+    if not need_dx:
+        return None
+    if not wide:
+        return dx
+    dxp = flat[:n * c * hp * wp].reshape(n, c, hp, wp)
+    if not any(pads):
+        return dxp
+    return np.ascontiguousarray(dxp[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w])
 
 
 def col2im_flat(dcols: np.ndarray, flat: np.ndarray, n0: int, r0: int, plane, dilation) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from archcalc.nn.activations import (ELU, GELU, HardSigmoid, HardSwish, LeakyReLU, Maxout, ReLU,
                                     ReLU6, Sigmoid, SiLU, Softmax, Tanh)
 from archcalc.nn.base import Layer, Store
-from archcalc.nn.conv import Conv2D
+from archcalc.nn.conv import Conv2D, ConvTranspose2D
 from archcalc.nn.dense import Dense, Dropout, Flatten
 from archcalc.nn.norm import LRN, BatchNorm, LayerNorm
+from archcalc.nn.padding import Crop, Pad
 from archcalc.nn.pool import AvgPool, GlobalAvgPool, MaxPool
 from archcalc.nn.resample import AdaptiveAvgPool, AdaptiveMaxPool, Upsample
 
@@ -19,6 +20,7 @@ KINDS: dict[str, type[Layer]] = {
     "relu6": ReLU6, "hardsigmoid": HardSigmoid, "hardswish": HardSwish, "silu": SiLU,
     "gelu": GELU, "adaptive_avgpool": AdaptiveAvgPool, "adaptive_maxpool": AdaptiveMaxPool,
     "upsample": Upsample,
+    "conv_transpose2d": ConvTranspose2D, "pad": Pad, "crop": Crop,
 }
 
 
