@@ -76,8 +76,15 @@ def test_validate_many_files(run, write_spec):
 
 
 def test_validate_all_bundled_strict(run):
-    result = run("validate", "--strict", *bundled_names())
+    """Every bundled spec passes --strict but torchvision's SqueezeNet 1.0 at 224, whose conv1
+    drops the last input row and column (as torchvision's model does)."""
+    even = [n for n in bundled_names() if n != "squeezenet1_0"]
+    result = run("validate", "--strict", *even)
     assert result.exit_code == 0, result.stderr
+    result = run("validate", "--strict", "squeezenet1_0")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "layer 'conv1'" in result.stderr
+    assert "(224 − 7 + 2·0)/2 + 1 = 109.5" in result.stderr
 
 
 def test_validate_strict_lists_every_uneven_layer(run):

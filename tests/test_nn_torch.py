@@ -66,7 +66,8 @@ def torch_leaf(leaf: Leaf, name, x, P, B, training):
         return F.batch_norm(x, B[f"{name}.running_mean"], B[f"{name}.running_var"],
                             P[f"{name}.weight"], P[f"{name}.bias"], training, s.momentum, s.eps)
     if kind == "lrn":
-        return F.local_response_norm(x, s.size, s.alpha, s.beta, s.k)
+        # PyTorch's form divides alpha by size; the paper's sum form is alpha·size there
+        return F.local_response_norm(x, s.size, s.alpha_per_square * s.size, s.beta, s.k)
     if kind == "layernorm":
         return F.layer_norm(x, x.shape[1:], P[f"{name}.weight"], P[f"{name}.bias"], s.eps)
     if kind == "maxout":

@@ -125,8 +125,14 @@ def test_receptive_field_through_branches_is_the_largest():
     assert merge.receptive_field[0] == max(branch_rfs) == rows["inception_3a/5x5"].receptive_field[0]
 
 
+UNEVEN_AT_OWN_INPUT = {"squeezenet1_0": ["conv1"]}
+
+
 @pytest.mark.parametrize("name", bundled_names())
 def test_every_bundled_spec_analyses_cleanly(name):
     analysis = analyze(load(name))
     assert analysis.rows
-    assert analysis.warnings == []  # bundled specs at their own input divide evenly
+    # Bundled specs at their own input divide evenly, but for torchvision's SqueezeNet 1.0 at
+    # 224, whose conv1 really drops a row and a column: (224 − 7)/2 + 1 = 109.5.
+    expected = UNEVEN_AT_OWN_INPUT.get(name, [])
+    assert [w.split(":")[0] for w in analysis.warnings] == expected
