@@ -390,8 +390,7 @@ def _product_grads(dy: np.ndarray, factors: list[np.ndarray] | None) -> list[np.
         part = dy
         for j, other in enumerate(factors):
             if j != i:  # the first product makes a new array; the rest write into it
-                part = np.multiply(part, other, out=None if part is dy or
-                                   part.shape != dy.shape else part)
+                part = np.multiply(part, other, out=None if part is dy else part)
         if part.shape != own.shape:
             part = part.sum(axis=(2, 3), keepdims=True)
         parts.append(part)
