@@ -19,6 +19,13 @@ Backward works in chunks too (about BACKWARD_COLS_BYTES, same reused-buffer sche
 recomputes each chunk's cols for the weight gradient and scatters the chunk's column
 gradient straight into dx with one vectorised add per kernel offset (col2im), clipped to
 the unpadded input so that no padded copy of dx is needed.
+
+Those two products (conv_forward; conv_grads, the weight and input gradients) are all the
+layers here compute. conv2d's padding_mode pads a copy by its rule (archcalc.nn.padding)
+and folds that copy's gradient back. conv_transpose2d is the adjoint of a convolution: its
+forward is conv_grads' input gradient, its backward conv_forward plus conv_grads' weight
+gradient with the roles of input and output swapped (see ConvTranspose2D), so it inherits
+the chunking and memory bounds above.
 """
 
 from __future__ import annotations
@@ -58,15 +65,23 @@ def chunks(n: int, rows: int, bytes_per_row: int, limit: int | None = None):
             yield n0, n0 + 1, r0, min(rows, r0 + step)
 
 
+def check_groups(layer: Layer, x: np.ndarray) -> None:
+    """A C×H×W input whose channels the layer's groups divide."""
+    layer.need_spatial(x)
+    groups = layer.spec.groups
+    if x.shape[1] % groups:
+        raise ShapeError(f"input channels ({x.shape[1]}) not divisible by groups ({groups})",
+                         fix="make the previous layer's channels a multiple of groups")
+
+
 class Conv2D(Layer):
     keeps_input = True
 
     def check(self, x: np.ndarray) -> None:
-        self.need_spatial(x)
-        groups = self.spec.groups
-        if x.shape[1] % groups:
-            raise ShapeError(f"input channels ({x.shape[1]}) not divisible by groups ({groups})",
-                             fix="make the previous layer's channels a multiple of groups")
+        check_groups(self, x)
+        mode = self.spec.padding_mode
+        if mode != "zeros":  # refused before any weight is drawn
+            check_pads(mode, self.geometry(x)[0], x.shape[2], x.shape[3], "conv2d padding_mode")
 
     def build(self, x: np.ndarray) -> None:
         kh, kw = pair(self.spec.kernel)
@@ -108,8 +123,7 @@ class Conv2D(Layer):
         mode = self.spec.padding_mode
         if mode == "zeros" or not any(pads):
             return x, pads
-        check_pads(mode, pads, x.shape[2], x.shape[3], "conv2d padding_mode")
-        return pad_mode(x, pads, mode), (0, 0, 0, 0)
+        return pad_mode(x, pads, mode), (0, 0, 0, 0)  # pads checked in check()
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy: (N, F, H_out, W_out) → dx: (N, C, H, W); fills weight and bias grads.
@@ -171,11 +185,7 @@ class ConvTranspose2D(Layer):
     keeps_input = True
 
     def check(self, x: np.ndarray) -> None:
-        self.need_spatial(x)
-        groups = self.spec.groups
-        if x.shape[1] % groups:
-            raise ShapeError(f"input channels ({x.shape[1]}) not divisible by groups ({groups})",
-                             fix="make the previous layer's channels a multiple of groups")
+        check_groups(self, x)
         self.geometry(x)
 
     def build(self, x: np.ndarray) -> None:

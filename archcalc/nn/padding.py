@@ -6,9 +6,9 @@ W + left + right). Every mode is separable: padded[y, x] = input[src_h(y), src_w
 source map per axis, so a pad is done axis by axis, and along one axis each side is ONE
 slice of the input (reversed for the mirrors, a single row for replicate):
 
-    side     reflect (no edge)   symmetric (with it)   replicate     circular (wrap)
-    before   rows p … 1          rows p−1 … 0           row 0 (×p)    rows S−p … S−1
-    after    rows S−2 … S−1−q    rows S−1 … S−q         row S−1 (×q)  rows 0 … q−1
+    side    reflect (no edge)  symmetric (with it)  replicate     circular (wrap)
+    before  rows p … 1         rows p−1 … 0         row 0 (×p)    rows S−p … S−1
+    after   rows S−2 … S−1−q   rows S−1 … S−q       row S−1 (×q)  rows 0 … q−1
 
 (NumPy's np.pad modes 'reflect', 'symmetric', 'edge', 'wrap'; PyTorch's F.pad 'reflect',
 'replicate', 'circular'.) Within one side no input row is read twice, so the backward pass
