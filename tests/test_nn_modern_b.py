@@ -223,6 +223,14 @@ def test_crop_is_a_view_not_a_copy():
     assert np.shares_memory(y, x) and y.base is x
 
 
+def test_pad_always_makes_a_new_tensor():
+    # the calculator counts every pad's output, a pad of 0 included
+    model = build(net("[{pad: 0}, {pad: {padding: [0, 1, 0, 0], mode: symmetric}}]", (2, 3, 4)),
+                  dtype="float64")
+    model.forward(np.ones((2, 2, 3, 4)))
+    assert [rec.kept_bytes for rec in model.records] == [2 * 2 * 3 * 4 * 8, 2 * 2 * 4 * 4 * 8]
+
+
 def test_conv_transpose2d_init_uses_torchs_fan_in():
     # PyTorch's fan_in for a ConvTranspose2d weight (C_in, C_out/G, kH, kW) is C_out/G·kH·kW
     model = build(net("[{deconv: {filters: 32, kernel: 3, stride: 2, groups: 2}}]", (64, 3, 3)))

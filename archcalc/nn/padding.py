@@ -127,7 +127,10 @@ class Pad(Layer):
 
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
         self.cache = True if training else None
-        return pad_mode(x, self.pads(), self.spec.mode, self.spec.value)
+        pads = self.pads()
+        if not any(pads):  # still a new tensor, as the calculator counts every pad's output
+            return x.copy()
+        return pad_mode(x, pads, self.spec.mode, self.spec.value)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         self.need_cache("cache")
