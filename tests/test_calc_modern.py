@@ -244,8 +244,12 @@ def test_mul_broadcasts_a_squeeze_and_excitation_gate():
     assert mul.output_shape == (8, 6, 6)
     assert (mul.macs, mul.params) == (0, 0)
     assert mul.activations == 8 * 6 * 6  # a new tensor
-    # The gate sees the whole 6×6 map: so does the product.
+    # The gate sees the whole 6×6 map: so does the product; but its pixels are the feature
+    # map's, one input pixel apart (not the gate's 6), so a 3×3 after it adds 2·1.
     assert mul.receptive_field == (6, 6)
+    assert mul.effective_stride == (1, 1)
+    after = net((8, 6, 6), {"mul": [SE, []]}, {"conv": {"filters": 1, "kernel": 3}}).rows[-1]
+    assert (after.receptive_field, after.effective_stride) == ((8, 8), (1, 1))
 
 
 def test_mul_of_equal_shapes_and_of_gates_alone():

@@ -312,7 +312,10 @@ class _Walker:
                     layer=name,
                     fix="check the repeats around this concat: each one multiplies the channels")
         rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
-        jump = (max(o.jump[0] for _, o in outs), max(o.jump[1] for _, o in outs))
+        # The output's pixels are those of the branches with its H×W: a broadcast C×1×1 gate
+        # (mul) widens the field to the whole map but does not space the pixels apart.
+        spaced = [o for _, o in outs if o.shape[1:] == shape[1:]]
+        jump = (max(o.jump[0] for o in spaced), max(o.jump[1] for o in spaced))
         self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,
                              prod(shape), _ceil(rf), jump, merge.line))
         return _State(shape, rf, jump, True)
