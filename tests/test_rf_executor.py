@@ -2,8 +2,9 @@
 
 An output pixel's receptive field is the set of input pixels its value depends on: those
 where the gradient of that one output (dy one-hot) is nonzero. With every weight and every
-input value positive and no nonlinearity, no product of the chain rule is zero and no sum
-cancels, so the nonzero gradient is exactly the dependency. The calculator's figure is the
+input value positive and no nonlinearity whose slope can vanish (sigmoid's never does), no
+product of the chain rule is zero and no sum cancels, so the nonzero gradient is exactly the
+dependency. The calculator's figure is the
 most input rows (and columns) any output pixel sees: the maximum over all output positions,
 borders included, of the rows (columns) holding a nonzero gradient.
 
@@ -44,6 +45,8 @@ CHAINS = {
                                  "  - conv: {filters: 1, kernel: 2}\n", 5),
     # a 3×3, ×3, then a 2-wide conv: 3 + 1·1/3 → 4.
     "conv3_x3_conv2": (6, CONV3 + "  - upsample: 3\n  - conv: {filters: 1, kernel: 2}\n", 4),
+    # a squeeze-and-excitation product: the gate's mean reads the whole 6×6 map.
+    "se_gate": (6, "  - mul:\n    - []\n    - [gap, sigmoid]\n", 6),
     # a 3×3 stride 2 and back up by a 4×4 stride-2 up-convolution: 3 + (2 − 1)·2 = 5.
     "down_up": (9, "  - conv: {filters: 1, kernel: 3, stride: 2}\n"
                    "  - deconv: {filters: 1, kernel: 4, stride: 2, padding: 1}\n", 5),
