@@ -140,6 +140,9 @@ def _conv_workspace(network: Network, rows: list[Row], batch: int, itemsize: int
     leaves = {leaf.path: leaf for leaf in network.leaves()}
     largest = 0
     for row in rows:
+        if row.type == "conv_transpose2d":
+            largest = max(largest, _transposed_workspace(leaves[row.path].spec, row, batch,
+                                                         itemsize))
         if row.type != "conv2d":
             continue
         spec = leaves[row.path].spec
@@ -158,6 +161,22 @@ def _conv_workspace(network: Network, rows: list[Row], batch: int, itemsize: int
                       cols // max(row_bytes, 1) * filters * w_out * itemsize)
         largest = max(largest, padded + cols + product)
     return largest
+
+
+def _transposed_workspace(spec, row: Row, batch: int, itemsize: int) -> int:
+    """A transposed convolution runs as a convolution's input gradient: the uncropped output
+    canvas ((H − 1)·S + D·(K − 1) + 1 + output_padding per axis, before `padding` crops it),
+    and column gradients of (N·H·W) × (C_out·K_h·K_w) values, in chunks of at most
+    MAX_COLS_BYTES (one input row at least)."""
+    c_in, h, w = row.input_shape
+    filters = row.output_shape[0]
+    kh, kw = pair(spec.kernel)
+    (sh, sw), (dh, dw), (oh, ow) = pair(spec.stride), pair(spec.dilation), pair(spec.output_padding)
+    canvas = (batch * filters * ((h - 1) * sh + dh * (kh - 1) + 1 + oh)
+              * ((w - 1) * sw + dw * (kw - 1) + 1 + ow) * itemsize)
+    row_bytes = filters * kh * kw * w * itemsize
+    cols = min(batch * h * row_bytes, max(MAX_COLS_BYTES, row_bytes))
+    return canvas + cols
 
 
 POOL_KINDS = frozenset({"maxpool", "avgpool"})

@@ -166,6 +166,10 @@ class _State:
     jump: tuple[int | Fraction, int | Fraction]
     # Nothing else will read this tensor: an elementwise activation may overwrite it.
     free: bool = True
+    # Each image's values lie in one unbroken run of memory. A crop's window of a map does
+    # not (unless it keeps whole rows of a single channel), so flattening it copies, as
+    # NumPy's reshape and PyTorch's flatten do.
+    contiguous: bool = True
 
 
 class _Walker:
@@ -220,17 +224,22 @@ class _Walker:
             self.lrn_forms.setdefault(lrn_form(leaf.spec), []).append(name)
         if math.dims is not None:
             self.check_division(name, leaf, math.dims)
-        if leaf.kind in PASS_THROUGH:            # a view, or the identity at inference
+        contiguous = True
+        if leaf.kind == "flatten" and not state.contiguous:  # a copy of a cropped window
+            activations, free = prod(math.out_shape), True
+        elif leaf.kind in PASS_THROUGH:          # a view, or the identity at inference
             activations, free = 0, state.free
+            contiguous = state.contiguous and (leaf.kind != "crop"
+                                               or _crop_keeps_runs(state.shape, math.out_shape))
         elif leaf.kind in IN_PLACE and state.free:  # overwrites its input
-            activations, free = 0, True
+            activations, free, contiguous = 0, True, state.contiguous
         else:                                     # a new tensor
             activations, free = prod(math.out_shape), True
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
                              _ceil(rf), jump, leaf.line, math.weights, math.biases,
                              math.kernel))
-        return _State(math.out_shape, rf, jump, free)
+        return _State(math.out_shape, rf, jump, free, contiguous)
 
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
         """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
@@ -349,6 +358,13 @@ class _Walker:
 
 def _ceil(rf) -> tuple[int, int]:
     return (ceil_int(rf[0]), ceil_int(rf[1]))
+
+
+def _crop_keeps_runs(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
+    """A crop's window is one run of memory per image when it keeps every column, and keeps
+    every row too unless there is a single channel."""
+    c, h, w = before
+    return after[2] == w and (after[1] == h or c == 1)
 
 
 def _passes_through(node: Node) -> bool:
