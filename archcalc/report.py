@@ -23,7 +23,7 @@ CONVENTIONS = (
     "Shapes are C×H×W per image. 1 MAC = one multiply-accumulate of a conv or dense layer "
     "(conv: H_out·W_out·C_out·K_h·K_w·C_in/groups; dense: in·out); bias adds, activations, "
     "pooling, normalisation and merges are not MACs; FLOPs = 2·MACs. Activations = the input "
-    "plus every new tensor a layer makes (in-place activations, dropout and flatten add none). "
+    "plus every new tensor a layer makes (in-place activations, dropout, flatten and crop add none). "
     "RF = receptive field (and effective stride) at the layer's output, in input pixels."
 )
 
@@ -70,16 +70,22 @@ def step_text(value: int | Fraction) -> str:
     return str(int(value))
 
 
+def _stride_in_rf(value: int | Fraction) -> str:
+    """A fractional stride in parentheses after the field: '7 /(7/4)', not '7 /7/4'."""
+    text = step_text(value)
+    return f"({text})" if "/" in text else text
+
+
 def _rf_size(value: int | Fraction) -> int:
     """The receptive field as printed: the most input pixels an output can see (its ceiling)."""
     return math.ceil(value)
 
 
 def rf_text(row: Row) -> str:
-    """'11 /4', '7×1 /1', '6 /1/2' (a fractional stride after upsampling)."""
+    """'11 /4', '7×1 /1', '6 /(1/2)' (a fractional stride after upsampling)."""
     (rh, rw), (jh, jw) = map(_rf_size, row.receptive_field), row.effective_stride
     r = str(rh) if rh == rw else f"{rh}×{rw}"
-    j = step_text(jh) if jh == jw else f"{step_text(jh)}×{step_text(jw)}"
+    j = _stride_in_rf(jh) if jh == jw else f"{_stride_in_rf(jh)}×{_stride_in_rf(jw)}"
     return f"{r} /{j}"
 
 

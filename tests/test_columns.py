@@ -187,9 +187,9 @@ def test_a_fractional_stride_prints_as_a_fraction(run, write_spec):
     _, rows = _table(run("summary", path).stdout)
     up = next(row for row in rows if row[1] == "upsample")
     # upsampling by 2: neighbouring outputs are half an input pixel apart
-    assert up[-1] == "/1/2"
+    assert up[-1] == "/(1/2)"
     markdown = run("summary", path, "--format", "markdown").stdout
-    assert " /1/2 |" in markdown
+    assert " /(1/2) |" in markdown
     records = list(csv.DictReader(io.StringIO(run("summary", path, "--format", "csv").stdout)))
     assert next(r for r in records if r["type"] == "upsample")["effective_stride"] == "1/2x1/2"
     assert "No MACs for upsampling, padding or cropping." in run("summary", path).stdout
