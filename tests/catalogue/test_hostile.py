@@ -106,7 +106,7 @@ CASES = [
     Case("cli_path_with_escape_echoed_escaped", ["summary", "\x1b[2Jx.yaml"],
          "error: no such file: \\x1b[2Jx.yaml (fix: check the path)"),
     Case("cli_file_named_with_escape", ["summary", "\x1b]0;t\x07.yaml"],
-         "error: \\x1b]0;t\\x07.yaml:4: unknown layer type 'bad' (fix: did you mean 'add'?)",
+         "error: \\x1b]0;t\\x07.yaml:4: unknown layer type 'bad' (fix: did you mean 'pad'?)",
          files={"\x1b]0;t\x07.yaml": HEAD + "layers:\n  - bad\n"}),
     # ---- F10: non-finite and huge numbers -------------------------------------------------------
     Case("spec_bn_eps_inf", ["summary", "f.yaml"],
