@@ -13,8 +13,14 @@ import sys
 
 def run() -> None:
     try:
-        from archcalc.cli import main  # the slow part: every command's imports
-
+        try:
+            from archcalc.cli import main  # the slow part: every command's imports
+        except Exception as exc:
+            # Python wraps what a class body's __set_name__ raises (pydantic's models) in a
+            # RuntimeError: a Ctrl-C that lands there is still a Ctrl-C.
+            if _caused_by_interrupt(exc):
+                raise KeyboardInterrupt from None
+            raise
         main(prog_name="archcalc")  # not "python -m archcalc" in help and messages
     except KeyboardInterrupt:
         try:
@@ -28,6 +34,15 @@ def run() -> None:
 
         silence_stdout()
         sys.exit(1)
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 100:  # a cause chain is short; a cycle must not hang
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 if __name__ == "__main__":

@@ -40,3 +40,18 @@ def test_debug_shows_the_bug(monkeypatch):
     monkeypatch.setattr(inspect_cli, "analyze", _fail_with(ZeroDivisionError("x")))
     result = CliRunner(env={"ARCHCALC_DEBUG": "1"}).invoke(main, ["summary", "lenet5"])
     assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_a_ctrl_c_wrapped_by_a_class_body_is_still_a_ctrl_c():
+    """Python wraps an exception from __set_name__ (pydantic model creation at import time) in
+    a RuntimeError; the entry point must still see the Ctrl-C inside it."""
+    from archcalc.__main__ import _caused_by_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            raise RuntimeError("Error calling __set_name__") from inner
+    except RuntimeError as wrapped:
+        assert _caused_by_interrupt(wrapped)
+    assert not _caused_by_interrupt(RuntimeError("a real bug"))

@@ -37,7 +37,7 @@ layers:
   - mul: [[adaptive_avgpool: 1, conv: {filters: 8, kernel: 1}, hardsigmoid], []]
   - deconv: {filters: 8, kernel: 2, stride: 2}
   - relu6
-  - concat: [[pad: {padding: 2, mode: symmetric}, crop: {size: [8, 8]}], []]
+  - concat: [[pad: {padding: 2, mode: symmetric}, crop: {size: [10, 10]}], []]
   - gelu: {approximate: tanh}
   - adaptive_maxpool: 5
   - upsample: {size: [10, 10], mode: bilinear}

@@ -147,7 +147,7 @@ CASES = [
     # valid JSON that YAML reads otherwise (an implicit key past 1,024 characters)
     Case("spec_json_long_key_is_json", ["summary", "k.json"],
          "error: k.json: unknown top-level key '" + "k" * 200 + "… (1,100 characters)' "
-         "(fix: top-level keys: name, source, description, input, separator, init, blocks, "
+         "(fix: top-level keys: name, source, description, family, input, separator, init, blocks, "
          "layers)",
          files={"k.json": '{"name": "t", "input": [1, 8, 8], "layers": ["relu"], "'
                           + "k" * 1100 + '": 1}'}),

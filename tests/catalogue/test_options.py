@@ -98,7 +98,7 @@ CASES = [
                "write CxHxW, e.g. --input 3x224x224"), code=2),
     # the shape of the command line itself
     Case("opt_unknown_option", ["summary", "lenet5", "--bogus"],
-         usage("summary", "no such option '--bogus'"), code=2),
+         usage("summary", "no such option '--bogus'. Did you mean '--columns'?"), code=2),
     Case("opt_unknown_global_option", ["--bogus"], usage("", "no such option '--bogus'"),
          code=2),
     Case("opt_unknown_command", ["summarise", "lenet5"],

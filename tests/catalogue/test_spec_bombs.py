@@ -249,7 +249,7 @@ CASES += [
          "larger --input, more padding, or a smaller kernel/stride earlier)",
          files={"net.yaml": HEAD + "layers:\n  - conv: {filters: 4, kernel: 7, dilation: 2}\n"}),
     Case("spec_channels_last_option", ["summary", "lenet5", "--input", "28x28x1"],
-         "error: lenet5.yaml:8: layer 'conv1': kernel 5 larger than the padded input 1 along "
+         "error: lenet5.yaml:9: layer 'conv1': kernel 5 larger than the padded input 1 along "
          "W: (1 − 5 + 2·0)/1 + 1 = -3 → output size -3 (fix: archcalc reads the input as "
          "C×H×W and 28×28×1 looks like H×W×C (channels last): use 1x28x28)"),
     Case("spec_channels_last_in_file", ["summary", "net.yaml"],
