@@ -208,6 +208,7 @@ _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _TANH_CUBIC = 0.044715
+_TANH_FLAT = 1e4  # |x| beyond which gelu's tanh form is exactly x or 0
 
 
 class GELU(_Smooth):
@@ -222,13 +223,20 @@ class GELU(_Smooth):
     def derivative(self, x):
         if self.spec.approximate == "tanh":
             t = np.tanh(self._u(x))
-            du = _SQRT_2_OVER_PI * (1 + 3 * _TANH_CUBIC * x * x)
-            return (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du).astype(x.dtype, copy=False)
-        pdf = np.exp(-0.5 * x.astype(np.float64) ** 2) * _INV_SQRT_2PI
+            xc = np.clip(x, -_TANH_FLAT, _TANH_FLAT)  # see _u: the tail is 0 past the clip
+            du = _SQRT_2_OVER_PI * (1 + 3 * _TANH_CUBIC * xc * xc)
+            return (0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * du).astype(x.dtype, copy=False)
+        # φ(x) is exactly 0 in float64 well before |x| = 10⁴; the clip keeps x² finite
+        wide = np.clip(x.astype(np.float64), -_TANH_FLAT, _TANH_FLAT)
+        pdf = np.exp(-0.5 * wide ** 2) * _INV_SQRT_2PI
         return (self._cdf(x) + x * pdf.astype(x.dtype)).astype(x.dtype, copy=False)
 
     @staticmethod
     def _u(x):
+        # past |x| = 10⁴, tanh(u) is exactly ±1 in float32 and float64 alike, so clipping
+        # there changes no value; it keeps x³ (and the derivative's x²) finite, where an
+        # infinite u' times a zero 1 − tanh² would make the gradient NaN
+        x = np.clip(x, -_TANH_FLAT, _TANH_FLAT)
         return _SQRT_2_OVER_PI * (x + _TANH_CUBIC * x * x * x)
 
     @staticmethod
