@@ -184,3 +184,31 @@ layers:
 """)
     second = list(net.leaves())[1].spec
     assert (second.filters, second.kernel, second.padding) == (8, 1, 0)
+
+
+def test_modern_shorthands_and_numpy_mode_names(write_spec):
+    """`crop: 5` is a 5×5 window (torchvision's CenterCrop(5)); pad's NumPy mode names
+    constant and edge are zeros and replicate."""
+    from archcalc.spec import load
+
+    net = load(write_spec("""
+name: t
+input: [1, 9, 9]
+layers:
+  - crop: 5
+  - pad: {padding: 1, mode: edge}
+  - pad: {padding: 1, mode: constant, value: 2.5}
+"""))
+    crop, edge, constant = (leaf.spec for leaf in net.leaves())
+    assert crop.size == (5, 5)
+    assert (edge.mode, constant.mode, constant.value) == ("replicate", "zeros", 2.5)
+
+
+def test_padding_words_on_a_kind_that_takes_amounts_say_so(run, write_spec):
+    path = write_spec("name: t\ninput: [2, 4, 4]\nlayers:\n"
+                      "  - deconv: {filters: 2, kernel: 2, padding: same}\n")
+    result = run("summary", path)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].endswith(
+        ":4: layer 'deconv1': conv_transpose2d: 'padding' takes amounts, not 'same' "
+        "(fix: an int >= 0, [h, w] or [top, bottom, left, right])")

@@ -176,7 +176,8 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
 @click.option("--target", type=click.Choice(list(train.TARGETS)), default="labels",
               show_default=True,
               help="What the network learns to output: the class labels, or the input image "
-                   "itself (reconstruction, e.g. an encoder-decoder; scored by pixel accuracy).")
+                   "itself (reconstruction: the spec must end in the input's C×H×W shape, or "
+                   "as many values flat; scored by pixel accuracy).")
 @click.option("--loss", type=click.Choice(list(LOSSES)), default=None,
               help="[default: cross_entropy; mse with --target input]")
 @click.option("--weight-decay", type=FiniteFloat(min=0), default=0.0, show_default=True,

@@ -7,9 +7,9 @@ an int, [h, w], [top, bottom, left, right], "valid" or "same" (see `Padding`).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from archcalc.limits import MAX_SIZE
 
@@ -197,14 +197,20 @@ class Upsample(_Layer):
 
 
 class Crop(_Layer):
-    """Cut the map down: `size: [h, w]` keeps a centred h×w window (an odd surplus leaves its
-    extra row/column at the bottom/right, as U-Net's copy-and-crop of even surpluses never
-    needs), or `cropping` removes p, [h, w] or [top, bottom, left, right] pixels from the
-    sides (Keras's Cropping2D). A view: no new tensor."""
+    """Cut the map down: `size: [h, w]` (or s for s×s) keeps a centred h×w window (an odd
+    surplus leaves its extra row/column at the bottom/right, as Keras's CenterCrop does), or
+    `cropping` removes p, [h, w] or [top, bottom, left, right] pixels from the sides (Keras's
+    Cropping2D). A view: no new tensor."""
 
     type: Literal["crop"] = "crop"
     size: tuple[PositiveInt, PositiveInt] | None = None
     cropping: PadAmounts | None = None
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        """`crop: 56` is a 56×56 window (torchvision's CenterCrop(56))."""
+        return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _one_form(self) -> "Crop":
@@ -216,13 +222,20 @@ class Crop(_Layer):
 
 class Pad(_Layer):
     """Pad the borders: `padding` as conv takes it (p, [h, w] or [top, bottom, left, right]).
-    Modes use NumPy's names: zeros (the constant `value`), reflect (mirror without the edge
-    pixel), symmetric (mirror with it), replicate (repeat the edge pixel: NumPy's "edge")."""
+    Modes: zeros (the constant `value`; NumPy's "constant"), reflect (mirror without the edge
+    pixel) and symmetric (mirror with it), as NumPy names the two mirrors, and replicate (the
+    edge pixel repeated; NumPy's "edge"). NumPy's "constant" and "edge" are accepted."""
 
     type: Literal["pad"] = "pad"
     padding: PadAmounts
     mode: Literal["zeros", "reflect", "replicate", "symmetric"] = "zeros"
     value: float = Field(0.0, ge=-MAX_SIZE, le=MAX_SIZE, allow_inf_nan=False)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _numpy_names(cls, value: Any) -> Any:
+        return {"constant": "zeros", "edge": "replicate"}.get(value, value) \
+            if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _value_is_for_zeros(self) -> "Pad":

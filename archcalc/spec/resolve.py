@@ -84,6 +84,9 @@ def _pydantic_message(exc: ValidationError, kind: str,
         return f"{kind}: {where}: {why[0]}", why[1]
     if len(loc) > 1:  # a union (kernel, padding ...): pydantic names the member it tried
         hint = nearest(got, ["same", "valid"]) if isinstance(got, str) else None
+        if hint is not None and hint == got:  # conv's word, on a kind that takes amounts
+            return (f"{kind}: '{field}' takes amounts, not '{got}'",
+                    "an int >= 0, [h, w] or [top, bottom, left, right]")
         return (f"{kind}: bad value for '{field}' (got {brief(got)})",
                 f"did you mean '{hint}'?" if hint else fix)
     return f"{kind}: {where}: {err['msg'].lower()} (got {brief(got)})", fix
@@ -97,7 +100,8 @@ _FIXES = {
     "kernel": "a positive int or [h, w]",
     "stride": "a positive int or [h, w]",
     "dilation": "a positive int or [h, w]",
-    "padding": "an int >= 0, [h, w], [top, bottom, left, right], 'valid' or 'same'",
+    "padding": "an int >= 0, [h, w], [top, bottom, left, right] (conv and pools: also 'valid' "
+               "or 'same')",
     "units": "a positive integer",
     "rate": "a number in [0, 1)",
     "pieces": "an integer >= 2",
