@@ -223,7 +223,10 @@ def _border_lines(cov: Coverage) -> list[str]:
     """Why corners count less: fewer windows fit near a border, and a corner is near two."""
     top, most_r = cov.rows[0], max(cov.rows)
     left, most_c = cov.columns[0], max(cov.columns)
-    if top * left >= most_r * most_c:
+    # Only when the corner is read less than every pixel inside: with a stride, inner pixels
+    # between windows can count as little, and then the border is not the reason.
+    inner = min(cov.rows[1:-1], default=top) * min(cov.columns[1:-1], default=left)
+    if top * left >= inner:
         return []
     lines = [f"Corners count less: row 0 is read by {top} window(s) and column 0 by {left}, "
              f"so pixel (0, 0) by {top}·{left} = {top * left}, against up to {most_r}·{most_c} "
