@@ -43,8 +43,10 @@ class Layer:
     keeps_input = False
     keeps_output = False
     # False while the network's backward has no use for this layer's input gradient (the
-    # first layer, when the caller asks for no input gradient): backward may return None
+    # first layer, when the caller asks for no input gradient): backward may return None.
+    # Only layers whose backward honours it say so (can_skip_dx).
     need_dx = True
+    can_skip_dx = False
 
     def __init__(self, spec, name: str, store: Store) -> None:
         self.spec = spec

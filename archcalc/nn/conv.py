@@ -76,6 +76,7 @@ def check_groups(layer: Layer, x: np.ndarray) -> None:
 
 class Conv2D(Layer):
     keeps_input = True
+    can_skip_dx = True
 
     def check(self, x: np.ndarray) -> None:
         check_groups(self, x)
@@ -183,6 +184,7 @@ class ConvTranspose2D(Layer):
     them ("core" below)."""
 
     keeps_input = True
+    can_skip_dx = True
 
     def check(self, x: np.ndarray) -> None:
         check_groups(self, x)

@@ -14,6 +14,7 @@ from archcalc.nn.base import Layer
 
 class Dense(Layer):
     keeps_input = True
+    can_skip_dx = True
 
     def check(self, x: np.ndarray) -> None:
         if x.ndim != 2:

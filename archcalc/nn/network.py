@@ -316,7 +316,7 @@ class Model:
             raise RuntimeError("backward needs a forward(x, training=True) first")
         first = self.root.children[0] if self.root.children else None
         skip = (not input_grad and isinstance(first, _LeafNode)
-                and first.layer.spec.type in ("conv2d", "conv_transpose2d", "dense"))
+                and first.layer.can_skip_dx)
         if skip:
             first.layer.need_dx = False
         try:
