@@ -56,3 +56,65 @@ def test_gelu_tanh_clip_changes_no_value_below_it(dtype):
     tol = 1e-6 if dtype == "float32" else 1e-15
     assert abs(dx[3] - 1.127710793151433) < tol
     assert abs(y.ravel()[3] - 1.3995715769802328) < tol
+
+
+# ---- the receptive field of a dilated transposed convolution ------------------------
+# ⌈(D·(F − 1) + 1)/S⌉ overcounted when the dilation's taps of one input land on outputs of
+# different residues mod S: kernel 2, stride 2, dilation 3 gave 2 where every output pixel
+# depends on exactly one input pixel.
+def _executor_field(tmp_path, size: int, deconv: str) -> tuple[int, int]:
+    """(calculator's RF rows, the most input rows one output pixel depends on), measured
+    as tests/test_rf_executor.py does: positive weights and inputs, one-hot dy per pixel."""
+    from archcalc.calc import analyze
+    from archcalc.nn.network import build
+    from archcalc.spec.load import load
+
+    path = tmp_path / "net.yaml"
+    path.write_text(f"name: rf\ninput: [1, {size}, 1]\nlayers:\n  - deconv: {deconv}\n",
+                    encoding="utf-8")
+    network = load(str(path))
+    row = analyze(network).rows[-1]
+    rng = np.random.default_rng(0)
+    model = build(network, dtype="float64")
+    for value in model.params.values():
+        value[...] = rng.uniform(0.5, 1.5, value.shape)
+    _, height, width = row.output_shape
+    count = height * width
+    x = np.repeat(rng.uniform(0.5, 1.5, (1, 1, size, 1)), count, axis=0)
+    model.forward(x, training=True)
+    dy = np.zeros((count, 1, height, width))
+    dy[np.arange(count), 0, np.arange(count) // width, np.arange(count) % width] = 1.0
+    seen = model.backward(dy)[:, 0, :, 0] != 0                # (count, size)
+    extent = [np.ptp(np.flatnonzero(s)) + 1 for s in seen if s.any()]
+    return row.receptive_field[0], max(extent)
+
+
+@pytest.mark.parametrize("kernel, stride, dilation, expected", [
+    (2, 2, 3, 1),   # taps 0 and 3 apart: even outputs hear tap 0, odd ones tap 1
+    (4, 2, 3, 4),   # taps 0, 2 reach one output from inputs 3 apart: 3 + 1
+    (5, 3, 4, 5),   # taps 0, 3 reach one output from inputs 4 apart
+    (3, 2, 2, 3),   # g = 2: every tap reaches a shared output, inputs 1 apart
+    (3, 2, 1, 2),   # undilated: ⌈3/2⌉
+])
+def test_dilated_deconv_field_is_the_inputs_one_output_hears(tmp_path, kernel, stride,
+                                                              dilation, expected):
+    spec = f"{{filters: 1, kernel: [{kernel}, 1], stride: [{stride}, 1], dilation: [{dilation}, 1]}}"
+    calculated, measured = _executor_field(tmp_path, 12, spec)
+    assert (calculated, measured) == (expected, expected)
+
+
+def test_deconv_sources_match_enumeration():
+    """Every (F, S, D) up to 6, 5, 5: the widest run of inputs i with i·S + k·D = o."""
+    from archcalc.calc.shapes import TransposedDim
+
+    for kernel in range(1, 7):
+        for stride in range(1, 6):
+            for dilation in range(1, 6):
+                dim = TransposedDim(40, kernel, stride, 0, 0, dilation, 0)
+                widest = 0
+                for o in range(dim.out):
+                    heard = [i for i in range(40) for k in range(kernel)
+                             if i * stride + k * dilation == o]
+                    if heard:
+                        widest = max(widest, max(heard) - min(heard) + 1)
+                assert dim.sources == widest, (kernel, stride, dilation)

@@ -119,9 +119,17 @@ class TransposedDim:
 
     @property
     def sources(self) -> int:
-        """The most input pixels one output pixel receives from: ⌈span / S⌉ (the kernels of
-        neighbouring input pixels overlap where the span exceeds the stride)."""
-        return -(-self.span // self.stride)
+        """The widest run of input pixels one output pixel receives from (first to last,
+        as a dilated kernel's span counts its holes). Output o gets input i through tap k
+        when i·S + k·D = o: the taps that reach one output are those k of one residue class,
+        every S/g-th (g = gcd(D, S)), and neighbouring ones come from inputs D/g apart; the
+        class starting at k = 0 holds the most, ⌈F/(S/g)⌉. So the run is
+        (⌈F·g/S⌉ − 1)·D/g + 1; with D = 1 that is ⌈F/S⌉. ⌈span/S⌉ would overcount some
+        dilated kernels: kernel 2, stride 2, dilation 3 sends an input's two taps to outputs
+        of different parity, so each output hears one input, not ⌈4/2⌉ = 2."""
+        g = math.gcd(self.dilation, self.stride)
+        taps = -(-self.kernel * g // self.stride)
+        return (taps - 1) * (self.dilation // g) + 1
 
     def formula(self) -> str:
         """'(7 − 1)·2 − 2·1 + 1·(3 − 1) + 1 + 1 = 14'."""
