@@ -82,7 +82,10 @@ def _rf_size(value: int | Fraction) -> int:
 
 
 def rf_text(row: Row) -> str:
-    """'11 /4', '7×1 /1', '6 /(1/2)' (a fractional stride after upsampling)."""
+    """'11 /4', '7×1 /1', '6 /(1/2)' (a fractional stride after upsampling); '—' past the
+    layer where the calculator stopped following it (see analyze.RF_DIGITS)."""
+    if row.receptive_field is None:
+        return "—"
     (rh, rw), (jh, jw) = map(_rf_size, row.receptive_field), row.effective_stride
     r = str(rh) if rh == rw else f"{rh}×{rw}"
     j = _stride_in_rf(jh) if jh == jw else f"{_stride_in_rf(jh)}×{_stride_in_rf(jw)}"
@@ -90,8 +93,21 @@ def rf_text(row: Row) -> str:
 
 
 def _csv_pair(values) -> str:
-    """A pair for CSV: 224x224, a fractional stride as 1/2x1/2."""
-    return "x".join(step_text(v) for v in values)
+    """A pair for CSV: 224x224, a fractional stride as 1/2x1/2; empty when not followed."""
+    return "" if values is None else "x".join(step_text(v) for v in values)
+
+
+def _rf_cells(row: Row) -> list[str]:
+    """The receptive field and the effective stride as two CSV fields."""
+    rf = row.receptive_field
+    return [_csv_pair(None if rf is None else map(_rf_size, rf)), _csv_pair(row.effective_stride)]
+
+
+def _largest_pairs(pairs: list) -> tuple | None:
+    """Per axis, the largest of the group's pairs; None when any is None (not followed)."""
+    if any(p is None for p in pairs):
+        return None
+    return (max(p[0] for p in pairs), max(p[1] for p in pairs))
 
 
 # ---- folding (--depth) --------------------------------------------------------------------
@@ -124,10 +140,8 @@ def fold(analysis: Analysis, depth: int | None) -> list[Row]:
             non_trainable_params=sum(r.non_trainable_params for r in group),
             weights=sum(r.weights for r in group), biases=sum(r.biases for r in group),
             macs=sum(r.macs for r in group), activations=sum(r.activations for r in group),
-            receptive_field=(max(r.receptive_field[0] for r in group),
-                             max(r.receptive_field[1] for r in group)),
-            effective_stride=(max(r.effective_stride[0] for r in group),
-                              max(r.effective_stride[1] for r in group)),
+            receptive_field=_largest_pairs([r.receptive_field for r in group]),
+            effective_stride=_largest_pairs([r.effective_stride for r in group]),
             line=first.line))
     return out
 
@@ -249,7 +263,7 @@ def _csv_cells(column: Column, row: Row, size: int) -> list:
     """One column's CSV fields: exact integers, shapes as 3x224x224, the receptive field and
     the effective stride as two fields (as the default CSV has them)."""
     if column.name == "rf":
-        return [_csv_pair(map(_rf_size, row.receptive_field)), _csv_pair(row.effective_stride)]
+        return _rf_cells(row)
     if column.name in ("input", "output"):
         return ["x".join(map(str, row.input_shape if column.name == "input"
                              else row.output_shape))]
@@ -414,8 +428,7 @@ def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000,
             writer.writerow([row.name, row.type, "x".join(map(str, row.input_shape)),
                              "x".join(map(str, row.output_shape)), row.params,
                              row.trainable_params, row.non_trainable_params, row.macs,
-                             row.activations, _csv_pair(map(_rf_size, row.receptive_field)),
-                             _csv_pair(row.effective_stride)])
+                             row.activations, *_rf_cells(row)])
         else:
             writer.writerow([row.name, row.type] + [cell for c in chosen
                                                     for cell in _csv_cells(c, row, size)])

@@ -24,6 +24,10 @@ layers:
     (2, "[1, 1, 0, 0]", True),    # two channels: the runs are broken between channels
     (1, "[0, 0, 1, 0]", True),    # a column removed: every row is a separate run
     (3, "0", False),              # nothing removed: the input itself
+    (2, "[3, 4, 3, 4]", False),   # a 1×1 window of two channels: one value per run, evenly
+                                  # spaced, which a single stride describes (a view)
+    (1, "[0, 0, 0, 7]", False),   # one column of one channel: evenly spaced too
+    (3, "[1, 2, 0, 7]", True),    # one column of five rows of three channels: two strides
 ])
 def test_flatten_copies_only_a_broken_window(run, write_spec, c, crop, copies):
     path = write_spec(SPEC.format(c=c, crop=crop))
@@ -34,3 +38,14 @@ def test_flatten_copies_only_a_broken_window(run, write_spec, c, crop, copies):
     result = run("check", path, "--batch", "3")
     assert result.exit_code == 0, result.output
     assert "all 4 layers agree" in result.output
+
+
+def test_a_second_crop_can_make_a_window_flatten_as_a_view(run, write_spec):
+    """2×8×8 cropped to 2×8×6 (broken rows), then to 1×1: one value per channel, 64 apart."""
+    path = write_spec("name: t\ninput: [2, 8, 8]\nlayers:\n"
+                      "  - crop: {cropping: [0, 0, 1, 1]}\n  - crop: [1, 1]\n"
+                      "  - flatten\n  - dense: 3\n")
+    rows = {r.type: r for r in analyze(load(path)).rows}
+    assert rows["flatten"].activations == 0
+    result = run("check", path, "--batch", "2")
+    assert result.exit_code == 0, result.output

@@ -32,9 +32,10 @@ class Row:
     activations: int  # values of the new tensor this layer keeps (0 if in place)
     # The most input pixels one output pixel can see (the ceiling of the exact recurrence),
     # and how far apart neighbouring output pixels are in input pixels: an int, or a
-    # Fraction after upsampling or a transposed convolution (1/2 after ×2).
-    receptive_field: tuple[int, int]
-    effective_stride: tuple[int | Fraction, int | Fraction]
+    # Fraction after upsampling or a transposed convolution (1/2 after ×2). None past the
+    # layer where the exact figures outgrow RF_DIGITS digits (see _bounded).
+    receptive_field: tuple[int, int] | None
+    effective_stride: tuple[int | Fraction, int | Fraction] | None
     line: int | None = None
     # weights: kernels, matrices, normalisation γ; biases: bias vectors, normalisation β;
     # weights + biases = params − batch-norm running statistics.
@@ -55,8 +56,10 @@ class Row:
             "weights": self.weights, "biases": self.biases,
             "kernel": list(self.kernel) if self.kernel is not None else None,
             "macs": self.macs, "activations": self.activations,
-            "receptive_field": list(self.receptive_field),
-            "effective_stride": [_json_number(v) for v in self.effective_stride],
+            "receptive_field": (list(self.receptive_field) if self.receptive_field is not None
+                                else None),
+            "effective_stride": ([_json_number(v) for v in self.effective_stride]
+                                 if self.effective_stride is not None else None),
         }
 
 
@@ -159,17 +162,26 @@ class Analysis:
         }
 
 
+# The receptive field and effective stride are followed exactly while their numerators and
+# denominators have at most this many digits: past that (2^60 after sixty stride-2 layers, or
+# the ever-longer fractions of alternating upsampling and adaptive pooling), the field is far
+# beyond any input, and exact arithmetic on thousand-digit numbers would cost seconds per
+# layer. Rows after that point show no receptive field, and a note says where it stopped.
+RF_DIGITS = 18
+
+
 @dataclass
 class _State:
     shape: tuple[int, ...]
-    rf: tuple[int | Fraction, int | Fraction]  # exact; rows show the ceiling
-    jump: tuple[int | Fraction, int | Fraction]
+    rf: tuple[int | Fraction, int | Fraction] | None  # exact; rows show the ceiling
+    jump: tuple[int | Fraction, int | Fraction] | None
     # Nothing else will read this tensor: an elementwise activation may overwrite it.
     free: bool = True
-    # Each image's values lie in one unbroken run of memory. A crop's window of a map does
-    # not (unless it keeps whole rows of a single channel), so flattening it copies, as
-    # NumPy's reshape and PyTorch's flatten do.
-    contiguous: bool = True
+    # Where each image's values lie, as element strides of (C, H, W): None for a tensor of
+    # its own (C-contiguous). A crop is a window of its input and keeps the input's strides;
+    # flattening it is a view only when its non-unit axes still merge, else a copy (NumPy's
+    # reshape rule, and PyTorch's flatten's).
+    strides: tuple[int, int, int] | None = None
 
 
 class _Walker:
@@ -215,31 +227,44 @@ class _Walker:
         except ArchcalcError as exc:
             raise self.fail(exc, leaf.path) from None
         rf, jump = state.rf, state.jump
-        if math.window is not None:
+        if math.window is not None and rf is not None:
             (sh, th), (sw, tw) = math.window
             rh, jh = receptive_step(rf[0], jump[0], sh, th)
             rw, jw = receptive_step(rf[1], jump[1], sw, tw)
-            rf, jump = (whole(rh), whole(rw)), (whole(jh), whole(jw))
+            rf, jump = self.bounded(name, (whole(rh), whole(rw)), (whole(jh), whole(jw)))
         if leaf.kind == "lrn":
             self.lrn_forms.setdefault(lrn_form(leaf.spec), []).append(name)
         if math.dims is not None:
             self.check_division(name, leaf, math.dims)
-        contiguous = True
-        if leaf.kind == "flatten" and not state.contiguous:  # a copy of a cropped window
-            activations, free = prod(math.out_shape), True
+        strides = None
+        if leaf.kind == "flatten" and not _merges(state.shape, state.strides):
+            activations, free = prod(math.out_shape), True  # a copy of a cropped window
         elif leaf.kind in PASS_THROUGH:          # a view, or the identity at inference
             activations, free = 0, state.free
-            contiguous = state.contiguous and (leaf.kind != "crop"
-                                               or _crop_keeps_runs(state.shape, math.out_shape))
+            if leaf.kind == "crop":
+                strides = state.strides or _own_strides(state.shape)
+            elif leaf.kind != "flatten":
+                strides = state.strides
         elif leaf.kind in IN_PLACE and state.free:  # overwrites its input
-            activations, free, contiguous = 0, True, state.contiguous
+            activations, free, strides = 0, True, state.strides
         else:                                     # a new tensor
             activations, free = prod(math.out_shape), True
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
                              math.trainable, math.non_trainable, math.macs, activations,
                              _ceil(rf), jump, leaf.line, math.weights, math.biases,
                              math.kernel))
-        return _State(math.out_shape, rf, jump, free, contiguous)
+        return _State(math.out_shape, rf, jump, free, strides)
+
+    def bounded(self, name: str, rf, jump):
+        """(rf, jump), or (None, None) with a note once they outgrow RF_DIGITS digits."""
+        limit = 10 ** RF_DIGITS
+        if all(abs(v.numerator) <= limit and v.denominator <= limit
+               for v in map(Fraction, (*rf, *jump))):
+            return rf, jump
+        self.notes.append(f"{name}: the receptive field is not followed past this layer: its "
+                          f"exact value or effective stride needs more than {RF_DIGITS} digits "
+                          "(far beyond any input)")
+        return None, None
 
     def check_division(self, name: str, leaf: Leaf, dims: tuple[Dim, Dim]) -> None:
         """Say when (W − F + 2P)/S + 1 is not a whole number, and what is lost."""
@@ -320,11 +345,13 @@ class _Walker:
                     "largest size archcalc takes", file=self.net.file, line=merge.line,
                     layer=name,
                     fix="check the repeats around this concat: each one multiplies the channels")
-        rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
-        # The output's pixels are those of the branches with its H×W: a broadcast C×1×1 gate
-        # (mul) widens the field to the whole map but does not space the pixels apart.
-        spaced = [o for _, o in outs if o.shape[1:] == shape[1:]]
-        jump = (max(o.jump[0] for o in spaced), max(o.jump[1] for o in spaced))
+        rf = jump = None
+        if all(o.rf is not None for _, o in outs):
+            rf = (max(o.rf[0] for _, o in outs), max(o.rf[1] for _, o in outs))
+            # The output's pixels are those of the branches with its H×W: a broadcast C×1×1
+            # gate (mul) widens the field to the whole map but does not space the pixels apart.
+            spaced = [o for _, o in outs if o.shape[1:] == shape[1:]]
+            jump = (max(o.jump[0] for o in spaced), max(o.jump[1] for o in spaced))
         self.rows.append(Row(merge.path, name, merge.mode, state.shape, shape, 0, 0, 0,
                              prod(shape), _ceil(rf), jump, merge.line))
         return _State(shape, rf, jump, True)
@@ -356,15 +383,27 @@ class _Walker:
         return notes
 
 
-def _ceil(rf) -> tuple[int, int]:
-    return (ceil_int(rf[0]), ceil_int(rf[1]))
+def _ceil(rf) -> tuple[int, int] | None:
+    return None if rf is None else (ceil_int(rf[0]), ceil_int(rf[1]))
 
 
-def _crop_keeps_runs(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
-    """A crop's window is one run of memory per image when it keeps every column, and keeps
-    every row too unless there is a single channel."""
-    c, h, w = before
-    return after[2] == w and (after[1] == h or c == 1)
+def _own_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The element strides of a C-contiguous tensor of this shape."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def _merges(shape: tuple[int, ...], strides: tuple[int, ...] | None) -> bool:
+    """Whether the axes can be flattened into one without a copy: along the axes longer than
+    1, each stride is the next one's stride times its size (the last may be anything)."""
+    if strides is None:
+        return True
+    axes = [(size, stride) for size, stride in zip(shape, strides) if size > 1]
+    return all(stride == nxt_stride * nxt_size
+               for (_, stride), (nxt_size, nxt_stride) in zip(axes, axes[1:]))
 
 
 def _passes_through(node: Node) -> bool:
