@@ -238,8 +238,8 @@ def parse_columns(text: str) -> tuple[str, ...]:
     valid = ", ".join(COLUMNS)
     for index, name in enumerate(names):
         if name not in COLUMNS:
-            shown = f"'{name[:40]}'" if name else "an empty name"
-            raise ValueError(f"unknown column {shown}; valid: {valid}")
+            what = f"unknown column '{name[:40]}'" if name else "an empty column name"
+            raise ValueError(f"{what}; valid: {valid}")
         if name in names[:index]:
             raise ValueError(f"column '{name}' is given twice; valid: {valid}")
     return names

@@ -212,3 +212,17 @@ def test_padding_words_on_a_kind_that_takes_amounts_say_so(run, write_spec):
     assert result.stderr.splitlines()[0].endswith(
         ":4: layer 'deconv1': conv_transpose2d: 'padding' takes amounts, not 'same' "
         "(fix: an int >= 0, [h, w] or [top, bottom, left, right])")
+
+
+def test_pool_shorthand_is_the_kernel_and_short_pairs_are_named(run, write_spec):
+    from archcalc.spec import load
+
+    net = load(write_spec("name: t\ninput: [1, 8, 8]\nlayers:\n  - maxpool: 2\n"
+                          "  - avgpool: [2, 1]\n"))
+    pool, avg = (leaf.spec for leaf in net.leaves())
+    assert (pool.kernel, pool.strides, avg.kernel, avg.strides) == (2, (2, 2), (2, 1), (2, 1))
+    result = run("summary", write_spec("name: t\ninput: [1, 4, 4]\nlayers:\n"
+                                       "  - upsample: {size: [4]}\n"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].endswith(
+        ":4: layer 'up1': upsample: 'size' needs more values (got [4]) (fix: [h, w])")

@@ -403,13 +403,15 @@ ALIASES: dict[str, str] = {
 }
 
 # The field a scalar shorthand fills: `dense: 4096`, `dropout: 0.5`, `maxout: 2`.
-# `adaptive_avgpool: 7` (or [7, 7]), `upsample: 2`, `pad: 1`, `crop: [56, 56]`.
+# `adaptive_avgpool: 7` (or [7, 7]), `upsample: 2`, `pad: 1`, `crop: [56, 56]`, `maxpool: 2`
+# (Keras's MaxPooling2D(2): a 2×2 window, stride 2).
 SCALAR_FIELD: dict[str, str] = {"dense": "units", "dropout": "rate", "maxout": "pieces",
+                                "maxpool": "kernel", "avgpool": "kernel",
                                 "adaptive_avgpool": "output", "adaptive_maxpool": "output",
                                 "upsample": "scale", "pad": "padding", "crop": "size"}
 # Kinds whose shorthand may also be a list ([h, w]): `crop: [56, 56]`, `upsample: [2, 1]`.
 LIST_SHORTHAND: frozenset[str] = frozenset(
-    {"adaptive_avgpool", "adaptive_maxpool", "upsample", "pad", "crop"})
+    {"adaptive_avgpool", "adaptive_maxpool", "upsample", "pad", "crop", "maxpool", "avgpool"})
 
 # Prefix of a derived name (conv1, fc2, bn1 ...), per kind.
 NAME_PREFIX: dict[str, str] = {

@@ -71,6 +71,10 @@ def _pydantic_message(exc: ValidationError, kind: str,
         hint = nearest(field, allowed)
         fix = f"did you mean '{hint}'?" if hint else f"{kind} takes: {', '.join(allowed)}"
         return f"{kind}: unknown field '{field}'", fix
+    if etype == "missing" and any(isinstance(p, int) for p in err["loc"]):
+        # a pair or a 4-tuple given too few values ([4] for [h, w])
+        return (f"{kind}: '{field}' needs more values (got {brief(err.get('input'))})",
+                _FIXES.get(field, f"write {field}: [h, w]"))
     if etype == "missing":
         return f"{kind}: missing field '{field}'", f"add '{field}: <value>'"
     if etype == "value_error" and not loc:  # a model's own check: its message has the numbers
@@ -102,6 +106,9 @@ _FIXES = {
     "dilation": "a positive int or [h, w]",
     "padding": "an int >= 0, [h, w], [top, bottom, left, right] (conv and pools: also 'valid' "
                "or 'same')",
+    "size": "[h, w]",
+    "output": "an int or [h, w]",
+    "scale": "a positive int or [h, w]",
     "units": "a positive integer",
     "rate": "a number in [0, 1)",
     "pieces": "an integer >= 2",
