@@ -109,3 +109,13 @@ def test_a_classifier_cannot_reconstruct(run, write_spec, tmp_path):
     assert result.exit_code == 1
     assert ("error: --target input trains spec 'lenet5' to give back its 1×32×32 input, but "
             "it ends with 10 (layer 'fc3')") in " ".join(result.output.split())
+
+
+def test_bce_after_a_final_sigmoid_is_refused(run, write_spec, tmp_path):
+    """bce takes logits: after a sigmoid it would train σ(σ(x)) without a word."""
+    result = run("train", write_spec(DENSE_AE), "--target", "input", "--loss", "bce",
+                 "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[0] == (
+        "error: --loss bce takes logits, and spec 'dense_ae' already ends in a sigmoid (layer "
+        "'sigmoid1') (fix: drop the final sigmoid (bce applies it), or use --loss mse)")

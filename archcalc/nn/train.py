@@ -633,6 +633,11 @@ class Trainer:
                                     f"per channel over the batch, and {why}", fix=fix)
 
     def _check_fit(self) -> None:
+        if self.cfg.loss == "bce" and self.last_kind == "sigmoid":
+            # bce applies its own sigmoid to the scores: it would train σ(σ(x))
+            raise ArchcalcError(f"--loss bce takes logits, and spec '{self.spec}' already ends "
+                                f"in a sigmoid (layer '{self.last_name}')",
+                                fix="drop the final sigmoid (bce applies it), or use --loss mse")
         if self.reconstructs:
             check_reconstruction(self.model.input_shape, self.output_shape, self.cfg.loss,
                                  self.cfg.class_weights, self.spec, self.last_name)
