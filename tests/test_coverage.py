@@ -207,3 +207,14 @@ def test_too_large_for_a_profile_is_one_line(run):
     assert result.stderr.count("\n") == 1 and f"{big:,}" in result.stderr
     with pytest.raises(ArchcalcError):
         coverage((Dim(big, 2, 2), Dim(8, 2, 2)))
+
+
+def test_padding_is_credited_only_where_it_reads_the_border_more(run):
+    # stride 3 with 2 columns of padding on the left: column 0 falls between windows
+    shifted = run("layer", "conv", "--input", "1x5x7", "--kernel", "3x2", "--stride", "2x3",
+                  "--dilation", "2x1", "--padding", "1,0,2,1", "--filters", "1",
+                  "--coverage").stdout
+    assert "Padding lets windows start outside the input" not in shifted
+    plain = run("layer", "conv", "--input", "1x6x6", "--kernel", "3", "--filters", "1",
+                "--padding", "1", "--coverage").stdout
+    assert "Padding lets windows start outside the input" in plain

@@ -11,7 +11,7 @@ The 2-D count of pixel (i, j) is count_H(i) · count_W(j): see `grid`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import gcd
 
 from archcalc.calc.analyze import Analysis
@@ -233,8 +233,21 @@ def _border_lines(cov: Coverage) -> list[str]:
              f"= {most_r * most_c} inside. A window lies within the padded input, so fewer "
              "windows reach a pixel near a border, and a corner is near two borders (a "
              "pixel's count is its row's count times its column's)."]
-    # Padding adds windows at a border only along an axis whose kernel is wider than 1.
-    if any((d.pad_before or d.pad_after) and d.span > 1 for d in cov.dims):
+    if any(_padding_reads_border_more(d) for d in cov.dims):
         lines.append("Padding lets windows start outside the input, so the border is read "
                      "more often than without it (the padded pixels are not shown).")
     return lines
+
+
+def _padding_reads_border_more(dim: Dim) -> bool:
+    """Whether the padding makes more windows read the first or last pixel of this axis. It
+    need not: with a stride, padding shifts the windows and can leave the first pixel between
+    two of them."""
+    if not (dim.pad_before or dim.pad_after):
+        return False
+    bare = replace(dim, pad_before=0, pad_after=0)
+    if bare.out <= 0:                        # without padding no window fits at all
+        return True
+    last = dim.size - 1
+    return (axis_count(dim, 0) > axis_count(bare, 0)
+            or axis_count(dim, last) > axis_count(bare, last))
