@@ -118,3 +118,16 @@ def test_deconv_sources_match_enumeration():
                     if heard:
                         widest = max(widest, max(heard) - min(heard) + 1)
                 assert dim.sources == widest, (kernel, stride, dilation)
+
+
+def test_gradcheck_refuses_outputs_that_overflow_in_one_line(run, write_spec):
+    """relu6(x)^1000 overflows float64: no difference of inf means anything."""
+    branches = ", ".join(["[relu6]"] * 1000)
+    path = write_spec(f"name: m\ninput: [3, 8, 8]\nlayers:\n  - mul: [{branches}]\n")
+    result = run("gradcheck", path)
+    assert result.exit_code == 1
+    assert "Warning" not in result.output
+    assert result.stderr.splitlines()[0] == (
+        "error: 'm' gives outputs that are not finite (they overflow float64) on gradcheck's "
+        "random input, so no gradient can be checked (fix: keep the values finite: normalise "
+        "between layers that multiply (mul merges) or grow the values)")

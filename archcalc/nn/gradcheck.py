@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from archcalc.errors import ArchcalcError
 from archcalc.nn.network import Model, build
 from archcalc.spec.tree import Network
 
@@ -158,6 +159,16 @@ def _check_array(loss: _Loss, array: np.ndarray, analytic: np.ndarray, samples, 
     return GradResult(layer, param, error, len(got_a), array.size, skipped, ok)
 
 
+def _need_finite(y: np.ndarray, name: str) -> None:
+    """Differences of inf or nan mean nothing: a network whose outputs overflow (a product of
+    many branches, say) is refused in one line rather than reported as a failed check."""
+    if not np.isfinite(y).all():
+        raise ArchcalcError(f"'{name}' gives outputs that are not finite (they overflow "
+                            "float64) on gradcheck's random input, so no gradient can be "
+                            "checked", fix="keep the values finite: normalise between layers "
+                                           "that multiply (mul merges) or grow the values")
+
+
 def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
               tolerance: float = DEFAULT_TOLERANCE, samples: int | None = None,
               init: str = "he") -> list[GradResult]:
@@ -173,7 +184,9 @@ def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
     x = rng.standard_normal((batch,) + tuple(network.input_shape))
     saved = {k: v.copy() for k, v in model.buffers.items()}
     try:
-        y = model.forward(x, training=True)  # draws the dropout masks, kept from here on
+        with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
+            y = model.forward(x, training=True)  # draws the dropout masks, kept from here on
+        _need_finite(y, network.name)
         weights = rng.standard_normal(y.shape)
         loss = _Loss(model, x, weights)
         model.forward(x, training=True)
