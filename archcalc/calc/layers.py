@@ -77,12 +77,17 @@ def _sliding(leaf: Leaf, shape: tuple[int, ...], name: str, kernel, stride, padd
     return dims
 
 
+def _need_groups(c_in: int, groups: int, name: str) -> None:
+    """A grouped convolution splits its input channels into `groups` equal parts."""
+    if c_in % groups:
+        raise ShapeError(f"input channels ({c_in}) not divisible by groups ({groups})",
+                         layer=name, fix="make the previous layer's channels a multiple of groups")
+
+
 def conv2d(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     spec = leaf.spec
     c_in = _need_chw(leaf, shape, name)[0]
-    if c_in % spec.groups:
-        raise ShapeError(f"input channels ({c_in}) not divisible by groups ({spec.groups})",
-                         layer=name, fix="make the previous layer's channels a multiple of groups")
+    _need_groups(c_in, spec.groups, name)
     dh, dw = _sliding(leaf, shape, name, spec.kernel, spec.stride, spec.padding, spec.dilation)
     _check_pad_mode(spec.padding_mode, dh, dw, name, "padding_mode",
                     "use padding_mode: replicate or zeros, less padding, or a larger input")
@@ -121,9 +126,7 @@ def conv_transpose2d(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath
     H_in·W_in·C_in·Kh·Kw·C_out/groups (every input pixel scatters one kernel)."""
     spec = leaf.spec
     c_in, h, w = _need_chw(leaf, shape, name)
-    if c_in % spec.groups:
-        raise ShapeError(f"input channels ({c_in}) not divisible by groups ({spec.groups})",
-                         layer=name, fix="make the previous layer's channels a multiple of groups")
+    _need_groups(c_in, spec.groups, name)
     top, bottom, left, right = explicit_pads(spec.padding)
     (kh, kw), (sh, sw), (dh_, dw_) = pair(spec.kernel), pair(spec.stride), pair(spec.dilation)
     oph, opw = pair(spec.output_padding)

@@ -84,10 +84,7 @@ class Dim:
     def formula(self) -> str:
         """'(224 − 11 + 2·0)/4 + 1 = 54.25' (or '≈' for a repeating fraction)."""
         kernel = str(self.span)
-        if self.pad_before == self.pad_after:
-            pad = f"2·{self.pad_before}"
-        else:
-            pad = f"{self.pad_before} + {self.pad_after}"
+        pad = _pad_text(self.pad_before, self.pad_after, "+")
         value = self.exact
         text = _fraction_text(value)
         return f"({self.size} − {kernel} + {pad})/{self.stride} + 1 {text}"
@@ -133,10 +130,7 @@ class TransposedDim:
 
     def formula(self) -> str:
         """'(7 − 1)·2 − 2·1 + 1·(3 − 1) + 1 + 1 = 14'."""
-        if self.pad_before == self.pad_after:
-            pad = f"2·{self.pad_before}"
-        else:
-            pad = f"{self.pad_before} − {self.pad_after}"
+        pad = _pad_text(self.pad_before, self.pad_after, "−")
         return (f"({self.size} − 1)·{self.stride} − {pad} + {self.dilation}·({self.kernel} − 1) "
                 f"+ {self.output_padding} + 1 = {self.out}")
 
@@ -163,6 +157,12 @@ def adaptive_largest_step(size: int, out: int) -> int:
         return size
     whole, rest = divmod(size, out)
     return whole + (1 if rest >= 2 else 0)
+
+
+def _pad_text(before: int, after: int, sign: str) -> str:
+    """The padding term of a formula: '2·1' when both sides pad alike, else '1 + 2' (added
+    by a convolution) or '1 − 2' (cropped by a transposed one)."""
+    return f"2·{before}" if before == after else f"{before} {sign} {after}"
 
 
 def _fraction_text(value: Fraction) -> str:

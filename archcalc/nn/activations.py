@@ -65,7 +65,9 @@ class ReLU6(_Clipped):
 
 
 class HardSigmoid(_Clipped):
-    """relu6(x + 3)/6: 0 for x <= −3, 1 for x >= 3 (MobileNet-v3)."""
+    """relu6(x + 3)/6: 0 for x <= −3, 1 for x >= 3 (MobileNet-v3). In place, so its
+    gradient is read off the output, 1/6 where 0 < y < 1: an x so close to ±3 that y rounds
+    to 0 or 1 (within 3·2⁻²⁴ in float32) gets 0 where PyTorch, which keeps x, gives 1/6."""
 
     top = 1.0
     slope = 1 / 6
