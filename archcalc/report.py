@@ -309,8 +309,16 @@ def _footer(analysis: Analysis) -> list:
 # The kinds whose counting is not obvious from CONVENTIONS: said under the table only when
 # the network has one (issue 9), in one line.
 _KIND_RULES = [
-    ("conv_transpose2d", "conv_transpose2d MACs = H_in·W_in·C_in·K_h·K_w·C_out/groups (each "
-                         "input pixel scatters one kernel)"),
+    ({"conv_transpose2d"}, "conv_transpose2d MACs = H_in·W_in·C_in·K_h·K_w·C_out/groups (each "
+                           "input pixel scatters one kernel)"),
+]
+# How the receptive field is counted through them (README, "Receptive field"), one line.
+_RF_RULES = [
+    ({"adaptive_avgpool", "adaptive_maxpool"},
+     "adaptive pooling's window is its largest bin, its stride the largest step between bins"),
+    ({"upsample", "conv_transpose2d"},
+     "upsampling and transposed convs divide the stride (printed as a fraction when it is one, "
+     "e.g. (1/2)); the RF shown is then the most input pixels one output can see"),
 ]
 _NOT_MACS = [("mul", "mul"), ("upsample", "upsampling"), ("pad", "padding"),
              ("crop", "cropping")]
@@ -320,7 +328,7 @@ def kind_conventions(analysis: Analysis) -> str | None:
     """'conv_transpose2d MACs = …; no MACs for mul, upsampling or cropping.', for the kinds
     the network has, or None."""
     kinds = {row.type for row in analysis.rows}
-    parts = [rule for kind, rule in _KIND_RULES if kind in kinds]
+    parts = [rule for rule_kinds, rule in _KIND_RULES if rule_kinds & kinds]
     free = [word for kind, word in _NOT_MACS if kind in kinds]
     if free:
         listed = free[0] if len(free) == 1 else ", ".join(free[:-1]) + " or " + free[-1]
@@ -328,9 +336,16 @@ def kind_conventions(analysis: Analysis) -> str | None:
     return "; ".join(parts) + "." if parts else None
 
 
+def rf_conventions(analysis: Analysis) -> str | None:
+    """'RF: adaptive pooling's window is …', for the kinds the network has, or None."""
+    kinds = {row.type for row in analysis.rows}
+    parts = [rule for rule_kinds, rule in _RF_RULES if rule_kinds & kinds]
+    return "RF: " + "; ".join(parts) + "." if parts else None
+
+
 def convention_lines(analysis: Analysis) -> list[str]:
-    extra = kind_conventions(analysis)
-    return [CONVENTIONS] + ([extra] if extra else [])
+    extra = [kind_conventions(analysis), rf_conventions(analysis)]
+    return [CONVENTIONS] + [line for line in extra if line]
 
 
 def summary_cells(row: Row, columns: Sequence[Column] | None = None, size: int = 4) -> list[str]:

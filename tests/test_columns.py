@@ -234,3 +234,12 @@ def test_factorize_points_at_inception_v3_and_its_kernels_agree(run):
     for name in ("branch3x3dbl_2", "branch3x3dbl_3", "branch7x7_2", "branch7x7_3",
                  "branch7x7dbl_2", "branch7x7dbl_5"):
         assert name in text
+
+
+def test_the_footer_says_how_the_field_runs_through_the_new_kinds(run):
+    adaptive = " ".join(run("summary", "alexnet_torchvision").stdout.split())
+    assert ("RF: adaptive pooling's window is its largest bin, its stride the largest step "
+            "between bins.") in adaptive
+    unet = " ".join(run("summary", "unet").stdout.split())
+    assert "RF: upsampling and transposed convs divide the stride" in unet
+    assert "RF:" not in run("summary", "vgg16").stdout
