@@ -31,6 +31,9 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # each); it also bounds merge rows (add/concat), which the forecast does not count as layers.
     "MAX_UNROLLED": (82_000, "items, repetitions and substituted values a spec's repeats "
                                  "and block uses unroll to, all together"),
+    # Model files read by the importers (archcalc.importers): refused by size before parsing
+    # (protobuf itself stops at 2 GiB; ResNet-152's ONNX file is 230 MB, VGG-19's 550 MB).
+    "MAX_MODEL_BYTES": (1024 * 1024 * 1024, "bytes of one imported model file (.onnx, .keras)"),
     # Data files (archcalc.nn.data).
     "MAX_DATA_BYTES": (4 * 1024 * 1024 * 1024, "bytes of one decompressed IDX data file"),
     # Weights and checkpoints (archcalc.nn.weights).

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from archcalc.errors import ArchcalcError, SpecError
+from archcalc.importers import IMPORTERS, from_keras_json, is_keras_json, is_model_file, read_model
 from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.text import check_text
@@ -102,7 +103,8 @@ def locate(ref: str) -> FsPath:
         raise ArchcalcError("the spec argument is empty",
                             fix="give a bundled name (see 'archcalc list') or a .yaml/.json file")
     path = FsPath(ref)
-    if path.suffix.lower() in (".yaml", ".yml", ".json") or os.sep in ref or path.exists():
+    if (path.suffix.lower() in (".yaml", ".yml", ".json", *IMPORTERS) or os.sep in ref
+            or path.exists()):
         _regular_file(path, ref)
         return path
     candidate = bundled_dir() / f"{ref}.yaml"
@@ -141,13 +143,14 @@ def _check_kind(mode: int, ref: str) -> None:
                         fix="name a .yaml or .json file")
 
 
-def _read_bounded(path: FsPath, ref: str) -> bytes:
-    """The file's bytes, at most MAX_SPEC_BYTES: refuse a larger file by its size, and read no
-    more than the limit plus one byte in case the size lied (a file still growing)."""
-    cap = limit("MAX_SPEC_BYTES")
+def _read_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES") -> bytes:
+    """The file's bytes, at most the limit `cap_name` (MAX_SPEC_BYTES, or MAX_MODEL_BYTES for
+    an importer): refuse a larger file by its size, and read no more than the limit plus one
+    byte in case the size lied (a file still growing)."""
+    cap = limit(cap_name)
     info = _regular_file(path, ref)
     if info.st_size > cap:
-        raise _too_large(info.st_size, cap)
+        raise _too_large(info.st_size, cap, cap_name)
     try:
         # O_NONBLOCK: if the path became a FIFO since the stat, opening it does not block;
         # fstat of the opened file then refuses it.
@@ -163,14 +166,18 @@ def _read_bounded(path: FsPath, ref: str) -> bytes:
             raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
                                 fix="check the file") from None
     if len(data) > cap:
-        raise _too_large(None, cap)
+        raise _too_large(None, cap, cap_name)
     return data
 
 
-def _too_large(size: int | None, cap: int) -> ArchcalcError:
+read_bounded = _read_bounded  # the importers read model files through the same bounds
+
+
+def _too_large(size: int | None, cap: int, cap_name: str = "MAX_SPEC_BYTES") -> ArchcalcError:
     what = f"{size:,} bytes" if size is not None else "larger than that"
-    return SpecError(f"the file is {what}; a spec may have at most {cap:,} bytes",
-                     fix=raise_hint("MAX_SPEC_BYTES"))
+    whose = "a spec" if cap_name == "MAX_SPEC_BYTES" else "an imported model file"
+    return SpecError(f"the file is {what}; {whose} may have at most {cap:,} bytes",
+                     fix=raise_hint(cap_name))
 
 
 def decode(data: bytes) -> str:
@@ -196,6 +203,9 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
     # Errors name the file as the user wrote it; a bundled spec by its file name.
     display = ref if FsPath(ref).exists() else path.name  # error lines escape it (render)
     try:
+        if is_model_file(path):           # ONNX, Keras: the importer gives the raw mapping
+            return from_dict(read_model(path, display, input_shape), file=display,
+                             input_shape=input_shape)
         text = decode(_read_bounded(path, ref))
         return loads(text, file=display, json_mode=path.suffix.lower() == ".json",
                      input_shape=input_shape)
@@ -212,6 +222,8 @@ def loads(text: str, *, file: str | None = None, json_mode: bool = False,
         raise SpecError("the file is empty", file=file,
                         fix="a spec has name:, input: and layers:; see README, Spec language")
     raw = parse_text(text, json_mode=json_mode)
+    if json_mode and is_keras_json(raw):  # a Keras model.to_json(), not an archcalc spec
+        raw = from_keras_json(raw, file or "<json>", input_shape)
     return from_dict(raw, file=file, input_shape=input_shape)
 
 
