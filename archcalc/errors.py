@@ -2,9 +2,15 @@
 
 The line names where (file:line), what (the layer path), what is wrong (with the numbers)
 and the fix. The CLI prints `render()` and exits non-zero; no traceback reaches a user.
+An error about a list of things (the unsupported nodes of an imported model) may carry
+`items`: each becomes one more line of its own after the first, at most MAX_ITEMS of them,
+then one line with the count of the rest.
 """
 
 from __future__ import annotations
+
+
+MAX_ITEMS = 20  # listed items of one error; the rest are counted
 
 
 class ArchcalcError(Exception):
@@ -18,6 +24,7 @@ class ArchcalcError(Exception):
         line: int | None = None,
         layer: str | None = None,
         fix: str | None = None,
+        items: list[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -25,6 +32,7 @@ class ArchcalcError(Exception):
         self.line = line
         self.layer = layer
         self.fix = fix
+        self.items = list(items or [])
 
     def located(self, *, file: str | None = None, line: int | None = None,
                 layer: str | None = None) -> "ArchcalcError":
@@ -47,7 +55,13 @@ class ArchcalcError(Exception):
             where = f"line {self.line}: "
         layer = f"layer '{echo(elide(self.layer))}': " if self.layer else ""
         fix = f" (fix: {self.fix})" if self.fix else ""
-        return f"error: {where}{layer}{self.message}{fix}"
+        first = f"error: {where}{layer}{self.message}{fix}"
+        if not self.items:
+            return first
+        lines = [first] + ["  " + echo(item) for item in self.items[:MAX_ITEMS]]
+        if len(self.items) > MAX_ITEMS:
+            lines.append(f"  ... and {len(self.items) - MAX_ITEMS:,} more")
+        return "\n".join(lines)
 
     def __str__(self) -> str:  # pragma: no cover - convenience
         return self.render()

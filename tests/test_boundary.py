@@ -55,3 +55,18 @@ def test_a_ctrl_c_wrapped_by_a_class_body_is_still_a_ctrl_c():
     except RuntimeError as wrapped:
         assert _caused_by_interrupt(wrapped)
     assert not _caused_by_interrupt(RuntimeError("a real bug"))
+
+
+def test_an_error_about_a_list_gives_one_line_per_item_up_to_twenty(run):
+    """The issue's rule for unsupported nodes: one line each (at most 20, then a count)."""
+    from archcalc.errors import ArchcalcError
+
+    items = [f"Op{i} (node 'n{i}', #{i})" for i in range(23)]
+    lines = ArchcalcError("23 nodes are not supported", file="m.onnx", items=items).render() \
+        .splitlines()
+    assert lines[0] == "error: m.onnx: 23 nodes are not supported"
+    assert lines[1:21] == ["  " + item for item in items[:20]]
+    assert lines[21:] == ["  ... and 3 more"]
+    # an item cannot forge a line of its own: control characters are escaped
+    forged = ArchcalcError("1 node", items=["Op\nerror: fake"]).render().splitlines()
+    assert len(forged) == 2 and "\\n" in forged[1]
