@@ -33,3 +33,4 @@ from archcalc.cli import check  # noqa: E402,F401
 from archcalc.cli import train  # noqa: E402,F401
 from archcalc.cli import gradcheck  # noqa: E402,F401
 from archcalc.cli import design  # noqa: E402,F401
+from archcalc.cli import importcmd  # noqa: E402,F401

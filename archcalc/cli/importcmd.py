@@ -1,0 +1,89 @@
+"""`archcalc import MODEL --out model.yaml`: a model file (ONNX, Keras) written as a spec.
+
+The importer gives the raw spec mapping every command already takes (archcalc.importers);
+this command validates and analyses it like any spec, then writes it as readable YAML
+(archcalc.importers.write), so that the network can be read, edited and versioned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from archcalc.cli import main
+from archcalc.cli.common import SHAPE
+from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
+
+
+@main.command("import")
+@click.argument("model")
+@click.option("--out", "out", required=True, metavar="FILE.yaml",
+              help="Where to write the spec (YAML).")
+@click.option("--input", "input_shape", type=SHAPE, default=None, metavar="CxHxW",
+              help="The input shape, for a model whose height and width are dynamic (or to "
+                   "replace the model's own), e.g. 3x224x224.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def import_model(model: str, out: str, input_shape, force: bool) -> None:
+    """Turn a model file into an archcalc spec: ONNX (.onnx), Keras 3 (.keras) or a Keras
+    model.to_json() file (.json).
+
+    Prints one line (layers, parameters, MACs) and writes the spec to --out; every command
+    that takes SPEC also reads the model file directly.
+
+    \b
+    Examples:
+      archcalc import resnet18.onnx --out resnet18.yaml
+      archcalc import model.onnx --out model.yaml --input 3x224x224
+      archcalc import mnist.keras --out mnist.yaml
+    """
+    from archcalc.calc import analyze
+    from archcalc.fileio import replacing
+    from archcalc.importers.write import to_yaml
+    from archcalc.spec import from_dict
+
+    target = Path(out)
+    # Refused before the (possibly long) import: the user's file is never replaced unasked.
+    if target.exists() and not target.is_dir() and not force:
+        raise ArchcalcError(f"{echo(out)} exists",
+                            fix="pass --force to replace it, or choose another --out")
+    raw, display = read_raw(model, input_shape)
+    try:
+        network = from_dict(raw, file=display, input_shape=input_shape)
+    except ArchcalcError as exc:
+        raise exc.located(file=display) from None
+    analysis = analyze(network)
+    text = to_yaml(raw)
+    with replacing(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    totals = analysis.totals
+    layers = sum(1 for _ in network.leaves())
+    click.echo(f"{echo(display)}: {layers:,} layers, {totals.params:,} params "
+               f"({totals.trainable_params:,} trainable), {totals.macs:,} MACs at "
+               f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}")
+
+
+def read_raw(ref: str, input_shape: tuple[int, ...] | None) -> tuple[dict, str]:
+    """The raw spec mapping of the model file `ref` and the name errors give it."""
+    from archcalc.importers import from_keras_json, is_keras_json, is_model_file, read_model
+    from archcalc.spec.load import decode, locate, read_bounded
+    from archcalc.spec.yamlio import parse_text
+
+    path = locate(ref)
+    display = ref
+    try:
+        if is_model_file(path):
+            return read_model(path, display, input_shape), display
+        if path.suffix.lower() == ".json":
+            raw = parse_text(decode(read_bounded(path, ref, "MAX_MODEL_BYTES")), json_mode=True)
+            if is_keras_json(raw):
+                return from_keras_json(raw, display, input_shape), display
+            raise ArchcalcError("a JSON file that is not a Keras model.to_json() document",
+                                fix="an archcalc spec needs no import: give it to any "
+                                    "command as it is")
+    except ArchcalcError as exc:
+        raise exc.located(file=display) from None
+    raise ArchcalcError("not a model file archcalc can import", file=display,
+                        fix="give an .onnx, .keras or Keras .json file (a .yaml spec needs "
+                            "no import)")
