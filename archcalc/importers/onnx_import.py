@@ -1,0 +1,978 @@
+"""ONNX → the raw spec mapping: a model file becomes the items a hand-written spec would hold.
+
+The walk has four steps, one function group each:
+  1. read: bounded bytes → ModelProto; versions, the single input and its C×H×W checked.
+  2. classify: every node that reads the activation flowing from the input becomes an `_Op`
+     (a layer item, a merge, an alias of its input, or unsupported); nodes that only compute
+     constants (weights, Reshape's target shape, Pad's amounts) stay out and are evaluated on
+     demand. Patterns an exporter spells in several nodes are fused here: x·Sigmoid(x) → silu,
+     x·HardSigmoid(x) → hardswish, MatMul + Add(bias) → dense, zero Pad + Conv/AveragePool →
+     the layer's padding, Pad(reflect/edge) + Conv → padding_mode, x·½·(1 + erf(x/√2)) → gelu.
+  3. structure: the activation DAG, one source and one sink, is turned into nested sequences
+     and merges by its post-dominators: a tensor read by several nodes forks, and its
+     immediate post-dominator must be the Add / Concat / Mul that joins the branches
+     (a series-parallel graph). DenseNet's Concat(x0, x1, …, xk) is first rewritten as
+     Concat(Concat(x0, …, xk−1), xk) where that inner Concat exists.
+  4. name: torch's node names '/layer1/layer1.0/conv1/Conv' become the module path
+     'layer1.0.conv1'; the separator is '/', so the dots stay readable inside one name.
+
+Array shapes: ONNX tensors are N×C×H×W (or N×F); the spec's are C×H×W (or F), batch apart.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archcalc.errors import ArchcalcError, SpecError
+
+# What this importer knows: the IR versions of ONNX 1.2 (IR 3) to 1.17 (IR 10), and the
+# operator sets whose attributes it reads (7: Upsample's scales attribute … 23).
+IR_RANGE = (3, 11)
+OPSET_RANGE = (7, 23)
+MAX_REPORTED = 20  # unsupported nodes named one by one before "and N more"
+_FIX_INPUT = "give the input size with --input CxHxW, e.g. --input 3x224x224"
+
+
+@dataclass
+class _Op:
+    """One activation node after classification. `inputs`: the activation tensors it reads."""
+
+    node: Any
+    index: int                      # position in graph.node (reported for unsupported nodes)
+    inputs: list[str]
+    out: str
+    item: dict | None = None        # a layer item (type + fields), or
+    merge: str | None = None        # add / concat / mul, or
+    alias: bool = False             # the identity: out is inputs[0]
+    unsupported: str | None = None  # why (the op type, or op type and the attribute)
+    name: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def read(path: Path, display: str, input_shape: tuple[int, ...] | None) -> dict[str, Any]:
+    """The raw spec mapping of the ONNX file at `path` (`display`: its name in errors)."""
+    try:
+        import onnx  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ArchcalcError("reading .onnx files needs the onnx package", file=display,
+                            fix="pip install 'archcalc[onnx]'") from None
+    from archcalc.spec.load import read_bounded
+    data = read_bounded(path, display, "MAX_MODEL_BYTES")
+    return convert(parse(data, display), display, input_shape, Path(path).stem)
+
+
+# ---- 1. read ----------------------------------------------------------------------------
+def parse(data: bytes, display: str) -> Any:
+    """Bytes → onnx.ModelProto, or one line saying why they are not an ONNX model."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    fix = "export the model again (torch.onnx.export) and check the file was copied whole"
+    if not data:
+        raise SpecError("the file is empty, not an ONNX model", file=display, fix=fix)
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise SpecError(f"not a readable ONNX model: the protobuf is truncated or corrupt "
+                        f"({str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__})",
+                        file=display, fix=fix) from None
+    # Protobuf parses many byte strings as some message; a model has a graph with nodes.
+    if not model.HasField("graph") or not model.graph.node or not model.ir_version:
+        raise SpecError("not an ONNX model: no graph with nodes and no IR version found",
+                        file=display, fix=fix)
+    return model
+
+
+def _opset(model: Any, display: str) -> int:
+    versions = {o.domain: o.version for o in model.opset_import}
+    opset = versions.get("", versions.get("ai.onnx"))
+    lo, hi = IR_RANGE
+    if not lo <= model.ir_version <= hi:
+        raise SpecError(f"ONNX IR version {model.ir_version} is outside what archcalc reads "
+                        f"({lo}–{hi})", file=display,
+                        fix=f"export with an ONNX version whose IR is {lo}–{hi}")
+    lo, hi = OPSET_RANGE
+    if opset is None or not lo <= opset <= hi:
+        raise SpecError(f"ONNX opset {opset} is outside what archcalc reads ({lo}–{hi})",
+                        file=display, fix=f"export with opset_version between {lo} and {hi}, "
+                                          "e.g. torch.onnx.export(..., opset_version=17)")
+    return opset
+
+
+def _graph_input(graph: Any, display: str) -> Any:
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        names = ", ".join(f"'{i.name}'" for i in inputs[:5]) or "none"
+        raise SpecError(f"the graph has {len(inputs)} inputs ({names}); archcalc analyses "
+                        "networks with one image (or feature) input", file=display,
+                        fix="export the model with a single input tensor")
+    if len(graph.output) != 1:
+        raise SpecError(f"the graph has {len(graph.output)} outputs; archcalc analyses "
+                        "networks with one output", file=display,
+                        fix="export the model with a single output (e.g. without aux heads)")
+    return inputs[0]
+
+
+def _input_shape(value: Any, display: str,
+                 given: tuple[int, ...] | None) -> tuple[int, ...]:
+    """C×H×W (or F) of the input; the batch dimension (dim 0) may be symbolic."""
+    ttype = value.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in ttype.shape.dim] if ttype.HasField("shape") else None
+    if dims is not None and len(dims) not in (2, 4):
+        raise SpecError(f"the input '{value.name}' has {len(dims)} dimensions; archcalc reads "
+                        "N×C×H×W images or N×F features", file=display,
+                        fix="export with a 4-D (N, C, H, W) or 2-D (N, F) input")
+    if given is not None:
+        if dims is not None and len(given) != len(dims) - 1:
+            raise SpecError(f"--input has {len(given)} sizes but the model's input has "
+                            f"{len(dims) - 1} besides the batch", file=display,
+                            fix="give C×H×W for an image model, F for a flat one")
+        if dims is not None:
+            for axis, (want, have) in enumerate(zip(given, dims[1:])):
+                if have is not None and axis == 0 and want != have:
+                    raise SpecError(f"--input gives {want} channels but the model takes "
+                                    f"{have}", file=display, fix=f"--input {have}x...")
+        return tuple(given)
+    if dims is None or any(d is None for d in dims[1:]):
+        shown = "×".join("?" if d is None else str(d) for d in (dims or [])[1:]) or "unknown"
+        raise SpecError(f"the input '{value.name}' has dynamic or unknown sizes ({shown})",
+                        file=display, fix=_FIX_INPUT)
+    return tuple(dims[1:])
+
+
+def _shapes(model: Any, value: Any, shape: tuple[int, ...]) -> dict[str, list]:
+    """Every tensor's inferred dims (int or None) at batch 1, by ONNX shape inference with
+    data propagation (it follows torch's Shape → Gather → Concat → Reshape chains)."""
+    import onnx
+    dims = value.type.tensor_type.shape.dim
+    del dims[:]
+    for size in (1, *shape):
+        dims.add().dim_value = size
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 — inference is a help; without it ranks are unknown
+        return {}
+    out = {}
+    for info in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input):
+        t = info.type.tensor_type
+        if t.HasField("shape"):
+            out[info.name] = [d.dim_value if d.HasField("dim_value") else None
+                              for d in t.shape.dim]
+    return out
+
+
+# ---- constants ----------------------------------------------------------------------------
+class _Consts:
+    """Constant tensors: initializers, Constant nodes, and nodes that only read constants
+    (evaluated on demand by ONNX's reference evaluator: torch computes Pad amounts that way)."""
+
+    def __init__(self, graph: Any, producers: dict[str, Any], live: set[str],
+                 opset: int) -> None:
+        self.opset = opset
+        self.inits = {t.name: t for t in graph.initializer}
+        self.producers = producers
+        self.live = live                    # activation tensors: never constant
+        self.cache: dict[str, Any] = {}
+
+    def is_const(self, name: str) -> bool:
+        return name in self.inits or (name in self.producers and name not in self.live)
+
+    def dims(self, name: str) -> list[int] | None:
+        """A constant's shape without loading its data (weights may be hundreds of MB)."""
+        name = self._through_identity(name)
+        if name in self.inits:
+            return list(self.inits[name].dims)
+        value = self.value(name)
+        return None if value is None else list(value.shape)
+
+    def _through_identity(self, name: str) -> str:
+        while name in self.producers and self.producers[name].op_type == "Identity":
+            name = self.producers[name].input[0]
+        return name
+
+    def value(self, name: str) -> Any:
+        """The constant's NumPy array, or None when it is not a constant (or not computable)."""
+        from onnx import numpy_helper
+        if not name:
+            return None
+        if name in self.cache:
+            return self.cache[name]
+        result = None
+        if name in self.inits:
+            result = numpy_helper.to_array(self.inits[name])
+        elif name in self.producers and name not in self.live:
+            result = self._evaluate(self.producers[name], name)
+        self.cache[name] = result
+        return result
+
+    def _evaluate(self, node: Any, name: str) -> Any:
+        from onnx import helper, numpy_helper
+        if node.op_type == "Constant":
+            attr = node.attribute[0]
+            if attr.name == "value":
+                return numpy_helper.to_array(attr.t)
+            import numpy as np
+            return np.array(helper.get_attribute_value(attr))
+        args = [self.value(i) if i else None for i in node.input]
+        if any(a is None for a, i in zip(args, node.input) if i):
+            return None
+        try:
+            from onnx.reference import ReferenceEvaluator
+            inputs = [f"in{k}" if i else "" for k, i in enumerate(node.input)]
+            one = helper.make_node(node.op_type, inputs, list(node.output), domain=node.domain)
+            one.attribute.extend(node.attribute)
+            feeds = {f"in{k}": a for k, a in enumerate(args) if a is not None}
+            graph = helper.make_graph(
+                [one], "const", [helper.make_tensor_value_info(k, 0, None) for k in feeds],
+                [helper.make_tensor_value_info(o, 0, None) for o in node.output])
+            outs = ReferenceEvaluator(graph, opsets={"": self.opset}).run(None, feeds)
+            return outs[list(node.output).index(name)]
+        except Exception:  # noqa: BLE001 — a constant we cannot fold is simply unknown
+            return None
+
+
+# ---- 2. classify --------------------------------------------------------------------------
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        out[a.name] = value.decode() if isinstance(value, bytes) else value
+    return out
+
+
+def _num(value: float) -> float:
+    """A float32 attribute as the decimal it was written as (0.8999999762 → 0.9)."""
+    return float(f"{float(value):.7g}")
+
+
+def _compact(top: int, bottom: int, left: int, right: int) -> Any:
+    """Padding as the spec writes it: p, [h, w] or [top, bottom, left, right]."""
+    if top == bottom == left == right:
+        return top
+    if top == bottom and left == right:
+        return [top, left]
+    return [top, bottom, left, right]
+
+
+def _pair(values: list[int]) -> Any:
+    return values[0] if values[0] == values[1] else list(values)
+
+
+def _onnx_pads(attrs: dict, what: str) -> tuple[int, int, int, int] | str:
+    """ONNX pads [top, left, bottom, right] → (top, bottom, left, right), or why not."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto == "VALID":
+        return (0, 0, 0, 0)
+    if auto not in ("NOTSET", ""):
+        return f"{what} auto_pad {auto}"
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4:
+        return f"{what} with {len(pads) // 2} spatial axes"
+    return (pads[0], pads[2], pads[1], pads[3])
+
+
+class _Classifier:
+    """Turns each activation node into an _Op (see the module's docstring, step 2)."""
+
+    def __init__(self, graph: Any, opset: int, consts: _Consts,
+                 shapes: dict[str, list]) -> None:
+        self.graph = graph
+        self.opset = opset
+        self.consts = consts
+        self.shapes = shapes
+
+    def rank(self, tensor: str) -> int | None:
+        dims = self.shapes.get(tensor)
+        return None if dims is None else len(dims)
+
+    def op(self, node: Any, index: int, live: set[str]) -> _Op:
+        inputs = [i for i in node.input if i in live]
+        op = _Op(node, index, inputs, node.output[0])
+        if node.domain not in ("", "ai.onnx"):
+            op.unsupported = f"{node.domain}.{node.op_type}"
+            return op
+        handler = getattr(self, f"_{node.op_type}", None)
+        if handler is None:
+            op.unsupported = node.op_type
+            return op
+        attrs = _attrs(node)
+        result = handler(node, attrs, op)
+        if isinstance(result, str):
+            op.unsupported = result
+        elif isinstance(result, dict):
+            op.item = result
+        if op.item is None and op.merge is None and not op.alias and op.unsupported is None:
+            op.unsupported = node.op_type
+        if op.item is not None and len(inputs) != 1:
+            op.unsupported = f"{node.op_type} reading {len(inputs)} activations"
+        # only the first output may be used (MaxPool's indices, Dropout's mask are not)
+        if any(o in self._read_elsewhere for o in node.output[1:] if o):
+            op.unsupported = f"{node.op_type} with its second output used"
+        return op
+
+    _read_elsewhere: set[str] = set()
+
+    # -- convolutions
+    def _Conv(self, node: Any, a: dict, op: _Op) -> Any:
+        w = self.consts.dims(node.input[1]) if len(node.input) > 1 else None
+        if w is None or len(w) != 4:
+            return "Conv (not 2-D, or its weight is not a constant)"
+        pads = _onnx_pads(a, "Conv")
+        if isinstance(pads, str):
+            if a.get("auto_pad") != "SAME_UPPER":
+                return pads
+            pads = "same"
+        item = {"type": "conv2d", "filters": w[0], "kernel": _pair(list(a.get("kernel_shape", w[2:]))),
+                "stride": _pair(list(a.get("strides", [1, 1]))),
+                "padding": pads if pads == "same" else _compact(*pads),
+                "dilation": _pair(list(a.get("dilations", [1, 1]))),
+                "groups": int(a.get("group", 1)),
+                "bias": len(node.input) > 2 and bool(node.input[2])}
+        op.extra["pads"] = pads
+        return _drop_defaults(item, {"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+
+    def _ConvTranspose(self, node: Any, a: dict, op: _Op) -> Any:
+        w = self.consts.dims(node.input[1]) if len(node.input) > 1 else None
+        if w is None or len(w) != 4:
+            return "ConvTranspose (not 2-D, or its weight is not a constant)"
+        if "output_shape" in a:
+            return "ConvTranspose with output_shape"
+        pads = _onnx_pads(a, "ConvTranspose")
+        if isinstance(pads, str):
+            return pads
+        group = int(a.get("group", 1))
+        item = {"type": "conv_transpose2d", "filters": w[1] * group,
+                "kernel": _pair(list(a.get("kernel_shape", w[2:]))),
+                "stride": _pair(list(a.get("strides", [1, 1]))), "padding": _compact(*pads),
+                "output_padding": _pair(list(a.get("output_padding", [0, 0]))),
+                "dilation": _pair(list(a.get("dilations", [1, 1]))), "groups": group,
+                "bias": len(node.input) > 2 and bool(node.input[2])}
+        return _drop_defaults(item, {"stride": 1, "padding": 0, "output_padding": 0,
+                                     "dilation": 1, "groups": 1})
+
+    # -- dense
+    def _Gemm(self, node: Any, a: dict, op: _Op) -> Any:
+        w = self.consts.dims(node.input[1])
+        if w is None or len(w) != 2 or a.get("transA", 0) or _num(a.get("alpha", 1.0)) != 1:
+            return "Gemm (transposed input, alpha ≠ 1, or a weight that is not a constant)"
+        units = w[0] if a.get("transB", 0) else w[1]
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        if has_bias and _num(a.get("beta", 1.0)) != 1:
+            return "Gemm with beta ≠ 1"
+        return {"type": "dense", "units": units, "bias": has_bias}
+
+    def _MatMul(self, node: Any, a: dict, op: _Op) -> Any:
+        w = self.consts.dims(node.input[1])
+        if w is None or len(w) != 2 or node.input[1] in self.consts.live:
+            return "MatMul (of two activations, or a weight that is not 2-D)"
+        return {"type": "dense", "units": w[1], "bias": False}
+
+    # -- normalisation
+    def _BatchNormalization(self, node: Any, a: dict, op: _Op) -> Any:
+        item = {"type": "batchnorm", "eps": _num(a.get("epsilon", 1e-5))}
+        momentum = _num(1 - _num(a.get("momentum", 0.9)))  # ONNX: running = m·running + …
+        if 0 < momentum <= 1:
+            item["momentum"] = momentum
+        return item
+
+    def _LRN(self, node: Any, a: dict, op: _Op) -> Any:
+        # ONNX's LRN is the average form: alpha/size · Σ a² (as PyTorch and Caffe)
+        return {"type": "lrn", "size": int(a["size"]), "alpha": _num(a.get("alpha", 1e-4)),
+                "beta": _num(a.get("beta", 0.75)), "k": _num(a.get("bias", 1.0))}
+
+    # -- activations
+    def _Relu(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "relu"}
+
+    def _LeakyRelu(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "leaky_relu", "slope": _num(a.get("alpha", 0.01))}
+
+    def _Elu(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "elu", "alpha": _num(a.get("alpha", 1.0))}
+
+    def _Sigmoid(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "sigmoid"}
+
+    def _Tanh(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "tanh"}
+
+    def _HardSwish(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "hardswish"}
+
+    def _HardSigmoid(self, node: Any, a: dict, op: _Op) -> Any:
+        if abs(a.get("alpha", 0.2) - 1 / 6) > 1e-6 or abs(a.get("beta", 0.5) - 0.5) > 1e-6:
+            return "HardSigmoid with alpha ≠ 1/6 or beta ≠ 0.5"
+        return {"type": "hardsigmoid"}
+
+    def _Gelu(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "gelu", "approximate": a.get("approximate", "none")}
+
+    def _Softmax(self, node: Any, a: dict, op: _Op) -> Any:
+        rank = self.rank(op.inputs[0]) if op.inputs else None
+        axis = a.get("axis", 1 if self.opset < 13 else -1)
+        if rank == 2 and axis in (1, -1):
+            return {"type": "softmax"}
+        if rank == 4 and self.opset >= 13 and axis in (1, -3):
+            return {"type": "softmax"}
+        return f"Softmax over axis {axis} of a {rank or '?'}-D tensor"
+
+    def _Clip(self, node: Any, a: dict, op: _Op) -> Any:
+        if self.opset < 11:
+            low, high = a.get("min"), a.get("max")
+        else:
+            low, high = (self._scalar(node, k) for k in (1, 2))
+        if low == 0 and high == 6:
+            return {"type": "relu6"}
+        if low == 0 and high is None:
+            return {"type": "relu"}
+        return f"Clip({low}, {high}) (only Clip(0, 6) is relu6)"
+
+    def _scalar(self, node: Any, k: int) -> float | None:
+        if len(node.input) <= k or not node.input[k]:
+            return None
+        value = self.consts.value(node.input[k])
+        return None if value is None or value.size != 1 else float(value.reshape(()))
+
+    # -- pooling
+    def _pool(self, node: Any, a: dict, kind: str) -> Any:
+        kernel = list(a["kernel_shape"])
+        if len(kernel) != 2:
+            return f"{node.op_type} over {len(kernel)} axes"
+        if any(d != 1 for d in a.get("dilations", [1, 1])):
+            return f"{node.op_type} with dilations"
+        pads = _onnx_pads(a, node.op_type)
+        if isinstance(pads, str):
+            return pads
+        if kind == "avgpool" and any(pads) and not a.get("count_include_pad", 0):
+            return "AveragePool with pads and count_include_pad=0 (archcalc's counts the padding)"
+        item = {"type": kind, "kernel": _pair(kernel),
+                "stride": _pair(list(a.get("strides", [1, 1]))), "padding": _compact(*pads),
+                "ceil_mode": bool(a.get("ceil_mode", 0))}
+        return _drop_defaults(item, {"padding": 0, "ceil_mode": False})
+
+    def _MaxPool(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._pool(node, a, "maxpool")
+
+    def _AveragePool(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._pool(node, a, "avgpool")
+
+    def _GlobalAveragePool(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "global_avgpool"}
+
+    def _GlobalMaxPool(self, node: Any, a: dict, op: _Op) -> Any:
+        return {"type": "adaptive_maxpool", "output": 1}
+
+    # -- shape
+    def _Flatten(self, node: Any, a: dict, op: _Op) -> Any:
+        if a.get("axis", 1) != 1:
+            return f"Flatten at axis {a.get('axis')}"
+        return {"type": "flatten"}
+
+    def _Reshape(self, node: Any, a: dict, op: _Op) -> Any:
+        out = self.shapes.get(op.out)
+        target = self.consts.value(node.input[1])
+        flat = out is not None and len(out) == 2
+        if target is not None:
+            flat = target.size == 2 and int(target.reshape(-1)[1]) == -1
+        if not flat:
+            return "Reshape (other than to (N, −1))"
+        return {"type": "flatten"}
+
+    def _Dropout(self, node: Any, a: dict, op: _Op) -> Any:
+        rate = a.get("ratio", 0.5)
+        if self.opset >= 12:
+            rate = self._scalar(node, 1)
+            rate = 0.5 if rate is None else rate
+        return {"type": "dropout", "rate": _num(rate)}
+
+    def _Identity(self, node: Any, a: dict, op: _Op) -> Any:
+        op.alias = True
+
+    # -- resizing and padding
+    def _Resize(self, node: Any, a: dict, op: _Op) -> Any:
+        mode = a.get("mode", "nearest")
+        ctm = a.get("coordinate_transformation_mode", "half_pixel")
+        if mode == "nearest":
+            if ctm != "asymmetric" or a.get("nearest_mode", "round_prefer_floor") != "floor":
+                return f"Resize nearest with {ctm} / {a.get('nearest_mode')} (PyTorch's " \
+                       "nearest is asymmetric / floor)"
+            item = {"type": "upsample", "mode": "nearest"}
+        elif mode == "linear":
+            if ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+                return f"Resize linear with coordinate_transformation_mode {ctm}"
+            item = {"type": "upsample", "mode": "bilinear"}
+            if ctm == "align_corners":
+                item["align_corners"] = True
+        else:
+            return f"Resize mode {mode}"
+        scales_at, sizes_at = (1, 2) if self.opset < 11 else (2, 3)
+        return self._target(node, item, scales_at, sizes_at)
+
+    def _Upsample(self, node: Any, a: dict, op: _Op) -> Any:
+        if a.get("mode", "nearest") != "nearest":
+            return "Upsample linear (its asymmetric rule is not PyTorch's bilinear)"
+        item = {"type": "upsample", "mode": "nearest"}
+        if "scales" in a:
+            return self._scale(item, list(a["scales"]))
+        return self._target(node, item, 1, None)
+
+    def _target(self, node: Any, item: dict, scales_at: int, sizes_at: int | None) -> Any:
+        scales = self._const_at(node, scales_at)
+        if scales is not None and scales.size:
+            return self._scale(item, [float(s) for s in scales.reshape(-1)])
+        sizes = self._const_at(node, sizes_at) if sizes_at is not None else None
+        if sizes is None or not sizes.size:
+            out = self.shapes.get(node.output[0])
+            if out is None or len(out) != 4 or None in out[2:]:
+                return f"{node.op_type} whose scales and sizes are not constants"
+            sizes = out
+        sizes = [int(s) for s in list(sizes)]
+        return {**item, "size": sizes[2:]}
+
+    def _const_at(self, node: Any, k: int) -> Any:
+        if len(node.input) <= k or not node.input[k]:
+            return None
+        return self.consts.value(node.input[k])
+
+    @staticmethod
+    def _scale(item: dict, scales: list[float]) -> Any:
+        if len(scales) != 4 or scales[:2] != [1.0, 1.0] or any(
+                s != int(s) or s < 1 for s in scales[2:]):
+            return f"resizing by {scales} (archcalc's upsample takes whole H, W scales)"
+        return {**item, "scale": _pair([int(s) for s in scales[2:]])}
+
+    def _Pad(self, node: Any, a: dict, op: _Op) -> Any:
+        if self.opset < 11:
+            pads, value = list(a.get("pads", [])), a.get("value", 0.0)
+        else:
+            found = self._const_at(node, 1)
+            pads = None if found is None else [int(p) for p in found.reshape(-1)]
+            value = self._scalar(node, 2) or 0.0
+            if len(node.input) > 3 and node.input[3]:
+                return "Pad with axes"
+        if pads is None or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
+            return "Pad whose amounts are not constant H, W pads"
+        if min(pads) < 0:
+            return "Pad with negative amounts (a crop)"
+        mode = {"constant": "zeros", "reflect": "reflect", "edge": "replicate"}.get(
+            a.get("mode", "constant"))
+        if mode is None:
+            return f"Pad mode {a.get('mode')}"
+        item = {"type": "pad", "padding": _compact(pads[2], pads[6], pads[3], pads[7]),
+                "mode": mode}
+        if mode == "zeros" and value:
+            item["value"] = _num(value)
+        op.extra["pads"] = (pads[2], pads[6], pads[3], pads[7])
+        return item
+
+    # -- merges
+    def _merge(self, op: _Op, mode: str) -> Any:
+        if len(op.inputs) >= 2 and all(not self.consts.is_const(i) for i in op.node.input):
+            op.merge = mode
+            return None
+        return f"{op.node.op_type} with a constant"
+
+    def _Add(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._merge(op, "add")
+
+    def _Sum(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._merge(op, "add")
+
+    def _Mul(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._merge(op, "mul")
+
+    def _Concat(self, node: Any, a: dict, op: _Op) -> Any:
+        rank = self.rank(op.inputs[0]) if op.inputs else None
+        if a.get("axis") not in (1, -3 if rank == 4 else -1):
+            return f"Concat along axis {a.get('axis')} (archcalc concatenates channels)"
+        if len(op.inputs) == 1 and len(node.input) == 1:
+            op.alias = True
+            return None
+        return self._merge(op, "concat")
+
+
+def _drop_defaults(item: dict, defaults: dict) -> dict:
+    """The item without fields at their default value (a shorter, hand-written-looking spec)."""
+    return {k: v for k, v in item.items() if k not in defaults or v != defaults[k]}
+
+
+# ---- fusing what an exporter spells in several nodes --------------------------------------
+def _fuse(ops: dict[str, _Op], consumers: dict[str, list[_Op]], consts: _Consts) -> None:
+    """Rewrite `ops` (keyed by output tensor) in place; fused-away nodes become aliases."""
+    for op in list(ops.values()):
+        kind = op.node.op_type
+        if kind == "Mul" and len(op.inputs) == 2 and op.merge:
+            _fuse_gate(op, ops, consumers)
+        elif kind == "Add" and op.unsupported and len(op.inputs) == 1:
+            _fuse_bias(op, ops, consumers, consts)
+        elif kind == "Pad" and op.item is not None:
+            _fuse_pad(op, consumers)
+    for op in list(ops.values()):
+        if op.node.op_type == "Mul" and op.unsupported and len(op.inputs) == 1:
+            _fuse_gelu(op, ops, consumers, consts)
+
+
+def _single(tensor: str, consumers: dict[str, list[_Op]]) -> _Op | None:
+    users = consumers.get(tensor, [])
+    return users[0] if len(users) == 1 else None
+
+
+def _fuse_gate(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
+    """Mul(x, Sigmoid(x)) → silu; Mul(x, HardSigmoid(x)) → hardswish."""
+    for gate_t, x in ((op.inputs[1], op.inputs[0]), (op.inputs[0], op.inputs[1])):
+        gate = ops.get(gate_t)
+        if gate is None or gate.inputs != [x] or _single(gate_t, consumers) is not op:
+            continue
+        kind = {"sigmoid": "silu", "hardsigmoid": "hardswish"}.get((gate.item or {}).get("type"))
+        if kind:
+            op.merge, op.item, op.inputs = None, {"type": kind}, [x]
+            gate.alias, gate.item = True, None
+            gate.extra["dead"] = True
+            return
+
+
+def _fuse_bias(op: _Op, ops: dict, consumers: dict, consts: _Consts) -> None:
+    """MatMul(x, W) + b → dense with a bias."""
+    src = ops.get(op.inputs[0])
+    if src is None or src.node.op_type != "MatMul" or src.item is None:
+        return
+    other = [i for i in op.node.input if i != op.inputs[0]]
+    dims = consts.dims(other[0]) if len(other) == 1 else None
+    if _single(src.out, consumers) is op and dims is not None and \
+            math.prod(dims) == src.item["units"]:
+        src.item["bias"] = True
+        op.unsupported, op.alias = None, True
+
+
+def _fuse_pad(op: _Op, consumers: dict) -> None:
+    """Pad + Conv (zeros, reflect, replicate) or zero Pad + AveragePool: the layer's padding."""
+    user = _single(op.out, consumers)
+    if user is None or user.item is None or user.extra.get("pads") != (0, 0, 0, 0):
+        return
+    mode, pads = op.item["mode"], op.extra["pads"]
+    kind = user.item["type"]
+    if kind == "conv2d" and "value" not in op.item:
+        user.item["padding"] = _compact(*pads)
+        if mode != "zeros":
+            user.item["padding_mode"] = mode
+    elif kind == "avgpool" and mode == "zeros" and "value" not in op.item:
+        kernel = user.item["kernel"]
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        if max(pads[:2]) > kh // 2 or max(pads[2:]) > kw // 2:
+            return  # archcalc's pools pad at most kernel/2: keep the pad layer
+        user.item["padding"] = _compact(*pads)
+    else:
+        return
+    op.item, op.alias = None, True
+
+
+def _fuse_gelu(op: _Op, ops: dict, consumers: dict, consts: _Consts) -> None:
+    """torch's GELU before opset 20: Mul(Mul(x, Add(Erf(Div(x, √2)), 1)), 0.5) → gelu."""
+    def const_of(node_op: _Op) -> float | None:
+        others = [i for i in node_op.node.input if i not in node_op.inputs]
+        value = consts.value(others[0]) if len(others) == 1 else None
+        return None if value is None or value.size != 1 else float(value.reshape(()))
+
+    inner = ops.get(op.inputs[0])
+    if const_of(op) is None or abs(const_of(op) - 0.5) > 1e-6 or inner is None \
+            or inner.merge != "mul":
+        return
+    for x, add_t in ((inner.inputs[0], inner.inputs[1]), (inner.inputs[1], inner.inputs[0])):
+        add = ops.get(add_t)
+        erf = ops.get(add.inputs[0]) if add is not None and add.inputs else None
+        div = ops.get(erf.inputs[0]) if erf is not None and erf.inputs else None
+        if (add is None or add.node.op_type != "Add" or erf is None
+                or erf.node.op_type != "Erf" or div is None or div.node.op_type != "Div"
+                or div.inputs != [x] or const_of(add) != 1.0
+                or abs((const_of(div) or 0) - math.sqrt(2)) > 1e-5):
+            continue
+        chain = (div, erf, add, inner)
+        if any(_single(c.out, consumers) is None for c in chain):
+            return
+        for c in chain:
+            c.unsupported, c.item, c.merge, c.alias = None, None, None, True
+            c.extra["dead"] = True
+        op.unsupported, op.item, op.inputs = None, {"type": "gelu"}, [x]
+        return
+
+
+# ---- 3. structure -------------------------------------------------------------------------
+class _Structure:
+    """Series-parallel reduction of the layer DAG by immediate post-dominators."""
+
+    SOURCE = "<input>"
+
+    def __init__(self, layers: list[_Op], source: str, sink: str, display: str) -> None:
+        self.display = display
+        self.by_out = {op.out: op for op in layers}
+        self.source_tensor = source
+        self.sink = sink
+        self.users: dict[str, list[_Op]] = {}
+        for op in layers:
+            for t in dict.fromkeys(op.inputs):
+                self.users.setdefault(t, []).append(op)
+        self.order = {source: -1, **{op.out: k for k, op in enumerate(layers)}}
+        self.ipdom = self._post_dominators(layers)
+        self.emitted: set[str] = set()
+
+    def _post_dominators(self, layers: list[_Op]) -> dict[str, str | None]:
+        """Immediate post-dominator of each tensor's producer, keyed by output tensor."""
+        ipdom: dict[str, str | None] = {}
+
+        def meet(a: str, b: str) -> str:
+            while a != b:
+                if self.order[a] < self.order[b]:
+                    a = ipdom[a]
+                else:
+                    b = ipdom[b]
+            return a
+
+        for tensor in [*reversed([op.out for op in layers]), self.source_tensor]:
+            succ = [u.out for u in self.users.get(tensor, [])]
+            if tensor == self.sink or not succ:
+                ipdom[tensor] = None
+                continue
+            found = succ[0]
+            for s in succ[1:]:
+                found = meet(found, s)
+            ipdom[tensor] = found
+        return ipdom
+
+    def fail(self, op: _Op | None, why: str) -> ArchcalcError:
+        where = f"node '{op.node.name or op.out}' ({op.node.op_type}, #{op.index})" if op else \
+            "the input"
+        return SpecError(f"the graph is not a chain of sequences and branches at {where}: {why}",
+                         file=self.display,
+                         fix="archcalc reads branches that fork from one tensor and re-join "
+                             "at one Add, Concat or Mul")
+
+    def items(self) -> list[dict]:
+        return self.walk(self.source_tensor, self.sink, None)
+
+    def walk(self, tensor: str, stop: str, merge_stop: str | None) -> list[dict]:
+        """Items from `tensor` (exclusive) to `stop` (inclusive)."""
+        items: list[dict] = []
+        while tensor != stop:
+            users = self.users.get(tensor, [])
+            if not users:
+                raise self.fail(self.by_out.get(tensor), "its output leads nowhere")
+            if len(users) == 1 and users[0].merge is None:
+                tensor = self.emit(users[0], items)
+                continue
+            join = self.ipdom.get(tensor)
+            merge = self.by_out.get(join) if join else None
+            if merge is None or merge.merge is None or join == merge_stop:
+                raise self.fail(users[0], "a fork that does not re-join at one Add, Concat or Mul")
+            items.append(self.branches(tensor, merge))
+            self.emitted.add(merge.out)
+            tensor = merge.out
+        return items
+
+    def emit(self, op: _Op, items: list[dict]) -> str:
+        if op.out in self.emitted:
+            raise self.fail(op, "a node reached twice")
+        self.emitted.add(op.out)
+        items.append({**op.item, "name": op.name})
+        return op.out
+
+    def branches(self, fork: str, merge: _Op) -> dict:
+        firsts: dict[str, _Op] = {}
+        for user in self.users[fork]:
+            if user is merge:
+                continue
+            end = self.branch_end(user, merge)
+            if end in firsts or end not in merge.inputs:
+                raise self.fail(user, f"its branch does not end at an input of "
+                                      f"'{merge.node.name}'")
+            firsts[end] = user
+        branches = []
+        for inp in merge.inputs:
+            if inp == fork:
+                branches.append([])
+                continue
+            first = firsts.pop(inp, None)
+            if first is None:
+                raise self.fail(merge, "an input that does not come from the fork")
+            if first.merge is not None:
+                raise self.fail(first, "a merge at the head of a branch")
+            body: list[dict] = []
+            start = self.emit(first, body)
+            branches.append(body + self.walk(start, inp, merge.out))
+        return {merge.merge: branches, "name": merge.name}
+
+    def branch_end(self, op: _Op, merge: _Op) -> str:
+        """The input of `merge` that the branch starting at `op` reaches."""
+        tensor = op.out
+        while True:
+            nxt = self.ipdom.get(tensor)
+            if nxt == merge.out or nxt is None:
+                return tensor
+            tensor = nxt
+
+
+# ---- 4. names -----------------------------------------------------------------------------
+_OP_SUFFIX = re.compile(r"^[A-Z][A-Za-z]*(_\d+)?$")
+
+
+def _module_path(node_name: str) -> tuple[str, str]:
+    """'/layer1/layer1.0/conv1/Conv' → ('layer1.0.conv1', 'Conv'); 'Conv_12' → ('', 'Conv_12')."""
+    parts = [p for p in node_name.split("/") if p]
+    if not parts:
+        return "", ""
+    op_part = parts.pop() if len(parts) > 1 or _OP_SUFFIX.match(parts[-1]) else ""
+    # Each part is a module's name in its parent ('conv1') or that name with the parent's
+    # prefixed ('layer1.0' under 'layer1', 'downsample.0' under 'downsample').
+    segments: list[str] = []
+    for part in parts:
+        if segments and part.startswith(segments[-1] + "."):
+            segments[-1] = part
+        else:
+            segments.append(part)
+    return ".".join(segments), op_part
+
+
+def _clean(text: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_.")
+    return text[:200]
+
+
+def _name_ops(ops: list[_Op]) -> None:
+    """A unique readable name for every op: the torch module path (the op type appended
+    where that module also holds other modules, e.g. a residual block's Add)."""
+    paths = [_module_path(op.node.name) for op in ops]
+    containers = set()
+    for path, _ in paths:
+        while "." in path:
+            path = path.rsplit(".", 1)[0]
+            containers.add(path)
+    used: set[str] = set()
+    for op, (path, op_part) in zip(ops, paths):
+        kind = (op.item or {}).get("type") or op.merge or op.node.op_type.lower()
+        suffix = _clean(op_part.lower()) or kind
+        if op.item and op.node.op_type == "Mul" and op.item["type"] in ("silu", "hardswish", "gelu"):
+            suffix = op.item["type"]
+        base = _clean(path)
+        if not base or base in containers or op.merge:
+            base = f"{base}.{suffix}" if base else suffix
+        base = base or kind
+        name, k = base, 1
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        op.name = name
+
+
+# ---- the whole conversion -----------------------------------------------------------------
+def unsupported_report(ops: list[_Op]) -> list[str]:
+    """One line per unsupported node (at most MAX_REPORTED), then a count of the rest."""
+    lines = [f"{op.unsupported} (node '{op.node.name or op.out}', #{op.index})"
+             for op in ops[:MAX_REPORTED]]
+    if len(ops) > MAX_REPORTED:
+        lines.append(f"and {len(ops) - MAX_REPORTED} more")
+    return lines
+
+
+def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
+            stem: str = "model") -> dict[str, Any]:
+    """A parsed ModelProto → the raw spec mapping."""
+    opset = _opset(model, display)
+    graph = model.graph
+    value = _graph_input(graph, display)
+    shape = _input_shape(value, display, input_shape)
+    source, sink = value.name, graph.output[0].name
+    shapes = _shapes(model, value, shape)
+
+    producers = {o: n for n in graph.node for o in n.output if o}
+    live = {source}
+    act_nodes: list[tuple[int, Any]] = []
+    for index, node in enumerate(graph.node):
+        if node.op_type in ("Shape", "Size") or not any(i in live for i in node.input):
+            continue  # a constant, or a shape computation (not an activation)
+        act_nodes.append((index, node))
+        live.update(o for o in node.output if o)
+    consts = _Consts(graph, producers, live, opset)
+    classifier = _Classifier(graph, opset, consts, shapes)
+    read_by_act = {i for _, n in act_nodes for i in n.input} | {sink}
+    classifier._read_elsewhere = read_by_act
+    ops = {}
+    for index, node in act_nodes:
+        op = classifier.op(node, index, live)
+        ops[op.out] = op
+    consumers: dict[str, list[_Op]] = {}
+    for op in ops.values():
+        for t in dict.fromkeys(op.inputs):
+            consumers.setdefault(t, []).append(op)
+    _fuse(ops, consumers, consts)
+
+    layers = _resolve(list(ops.values()), source, sink, display)
+    bad = [op for op in layers if op.unsupported]
+    if bad:
+        raise ArchcalcError(f"{len(bad)} ONNX node(s) archcalc cannot express: "
+                            + "; ".join(unsupported_report(bad)), file=display,
+                            fix="archcalc maps Conv, ConvTranspose, BatchNormalization, pools, "
+                                "Gemm/MatMul, Flatten, Resize, Pad, LRN, Dropout, activations "
+                                "and Add/Concat/Mul branches (README, 'Layer kinds')")
+    _rewrite_concats(layers)
+    _name_ops(layers)
+    structure = _Structure(layers, source, _resolved_sink(ops, sink), display)
+    items = structure.items()
+    missing = [op for op in layers if op.out not in structure.emitted]
+    if missing:
+        raise structure.fail(missing[0], "a node outside every sequence and branch")
+    producer = " ".join(p for p in (model.producer_name, model.producer_version) if p)
+    return {"name": _clean(graph.name) or _clean(stem) or "model",
+            "source": f"imported from {display} (ONNX opset {opset}"
+                      + (f", producer {producer})" if producer else ")"),
+            "input": list(shape), "separator": "/", "layers": items}
+
+
+def _resolved_sink(ops: dict[str, _Op], sink: str) -> str:
+    while sink in ops and ops[sink].alias:
+        sink = ops[sink].inputs[0]
+    return sink
+
+
+def _resolve(ops: list[_Op], source: str, sink: str, display: str) -> list[_Op]:
+    """Aliases removed (their readers read what they alias), and only the ops the output
+    depends on kept, in graph order."""
+    by_out = {op.out: op for op in ops}
+
+    def real(t: str) -> str:
+        while t in by_out and by_out[t].alias and by_out[t].inputs:
+            t = by_out[t].inputs[0]
+        return t
+
+    for op in ops:
+        op.inputs = [real(t) for t in op.inputs]
+    needed, stack = set(), [real(sink)]
+    while stack:
+        t = stack.pop()
+        if t in needed or t not in by_out:
+            continue
+        needed.add(t)
+        stack.extend(by_out[t].inputs)
+    if real(sink) == source:
+        raise SpecError("the graph's output is its input: no layers", file=display,
+                        fix="export a model with at least one layer")
+    return [op for op in ops if op.out in needed and not op.alias]
+
+
+def _rewrite_concats(layers: list[_Op]) -> None:
+    """DenseNet: Concat(x0, …, xk) where Concat(x0, …, xk−1) exists → Concat(that, xk)."""
+    seen: dict[tuple[str, ...], str] = {}
+    for op in layers:
+        if op.merge != "concat":
+            continue
+        inputs = tuple(op.inputs)
+        for cut in range(len(inputs) - 1, 1, -1):
+            inner = seen.get(inputs[:cut])
+            if inner is not None:
+                op.inputs = [inner, *inputs[cut:]]
+                break
+        seen.setdefault(inputs, op.out)
