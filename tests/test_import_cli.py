@@ -218,8 +218,9 @@ def test_import_writes_a_spec_that_loads_as_the_model(run, tmp_path, small_onnx)
     same_network(net, load(str(path)))
     # Readable: the merges are block lists, the items one line each.
     text = out.read_text(encoding="utf-8")
-    assert "- add:" in text and "- concat:" in text
-    assert all(len(l) <= WIDTH for l in text.splitlines())
+    assert "  - conv: {name: conv1, filters: 8, kernel: 3, padding: 1, bias: false}" in text
+    assert "    add:" in text and "    concat:" in text and "      - []" in text
+    assert all(len(l) <= WIDTH for l in text.splitlines() if not l.startswith("source:"))
 
 
 def test_import_refuses_then_replaces_with_force(run, tmp_path, small_onnx):
@@ -237,10 +238,39 @@ def test_import_with_input_writes_that_input(run, tmp_path, small_onnx):
     path, _ = small_onnx
     out = tmp_path / "big.yaml"
     result = run("import", str(path), "--out", str(out), "--input", "3x16x16")
-    # The exported graph has fixed sizes: the fc layer then gets 4× its inputs, which the
-    # importer either refuses (one line) or the spec says at 3×16×16.
-    if result.exit_code == 0:
-        assert loads(out.read_text(encoding="utf-8")).input_shape == (3, 16, 16)
-    else:
-        assert result.exit_code == 1 and result.stderr.startswith("error: ")
-        assert "Traceback" not in result.stderr and not out.exists()
+    assert result.exit_code == 0, result.stderr
+    assert "MACs at 3×16×16; wrote" in result.stdout
+    net = loads(out.read_text(encoding="utf-8"))
+    assert net.input_shape == (3, 16, 16)
+
+
+def test_import_with_the_wrong_channels_is_one_line_and_writes_nothing(run, tmp_path,
+                                                                        small_onnx):
+    path, _ = small_onnx
+    out = tmp_path / "bad.yaml"
+    result = run("import", str(path), "--out", str(out), "--input", "1x8x8")
+    assert result.exit_code == 1
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert not out.exists()
+
+
+def test_canonical_items_are_written_under_their_keyword_without_defaults():
+    # What the importers return: the canonical form, every field spelt out.
+    raw = {"name": "canon", "input": [3, 8, 8], "layers": [
+        {"type": "conv2d", "filters": 4, "kernel": 3, "stride": 1, "padding": 1,
+         "bias": True, "name": "c1"},
+        {"type": "batchnorm", "eps": 1e-05, "momentum": 0.1, "name": "bn1"},
+        {"type": "relu"},
+        {"type": "dropout", "rate": 0.5},
+        {"type": "leaky_relu", "slope": 0.2},
+        {"type": "flatten", "name": "flat"},
+        {"type": "dense", "units": 1, "bias": False}]}
+    lines = round_trip(raw).splitlines()
+    assert lines[lines.index("layers:") + 1:] == [
+        "  - conv: {name: c1, filters: 4, kernel: 3, padding: 1}",
+        "  - batchnorm: {name: bn1}",
+        "  - relu",
+        "  - dropout",
+        "  - leaky_relu: {slope: 0.2}",
+        "  - flatten: {name: flat}",
+        "  - dense: {units: 1, bias: false}"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from archcalc.spec.layers import ALIASES, MODELS
 from archcalc.spec.tree import MERGE_MODES
 from archcalc.spec.yamlio import _Loader
 
@@ -48,8 +49,54 @@ def to_yaml(raw: dict) -> str:
     keys = [k for k in TOP_ORDER if k in raw] + [k for k in raw if k not in TOP_ORDER]
     lines: list[str] = []
     for key in keys:
-        _entry(lines, 0, key, raw[key], force_block=key in ("layers", "blocks"))
+        value = readable(raw[key]) if key in ("layers", "blocks") else raw[key]
+        _entry(lines, 0, key, value, force_block=key in ("layers", "blocks"))
     return "\n".join(lines) + "\n"
+
+
+# ---- the items as a person writes them -----------------------------------------------------
+# The keyword a canonical item is written under (`conv:` as the bundled specs write it).
+_KEYWORD = {"conv2d": "conv"}
+
+
+def readable(value: Any) -> Any:
+    """The same items, written as a person writes them: the canonical form
+    `{type: conv2d, filters: 64, ..., name: c}` as `{conv: {name: c, filters: 64, ...}}`
+    with the fields that equal their defaults left out (a field-less layer as its bare
+    keyword: `relu`), and `name` first in every mapping. Everything else is kept as it is."""
+    if isinstance(value, list):
+        return [readable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    leaf = _canonical_leaf(value)
+    if leaf is not None:
+        return leaf
+    ordered = {k: value[k] for k in sorted(value, key=lambda k: k != "name")}
+    return {k: readable(v) for k, v in ordered.items()}
+
+
+def _canonical_leaf(item: dict) -> Any:
+    """`item` in keyword form when it is a canonical layer (a known `type` and only its
+    model's fields), else None."""
+    kind = ALIASES.get(item.get("type")) if isinstance(item.get("type"), str) else None
+    if kind is None:
+        return None
+    fields = MODELS[kind].model_fields
+    if any(k not in fields for k in item):
+        return None
+    kept = {}
+    for key in sorted(item, key=lambda k: k != "name"):
+        info = fields[key]
+        if key == "type" or (not info.is_required() and _same(item[key], info.default)):
+            continue
+        kept[key] = item[key]
+    word = _KEYWORD.get(kind, kind)
+    return {word: kept} if kept else word
+
+
+def _same(value: Any, default: Any) -> bool:
+    # True == 1 in Python: a bool field's default must match a bool, an int's an int
+    return type(value) is type(default) and value == default
 
 
 # ---- block style ---------------------------------------------------------------------------
