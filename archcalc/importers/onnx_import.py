@@ -29,9 +29,10 @@ from typing import Any
 
 from archcalc.errors import ArchcalcError, SpecError
 
-# What this importer knows: the IR versions of ONNX 1.2 (IR 3) to 1.17 (IR 10), and the
-# operator sets whose attributes it reads (7: Upsample's scales attribute … 23).
-IR_RANGE = (3, 11)
+# What this importer knows: IR versions from ONNX 1.2's (3) up to the installed onnx
+# package's own (newer files may hold fields it cannot read), and the operator sets whose
+# attributes it reads (7: Upsample's scales attribute … 23).
+MIN_IR = 3
 OPSET_RANGE = (7, 23)
 MAX_REPORTED = 20  # unsupported nodes named one by one before "and N more"
 _FIX_INPUT = "give the input size with --input CxHxW, e.g. --input 3x224x224"
@@ -89,11 +90,13 @@ def parse(data: bytes, display: str) -> Any:
 def _opset(model: Any, display: str) -> int:
     versions = {o.domain: o.version for o in model.opset_import}
     opset = versions.get("", versions.get("ai.onnx"))
-    lo, hi = IR_RANGE
+    import onnx
+    lo, hi = MIN_IR, onnx.IR_VERSION
     if not lo <= model.ir_version <= hi:
         raise SpecError(f"ONNX IR version {model.ir_version} is outside what archcalc reads "
                         f"({lo}–{hi})", file=display,
-                        fix=f"export with an ONNX version whose IR is {lo}–{hi}")
+                        fix=f"export with an ONNX version whose IR is {lo}–{hi}, or upgrade "
+                            "the onnx package (pip install -U onnx)")
     lo, hi = OPSET_RANGE
     if opset is None or not lo <= opset <= hi:
         raise SpecError(f"ONNX opset {opset} is outside what archcalc reads ({lo}–{hi})",
@@ -725,8 +728,10 @@ class _Structure:
         """Immediate post-dominator of each tensor's producer, keyed by output tensor."""
         ipdom: dict[str, str | None] = {}
 
-        def meet(a: str, b: str) -> str:
+        def meet(a: str | None, b: str | None) -> str | None:
             while a != b:
+                if a is None or b is None:  # paths that never join (a dead end)
+                    return None
                 if self.order[a] < self.order[b]:
                     a = ipdom[a]
                 else:
@@ -740,7 +745,7 @@ class _Structure:
                 continue
             found = succ[0]
             for s in succ[1:]:
-                found = meet(found, s)
+                found = meet(found, s)  # type: ignore[assignment]
             ipdom[tensor] = found
         return ipdom
 
