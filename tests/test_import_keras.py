@@ -253,3 +253,50 @@ def test_shared_layer_is_refused(tmp_path):
     model = keras.Model(x, L.Add()([dense(x), dense(dense(x))]))
     (tmp_path / "m.json").write_text(model.to_json())
     assert "'shared' (Dense) is called 3 times" in _error(tmp_path / "m.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras 2 documents (tf.keras's to_json), written by hand: read without Keras
+
+
+def _keras2_layer(cls, name, inbound=None, **config):
+    layer = {"class_name": cls, "config": {"name": name, "trainable": True, **config}}
+    if inbound is not None:
+        layer["name"] = name
+        layer["inbound_nodes"] = [[[source, 0, 0, {}] for source in inbound]]
+    return layer
+
+
+def test_keras2_sequential_with_batch_input_shape(tmp_path):
+    doc = {"class_name": "Sequential", "keras_version": "2.15.0", "backend": "tensorflow",
+           "config": {"name": "lecture", "layers": [
+               _keras2_layer("Conv2D", "conv", batch_input_shape=[None, 28, 28, 1], filters=32,
+                             kernel_size=[3, 3], strides=[1, 1], padding="valid",
+                             activation="relu", use_bias=True, data_format="channels_last"),
+               _keras2_layer("MaxPooling2D", "pool", pool_size=[2, 2], strides=None,
+                             padding="valid"),
+               _keras2_layer("Flatten", "flat"),
+               _keras2_layer("Dense", "fc", units=256, activation="linear", use_bias=True)]}}
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    analysis = analyze(load(str(tmp_path / "m.json")))
+    shapes = {row.name: row.output_shape for row in analysis.rows}
+    assert shapes == {"conv": (32, 26, 26), "conv_relu": (32, 26, 26), "pool": (32, 13, 13),
+                      "flat": (5408,), "fc": (256,)}
+    assert analysis.totals.params == 3 * 3 * 32 + 32 + 5408 * 256 + 256
+
+
+def test_keras2_functional_inbound_nodes(tmp_path):
+    doc = {"class_name": "Model", "keras_version": "2.15.0", "config": {
+        "name": "res", "input_layers": [["in", 0, 0]], "output_layers": [["sum", 0, 0]],
+        "layers": [
+            _keras2_layer("InputLayer", "in", [], batch_input_shape=[None, 8, 8, 3]),
+            _keras2_layer("Conv2D", "c", ["in"], filters=3, kernel_size=1, padding="same"),
+            _keras2_layer("BatchNormalization", "bn", ["c"], axis=[3], momentum=0.9,
+                          epsilon=1e-5),
+            _keras2_layer("Add", "sum", ["bn", "in"])]}}
+    (tmp_path / "m.json").write_text(json.dumps(doc))
+    analysis = analyze(load(str(tmp_path / "m.json")))
+    assert [row.name for row in analysis.rows] == ["c", "bn", "sum"]
+    assert analysis.output_shape == (3, 8, 8)
+    # 1·1·3·3 + 3 conv, 4·3 batch norm of which 2·3 non-trainable
+    assert (analysis.totals.trainable_params, analysis.totals.non_trainable_params) == (18, 6)

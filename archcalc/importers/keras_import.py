@@ -507,8 +507,25 @@ def _sides(node: _Node, key: str) -> list[int]:
     raise _bad(node, key, value, "p, (h, w) or ((top, bottom), (left, right))")
 
 
+# Fields left out when they hold the spec's default (a pool's stride defaults to its kernel,
+# not 1: kept), so an imported spec reads like a hand-written one (`archcalc import`).
+DEFAULTS = {"stride": 1, "dilation": 1, "groups": 1, "bias": True, "padding": 0,
+            "output_padding": 0}
+
+
+def _compact(value: Any) -> Any:
+    """[a, a] (and [p, p, p, p]) as a; 'valid' as 0 (the spec's default padding)."""
+    if isinstance(value, list) and len(value) in (2, 4) and len(set(value)) == 1:
+        return value[0]
+    return 0 if value == "valid" else value
+
+
 def _leaf(node: _Node, ctx: _Context, kind: str, suffix: str = "", **fields: Any) -> dict:
-    item = {"type": kind, "name": node.name + suffix, **fields}
+    fields = {key: _compact(value) for key, value in fields.items()}
+    item = {"type": kind, "name": node.name + suffix,
+            **{key: value for key, value in fields.items()
+               if key not in DEFAULTS or value != DEFAULTS[key]
+               or (key == "stride" and kind.endswith("pool"))}}  # a pool's is its kernel
     if ctx.frozen or node.config.get("trainable") is False:
         item["trainable"] = False  # Keras counts a frozen layer's weights as non-trainable
     return item
