@@ -155,6 +155,24 @@ class Inception(nn.Module):
         return self.out(torch.cat([self.b1(x), self.b2(x), b3, self.b4(x)], 1))
 
 
+class Mixed(nn.Module):
+    """Inception-v3's Mixed_7b: a branch that forks again and concatenates inside the outer
+    concatenation; torch's exporter flattens the two Concats into one; then x.mean([2, 3])."""
+
+    def __init__(self):
+        super().__init__()
+        self.b1 = nn.Conv2d(3, 2, 1)
+        self.b2 = nn.Conv2d(3, 4, 1)
+        self.b2a = nn.Conv2d(4, 3, (1, 3), padding=(0, 1))
+        self.b2b = nn.Conv2d(4, 5, (3, 1), padding=(1, 0))
+        self.pool = nn.AvgPool2d(3, 1, 1)
+
+    def forward(self, x):
+        y = torch.relu(self.b2(x))
+        out = torch.cat([self.b1(x), torch.cat([self.b2a(y), self.b2b(y)], 1), self.pool(x)], 1)
+        return out.mean([2, 3])
+
+
 class SE(nn.Module):
     def __init__(self, c, gate):
         super().__init__()
@@ -268,6 +286,21 @@ def test_inception_concat_with_nested_fork(tmp_path):
     nested = concat[2][2]["add"]                 # a + b3b(a): the nested residual
     assert nested[0] == [] and [i["name"] for i in nested[1]] == ["b3b"]
     assert analysis.rows[-1].output_shape == (8, 12, 12)
+
+
+def test_flattened_nested_concat_and_mean(tmp_path):
+    model = Mixed()
+    path = export(model, (3, 6, 6), tmp_path / "x.onnx")
+    assert len([n for n in onnx.load(path).graph.node if n.op_type == "Concat"]) == 1
+    analysis = assert_same(model, (3, 6, 6), path, in_order=False)  # torch runs b2 first
+    raw = onnx_import.read(Path(path), "x.onnx", None)
+    outer = raw["layers"][0]["concat"]
+    assert [len(b) for b in outer] == [1, 3, 1]
+    inner = outer[1][2]
+    assert [[i["name"] for i in b] for b in inner["concat"]] == [["b2a"], ["b2b"]]
+    assert inner["name"] == "concat_inner" and raw["layers"][0]["name"] == "concat"
+    assert raw["layers"][1] == {"type": "global_avgpool", "keepdims": False, "name": "reducemean"}
+    assert analysis.output_shape == (2 + 3 + 5 + 3,)
 
 
 def test_mobile_activations_and_se(tmp_path):

@@ -468,6 +468,17 @@ class _Classifier:
     def _GlobalAveragePool(self, node: Any, a: dict, op: _Op) -> Any:
         return {"type": "global_avgpool"}
 
+    def _ReduceMean(self, node: Any, a: dict, op: _Op) -> Any:
+        """x.mean([2, 3]) (MnasNet's head): global average pooling."""
+        axes = a.get("axes")
+        if axes is None and len(node.input) > 1:
+            found = self.consts.value(node.input[1])
+            axes = None if found is None else [int(v) for v in found.reshape(-1)]
+        rank = self.rank(op.inputs[0]) if op.inputs else 4
+        if axes is None or sorted(k % (rank or 4) for k in axes) != [2, 3]:
+            return f"ReduceMean over axes {axes} (only the spatial axes 2, 3 are a pool)"
+        return {"type": "global_avgpool", "keepdims": bool(a.get("keepdims", 1))}
+
     def _GlobalMaxPool(self, node: Any, a: dict, op: _Op) -> Any:
         return {"type": "adaptive_maxpool", "output": 1}
 
@@ -749,6 +760,16 @@ class _Structure:
             ipdom[tensor] = found
         return ipdom
 
+    def reach(self, tensor: str, merge: _Op) -> set[str]:
+        """The tensors reachable from `tensor` before `merge` (`tensor` included)."""
+        seen, stack = {tensor}, [tensor]
+        while stack:
+            for user in self.users.get(stack.pop(), []):
+                if user is not merge and user.out not in seen:
+                    seen.add(user.out)
+                    stack.append(user.out)
+        return seen
+
     def fail(self, op: _Op | None, why: str) -> ArchcalcError:
         where = f"node '{op.node.name or op.out}' ({op.node.op_type}, #{op.index})" if op else \
             "the input"
@@ -862,6 +883,8 @@ def _name_ops(ops: list[_Op]) -> None:
         suffix = _clean(op_part.lower()) or kind
         if op.item and op.node.op_type == "Mul" and op.item["type"] in ("silu", "hardswish", "gelu"):
             suffix = op.item["type"]
+        if op.extra.get("inner"):
+            suffix += "_inner"
         base = _clean(path)
         if not base or base in containers or op.merge:
             base = f"{base}.{suffix}" if base else suffix
@@ -924,6 +947,7 @@ def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                                 "Gemm/MatMul, Flatten, Resize, Pad, LRN, Dropout, activations "
                                 "and Add/Concat/Mul branches (README, 'Layer kinds')")
     _rewrite_concats(layers)
+    layers = _nest_merges(layers, source, _resolved_sink(ops, sink), display)
     _name_ops(layers)
     structure = _Structure(layers, source, _resolved_sink(ops, sink), display)
     items = structure.items()
@@ -966,6 +990,40 @@ def _resolve(ops: list[_Op], source: str, sink: str, display: str) -> list[_Op]:
         raise SpecError("the graph's output is its input: no layers", file=display,
                         fix="export a model with at least one layer")
     return [op for op in ops if op.out in needed and not op.alias]
+
+
+def _nest_merges(layers: list[_Op], source: str, sink: str, display: str) -> list[_Op]:
+    """torch merges nested concatenations into one Concat (Inception-v3's Mixed_7b:
+    cat([b1, cat([b2a, b2b]), ...]) becomes Concat(b1, b2a, b2b, ...)). Where a fork inside
+    one branch reaches a run of the merge's inputs, put back the inner merge of that run."""
+    for _ in range(len(layers)):
+        structure = _Structure(layers, source, sink, display)
+        found = _inner_run(structure, [source, *(op.out for op in layers)])
+        if found is None:
+            return layers
+        merge, run = found
+        inner = _Op(merge.node, merge.index, [merge.inputs[k] for k in run],
+                    f"{merge.out}#{run[0]}", merge=merge.merge)
+        inner.extra["inner"] = True
+        merge.inputs = merge.inputs[:run[0]] + [inner.out] + merge.inputs[run[-1] + 1:]
+        layers.insert(layers.index(merge), inner)
+    return layers
+
+
+def _inner_run(structure: "_Structure", tensors: list[str]) -> tuple[_Op, list[int]] | None:
+    """(merge, positions of its inputs) for the innermost fork that reaches only some of the
+    inputs of the merge it re-joins at, or None."""
+    for tensor in reversed(tensors):
+        if len(structure.users.get(tensor, [])) < 2:
+            continue
+        merge = structure.by_out.get(structure.ipdom.get(tensor) or "")
+        if merge is None or merge.merge is None:
+            continue
+        reached = structure.reach(tensor, merge)
+        run = [k for k, t in enumerate(merge.inputs) if t in reached]
+        if 2 <= len(run) < len(merge.inputs) and run == list(range(run[0], run[-1] + 1)):
+            return merge, run
+    return None
 
 
 def _rewrite_concats(layers: list[_Op]) -> None:
