@@ -414,6 +414,45 @@ def test_dropout_and_identity_nodes(tmp_path):
     assert layers == [{"type": "dropout", "rate": 0.3, "name": "drop"}]
 
 
+def test_matmul_bias_gemm_and_global_max(tmp_path):
+    """GlobalMaxPool → adaptive_maxpool 1; Gemm without transB (weight K×N); MatMul + Add."""
+    nodes = [helper.make_node("GlobalMaxPool", ["x"], ["p"], name="/gmp/GlobalMaxPool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="/Flatten"),
+             helper.make_node("Gemm", ["f", "w1"], ["g"], name="/fc1/Gemm"),
+             helper.make_node("MatMul", ["g", "w2"], ["m"], name="/fc2/MatMul"),
+             helper.make_node("Add", ["m", "b2"], ["y"], name="/fc2/Add")]
+    path = graph_file(tmp_path, nodes, [weight("w1", [3, 7]), weight("w2", [7, 4]),
+                                        weight("b2", [4])])
+    layers = onnx_import.read(Path(path), "g.onnx", None)["layers"]
+    assert layers == [{"type": "adaptive_maxpool", "output": 1, "name": "gmp"},
+                      {"type": "flatten", "name": "flatten"},
+                      {"type": "dense", "units": 7, "bias": False, "name": "fc1"},
+                      {"type": "dense", "units": 4, "bias": True, "name": "fc2"}]
+    assert analyze(load(path)).totals.trainable_params == 3 * 7 + 7 * 4 + 4
+
+
+@pytest.mark.parametrize("node, why", [
+    (helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.2), "HardSigmoid with alpha ≠ 1/6"),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+     "AveragePool with pads and count_include_pad=0"),
+    (helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest"),
+     "Resize nearest with half_pixel"),
+    (helper.make_node("Softmax", ["x"], ["y"], axis=-1), "Softmax over axis -1 of a 4-D"),
+    (helper.make_node("Concat", ["x", "x"], ["y"], axis=2), "Concat along axis 2"),
+], ids=["hardsigmoid", "avgpool", "resize", "softmax", "concat"])
+def test_attributes_archcalc_cannot_express(tmp_path, node, why):
+    scales = helper.make_tensor("s", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    with pytest.raises(ArchcalcError, match=f"1 ONNX node\\(s\\) archcalc cannot express: {why}"):
+        load(graph_file(tmp_path, [node], [scales]))
+
+
+def test_clip_attributes_before_opset_11(tmp_path):
+    nodes = [helper.make_node("Clip", ["x"], ["a"], min=0.0, max=6.0, name="c6"),
+             helper.make_node("Clip", ["a"], ["y"], min=0.0, name="c0")]
+    rows = analyze(load(graph_file(tmp_path, nodes, opset=10))).rows
+    assert [(r.name, r.type) for r in rows] == [("c6", "relu6"), ("c0", "relu")]
+
+
 def test_node_names_sanitised_and_unique(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="onnx::Relu_12"),
              helper.make_node("Relu", ["a"], ["b"], name="onnx::Relu_12"),
