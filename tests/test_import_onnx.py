@@ -442,7 +442,7 @@ def test_matmul_bias_gemm_and_global_max(tmp_path):
 ], ids=["hardsigmoid", "avgpool", "resize", "softmax", "concat"])
 def test_attributes_archcalc_cannot_express(tmp_path, node, why):
     scales = helper.make_tensor("s", TensorProto.FLOAT, [4], [1, 1, 2, 2])
-    with pytest.raises(ArchcalcError, match=f"1 ONNX node\\(s\\) archcalc cannot express: {why}"):
+    with pytest.raises(ArchcalcError, match=f"1 ONNX node archcalc cannot express: {why}"):
         load(graph_file(tmp_path, [node], [scales]))
 
 
@@ -469,12 +469,12 @@ def test_unsupported_nodes_listed_at_most_20(tmp_path):
     nodes.append(helper.make_node("Relu", [prev], ["y"]))
     with pytest.raises(ArchcalcError) as err:
         load(graph_file(tmp_path, nodes))
-    message = err.value.render()
-    assert "\n" not in message
-    assert "23 ONNX node(s)" in message and "Cos (node 'cos0', #0)" in message
-    assert "Cos (node 'cos19', #19); and 3 more" in message and "cos20" not in message
-    lines = onnx_import.unsupported_report([object.__new__(onnx_import._Op)] * 0)
-    assert lines == []
+    lines = err.value.render().splitlines()
+    assert lines[0].startswith("error: ")
+    assert "23 ONNX nodes archcalc cannot express, one a line below" in lines[0]
+    assert lines[1:21] == [f"  Cos (node 'cos{k}', #{k})" for k in range(20)]
+    assert lines[21:] == ["  ... and 3 more"]
+    assert onnx_import.unsupported_report([]) == []
 
 
 def test_not_series_parallel(tmp_path):

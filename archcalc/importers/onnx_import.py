@@ -34,7 +34,6 @@ from archcalc.errors import ArchcalcError, SpecError
 # attributes it reads (7: Upsample's scales attribute … 23).
 MIN_IR = 3
 OPSET_RANGE = (7, 23)
-MAX_REPORTED = 20  # unsupported nodes named one by one before "and N more"
 _FIX_INPUT = "give the input size with --input CxHxW, e.g. --input 3x224x224"
 
 
@@ -898,12 +897,9 @@ def _name_ops(ops: list[_Op]) -> None:
 
 # ---- the whole conversion -----------------------------------------------------------------
 def unsupported_report(ops: list[_Op]) -> list[str]:
-    """One line per unsupported node (at most MAX_REPORTED), then a count of the rest."""
-    lines = [f"{op.unsupported} (node '{op.node.name or op.out}', #{op.index})"
-             for op in ops[:MAX_REPORTED]]
-    if len(ops) > MAX_REPORTED:
-        lines.append(f"and {len(ops) - MAX_REPORTED} more")
-    return lines
+    """One item per unsupported node: what it is, its name and its position in the graph (the
+    error prints at most errors.MAX_ITEMS of them, one a line, then a count)."""
+    return [f"{op.unsupported} (node '{op.node.name or op.out}', #{op.index})" for op in ops]
 
 
 def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
@@ -941,8 +937,12 @@ def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     layers = _resolve(list(ops.values()), source, sink, display)
     bad = [op for op in layers if op.unsupported]
     if bad:
-        raise ArchcalcError(f"{len(bad)} ONNX node(s) archcalc cannot express: "
-                            + "; ".join(unsupported_report(bad)), file=display,
+        report = unsupported_report(bad)
+        what, items = ((f"1 ONNX node archcalc cannot express: {report[0]}", None)
+                       if len(bad) == 1 else
+                       (f"{len(bad)} ONNX nodes archcalc cannot express, one a line below",
+                        report))
+        raise ArchcalcError(what, file=display, items=items,
                             fix="archcalc maps Conv, ConvTranspose, BatchNormalization, pools, "
                                 "Gemm/MatMul, Flatten, Resize, Pad, LRN, Dropout, activations "
                                 "and Add/Concat/Mul branches (README, 'Layer kinds')")
