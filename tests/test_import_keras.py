@@ -33,6 +33,15 @@ def _sizes(weights) -> int:
     return sum(prod(w.shape) for w in weights)
 
 
+def _layers(model):
+    """The model's layers, those of a model used as a layer included (archcalc inlines it)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+        elif not isinstance(layer, L.InputLayer):
+            yield layer
+
+
 def _both(model, tmp_path):
     """The model saved both ways, loaded and analysed by archcalc."""
     model.save(tmp_path / "m.keras")
@@ -47,9 +56,7 @@ def _assert_matches(model, tmp_path):
         assert totals.trainable_params == _sizes(model.trainable_weights)
         assert totals.non_trainable_params == _sizes(model.non_trainable_weights)
         rows = {row.name: row for row in analysis.rows}
-        for layer in model.layers:
-            if isinstance(layer, L.InputLayer):
-                continue
+        for layer in _layers(model):
             assert rows[layer.name].output_shape == _chw(layer.output.shape), layer.name
         assert analysis.output_shape == _chw(model.outputs[0].shape)
         assert "converted from channels-last" in analysis.network.source
@@ -156,6 +163,27 @@ def test_frozen_layers_count_as_non_trainable(tmp_path):
     model.layers[0].trainable = False
     _assert_matches(model, tmp_path)
     assert _sizes(model.non_trainable_weights) == 44
+
+
+def test_nested_models_are_inlined(tmp_path):
+    """Transfer learning: a frozen functional base inside a Sequential, and a Sequential
+    block called inside a functional model."""
+    x = keras.Input((12, 12, 3))
+    y = L.Conv2D(4, 3, strides=2, padding="same", name="base_conv")(x)
+    y = L.BatchNormalization(name="base_bn")(y)
+    base = keras.Model(x, L.Add(name="base_add")([y, L.Conv2D(4, 1, strides=2,
+                                                                name="base_proj")(x)]))
+    base.trainable = False
+    block = keras.Sequential([L.Conv2D(4, 1, name="block_conv"), L.ReLU(name="block_relu")],
+                             name="block")
+    z = keras.Input((12, 12, 3))
+    h = base(z)
+    h = L.Concatenate(name="cat")([h, block(h)])
+    inner = keras.Model(z, h, name="inner")
+    model = keras.Sequential([keras.Input((12, 12, 3)), inner, L.GlobalAveragePooling2D(),
+                              L.Dense(2, name="head")])
+    _assert_matches(model, tmp_path)
+    assert _sizes(model.non_trainable_weights) == 3 * 3 * 3 * 4 + 4 + 4 * 4 + 3 * 4 + 4
 
 
 def test_input_override_and_open_sizes(tmp_path):

@@ -135,6 +135,7 @@ class _Node:
     recorded: tuple | None = None  # Keras's recorded input shape (channels-last, no batch)
     items: list = field(default_factory=list)
     out: tuple[int, int | None] = (3, None)  # (rank 3 image | 1 flat, channels or features)
+    frozen: bool = False  # trainable=False on the layer or on a model around it
 
 
 class _Problems:
@@ -167,7 +168,7 @@ def _convert(doc: Any, input_shape: tuple[int, ...] | None, version: str | None,
         raise ArchcalcError("not a Keras model: no 'config' mapping at the top",
                             fix="give model.to_json()'s output or a .keras archive")
     cls = doc.get("class_name")
-    if cls not in MODEL_CLASSES:
+    if not isinstance(cls, str) or cls not in MODEL_CLASSES:
         raise ArchcalcError(f"not a Keras model: class_name is {echo(repr(cls), 60)}",
                             fix="the top level must be a Sequential or Functional model")
     config = doc["config"]
@@ -220,40 +221,102 @@ def _recorded(layer: dict) -> tuple | None:
     return tuple(shape[1:]) if isinstance(shape, list) and shape else None
 
 
+# A model used as a layer (transfer learning: Sequential([base_model, ...])) is inlined;
+# this bounds how deep models may nest in one another.
+MAX_NESTING = 8
+
+
+class _Graph:
+    """The nodes of the whole model, nested models inlined, under unique spec names."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {}
+        self.names = _Names()
+        self.cap = limit("MAX_LAYERS")
+
+    def add(self, node: _Node) -> _Node:
+        if len(self.nodes) >= self.cap:
+            raise ArchcalcError(f"the Keras model has more than {self.cap:,} layers",
+                                fix="raise ARCHCALC_MAX_LAYERS")
+        self.nodes[node.name] = node
+        return node
+
+    def node(self, cls: str, lname: str, cfg: dict, inputs: list[str],
+             recorded: tuple | None, frozen: bool) -> _Node:
+        return self.add(_Node(self.names.claim(lname), lname, cls, cfg, inputs, recorded,
+                              frozen=frozen or cfg.get("trainable") is False))
+
+
 def _sequential(layers: list, config: dict) -> tuple[str, dict[str, _Node], dict]:
     """A chain: every layer reads the one before. Returns the root name, the nodes and what
     the input shape is read from."""
-    nodes: dict[str, _Node] = {}
+    graph = _Graph()
     root = "\0input"  # not a spec name: no Keras layer can clash with it
     first: dict = {"build_input_shape": config.get("build_input_shape")}
-    previous = root
-    names = _Names()
+    first["output"] = _chain(graph, layers, root, first, 0, False)
+    return root, graph.nodes, first
+
+
+def _chain(graph: _Graph, layers: list, entry: str, first: dict | None, depth: int,
+           frozen: bool) -> str:
+    """A Sequential's layers after `entry`; the name of the last node. `first` (the top
+    level only) collects what the input shape is read from."""
+    previous = entry
     for index, layer in enumerate(layers):
         cls, lname, cfg = _layer_parts(layer, index)
         if cls == "InputLayer":
             if index:
                 raise ArchcalcError(f"InputLayer '{echo(lname, 60)}' in the middle of a "
                                     "Sequential model", fix="give a model Keras can load")
-            first["input_layer"] = cfg
+            if first is not None:
+                first["input_layer"] = cfg
             continue
-        if index == 0 or (index == 1 and "input_layer" in first):
+        if first is not None and "first_layer" not in first:
             first["first_layer"] = cfg
             first["first_recorded"] = _recorded(layer)
-        node = _Node(names.claim(lname), lname, cls, cfg, [previous], _recorded(layer))
-        nodes[node.name] = node
-        previous = node.name
-    first["output"] = previous
-    return root, nodes, first
+        if cls in MODEL_CLASSES:
+            previous = _nested(graph, layer, previous, depth + 1, frozen)
+        else:
+            previous = graph.node(cls, lname, cfg, [previous], _recorded(layer),
+                                  frozen).name
+    return previous
+
+
+def _nested(graph: _Graph, layer: dict, entry: str, depth: int, frozen: bool) -> str:
+    """A model used as a layer, inlined after `entry`; the name of its output node."""
+    cls, lname, cfg = layer["class_name"], layer["config"].get("name"), layer["config"]
+    if depth > MAX_NESTING:
+        raise ArchcalcError(f"Keras model '{echo(lname, 60)}' nests models more than "
+                            f"{MAX_NESTING} deep", fix="give a model with fewer nested models")
+    layers = cfg.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ArchcalcError(f"the Keras model '{echo(lname, 60)}' inside the model has no "
+                            "layers", fix="give a built model")
+    frozen = frozen or cfg.get("trainable") is False
+    if cls == "Sequential":
+        return _chain(graph, layers, entry, None, depth, frozen)
+    return _scope(graph, layers, cfg, entry, None, depth, frozen)
 
 
 def _functional(layers: list, config: dict) -> tuple[str, dict[str, _Node], dict]:
     """A graph: each layer's inbound node names the layers it reads (Keras 3's
     {"args": [keras tensors]} or Keras 2's [[name, node_index, tensor_index, kwargs]])."""
-    nodes: dict[str, _Node] = {}
-    by_keras: dict[str, str] = {}
-    names = _Names()
-    inputs: list[str] = []
+    graph = _Graph()
+    root = "\0input"
     first: dict = {}
+    first["output"] = _scope(graph, layers, config, root, first, 0, False)
+    return root, graph.nodes, first
+
+
+def _scope(graph: _Graph, layers: list, config: dict, entry: str, first: dict | None,
+           depth: int, frozen: bool) -> str:
+    """A functional model's layers, its InputLayer standing for `entry`; the name of its
+    output node. Layers read one another by Keras name within the model, resolved once
+    all are known; a nested model is entered through an identity node that reads its
+    caller's input, so that the caller's name can be resolved like any other."""
+    by_keras: dict[str, str] = {}
+    inputs: list[str] = []
+    created: list[_Node] = []
     for index, layer in enumerate(layers):
         cls, lname, cfg = _layer_parts(layer, index)
         if lname in by_keras:
@@ -268,35 +331,38 @@ def _functional(layers: list, config: dict) -> tuple[str, dict[str, _Node], dict
                                 "have their own weights",
                                 fix="build the model with one layer per call")
         sources = _inbound(calls[0], lname) if calls else []
-        node = _Node(names.claim(lname), lname, cls, cfg, sources, None)
-        by_keras[lname] = node.name
-        nodes[node.name] = node
         if cls == "InputLayer":
-            inputs.append(node.name)
-            first["input_layer"] = cfg
-        elif calls:
-            node.recorded = _tensor_shape(calls[0])
-    for node in nodes.values():
+            inputs.append(lname)
+            by_keras[lname] = entry
+            if first is not None:
+                first["input_layer"] = cfg
+            continue
+        if not sources:
+            raise ArchcalcError(f"Keras layer '{echo(lname, 60)}' reads no input",
+                                fix="give a model Keras can load")
+        if cls in MODEL_CLASSES:
+            gate = graph.node("Identity", lname + "_input", {}, sources, None, frozen)
+            created.append(gate)
+            by_keras[lname] = _nested(graph, layer, gate.name, depth + 1, frozen)
+            continue
+        node = graph.node(cls, lname, cfg, sources, _tensor_shape(calls[0]), frozen)
+        created.append(node)
+        by_keras[lname] = node.name
+    if len(inputs) != 1:
+        raise ArchcalcError(f"the Keras model has {len(inputs)} inputs; archcalc analyses "
+                            "a network with one input", fix="give a single-input model")
+    for node in created:
         unknown = [s for s in node.inputs if s not in by_keras]
         if unknown:
             raise ArchcalcError(f"Keras layer '{echo(node.keras_name, 60)}' reads "
                                 f"'{echo(unknown[0], 60)}', which is not a layer of the model",
                                 fix="give a model Keras can load")
         node.inputs = [by_keras[s] for s in node.inputs]
-        if not node.inputs and node.cls != "InputLayer":
-            raise ArchcalcError(f"Keras layer '{echo(node.keras_name, 60)}' reads no input",
-                                fix="give a model Keras can load")
-    if len(inputs) != 1:
-        raise ArchcalcError(f"the Keras model has {len(inputs)} inputs; archcalc analyses "
-                            "a network with one input", fix="give a single-input model")
     outputs = _endpoints(config.get("output_layers"))
     if len(outputs) != 1 or outputs[0] not in by_keras:
         raise ArchcalcError(f"the Keras model has {len(outputs)} outputs; archcalc analyses "
                             "a network with one output", fix="give a single-output model")
-    root = inputs[0]
-    nodes.pop(root)
-    first["output"] = by_keras[outputs[0]]
-    return root, nodes, first
+    return by_keras[outputs[0]]
 
 
 def _endpoints(value: Any) -> list[str]:
@@ -335,7 +401,8 @@ def _tensors(value: Any, depth: int = 0) -> list[str]:
     if depth > 4:
         return []
     if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        history = (value.get("config") or {}).get("keras_history")
+        config = value.get("config")
+        history = config.get("keras_history") if isinstance(config, dict) else None
         if not (isinstance(history, list) and len(history) >= 3 and isinstance(history[0], str)):
             raise ArchcalcError("a Keras tensor without its keras_history",
                                 fix="give a model Keras can load")
@@ -363,8 +430,8 @@ def _tensor_shape(call: Any) -> tuple | None:
     args = call.get("args")
     while isinstance(args, list) and args:
         args = args[0]
-    if isinstance(args, dict):
-        shape = (args.get("config") or {}).get("shape")
+    if isinstance(args, dict) and isinstance(args.get("config"), dict):
+        shape = args["config"].get("shape")
         if isinstance(shape, list) and shape:
             return tuple(shape[1:])
     return None
@@ -526,7 +593,7 @@ def _leaf(node: _Node, ctx: _Context, kind: str, suffix: str = "", **fields: Any
             **{key: value for key, value in fields.items()
                if key not in DEFAULTS or value != DEFAULTS[key]
                or (key == "stride" and kind.endswith("pool"))}}  # a pool's is its kernel
-    if ctx.frozen or node.config.get("trainable") is False:
+    if ctx.frozen or node.frozen:
         item["trainable"] = False  # Keras counts a frozen layer's weights as non-trainable
     return item
 
@@ -932,9 +999,6 @@ def _translate(nodes: dict[str, _Node], shape: tuple[int, ...], version: str | N
             node.out = ins[0] if ins else start
         elif node.cls in CONVERTERS:
             node.out = CONVERTERS[node.cls](node, ctx, ins[0])
-        elif node.cls in MODEL_CLASSES:
-            ctx.problems.add(node, "a model nested as a layer")
-            node.out = ins[0]
         else:
             ctx.problems.add(node)
             node.out = ins[0]
