@@ -8,6 +8,8 @@ before the ONNX importer exists).
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import fields
 
 import pytest
@@ -274,3 +276,28 @@ def test_canonical_items_are_written_under_their_keyword_without_defaults():
         "  - leaky_relu: {slope: 0.2}",
         "  - flatten: {name: flat}",
         "  - dense: {units: 1, bias: false}"]
+
+
+def test_import_of_a_keras_json(run, tmp_path):
+    # A model.to_json() document, written by hand (no Keras needed): 8×8×3 → Conv2D(2, 3×3,
+    # relu) → Flatten → Dense(4). Params 3·3·3·2 + 2 = 56 and 6·6·2·4 + 4 = 292; MACs
+    # 6·6·2·27 = 1,944 and 72·4 = 288.
+    pytest.importorskip("archcalc.importers.keras_import")
+    doc = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, 8, 8, 3], "name": "in"}},
+        {"class_name": "Conv2D", "config": {"name": "c", "filters": 2, "kernel_size": [3, 3],
+                                            "strides": [1, 1], "padding": "valid",
+                                            "activation": "relu", "use_bias": True,
+                                            "data_format": "channels_last"}},
+        {"class_name": "Flatten", "config": {"name": "f"}},
+        {"class_name": "Dense", "config": {"name": "d", "units": 4, "activation": "linear",
+                                           "use_bias": True}}]}}
+    src = tmp_path / "k.json"
+    src.write_text(json.dumps(doc))
+    out = tmp_path / "k.yaml"
+    result = run("import", str(src), "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "348 params (348 trainable), 2,232 MACs at 3×8×8" in result.stdout
+    text = out.read_text(encoding="utf-8")
+    assert "  - conv: {name: c, filters: 2, kernel: 3}" in text.splitlines()
+    same_network(loads(text), load(str(src)))
