@@ -90,8 +90,7 @@ ONNX_CASES = [
          setup=_onnx_file("dyn.onnx", [("Relu", ["x"], ["y"], "relu")],
                           [("x", ["n", 3, "h", "w"])])),
     Case("onnx_unsupported_ops", ["summary", "sin.onnx"],
-         "error: sin.onnx: 23 ONNX node(s) archcalc cannot express: "
-         + "; ".join(f"Sin (node 'sin{i}', #{i})" for i in range(20)) + "; and 3 more (fix: "
+         "error: sin.onnx: 23 ONNX nodes archcalc cannot express, one a line below (fix: "
          "archcalc maps Conv, ConvTranspose, BatchNormalization, pools, Gemm/MatMul, Flatten, "
          "Resize, Pad, LRN, Dropout, activations and Add/Concat/Mul branches (README, 'Layer "
          "kinds'))", setup=_onnx_file("sin.onnx", _sines(23), [("x", [1, 3, 8, 8])])),
@@ -170,3 +169,12 @@ def test_nothing_is_written_when_the_import_fails(tmp_path):
     check_case(case, tmp_path)
     assert not (tmp_path / "dyn.yaml").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["dyn.onnx"]  # no temporary file left
+
+
+@ONNX
+def test_unsupported_nodes_are_listed_one_a_line_then_counted(tmp_path):
+    case = next(c for c in ONNX_CASES if c.id == "onnx_unsupported_ops")
+    code, _, err = run_case(case, tmp_path)
+    lines = err.splitlines()
+    assert code == 1 and lines[0] == case.first_line
+    assert lines[1:] == [f"  Sin (node 'sin{i}', #{i})" for i in range(20)] + ["  ... and 3 more"]
