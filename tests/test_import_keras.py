@@ -328,3 +328,11 @@ def test_keras2_functional_inbound_nodes(tmp_path):
     assert analysis.output_shape == (3, 8, 8)
     # 1·1·3·3 + 3 conv, 4·3 batch norm of which 2·3 non-trainable
     assert (analysis.totals.trainable_params, analysis.totals.non_trainable_params) == (18, 6)
+
+
+def test_keras_applications_mobilenet_v2(tmp_path):
+    """A real application (ZeroPadding2D, DepthwiseConv2D, ReLU(6.), BatchNormalization,
+    residual Add), small: alpha 0.35 at 32×32."""
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+                                           classes=10)
+    _assert_matches(model, tmp_path)

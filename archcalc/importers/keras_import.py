@@ -991,8 +991,9 @@ def _translate(nodes: dict[str, _Node], shape: tuple[int, ...], version: str | N
     for node in _topological(nodes):
         ins = [outs.get(i, start) for i in node.inputs]
         if node.cls in MERGES:
-            if len(ins) < 2:
-                ctx.problems.add(node, "a merge of one input")
+            if len(ins) < 2:  # keras.ops x + 3.0: MobileNetV3's relu6(x + 3)/6 spelt out
+                ctx.problems.add(node, "an operation with a constant operand: archcalc's "
+                                       f"{MERGES[node.cls]} combines tensors")
             node.out = _merge_out(node, ctx, ins)
         elif len(ins) != 1:
             ctx.problems.add(node, f"{len(ins)} inputs")
