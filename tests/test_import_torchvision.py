@@ -16,8 +16,7 @@ weights equal onnxruntime's on the same file (float32, max |Δ| < 1e-4 · max |l
 FAST models always run; the large ones (VGG, ResNet-101/152, DenseNet-161/201, Wide ResNet,
 EfficientNet-B2/B3, RegNet), whose export writes up to 575 MB each, run only with
 ARCHCALC_SLOW_TESTS=1 (measured on the 2-core machine: the FAST set about 70 s, the rest
-several minutes more). NOT_YET lists the models the importer refuses today (expected failures,
-not strict). Skipped without torch, torchvision or onnx.
+several minutes more). Skipped without torch, torchvision or onnx.
 """
 
 from __future__ import annotations
@@ -76,21 +75,11 @@ FAST = ("alexnet", "resnet18", "resnet34", "resnet50", "resnext50_32x4d", "googl
         "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
         "efficientnet_b1", "mnasnet0_5", "mnasnet1_0")
 LOGITS = ("resnet18", "mobilenet_v3_small", "densenet121")
-# What the ONNX importer does not read yet (measured 2026-11-30); not strict, so that the day
-# it does, these simply pass (remove them from here then).
-NOT_YET = {
-    "inception_v3": "InceptionE's nested concat (Mixed_7b: branch3x3_2a/2b) is refused as "
-                    "'not a chain of sequences and branches'",
-    "mnasnet0_5": "ReduceMean over H, W (x.mean([2, 3])) is not read as a global average pool",
-    "mnasnet1_0": "ReduceMean over H, W (x.mean([2, 3])) is not read as a global average pool",
-}
 
 
 def _params(name: str):
     marks = [] if name in FAST else [
         pytest.mark.skipif(not SLOW, reason="a large model: set ARCHCALC_SLOW_TESTS=1")]
-    if name in NOT_YET:
-        marks.append(pytest.mark.xfail(reason=NOT_YET[name], strict=False))
     return pytest.param(name, id=name, marks=marks)
 
 
