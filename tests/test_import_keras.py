@@ -14,6 +14,11 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported: no TensorFlow
 keras = pytest.importorskip("keras")
+
+# The lecture notes write input_shape= on the first layer (Keras 3 warns, and still builds the
+# model as written); Keras's torch backend warns about NumPy 2's copy keyword. Neither is ours.
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 from keras import layers as L  # noqa: E402
 from keras.regularizers import l2  # noqa: E402
 

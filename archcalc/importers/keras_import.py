@@ -43,10 +43,11 @@ MERGES = {"Add": "add", "Concatenate": "concat", "Multiply": "mul"}
 
 def read(path: Any, display: str, input_shape: tuple[int, ...] | None) -> dict[str, Any]:
     """The raw spec mapping of a Keras 3 `.keras` archive."""
-    from archcalc.spec.load import read_bounded  # here: load imports the importers' seam
+    from archcalc.spec.load import open_bounded  # here: load imports the importers' seam
 
-    data = read_bounded(path, display, "MAX_MODEL_BYTES")
-    config, version = _archive(data)
+    # the zip is read in place: its directory and config.json, never the weights
+    with open_bounded(path, display, "MAX_MODEL_BYTES") as handle:
+        config, version = _archive(handle)
     return _convert(config, input_shape, version, "a Keras archive")
 
 
@@ -61,11 +62,12 @@ def from_json(raw: Any, display: str, input_shape: tuple[int, ...] | None) -> di
 # The archive
 
 
-def _archive(data: bytes) -> tuple[Any, str | None]:
-    """config.json (parsed) and metadata.json's keras_version of a .keras zip, every read
-    bounded by the sizes the zip's directory states and by a read of at most that plus one."""
+def _archive(data: Any) -> tuple[Any, str | None]:
+    """config.json (parsed) and metadata.json's keras_version of a .keras zip (bytes or an
+    open file), every read bounded by the sizes the zip's directory states and by a read of at
+    most that plus one."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
     except (zipfile.BadZipFile, OSError, ValueError):
         raise ArchcalcError("not a Keras archive: the file is not a zip",
                             fix="save the model with model.save('model.keras') (Keras 3), or "

@@ -173,6 +173,27 @@ def _read_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES") -> b
 read_bounded = _read_bounded  # the importers read model files through the same bounds
 
 
+def open_bounded(path: FsPath, ref: str, cap_name: str = "MAX_MODEL_BYTES"):
+    """The open file, for a reader that seeks in it (a zip archive reads only its directory
+    and the members it wants), refused first by size and by kind, as _read_bounded does."""
+    cap = limit(cap_name)
+    info = _regular_file(path, ref)
+    if info.st_size > cap:
+        raise _too_large(info.st_size, cap, cap_name)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
+                            fix="check the file's permissions") from None
+    handle = os.fdopen(fd, "rb")
+    try:
+        _check_kind(os.fstat(fd).st_mode, ref)
+    except ArchcalcError:
+        handle.close()
+        raise
+    return handle
+
+
 def _too_large(size: int | None, cap: int, cap_name: str = "MAX_SPEC_BYTES") -> ArchcalcError:
     what = f"{size:,} bytes" if size is not None else "larger than that"
     whose = "a spec" if cap_name == "MAX_SPEC_BYTES" else "an imported model file"
