@@ -70,3 +70,16 @@ def test_an_error_about_a_list_gives_one_line_per_item_up_to_twenty(run):
     # an item cannot forge a line of its own: control characters are escaped
     forged = ArchcalcError("1 node", items=["Op\nerror: fake"]).render().splitlines()
     assert len(forged) == 2 and "\\n" in forged[1]
+
+
+def test_model_files_are_refused_by_size_before_reading(run, tmp_path, monkeypatch):
+    """.keras (opened in place) and .onnx (read whole) files over MAX_MODEL_BYTES."""
+    monkeypatch.setenv("ARCHCALC_MAX_MODEL_BYTES", "1000")
+    for name in ("big.keras", "big.onnx"):
+        path = tmp_path / name
+        path.write_bytes(b"\0" * 1001)
+        result = run("summary", str(path))
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[0].startswith(
+            f"error: {path}: the file is 1,001 bytes; an imported model file may have at most "
+            "1,000 bytes (fix: ")
