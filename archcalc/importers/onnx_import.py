@@ -55,14 +55,18 @@ class _Op:
 
 def read(path: Path, display: str, input_shape: tuple[int, ...] | None) -> dict[str, Any]:
     """The raw spec mapping of the ONNX file at `path` (`display`: its name in errors)."""
+    return convert(load_model(path, display), display, input_shape, Path(path).stem)
+
+
+def load_model(path: Path, display: str) -> Any:
+    """The file's onnx.ModelProto, read within MAX_MODEL_BYTES."""
     try:
         import onnx  # noqa: F401  (an optional extra)
     except ImportError:
         raise ArchcalcError("reading .onnx files needs the onnx package", file=display,
                             fix="pip install 'archcalc[onnx]'") from None
     from archcalc.spec.load import read_bounded
-    data = read_bounded(path, display, "MAX_MODEL_BYTES")
-    return convert(parse(data, display), display, input_shape, Path(path).stem)
+    return parse(read_bounded(path, display, "MAX_MODEL_BYTES"), display)
 
 
 # ---- 1. read ----------------------------------------------------------------------------
@@ -660,6 +664,7 @@ def _fuse_bias(op: _Op, ops: dict, consumers: dict, consts: _Consts) -> None:
     if _single(src.out, consumers) is op and dims is not None and \
             math.prod(dims) == src.item["units"]:
         src.item["bias"] = True
+        src.extra["bias"] = other[0]   # the initializer onnx_weights reads as the bias
         op.unsupported, op.alias = None, True
 
 
@@ -905,6 +910,34 @@ def unsupported_report(ops: list[_Op]) -> list[str]:
 def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
             stem: str = "model") -> dict[str, Any]:
     """A parsed ModelProto → the raw spec mapping."""
+    return _convert(model, display, input_shape, stem)[0]
+
+
+def read_with_weights(path: Path, display: str,
+                      input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], dict]:
+    """(the raw spec mapping, its weights by layer name) of the ONNX file at `path`; the
+    weights as archcalc.importers.onnx_weights.layer_arrays gives them."""
+    return convert_with_weights(load_model(path, display), display, input_shape,
+                                Path(path).stem)
+
+
+def convert_with_weights(model: Any, display: str, input_shape: tuple[int, ...] | None,
+                         stem: str = "model") -> tuple[dict[str, Any], dict]:
+    """(the raw spec mapping, {layer name: {param: (initializer name, array)}}): the
+    weights travel beside the mapping, because a spec has no place for arrays."""
+    from archcalc.importers.onnx_weights import layer_arrays
+    raw, layers, consts = _convert(model, display, input_shape, stem)
+    table = {}
+    for op in layers:
+        arrays = layer_arrays(op, consts, display)
+        if arrays:
+            table[op.name] = arrays
+    return raw, table
+
+
+def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
+             stem: str) -> tuple[dict[str, Any], list[_Op], _Consts]:
+    """(the raw spec mapping, the ops it was built from, the graph's constants)."""
     opset = _opset(model, display)
     graph = model.graph
     value = _graph_input(graph, display)
@@ -955,10 +988,10 @@ def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     if missing:
         raise structure.fail(missing[0], "a node outside every sequence and branch")
     producer = " ".join(p for p in (model.producer_name, model.producer_version) if p)
-    return {"name": _clean(graph.name) or _clean(stem) or "model",
-            "source": f"imported from {display} (ONNX opset {opset}"
-                      + (f", producer {producer})" if producer else ")"),
-            "input": list(shape), "separator": "/", "layers": items}
+    return ({"name": _clean(graph.name) or _clean(stem) or "model",
+             "source": f"imported from {display} (ONNX opset {opset}"
+                       + (f", producer {producer})" if producer else ")"),
+             "input": list(shape), "separator": "/", "layers": items}, layers, consts)
 
 
 def _resolved_sink(ops: dict[str, _Op], sink: str) -> str:
