@@ -7,6 +7,7 @@ that differs) and on a spec the calculator rejects or a run over the memory budg
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -16,6 +17,8 @@ from archcalc.check import CheckResult, LayerCheck, fmt_bytes, run_check
 from archcalc.cli import main
 from archcalc.cli.common import (SEED, input_option, memory_budget_option, plain, print_wide,
                                  wide_option)
+from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
 from archcalc.spec import load
 from archcalc.tables import Grid
 
@@ -29,13 +32,16 @@ from archcalc.tables import Grid
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True, help="Precision of the executor's arrays.")
 @memory_budget_option
+@click.option("--weights", "weights", default=None, metavar="PATH.npz",
+              help="Run on these weights (saved by train or import --weights-out) instead "
+                   "of seeded random ones. An .onnx SPEC runs on its own weights unasked.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @wide_option
 @click.pass_context
 def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | None,
                   batch: int, seed: int, dtype: str, memory_budget: int | None,
-                  fmt: str) -> None:
+                  weights: str | None, fmt: str) -> None:
     """Prove the calculator on real arrays: build SPEC, run a forward pass on a seeded
     random batch, and compare every layer's shape, parameters and activation bytes.
 
@@ -44,15 +50,68 @@ def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | 
       archcalc check lenet5
       archcalc check vgg16 --batch 2
       archcalc check resnet50 --input 3x128x128 --format json
+      archcalc check resnet18.onnx          (the file's own weights)
     """
-    network = load(spec, input_shape)
-    result = run_check(network, batch=batch, seed=seed, memory_budget=memory_budget,
-                       dtype=dtype)
+    network, state_of, said = _network_and_weights(spec, input_shape, weights)
+    with _loading(state_of, weights or spec) as failed:
+        result = run_check(network, batch=batch, seed=seed, memory_budget=memory_budget,
+                           dtype=dtype)
+    if failed:
+        raise failed[0]  # a weights file that does not fit: one line, not a disagreement
     if fmt == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2))
+        out = result.as_dict()
+        out["weights"] = said or f"random (seed {seed})"
+        click.echo(json.dumps(out, indent=2))
     else:
+        if said:
+            click.echo(plain(f"weights: {said}"))
         render(result)
     ctx.exit(0 if result.ok else 1)
+
+
+def _network_and_weights(spec: str, input_shape, weights: str | None):
+    """(network, a function model → state to load or None, the line saying which weights)."""
+    from archcalc.importers.onnx_weights import is_onnx, load_with_weights, state_for
+    if weights is not None:
+        from archcalc.nn.weights import read_npz
+        state = read_npz(weights)              # before the run: a bad file is one line
+        return load(spec, input_shape), (lambda model: state), f"{echo(weights)}"
+    if is_onnx(spec):
+        network, table = load_with_weights(spec, input_shape)
+        count = sum(len(arrays) for arrays in table.values())
+        return (network, (lambda model: state_for(model, table, spec)),
+                f"the file's own ({echo(spec)}, {count:,} arrays)")
+    return load(spec, input_shape), None, None
+
+
+@contextmanager
+def _loading(state_of, source: str):
+    """While run_check runs, its model loads `state_of(model)` right after it is built.
+    run_check (archcalc/check.py) builds with seeded random weights and has no parameter
+    for others yet, so its `build` is wrapped for the call. A load that fails is kept in
+    the yielded list (run_check reports executor failures as disagreements; a weights file
+    that does not fit the spec is the user's mistake, reported as one line)."""
+    import archcalc.check as check_module
+    failed: list[ArchcalcError] = []
+    if state_of is None:
+        yield failed
+        return
+    original = check_module.build
+
+    def build_loaded(network, **kw):
+        model = original(network, **kw)
+        try:
+            model.load_state_dict(state_of(model), source=source)
+        except ArchcalcError as exc:
+            failed.append(exc)
+            raise
+        return model
+
+    check_module.build = build_loaded
+    try:
+        yield failed
+    finally:
+        check_module.build = original
 
 
 def _mark(ok: bool) -> str:

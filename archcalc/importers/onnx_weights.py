@@ -1,0 +1,153 @@
+"""An ONNX file's weights in the executor's layout, so that the imported network runs the
+real model (`archcalc check model.onnx`, `archcalc import --weights-out model.npz`).
+
+The importer (onnx_import.convert_with_weights) hands every emitted layer's node here and
+gets back {param: (initializer name, array)}; `state_for` then keys them as the executor
+does ("<layer name>.<param>") and checks every shape against the built model, naming the
+initializer and the layer when they disagree. Layouts (the executor's are PyTorch's):
+    conv2d            Conv W (F, C/g, kh, kw), B (F,)                     → weight, bias
+    conv_transpose2d  ConvTranspose W (C_in, C_out/g, kh, kw), B (C_out,) → weight, bias
+    dense             Gemm transB=1: B (units, D); transB=0: B (D, units) → weight (units, D)
+                      MatMul W (D, units) [+ Add bias (units,)]           → weight (units, D)
+    batchnorm         scale, B, mean, var (C,) → weight, bias, running_mean, running_var
+A Conv into which the exporter folded a BatchNormalization is just a Conv with a bias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
+
+Arrays = dict[str, tuple[str, np.ndarray]]   # param short name → (initializer, array)
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape)) or "scalar"
+
+
+def _const(consts: Any, name: str, layer: str, display: str) -> tuple[str, np.ndarray]:
+    """The initializer `name` (through Identity nodes) as a float array."""
+    source = consts._through_identity(name)
+    value = consts.value(name)
+    if value is None:
+        raise ArchcalcError(f"weights: '{echo(source, 60)}' of layer '{echo(layer, 60)}' is "
+                            "not a constant archcalc can evaluate", file=display,
+                            fix="export the model with its weights as initializers "
+                                "(do_constant_folding=True)")
+    value = np.asarray(value)
+    if value.dtype.kind != "f":
+        raise ArchcalcError(f"weights: initializer '{echo(source, 60)}' of layer "
+                            f"'{echo(layer, 60)}' holds {value.dtype} values (a quantized "
+                            "model?), not floating-point numbers", file=display,
+                            fix="export the float32 model")
+    # float16 / bfloat16 files run in float32; float64 stays (the executor may be float64)
+    return source, value.astype(np.float32) if value.dtype.itemsize < 4 else value
+
+
+def layer_arrays(op: Any, consts: Any, display: str) -> Arrays:
+    """The parameters of one imported layer (an onnx_import._Op with its item and name),
+    in the executor's layout; {} for a layer without parameters."""
+    kind = (op.item or {}).get("type")
+    node, name = op.node, op.name
+    inputs = list(node.input)
+
+    def get(k: int) -> tuple[str, np.ndarray] | None:
+        return _const(consts, inputs[k], name, display) if len(inputs) > k and inputs[k] \
+            else None
+
+    out: Arrays = {}
+    if kind in ("conv2d", "conv_transpose2d"):
+        out["weight"] = get(1)
+        if op.item.get("bias", True) and get(2) is not None:
+            out["bias"] = get(2)
+    elif kind == "batchnorm":
+        for k, short in enumerate(("weight", "bias", "running_mean", "running_var"), start=1):
+            out[short] = get(k)
+    elif kind == "dense":
+        out.update(_dense(op, consts, display, get))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _dense(op: Any, consts: Any, display: str, get) -> Arrays:
+    """Gemm or MatMul (+ the fused Add's bias) → weight (units, D), bias (units,)."""
+    source, w = get(1)
+    transposed = op.node.op_type == "Gemm" and any(
+        a.name == "transB" and a.i for a in op.node.attribute)
+    out: Arrays = {"weight": (source, w if transposed else w.T)}
+    bias = get(2) if op.node.op_type == "Gemm" else (
+        _const(consts, op.extra["bias"], op.name, display) if "bias" in op.extra else None)
+    if bias is not None and op.item.get("bias"):
+        b_source, b = bias
+        units = op.item["units"]
+        # Gemm's C broadcasts: (units,), (1, units) or a single value
+        out["bias"] = (b_source, np.broadcast_to(b.reshape(-1), (units,)).copy()
+                       if b.size in (1, units) else b)
+    return out
+
+
+def state_for(model: Any, table: dict[str, Arrays], display: str) -> dict[str, np.ndarray]:
+    """{"<layer>.<param>": array} for a built executor Model of the imported network; one
+    line naming the initializer and the layer when a shape disagrees or an array is
+    missing (nothing is loaded then)."""
+    state: dict[str, np.ndarray] = {}
+    for layer_name, layer in model.layers.items():
+        wanted = [*layer.param_names, *layer.buffer_names]
+        if not wanted:
+            continue
+        leaf = layer.spec.name or layer_name
+        arrays = table.get(leaf, {})
+        for short in wanted:
+            key = layer.key(short)
+            need = model.params.get(key, model.buffers.get(key))
+            if short not in arrays:
+                raise ArchcalcError(f"weights: the file holds no {short} for layer "
+                                    f"'{echo(layer_name, 60)}'", file=display,
+                                    fix="export the model with its weights as initializers")
+            source, value = arrays[short]
+            if tuple(value.shape) != tuple(need.shape):
+                raise ArchcalcError(
+                    f"weights: initializer '{echo(source, 60)}' has shape "
+                    f"{_fmt(tuple(value.shape))}, layer '{echo(layer_name, 60)}' needs its "
+                    f"{short} as {_fmt(tuple(need.shape))}", file=display,
+                    fix="re-export the model; archcalc reads PyTorch's layouts")
+            state[key] = value
+    return state
+
+
+def load_with_weights(ref: str, input_shape: tuple[int, ...] | None):
+    """(Network, weights table) of the ONNX file `ref`; errors name the file as written."""
+    from archcalc.importers.onnx_import import read_with_weights
+    from archcalc.spec import from_dict
+    from archcalc.spec.load import locate
+    path = locate(ref)
+    try:
+        raw, table = read_with_weights(path, ref, input_shape)
+        return from_dict(raw, file=ref, input_shape=input_shape), table
+    except ArchcalcError as exc:
+        raise exc.located(file=ref) from None
+
+
+def is_onnx(ref: str) -> bool:
+    return Path(ref).suffix.lower() == ".onnx"
+
+
+def write_weights_npz(path, weights: dict[str, np.ndarray], source: str | None = None) -> None:
+    """Write {"<layer>.<param>": array} as a weights .npz the executor loads (archcalc's
+    format 2, atomically: an interrupted write leaves the old file or the new one)."""
+    from archcalc.nn.weights import write_archive
+    meta = {"kind": "weights"}
+    if source:
+        meta["source"] = source
+    write_archive(path, {"model": dict(weights)}, meta)
+
+
+def imported_weights(network: Any, table: dict[str, Arrays], display: str,
+                     dtype: str = "float32") -> dict[str, np.ndarray]:
+    """The state the executor loads for `network` (built here to learn every shape)."""
+    from archcalc.nn.network import build
+    return state_for(build(network, dtype=dtype), table, display)
