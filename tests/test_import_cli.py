@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from dataclasses import fields
 
 import pytest
@@ -301,3 +303,42 @@ def test_import_of_a_keras_json(run, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert "  - conv: {name: c, filters: 2, kernel: 3}" in text.splitlines()
     same_network(loads(text), load(str(src)))
+
+
+def test_weights_out_writes_the_models_arrays(run, tmp_path, small_onnx):
+    pytest.importorskip("archcalc.importers.onnx_weights",
+                        reason="the ONNX importer reads no weights in this checkout yet")
+    from archcalc.nn import build
+    from archcalc.nn.weights import read_npz
+
+    path, model = small_onnx
+    out, npz = tmp_path / "s.yaml", tmp_path / "s.npz"
+    result = run("import", str(path), "--out", str(out), "--weights-out", str(npz))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip().endswith(f"wrote {out} and {npz}")
+    state = read_npz(npz)
+    executor = build(loads(out.read_text(encoding="utf-8")))
+    executor.load_state_dict(state, strict=True)  # every array, each of the right shape
+    torch = pytest.importorskip("torch")
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = executor.forward(x.numpy(), training=False)
+    assert np.max(np.abs(got - want)) < 1e-4 * np.max(np.abs(want))
+
+
+def test_weights_out_is_refused_for_other_files_and_existing_files(run, tmp_path):
+    spec = tmp_path / "k.json"
+    spec.write_text("{}")
+    result = run("import", str(spec), "--out", str(tmp_path / "k.yaml"), "--weights-out",
+                 str(tmp_path / "k.npz"))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"error: --weights-out reads the weights of .onnx files, "
+                                     f"not of {spec} (fix: leave --weights-out out for this file)")
+    npz = tmp_path / "old.npz"
+    npz.write_bytes(b"old")
+    result = run("import", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "m.yaml"),
+                 "--weights-out", str(npz))
+    assert result.stderr.strip() == (f"error: {npz} exists (fix: pass --force to replace it, "
+                                     "or choose another --weights-out)")
+    assert npz.read_bytes() == b"old"

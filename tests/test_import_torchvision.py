@@ -169,8 +169,9 @@ def imported_weights(path, tmp_path):
     from archcalc.cli import main
     from archcalc.nn.weights import read_npz
 
-    if "--weights-out" not in CliRunner().invoke(main, ["import", "--help"]).output:
-        pytest.skip("archcalc import has no --weights-out yet: the ONNX importer reads no weights")
+    pytest.importorskip("archcalc.importers.onnx_weights",
+                        reason="the ONNX importer reads no weights in this checkout yet")
+    assert "--weights-out" in CliRunner().invoke(main, ["import", "--help"]).output
     npz = tmp_path / "weights.npz"
     result = CliRunner().invoke(main, ["import", str(path), "--out", str(tmp_path / "m.yaml"),
                                        "--weights-out", str(npz)])

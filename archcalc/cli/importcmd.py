@@ -24,8 +24,12 @@ from archcalc.limits import echo
 @click.option("--input", "input_shape", type=SHAPE, default=None, metavar="CxHxW",
               help="The input shape, for a model whose height and width are dynamic (or to "
                    "replace the model's own), e.g. 3x224x224.")
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
-def import_model(model: str, out: str, input_shape, force: bool) -> None:
+@click.option("--weights-out", default=None, metavar="FILE.npz",
+              help="Also write the model's weights (.onnx files) as an archcalc weights file, "
+                   "for `check --weights` and `train --weights`.")
+@click.option("--force", is_flag=True, help="Replace --out (and --weights-out) if they exist.")
+def import_model(model: str, out: str, input_shape, weights_out: str | None,
+                 force: bool) -> None:
     """Turn a model file into an archcalc spec: ONNX (.onnx), Keras 3 (.keras) or a Keras
     model.to_json() file (.json).
 
@@ -37,6 +41,7 @@ def import_model(model: str, out: str, input_shape, force: bool) -> None:
       archcalc import resnet18.onnx --out resnet18.yaml
       archcalc import model.onnx --out model.yaml --input 3x224x224
       archcalc import mnist.keras --out mnist.yaml
+      archcalc import resnet18.onnx --out resnet18.yaml --weights-out resnet18.npz
     """
     from archcalc.calc import analyze
     from archcalc.fileio import replacing
@@ -44,28 +49,38 @@ def import_model(model: str, out: str, input_shape, force: bool) -> None:
     from archcalc.spec import from_dict
 
     target = Path(out)
-    # Refused before the (possibly long) import: the user's file is never replaced unasked.
-    if target.exists() and not target.is_dir() and not force:
-        raise ArchcalcError(f"{echo(out)} exists",
-                            fix="pass --force to replace it, or choose another --out")
-    raw, display = read_raw(model, input_shape)
+    # Refused before the (possibly long) import: the user's files are never replaced unasked.
+    for name, option in ((out, "--out"), (weights_out, "--weights-out")):
+        if name and Path(name).exists() and not Path(name).is_dir() and not force:
+            raise ArchcalcError(f"{echo(name)} exists",
+                                fix=f"pass --force to replace it, or choose another {option}")
+    if weights_out and Path(model).suffix.lower() != ".onnx":
+        raise ArchcalcError(f"--weights-out reads the weights of .onnx files, not of "
+                            f"{echo(model)}", fix="leave --weights-out out for this file")
+    raw, display, table = read_raw(model, input_shape, with_weights=bool(weights_out))
     try:
         network = from_dict(raw, file=display, input_shape=input_shape)
     except ArchcalcError as exc:
         raise exc.located(file=display) from None
     analysis = analyze(network)
     text = to_yaml(raw)
+    if weights_out:  # every array is checked against the built network before anything is written
+        from archcalc.importers.onnx_weights import imported_weights, write_weights_npz
+        write_weights_npz(weights_out, imported_weights(network, table, display), source=display)
     with replacing(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     totals = analysis.totals
     layers = sum(1 for _ in network.leaves())
     click.echo(f"{echo(display)}: {layers:,} layers, {totals.params:,} params "
                f"({totals.trainable_params:,} trainable), {totals.macs:,} MACs at "
-               f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}")
+               f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}"
+               + (f" and {echo(weights_out)}" if weights_out else ""))
 
 
-def read_raw(ref: str, input_shape: tuple[int, ...] | None) -> tuple[dict, str]:
-    """The raw spec mapping of the model file `ref` and the name errors give it."""
+def read_raw(ref: str, input_shape: tuple[int, ...] | None,
+             with_weights: bool = False) -> tuple[dict, str, dict | None]:
+    """The raw spec mapping of the model file `ref`, the name errors give it, and (an .onnx
+    file, with_weights) its weights by layer name."""
     from archcalc.importers import from_keras_json, is_keras_json, is_model_file, read_model
     from archcalc.spec.load import decode, locate, read_bounded
     from archcalc.spec.yamlio import parse_text
@@ -73,12 +88,16 @@ def read_raw(ref: str, input_shape: tuple[int, ...] | None) -> tuple[dict, str]:
     path = locate(ref)
     display = ref
     try:
+        if with_weights:  # an .onnx file (checked by the command)
+            from archcalc.importers.onnx_import import read_with_weights
+            raw, table = read_with_weights(path, display, input_shape)
+            return raw, display, table
         if is_model_file(path):
-            return read_model(path, display, input_shape), display
+            return read_model(path, display, input_shape), display, None
         if path.suffix.lower() == ".json":
             raw = parse_text(decode(read_bounded(path, ref, "MAX_MODEL_BYTES")), json_mode=True)
             if is_keras_json(raw):
-                return from_keras_json(raw, display, input_shape), display
+                return from_keras_json(raw, display, input_shape), display, None
             raise ArchcalcError("a JSON file that is not a Keras model.to_json() document",
                                 fix="an archcalc spec needs no import: give it to any "
                                     "command as it is")
