@@ -9,6 +9,7 @@ shift, would go unnoticed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,9 @@ def test_check_runs_an_onnx_file_on_its_own_weights(run, tmp_path):
     assert result.exit_code == 0
     first = result.stdout.splitlines()[0]
     assert first.startswith("weights: the file's own") and "small.onnx" in first
+    result = run("check", path, "--format", "json", "--dtype", "float64")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["weights"].startswith("the file's own")
     # --weights loads into the same hook: an archive of the wrong arrays is one line
     wrong = tmp_path / "wrong.npz"
     write_weights_npz(wrong, {"conv.weight": np.zeros((1, 1, 1, 1), np.float32)})
