@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -579,9 +579,13 @@ def _where(exc: BaseException) -> str:
 
 
 def run_check(network: Network, batch: int = 1, seed: int = 0,
-              memory_budget: int | None = None, dtype: str = "float32") -> CheckResult:
+              memory_budget: int | None = None, dtype: str = "float32",
+              prepare: Callable[[Any], None] | None = None) -> CheckResult:
     """Calculator vs executor on one network. `memory_budget` in bytes; None means
     DEFAULT_BUDGET_FRACTION of the available memory (no limit if that is unknown).
+    `prepare(model)` runs right after the model is built (it loads other weights than the
+    seeded random ones); an ArchcalcError it raises is the user's (a weights file that does not
+    fit) and is raised, not recorded.
     Raises ArchcalcError for a spec the calculator rejects and for a run over the budget;
     an executor failure on a spec the calculator accepts is a disagreement, not a raise."""
     start = time.perf_counter()
@@ -600,6 +604,8 @@ def run_check(network: Network, batch: int = 1, seed: int = 0,
     try:
         t0 = time.perf_counter()
         model = build(network, seed=seed, dtype=dtype)
+        if prepare is not None:
+            prepare(model)
         result.build_seconds = time.perf_counter() - t0
         # The batch comes from its own generator: the weights' draws stay those of `seed`.
         rng = np.random.default_rng([seed, 1])
@@ -610,6 +616,8 @@ def run_check(network: Network, batch: int = 1, seed: int = 0,
         result.forward_seconds = time.perf_counter() - t1
         records = list(model.records)
         result.measured_activation_bytes = x.nbytes + sum(int(r.kept_bytes) for r in records)
+    except ArchcalcError:  # prepare's: weights that do not fit the spec
+        raise
     except Exception as exc:  # an executor failure on a spec the calculator accepts
         result.executor_error = _where(exc)
     result.layers = compare(analysis.rows, records, batch, itemsize)

@@ -7,7 +7,6 @@ that differs) and on a spec the calculator rejects or a run over the memory budg
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -17,7 +16,6 @@ from archcalc.check import CheckResult, LayerCheck, fmt_bytes, run_check
 from archcalc.cli import main
 from archcalc.cli.common import (SEED, input_option, memory_budget_option, plain, print_wide,
                                  wide_option)
-from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
 from archcalc.spec import load
 from archcalc.tables import Grid
@@ -53,11 +51,13 @@ def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | 
       archcalc check resnet18.onnx          (the file's own weights)
     """
     network, state_of, said = _network_and_weights(spec, input_shape, weights)
-    with _loading(state_of, weights or spec) as failed:
-        result = run_check(network, batch=batch, seed=seed, memory_budget=memory_budget,
-                           dtype=dtype)
-    if failed:
-        raise failed[0]  # a weights file that does not fit: one line, not a disagreement
+    source = weights or spec
+
+    def load_weights(model) -> None:  # a file that does not fit is one line, not a ✗
+        model.load_state_dict(state_of(model), source=source)
+
+    result = run_check(network, batch=batch, seed=seed, memory_budget=memory_budget,
+                       dtype=dtype, prepare=load_weights if state_of is not None else None)
     if fmt == "json":
         out = result.as_dict()
         out["weights"] = said or f"random (seed {seed})"
@@ -82,36 +82,6 @@ def _network_and_weights(spec: str, input_shape, weights: str | None):
         return (network, (lambda model: state_for(model, table, spec)),
                 f"the file's own ({echo(spec)}, {count:,} arrays)")
     return load(spec, input_shape), None, None
-
-
-@contextmanager
-def _loading(state_of, source: str):
-    """While run_check runs, its model loads `state_of(model)` right after it is built.
-    run_check (archcalc/check.py) builds with seeded random weights and has no parameter
-    for others yet, so its `build` is wrapped for the call. A load that fails is kept in
-    the yielded list (run_check reports executor failures as disagreements; a weights file
-    that does not fit the spec is the user's mistake, reported as one line)."""
-    import archcalc.check as check_module
-    failed: list[ArchcalcError] = []
-    if state_of is None:
-        yield failed
-        return
-    original = check_module.build
-
-    def build_loaded(network, **kw):
-        model = original(network, **kw)
-        try:
-            model.load_state_dict(state_of(model), source=source)
-        except ArchcalcError as exc:
-            failed.append(exc)
-            raise
-        return model
-
-    check_module.build = build_loaded
-    try:
-        yield failed
-    finally:
-        check_module.build = original
 
 
 def _mark(ok: bool) -> str:

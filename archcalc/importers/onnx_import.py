@@ -59,14 +59,16 @@ def read(path: Path, display: str, input_shape: tuple[int, ...] | None) -> dict[
 
 
 def load_model(path: Path, display: str) -> Any:
-    """The file's onnx.ModelProto, read within MAX_MODEL_BYTES."""
+    """The file's onnx.ModelProto, read within MAX_MODEL_BYTES (the file's own faults are
+    said before a missing onnx package is)."""
+    from archcalc.spec.load import read_bounded
+    data = read_bounded(path, display, "MAX_MODEL_BYTES")
     try:
         import onnx  # noqa: F401  (an optional extra)
     except ImportError:
         raise ArchcalcError("reading .onnx files needs the onnx package", file=display,
                             fix="pip install 'archcalc[onnx]'") from None
-    from archcalc.spec.load import read_bounded
-    return parse(read_bounded(path, display, "MAX_MODEL_BYTES"), display)
+    return parse(data, display)
 
 
 # ---- 1. read ----------------------------------------------------------------------------
