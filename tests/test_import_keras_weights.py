@@ -1,0 +1,153 @@
+"""A .keras archive's weights in the executor's layout: the imported network, run by archcalc's
+NumPy executor on the file's own weights, predicts what Keras predicts (issue 10)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+pytest.importorskip("h5py")
+
+from archcalc.errors import ArchcalcError  # noqa: E402
+from archcalc.importers.keras_weights import (  # noqa: E402
+    imported_weights, is_keras, load_with_weights)
+from archcalc.nn.network import build  # noqa: E402
+
+L = keras.layers
+
+
+def _randomise_bn(model, seed: int = 7) -> None:
+    """Moving statistics far from 0 / 1 (and γ, β too), so that a swapped mean and variance
+    or a missed one changes the prediction."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            _randomise_bn(layer, seed + 1)
+        elif isinstance(layer, L.BatchNormalization):
+            c = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, c), rng.normal(0, 1, c),
+                               rng.normal(0, 1, c), rng.uniform(0.2, 3, c)])
+
+
+def _agree(model, tmp_path, name: str) -> float:
+    """Save `model`, run Keras and archcalc on the same seeded input; the largest difference
+    as a fraction of the largest |Keras output|."""
+    _randomise_bn(model)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    shape = tuple(model.inputs[0].shape[1:])
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype(np.float32)
+    expected = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+    network, table = load_with_weights(str(path), None)
+    executor = build(network)
+    executor.load_state_dict(imported_weights(network, table, str(path)))
+    got = executor.forward(x.transpose(0, 3, 1, 2) if x.ndim == 4 else x)
+    if got.ndim == 4:
+        got = got.transpose(0, 2, 3, 1)
+    assert got.shape == expected.shape
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def test_conv_bn_pool_flatten_dense(tmp_path):
+    model = keras.Sequential([
+        keras.Input((9, 7, 3)), L.Conv2D(5, 3, padding="same", name="conv"),
+        L.BatchNormalization(name="bn"), L.ReLU(), L.MaxPooling2D(2),
+        L.Conv2D(4, (2, 3), activation="relu"),
+        L.Flatten(), L.Dropout(0.3), L.Dense(6, activation="relu"), L.Dense(3)])
+    assert _agree(model, tmp_path, "seq") < 1e-4
+
+
+def test_functional_residual_concat_and_nested_model(tmp_path):
+    inner = keras.Sequential([keras.Input((8, 8, 6)), L.Conv2D(6, 3, padding="same"),
+                              L.BatchNormalization()], name="inner")
+    i = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", use_bias=False)(i)
+    x = L.BatchNormalization()(x)
+    y = L.Activation("relu")(L.Conv2D(6, 1)(x))
+    x = L.Add()([x, inner(y)])
+    x = L.Concatenate()([L.Conv2D(2, 1)(x), L.Conv2D(3, 3, padding="same")(x)])
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.BatchNormalization()(x)
+    out = L.Dense(4)(x)
+    assert _agree(keras.Model(i, out), tmp_path, "func") < 1e-4
+
+
+def test_depthwise_and_separable(tmp_path):
+    model = keras.Sequential([
+        keras.Input((10, 10, 3)), L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+        L.SeparableConv2D(5, 3, strides=2, depth_multiplier=2, activation="relu"),
+        L.DepthwiseConv2D(3, use_bias=False), L.SeparableConv2D(4, 1, use_bias=False)])
+    assert _agree(model, tmp_path, "dw") < 1e-4
+
+
+def test_conv_transpose_and_upsampling(tmp_path):
+    # kernel − stride even: Keras's torch backend places the rows as TensorFlow does
+    model = keras.Sequential([
+        keras.Input((5, 6, 3)), L.Conv2DTranspose(4, 4, strides=2, padding="same"),
+        L.UpSampling2D(2), L.Conv2DTranspose(2, 3, strides=1, padding="valid"),
+        L.Conv2DTranspose(3, (3, 2), strides=(2, 2), padding="valid", use_bias=False)])
+    assert _agree(model, tmp_path, "tr") < 1e-4
+
+
+def test_dense_on_an_image_and_flatten_into_batchnorm(tmp_path):
+    model = keras.Sequential([
+        keras.Input((4, 5, 3)), L.Dense(6, activation="relu"), L.Flatten(),
+        L.BatchNormalization(), L.Dense(2)])
+    assert _agree(model, tmp_path, "dense_img") < 1e-4
+
+
+def test_swapped_moving_statistics_would_fail(tmp_path):
+    """The comparison can fail: loading BatchNorm's variance as its mean changes the output."""
+    model = keras.Sequential([keras.Input((4, 4, 2)), L.BatchNormalization(name="bn"),
+                              L.Flatten(), L.Dense(3)])
+    # positive means, so that the swapped "variance" is a real one and the output finite
+    model.get_layer("bn").set_weights([np.ones(2), np.zeros(2), np.array([0.5, 2.0]),
+                                       np.array([3.0, 0.25])])
+    path = tmp_path / "bn.keras"
+    model.save(path)
+    network, table = load_with_weights(str(path), None)
+    bn = table["bn"]
+    assert bn["running_mean"][0].endswith("vars/2") and bn["running_var"][0].endswith("vars/3")
+    bn["running_mean"], bn["running_var"] = bn["running_var"], bn["running_mean"]
+    x = np.random.default_rng(0).normal(size=(1, 4, 4, 2)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(x))
+    executor = build(network)
+    executor.load_state_dict(imported_weights(network, table, str(path)))
+    assert np.abs(executor.forward(x.transpose(0, 3, 1, 2)) - expected).max() > 1e-3
+
+
+def test_archive_without_weights_is_one_line(tmp_path):
+    model = keras.Sequential([keras.Input((4, 4, 2)), L.Conv2D(2, 3)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    stripped = tmp_path / "stripped.keras"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(stripped, "w") as dst:
+        for name in src.namelist():
+            if name != "model.weights.h5":
+                dst.writestr(name, src.read(name))
+    with pytest.raises(ArchcalcError, match="holds no model.weights.h5"):
+        load_with_weights(str(stripped), None)
+    assert is_keras(str(path)) and not is_keras("model.json")
+
+
+def test_missing_h5py_is_one_line(tmp_path, monkeypatch):
+    import builtins
+    model = keras.Sequential([keras.Input((4, 4, 2)), L.Conv2D(2, 3)])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    real = builtins.__import__
+
+    def no_h5py(name, *args, **kwargs):
+        if name == "h5py":
+            raise ImportError("No module named 'h5py'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_h5py)
+    with pytest.raises(ArchcalcError) as err:
+        load_with_weights(str(path), None)
+    assert "needs h5py" in str(err.value) and "pip install h5py" in err.value.fix
