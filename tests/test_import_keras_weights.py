@@ -101,6 +101,24 @@ def test_dense_on_an_image_and_flatten_into_batchnorm(tmp_path):
     assert _agree(model, tmp_path, "dense_img") < 1e-4
 
 
+def test_two_nested_functional_models_in_a_sequential(tmp_path):
+    """Keras saves them as layers/functional and layers/functional_1, whatever their names."""
+    i = keras.Input((8, 8, 3))
+    first = keras.Model(i, L.BatchNormalization()(L.Conv2D(4, 3)(i)), name="stem")
+    j = keras.Input((6, 6, 4))
+    second = keras.Model(j, L.Add()([j, L.Conv2D(4, 3, padding="same")(j)]), name="block")
+    model = keras.Sequential([keras.Input((8, 8, 3)), first, second, L.Flatten(), L.Dense(3)])
+    assert _agree(model, tmp_path, "nested") < 1e-4
+
+
+def test_keras_applications_mobilenet_v2(tmp_path):
+    """ZeroPadding2D, strided DepthwiseConv2D, ReLU(6), BatchNormalization, residual Adds,
+    global pooling and the classifier, on a small input."""
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+                                           classes=7)
+    assert _agree(model, tmp_path, "mnv2") < 1e-4
+
+
 def test_swapped_moving_statistics_would_fail(tmp_path):
     """The comparison can fail: loading BatchNorm's variance as its mean changes the output."""
     model = keras.Sequential([keras.Input((4, 4, 2)), L.BatchNormalization(name="bn"),
