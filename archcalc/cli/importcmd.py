@@ -27,9 +27,13 @@ from archcalc.limits import echo
 @click.option("--weights-out", default=None, metavar="FILE.npz",
               help="Also write the model's weights (.onnx files) as an archcalc weights file, "
                    "for `check --weights` and `train --weights`.")
+@click.option("--partial", is_flag=True,
+              help="An .onnx model with nodes archcalc cannot express: import the network up "
+                   "to the first of them (the last whole sequence or merge before it) and say "
+                   "where it stopped, instead of failing.")
 @click.option("--force", is_flag=True, help="Replace --out (and --weights-out) if they exist.")
 def import_model(model: str, out: str, input_shape, weights_out: str | None,
-                 force: bool) -> None:
+                 partial: bool, force: bool) -> None:
     """Turn a model file into an archcalc spec: ONNX (.onnx), Keras 3 (.keras) or a Keras
     model.to_json() file (.json).
 
@@ -42,6 +46,7 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
       archcalc import model.onnx --out model.yaml --input 3x224x224
       archcalc import mnist.keras --out mnist.yaml
       archcalc import resnet18.onnx --out resnet18.yaml --weights-out resnet18.npz
+      archcalc import detector.onnx --out backbone.yaml --partial
     """
     from archcalc.calc import analyze
     from archcalc.fileio import replacing
@@ -57,7 +62,11 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     if weights_out and Path(model).suffix.lower() != ".onnx":
         raise ArchcalcError(f"--weights-out reads the weights of .onnx files, not of "
                             f"{echo(model)}", fix="leave --weights-out out for this file")
-    raw, display, table = read_raw(model, input_shape, with_weights=bool(weights_out))
+    if partial and Path(model).suffix.lower() != ".onnx":
+        raise ArchcalcError(f"--partial cuts .onnx graphs, not {echo(model)}",
+                            fix="leave --partial out for this file")
+    raw, display, table = read_raw(model, input_shape, with_weights=bool(weights_out),
+                                   partial=partial)
     try:
         network = from_dict(raw, file=display, input_shape=input_shape)
     except ArchcalcError as exc:
@@ -75,12 +84,18 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
                f"({totals.trainable_params:,} trainable), {totals.macs:,} MACs at "
                f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}"
                + (f" and {echo(weights_out)}" if weights_out else ""))
+    if partial:
+        from archcalc.importers.onnx_import import partial_note
+        note = partial_note(raw)
+        if note:
+            click.echo(f"note: {note}")
 
 
-def read_raw(ref: str, input_shape: tuple[int, ...] | None,
-             with_weights: bool = False) -> tuple[dict, str, dict | None]:
+def read_raw(ref: str, input_shape: tuple[int, ...] | None, with_weights: bool = False,
+             partial: bool = False) -> tuple[dict, str, dict | None]:
     """The raw spec mapping of the model file `ref`, the name errors give it, and (an .onnx
-    file, with_weights) its weights by layer name."""
+    file, with_weights) its weights by layer name. partial: an .onnx file (checked by the
+    command) cut before its first unsupported node."""
     from archcalc.importers import from_keras_json, is_keras_json, is_model_file, read_model
     from archcalc.spec.load import decode, locate, read_bounded
     from archcalc.spec.yamlio import parse_text
@@ -90,8 +105,11 @@ def read_raw(ref: str, input_shape: tuple[int, ...] | None,
     try:
         if with_weights:  # an .onnx file (checked by the command)
             from archcalc.importers.onnx_import import read_with_weights
-            raw, table = read_with_weights(path, display, input_shape)
+            raw, table = read_with_weights(path, display, input_shape, partial=partial)
             return raw, display, table
+        if partial:
+            from archcalc.importers.onnx_import import read
+            return read(path, display, input_shape, partial=True), display, None
         if is_model_file(path):
             return read_model(path, display, input_shape), display, None
         if path.suffix.lower() == ".json":

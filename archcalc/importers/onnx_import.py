@@ -53,9 +53,12 @@ class _Op:
     extra: dict = field(default_factory=dict)
 
 
-def read(path: Path, display: str, input_shape: tuple[int, ...] | None) -> dict[str, Any]:
-    """The raw spec mapping of the ONNX file at `path` (`display`: its name in errors)."""
-    return convert(load_model(path, display), display, input_shape, Path(path).stem)
+def read(path: Path, display: str, input_shape: tuple[int, ...] | None,
+         partial: bool = False) -> dict[str, Any]:
+    """The raw spec mapping of the ONNX file at `path` (`display`: its name in errors).
+    partial: a graph with unsupported nodes gives the network up to the first of them (see
+    convert) instead of an error."""
+    return convert(load_model(path, display), display, input_shape, Path(path).stem, partial)
 
 
 def load_model(path: Path, display: str) -> Any:
@@ -162,15 +165,50 @@ def _shapes(model: Any, value: Any, shape: tuple[int, ...]) -> dict[str, list]:
     for size in (1, *shape):
         dims.add().dim_value = size
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(_light_model(model), data_prop=True)
     except Exception:  # noqa: BLE001 — inference is a help; without it ranks are unknown
         return {}
     out = {}
-    for info in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input):
+    inputs = inferred.graph.input[:len(model.graph.input)]  # not the weights made inputs
+    for info in (*inferred.graph.value_info, *inferred.graph.output, *inputs):
         t = info.type.tensor_type
         if t.HasField("shape"):
             out[info.name] = [d.dim_value if d.HasField("dim_value") else None
                               for d in t.shape.dim]
+    return out
+
+
+# Initializers up to this many elements keep their data in the light model: the constants
+# data propagation folds (Reshape targets, Pad amounts, Resize scales, Clip bounds) are all
+# far smaller; weights are far larger, and only their dims matter to shape inference.
+SMALL_CONSTANT = 1024
+
+
+def _light_model(model: Any) -> Any:
+    """A ModelProto for shape inference without the weights' bytes: infer_shapes serialises
+    the model it is given and parses it again in C++ (2 s for ResNet-152's 240 MB). Each
+    large initializer becomes a graph input of its name, dtype and dims — the same shape
+    information — and the graph is built anew, so no tensor's data is copied."""
+    import onnx
+    from onnx import helper
+    graph = model.graph
+    small, large = [], []
+    for t in graph.initializer:
+        (small if math.prod(t.dims) <= SMALL_CONSTANT else large).append(t)
+    listed = {i.name for i in graph.input}
+    out = onnx.ModelProto(ir_version=model.ir_version)
+    out.opset_import.extend(model.opset_import)
+    out.functions.extend(model.functions)
+    light = out.graph
+    light.name = graph.name
+    light.node.extend(graph.node)
+    light.input.extend(graph.input)
+    light.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                       for t in large if t.name not in listed)
+    light.output.extend(graph.output)
+    light.value_info.extend(graph.value_info)
+    light.initializer.extend(small)
+    light.sparse_initializer.extend(graph.sparse_initializer)
     return out
 
 
@@ -910,25 +948,39 @@ def unsupported_report(ops: list[_Op]) -> list[str]:
 
 
 def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
-            stem: str = "model") -> dict[str, Any]:
-    """A parsed ModelProto → the raw spec mapping."""
-    return _convert(model, display, input_shape, stem)[0]
+            stem: str = "model", partial: bool = False) -> dict[str, Any]:
+    """A parsed ModelProto → the raw spec mapping. partial: where the graph has unsupported
+    nodes, the spec ends at the last tensor of the main path (every path from the input to
+    the output goes through it) computed without any of them, and its `source` ends with
+    the note partial_note gives."""
+    return _convert(model, display, input_shape, stem, partial)[0]
 
 
-def read_with_weights(path: Path, display: str,
-                      input_shape: tuple[int, ...] | None) -> tuple[dict[str, Any], dict]:
+PARTIAL_MARK = "; partial: "
+
+
+def partial_note(raw: dict[str, Any]) -> str | None:
+    """"stopped before node 'X' (Op, #N): K nodes left out" for a spec convert(partial=True)
+    cut short, else None."""
+    source = raw.get("source", "")
+    return source.split(PARTIAL_MARK, 1)[1] if PARTIAL_MARK in source else None
+
+
+def read_with_weights(path: Path, display: str, input_shape: tuple[int, ...] | None,
+                      partial: bool = False) -> tuple[dict[str, Any], dict]:
     """(the raw spec mapping, its weights by layer name) of the ONNX file at `path`; the
     weights as archcalc.importers.onnx_weights.layer_arrays gives them."""
     return convert_with_weights(load_model(path, display), display, input_shape,
-                                Path(path).stem)
+                                Path(path).stem, partial)
 
 
 def convert_with_weights(model: Any, display: str, input_shape: tuple[int, ...] | None,
-                         stem: str = "model") -> tuple[dict[str, Any], dict]:
+                         stem: str = "model",
+                         partial: bool = False) -> tuple[dict[str, Any], dict]:
     """(the raw spec mapping, {layer name: {param: (initializer name, array)}}): the
     weights travel beside the mapping, because a spec has no place for arrays."""
     from archcalc.importers.onnx_weights import layer_arrays
-    raw, layers, consts = _convert(model, display, input_shape, stem)
+    raw, layers, consts = _convert(model, display, input_shape, stem, partial)
     table = {}
     for op in layers:
         arrays = layer_arrays(op, consts, display)
@@ -938,7 +990,7 @@ def convert_with_weights(model: Any, display: str, input_shape: tuple[int, ...] 
 
 
 def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
-             stem: str) -> tuple[dict[str, Any], list[_Op], _Consts]:
+             stem: str, partial: bool = False) -> tuple[dict[str, Any], list[_Op], _Consts]:
     """(the raw spec mapping, the ops it was built from, the graph's constants)."""
     opset = _opset(model, display)
     graph = model.graph
@@ -971,6 +1023,11 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
 
     layers = _resolve(list(ops.values()), source, sink, display)
     bad = [op for op in layers if op.unsupported]
+    note = None
+    if bad and partial:
+        sink, note = _cut(layers, ops, source, sink, display)
+        layers = _resolve(list(ops.values()), source, sink, display)
+        bad = []
     if bad:
         report = unsupported_report(bad)
         what, items = ((f"1 ONNX node archcalc cannot express: {report[0]}", None)
@@ -992,8 +1049,66 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     producer = " ".join(p for p in (model.producer_name, model.producer_version) if p)
     return ({"name": _clean(graph.name) or _clean(stem) or "model",
              "source": f"imported from {display} (ONNX opset {opset}"
-                       + (f", producer {producer})" if producer else ")"),
+                       + (f", producer {producer})" if producer else ")")
+                       + (PARTIAL_MARK + note if note else ""),
              "input": list(shape), "separator": "/", "layers": items}, layers, consts)
+
+
+def _cut(layers: list[_Op], ops: dict[str, _Op], source: str, output: str,
+         display: str) -> tuple[str, str]:
+    """(the new output tensor, the note) for convert(partial=True): the last tensor on the
+    main path — the chain of immediate post-dominators from the input, which every path
+    to the output passes — whose computation needs no unsupported node. Cutting there
+    leaves whole the sequences and merges before it, and no branch half-read."""
+    first = min((op for op in layers if op.unsupported), key=lambda op: op.index)
+    ipdom = _Structure(layers, source, _resolved_sink(ops, output), display).ipdom
+    cut, tensor = source, ipdom.get(source)
+    while tensor is not None and not any(op.unsupported for op in _needed(ops, tensor)):
+        cut, tensor = tensor, ipdom.get(tensor)
+    where = f"node '{first.node.name or first.out}' ({first.node.op_type}, #{first.index})"
+    if cut == source:
+        why = "" if first.unsupported == first.node.op_type else f" ({first.unsupported})"
+        raise ArchcalcError(f"no layer comes before the first unsupported node, "
+                            f"{where}{why}: nothing to analyse", file=display,
+                            fix="archcalc maps Conv, ConvTranspose, BatchNormalization, "
+                                "pools, Gemm/MatMul, Flatten, Resize, Pad, LRN, Dropout, "
+                                "activations and Add/Concat/Mul branches (README, 'Layer "
+                                "kinds')")
+    left = _left_out(ops, cut, output)
+    return cut, f"stopped before {where}: {left:,} node{'s' if left != 1 else ''} left out"
+
+
+def _needed(ops: dict[str, _Op], tensor: str) -> list[_Op]:
+    """The ops `tensor` is computed from (itself included), through the resolved inputs."""
+    seen, stack, found = set(), [tensor], []
+    while stack:
+        t = stack.pop()
+        if t in seen or t not in ops:
+            continue
+        seen.add(t)
+        found.append(ops[t])
+        stack.extend(ops[t].inputs)
+    return found
+
+
+def _left_out(ops: dict[str, _Op], cut: str, sink: str) -> int:
+    """How many ONNX activation nodes the output needs that the cut spec does not hold: the
+    nodes the output is computed from (through each node's own inputs) less those `cut` is
+    computed from — with the aliases that stand for `cut` itself (an Identity, or the bias
+    Add fused into a MatMul's dense) counted as kept."""
+    def raw_ancestors(starts: list[str]) -> set[str]:
+        seen, stack = set(), list(starts)
+        while stack:
+            t = stack.pop()
+            if t in seen or t not in ops:
+                continue
+            seen.add(t)
+            stack.extend(i for i in ops[t].node.input if i in ops)
+        return seen
+
+    standing = [op.out for op in ops.values() if op.alias and op.inputs == [cut]
+                and not op.extra.get("dead") and op.node.op_type != "Pad"]
+    return len(raw_ancestors([sink]) - raw_ancestors([cut, *standing]))
 
 
 def _resolved_sink(ops: dict[str, _Op], sink: str) -> str:
