@@ -13,6 +13,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 pytest.importorskip("h5py")
 
+# Keras's torch backend warns about NumPy 2's copy keyword: not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 from archcalc.errors import ArchcalcError  # noqa: E402
 from archcalc.importers.keras_weights import (  # noqa: E402
     imported_weights, is_keras, load_with_weights)
@@ -169,3 +172,31 @@ def test_missing_h5py_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(ArchcalcError) as err:
         load_with_weights(str(path), None)
     assert "needs h5py" in str(err.value) and "pip install h5py" in err.value.fix
+
+
+def _small_keras(tmp_path):
+    model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])
+    path = tmp_path / "small.keras"
+    model.save(path)
+    return path
+
+
+def test_check_runs_a_keras_file_on_its_own_weights(run, tmp_path):
+    result = run("check", str(_small_keras(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("weights: the file's own (")
+    assert "layers agree" in result.output
+
+
+def test_check_without_h5py_checks_the_architecture_on_random_weights(run, tmp_path,
+                                                                       monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "h5py" else real(name, *a))
+    result = run("check", str(_small_keras(tmp_path)))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "weights: random: the file's own need h5py (pip install h5py)")

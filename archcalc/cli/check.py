@@ -6,6 +6,7 @@ that differs) and on a spec the calculator rejects or a run over the memory budg
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -49,6 +50,7 @@ def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | 
       archcalc check vgg16 --batch 2
       archcalc check resnet50 --input 3x128x128 --format json
       archcalc check resnet18.onnx          (the file's own weights)
+      archcalc check model.keras            (its own weights, with h5py installed)
     """
     network, state_of, said = _network_and_weights(spec, input_shape, weights)
     source = weights or spec
@@ -80,6 +82,15 @@ def _network_and_weights(spec: str, input_shape, weights: str | None):
         network, table = load_with_weights(spec, input_shape)
         count = sum(len(arrays) for arrays in table.values())
         return (network, (lambda model: state_for(model, table, spec)),
+                f"the file's own ({echo(spec)}, {count:,} arrays)")
+    from archcalc.importers import keras_weights
+    if keras_weights.is_keras(spec):
+        if importlib.util.find_spec("h5py") is None:  # the architecture needs nothing
+            return (load(spec, input_shape), None,
+                    "random: the file's own need h5py (pip install h5py)")
+        network, table = keras_weights.load_with_weights(spec, input_shape)
+        count = sum(len(arrays) for arrays in table.values())
+        return (network, (lambda model: keras_weights.state_for(model, table, spec)),
                 f"the file's own ({echo(spec)}, {count:,} arrays)")
     return load(spec, input_shape), None, None
 
