@@ -91,6 +91,8 @@ def test_without_partial_the_same_graph_is_an_error(run, chain, tmp_path):
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"error: {chain}: 1 ONNX node archcalc cannot express: "
                             "Sin (node 'sin', #2)")
+    assert first.endswith("; `archcalc import MODEL --out FILE.yaml --partial` keeps the "
+                          "network before the first of them)")
     assert not out.exists()
 
 
@@ -152,3 +154,18 @@ def test_partial_is_refused_for_files_other_than_onnx(run, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"error: --partial cuts .onnx graphs, not {spec} "
                                      "(fix: leave --partial out for this file)")
+
+
+def test_a_merge_before_the_unsupported_node_is_kept_whole(tmp_path):
+    """conv1 → [conv_a] + [] (Add) → Cos (#3) → relu: the residual block stays, as a merge."""
+    inits: list = []
+    nodes = [_conv("conv1", "x", "a", 3, 4, inits),
+             _conv("conv_a", "a", "ca", 4, 4, inits),
+             helper.make_node("Add", ["ca", "a"], ["s"], name="add"),
+             helper.make_node("Cos", ["s"], ["c"], name="cos"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    raw = read(_save(tmp_path, nodes, inits, "y", [1, 4, 8, 8]), "m.onnx", None, partial=True)
+    assert raw["layers"][0]["type"] == "conv2d"
+    assert [len(b) for b in raw["layers"][1]["add"]] == [1, 0]  # conv_a, and the identity
+    assert len(raw["layers"]) == 2
+    assert partial_note(raw) == "stopped before node 'cos' (Cos, #3): 2 nodes left out"
