@@ -333,8 +333,9 @@ def test_weights_out_is_refused_for_other_files_and_existing_files(run, tmp_path
     result = run("import", str(spec), "--out", str(tmp_path / "k.yaml"), "--weights-out",
                  str(tmp_path / "k.npz"))
     assert result.exit_code == 1
-    assert result.stderr.strip() == (f"error: --weights-out reads the weights of .onnx files, "
-                                     f"not of {spec} (fix: leave --weights-out out for this file)")
+    assert result.stderr.strip() == (f"error: --weights-out reads the weights of .onnx and .keras "
+                                     f"files, not of {spec} (fix: leave --weights-out out for "
+                                     "this file)")
     npz = tmp_path / "old.npz"
     npz.write_bytes(b"old")
     result = run("import", str(tmp_path / "m.onnx"), "--out", str(tmp_path / "m.yaml"),

@@ -200,3 +200,24 @@ def test_check_without_h5py_checks_the_architecture_on_random_weights(run, tmp_p
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == (
         "weights: random: the file's own need h5py (pip install h5py)")
+
+
+def test_import_writes_a_keras_files_weights_in_the_executors_layout(run, tmp_path):
+    """--weights-out on a .keras file: check --weights with that file agrees, on the same
+    weights as the archive's own."""
+    path = _small_keras(tmp_path)
+    npz = tmp_path / "small.npz"
+    result = run("import", str(path), "--out", str(tmp_path / "small.yaml"), "--weights-out",
+                 str(npz))
+    assert result.exit_code == 0, result.output
+    own = run("check", str(path), "--format", "json")
+    given = run("check", str(path), "--weights", str(npz), "--format", "json")
+    assert own.exit_code == given.exit_code == 0
+    import json
+    assert json.loads(given.stdout)["weights"] == str(npz)
+    network, table = load_with_weights(str(path), None)
+    state = imported_weights(network, table, str(path))
+    from archcalc.nn.weights import read_npz
+    stored = read_npz(str(npz))
+    assert set(stored) == set(state)
+    assert all(np.array_equal(stored[k], state[k]) for k in state)

@@ -59,9 +59,10 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
         if name and Path(name).exists() and not Path(name).is_dir() and not force:
             raise ArchcalcError(f"{echo(name)} exists",
                                 fix=f"pass --force to replace it, or choose another {option}")
-    if weights_out and Path(model).suffix.lower() != ".onnx":
-        raise ArchcalcError(f"--weights-out reads the weights of .onnx files, not of "
-                            f"{echo(model)}", fix="leave --weights-out out for this file")
+    keras = Path(model).suffix.lower() == ".keras"
+    if weights_out and Path(model).suffix.lower() != ".onnx" and not keras:
+        raise ArchcalcError(f"--weights-out reads the weights of .onnx and .keras files, not "
+                            f"of {echo(model)}", fix="leave --weights-out out for this file")
     if partial and Path(model).suffix.lower() != ".onnx":
         raise ArchcalcError(f"--partial cuts .onnx graphs, not {echo(model)}",
                             fix="leave --partial out for this file")
@@ -74,8 +75,10 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     analysis = analyze(network)
     text = to_yaml(raw)
     if weights_out:  # every array is checked against the built network before anything is written
-        from archcalc.importers.onnx_weights import imported_weights, write_weights_npz
-        write_weights_npz(weights_out, imported_weights(network, table, display), source=display)
+        from archcalc.importers import keras_weights, onnx_weights
+        source = keras_weights if keras else onnx_weights  # their errors name their format
+        onnx_weights.write_weights_npz(weights_out, source.imported_weights(network, table, display),
+                                       source=display)
     with replacing(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     totals = analysis.totals
@@ -103,6 +106,10 @@ def read_raw(ref: str, input_shape: tuple[int, ...] | None, with_weights: bool =
     path = locate(ref)
     display = ref
     try:
+        if with_weights and path.suffix.lower() == ".keras":
+            from archcalc.importers.keras_import import read_with_weights as keras_weights
+            raw, table = keras_weights(path, display, input_shape)
+            return raw, display, table
         if with_weights:  # an .onnx file (checked by the command)
             from archcalc.importers.onnx_import import read_with_weights
             raw, table = read_with_weights(path, display, input_shape, partial=partial)
