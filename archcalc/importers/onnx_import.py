@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from archcalc.errors import ArchcalcError, SpecError
+from archcalc.limits import echo
 
 # What this importer knows: IR versions from ONNX 1.2's (3) up to the installed onnx
 # package's own (newer files may hold fields it cannot read), and the operator sets whose
@@ -218,8 +219,9 @@ class _Consts:
     (evaluated on demand by ONNX's reference evaluator: torch computes Pad amounts that way)."""
 
     def __init__(self, graph: Any, producers: dict[str, Any], live: set[str],
-                 opset: int) -> None:
+                 opset: int, display: str = "") -> None:
         self.opset = opset
+        self.display = display
         self.inits = {t.name: t for t in graph.initializer}
         self.producers = producers
         self.live = live                    # activation tensors: never constant
@@ -250,7 +252,7 @@ class _Consts:
             return self.cache[name]
         result = None
         if name in self.inits:
-            result = numpy_helper.to_array(self.inits[name])
+            result = _array(self.inits[name], self.display)
         elif name in self.producers and name not in self.live:
             result = self._evaluate(self.producers[name], name)
         self.cache[name] = result
@@ -261,12 +263,14 @@ class _Consts:
         if node.op_type == "Constant":
             attr = node.attribute[0]
             if attr.name == "value":
-                return numpy_helper.to_array(attr.t)
+                return _array(attr.t, self.display, node.output[0])
             import numpy as np
             return np.array(helper.get_attribute_value(attr))
         args = [self.value(i) if i else None for i in node.input]
         if any(a is None for a, i in zip(args, node.input) if i):
             return None
+        if _output_elements(node.op_type, args) > MAX_FOLDED:
+            return None  # not a shape computation: left unknown rather than allocated
         try:
             from onnx.reference import ReferenceEvaluator
             inputs = [f"in{k}" if i else "" for k, i in enumerate(node.input)]
@@ -280,6 +284,56 @@ class _Consts:
             return outs[list(node.output).index(name)]
         except Exception:  # noqa: BLE001 — a constant we cannot fold is simply unknown
             return None
+
+
+def _array(tensor: Any, display: str, name: str = "") -> Any:
+    """A TensorProto's NumPy array. Data kept in an external file is never read (its
+    'location' may name any file: /dev/zero, ../../etc/passwd), and a tensor whose dims
+    promise more values than it holds is an error, not a traceback."""
+    from onnx import TensorProto, numpy_helper
+    name = name or tensor.name
+    fix = "save the model as one file: onnx.save(onnx.load(path), out, save_as_external_data=False)"
+    if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
+        raise SpecError(f"tensor '{echo(name, 60)}' keeps its data in an external file; "
+                        "archcalc reads only the .onnx file itself", file=display, fix=fix)
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise SpecError(f"tensor '{echo(name, 60)}' ({'×'.join(map(str, tensor.dims)) or 'scalar'}"
+                        f") does not hold the data its dims declare "
+                        f"({echo(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 80)})",
+                        file=display, fix="export the model again and check the file was "
+                                          "copied whole") from None
+
+
+# Constants folded on demand are shape computations and small attributes (Pad amounts,
+# Reshape targets); an op whose output would be larger than this is not folded, so a crafted
+# ConstantOfShape / Expand / Tile / Range cannot allocate gigabytes.
+MAX_FOLDED = 10**7
+
+
+def _output_elements(op_type: str, args: list) -> int:
+    """How many elements the constant op would produce, for the ops whose output size is
+    set by their inputs' values (0 for the others: their output is no larger than the
+    inputs, which are already in memory)."""
+    import numpy as np
+    try:
+        if op_type == "ConstantOfShape":
+            return math.prod(int(v) for v in np.ravel(args[0]))
+        if op_type == "Expand":
+            shape = np.broadcast_shapes(np.shape(args[0]), tuple(int(v) for v in np.ravel(args[1])))
+            return math.prod(shape)
+        if op_type == "Tile":
+            return np.size(args[0]) * math.prod(int(v) for v in np.ravel(args[1]))
+        if op_type == "Range":
+            start, limit, delta = (float(np.ravel(a)[0]) for a in args[:3])
+            return 0 if delta == 0 else max(0, math.ceil((limit - start) / delta))
+        if op_type in ("Resize", "Upsample", "Pad", "OneHot", "EyeLike", "RandomNormal",
+                       "RandomUniform", "Multinomial"):
+            return MAX_FOLDED + 1  # never a shape computation of torch's exports
+    except (ValueError, TypeError, OverflowError, IndexError):
+        return MAX_FOLDED + 1
+    return 0
 
 
 # ---- 2. classify --------------------------------------------------------------------------
@@ -859,7 +913,7 @@ class _Structure:
             end = self.branch_end(user, merge)
             if end in firsts or end not in merge.inputs:
                 raise self.fail(user, f"its branch does not end at an input of "
-                                      f"'{merge.node.name}'")
+                                      f"'{echo(merge.node.name or merge.out, 60)}'")
             firsts[end] = user
         branches = []
         for inp in merge.inputs:
@@ -922,6 +976,7 @@ def _name_ops(ops: list[_Op]) -> None:
             path = path.rsplit(".", 1)[0]
             containers.add(path)
     used: set[str] = set()
+    tried: dict[str, int] = {}  # base → the next suffix to try (linear for 10⁵ unnamed nodes)
     for op, (path, op_part) in zip(ops, paths):
         kind = (op.item or {}).get("type") or op.merge or op.node.op_type.lower()
         suffix = _clean(op_part.lower()) or kind
@@ -933,9 +988,10 @@ def _name_ops(ops: list[_Op]) -> None:
         if not base or base in containers or op.merge:
             base = f"{base}.{suffix}" if base else suffix
         base = base or kind
-        name, k = base, 1
+        name, k = base, tried.get(base, 1)
         while name in used:
             name, k = f"{base}_{k}", k + 1
+        tried[base] = k
         used.add(name)
         op.name = name
 
@@ -999,7 +1055,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     source, sink = value.name, graph.output[0].name
     shapes = _shapes(model, value, shape)
 
-    producers = {o: n for n in graph.node for o in n.output if o}
+    producers = _producers(graph, source, display)
     live = {source}
     act_nodes: list[tuple[int, Any]] = []
     for index, node in enumerate(graph.node):
@@ -1007,7 +1063,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
             continue  # a constant, or a shape computation (not an activation)
         act_nodes.append((index, node))
         live.update(o for o in node.output if o)
-    consts = _Consts(graph, producers, live, opset)
+    consts = _Consts(graph, producers, live, opset, display)
     classifier = _Classifier(graph, opset, consts, shapes)
     read_by_act = {i for _, n in act_nodes for i in n.input} | {sink}
     classifier._read_elsewhere = read_by_act
@@ -1020,6 +1076,11 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
         for t in dict.fromkeys(op.inputs):
             consumers.setdefault(t, []).append(op)
     _fuse(ops, consumers, consts)
+    fan_in = sum(len(op.inputs) for op in ops.values() if op.merge)
+    if fan_in > MAX_MERGE_INPUTS:
+        raise SpecError(f"the graph's Add/Concat/Mul nodes read {fan_in:,} inputs together, "
+                        f"more than archcalc analyses ({MAX_MERGE_INPUTS:,})", file=display,
+                        fix="give a smaller model")
 
     layers = _resolve(list(ops.values()), source, sink, display)
     bad = [op for op in layers if op.unsupported]
@@ -1054,6 +1115,35 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                        + (f", producer {producer})" if producer else ")")
                        + (PARTIAL_MARK + note if note else ""),
              "input": list(shape), "separator": "/", "layers": items}, layers, consts)
+
+
+def _producers(graph: Any, source: str, display: str) -> dict[str, Any]:
+    """Each tensor's producing node. ONNX graphs are in single assignment and topological
+    order (the standard requires both); a tensor written twice, or read before the node that
+    writes it (an unsorted graph, or a cycle), is said here — the walks below rely on both."""
+    producers: dict[str, Any] = {}
+    known = {source, *(t.name for t in graph.initializer), *(i.name for i in graph.input)}
+    for index, node in enumerate(graph.node):
+        where = f"node '{echo(node.name or node.output[0] if node.output else '', 60)}' " \
+                f"({echo(node.op_type, 40)}, #{index})"
+        for t in node.input:
+            if t and t not in known and t not in producers:
+                later = any(t in n.output for n in graph.node[index:])
+                raise SpecError(f"{where} reads '{echo(t, 60)}', "
+                                + ("which a later node writes: the graph has a cycle or is "
+                                   "not in topological order" if later else
+                                   "which no node, input or initializer provides"),
+                                file=display, fix="export the model again (ONNX graphs list "
+                                                  "each node after the nodes it reads)")
+        for o in node.output:
+            if o in producers or (o and o in known):
+                raise SpecError(f"{where} writes '{echo(o, 60)}', which is already written "
+                                "earlier (ONNX tensors are assigned once)", file=display,
+                                fix="export the model again; onnx.checker.check_model finds "
+                                    "such faults")
+            if o:
+                producers[o] = node
+    return producers
 
 
 def _cut(layers: list[_Op], ops: dict[str, _Op], source: str, output: str,
@@ -1144,12 +1234,28 @@ def _resolve(ops: list[_Op], source: str, sink: str, display: str) -> list[_Op]:
     return [op for op in ops if op.out in needed and not op.alias]
 
 
+# Each inner merge put back rebuilds the structure (len(layers) steps and more): real networks
+# need a few (Inception-v3: one per nested cat); a crafted ladder of Concats would need one per
+# node, cubic time. The first pass is free (a 40,000-layer chain needs only it).
+MAX_NEST_WORK = 30_000
+# Inputs of all merges together: DenseNet-201's Concats of every earlier feature map hold a
+# few thousand; a crafted graph of 10⁴ Concats of 10⁴ inputs each would cost 10⁸ steps and more.
+MAX_MERGE_INPUTS = 100_000
+
+
 def _nest_merges(layers: list[_Op], source: str, sink: str, display: str) -> list[_Op]:
     """torch merges nested concatenations into one Concat (Inception-v3's Mixed_7b:
     cat([b1, cat([b2a, b2b]), ...]) becomes Concat(b1, b2a, b2b, ...)). Where a fork inside
     one branch reaches a run of the merge's inputs, put back the inner merge of that run."""
+    work = 0
     for _ in range(len(layers)):
+        if work > MAX_NEST_WORK:
+            raise SpecError(f"the graph's merges nest more than archcalc unpicks (over "
+                            f"{MAX_NEST_WORK:,} layer visits to put back inner Concat/Add "
+                            "merges)", file=display,
+                            fix="export the model with its nested merges as separate nodes")
         structure = _Structure(layers, source, sink, display)
+        work += len(layers)
         found = _inner_run(structure, [source, *(op.out for op in layers)])
         if found is None:
             return layers

@@ -1,0 +1,133 @@
+"""Hostile model files given to the importers through the CLI: each must give one line and
+exit 1 (never a traceback or exit 70), never read a file the model names, and stay bounded
+in time. Files are hand-made with onnx.helper (a graph no exporter would write) and zipfile.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+
+def _model(nodes, inits=(), dims=(1, 3, 8, 8)):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                          list(dims))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _save(tmp_path, model, name="m.onnx") -> str:
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def _one_line_error(result, *words):
+    assert result.exit_code == 1, result.output
+    text = result.output.strip()
+    assert text.startswith("error:") and "\n" not in text, text
+    assert "internal error" not in text
+    for word in words:
+        assert word in text, text
+    return text
+
+
+def _external(name, dims, dtype, location):
+    tensor = TensorProto(name=name, data_type=dtype, dims=dims)
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", location
+    return tensor
+
+
+@pytest.mark.parametrize("location", ["/dev/zero", "../../../../etc/passwd", "secret.bin"])
+def test_external_data_is_never_read(run, tmp_path, monkeypatch, location):
+    # A relative location would be read relative to the working directory (onnx's base_dir
+    # ""): the secret there must not turn into weights, nor the path into a traceback.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(np.arange(108, dtype=np.float32).tobytes())
+    conv = _save(tmp_path, _model([helper.make_node("Conv", ["x", "W"], ["y"])],
+                                  [_external("W", [4, 3, 3, 3], TensorProto.FLOAT, location)]))
+    _one_line_error(run("check", conv), "'W'", "external file")
+    # a small constant (a Reshape target) is folded on demand: the same refusal
+    reshape = _save(tmp_path, _model([helper.make_node("Reshape", ["x", "S"], ["y"])],
+                                     [_external("S", [2], TensorProto.INT64, location)]), "r.onnx")
+    _one_line_error(run("summary", reshape), "'S'", "external file")
+
+
+def test_initializer_with_less_data_than_its_dims(run, tmp_path):
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[10**6, 10**6, 3, 3],
+                         raw_data=b"\0" * 16)
+    path = _save(tmp_path, _model([helper.make_node("Conv", ["x", "W"], ["y"])], [weight]))
+    _one_line_error(run("check", path), "'W'", "1000000×1000000×3×3", "does not hold")
+
+
+def test_cycle_and_unsorted_graph(run, tmp_path):
+    cycle = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Add", ["a", "c"], ["b"]),
+             helper.make_node("Relu", ["b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    _one_line_error(run("summary", _save(tmp_path, _model(cycle))), "'c'", "cycle")
+    unsorted = [helper.make_node("Relu", ["a"], ["y"]), helper.make_node("Relu", ["x"], ["a"])]
+    _one_line_error(run("summary", _save(tmp_path, _model(unsorted), "u.onnx")),
+                    "topological order")
+
+
+def test_tensor_written_twice(run, tmp_path):
+    # Before: the second writer silently won (a sigmoid network from a relu one).
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["x"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    _one_line_error(run("summary", _save(tmp_path, _model(nodes))), "'a'", "already written")
+
+
+def test_many_unnamed_nodes_name_in_linear_time(run, tmp_path):
+    # 20,000 unnamed Relus all want the name 'relu': was quadratic (64 s), now ~1 s.
+    n = 20_000
+    nodes = [helper.make_node("Relu", ["x" if i == 0 else f"t{i}"],
+                              ["y" if i == n - 1 else f"t{i + 1}"]) for i in range(n)]
+    path = _save(tmp_path, _model(nodes))
+    start = time.perf_counter()
+    result = run("summary", path, "--depth", "1")
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - start < 20
+
+
+def _ladder(n):
+    """Concat(x, c0, …, c_{i−1}, relu(c_{i−1})) for i < n: every merge reads all earlier ones."""
+    nodes, outs = [], ["x"]
+    for i in range(n):
+        nodes.append(helper.make_node("Relu", [outs[-1]], [f"r{i}"]))
+        nodes.append(helper.make_node("Concat", [*outs, f"r{i}"], [f"c{i}"], axis=1))
+        outs.append(f"c{i}")
+    nodes.append(helper.make_node("Relu", [outs[-1]], ["y"]))
+    return _model(nodes)
+
+
+@pytest.mark.parametrize("n, words", [(300, "merges nest more"), (500, "125,750 inputs")])
+def test_concat_ladder_is_bounded(run, tmp_path, n, words):
+    # 300 steps took 58 s (a structure rebuilt per inner merge); 3,000 would take hours.
+    path = _save(tmp_path, _ladder(n))
+    start = time.perf_counter()
+    _one_line_error(run("summary", path), words)
+    assert time.perf_counter() - start < 15
+
+
+def test_constant_of_huge_shape_is_not_allocated(run, tmp_path):
+    # A Reshape target computed from a 4·10⁹-element ConstantOfShape (16 GB if folded).
+    nodes = [helper.make_node("Constant", [], ["n"],
+                              value=numpy_helper.from_array(np.array([4 * 10**9], np.int64))),
+             helper.make_node("ConstantOfShape", ["n"], ["big"],
+                              value=numpy_helper.from_array(np.array([1.0], np.float32))),
+             helper.make_node("ReduceSum", ["big"], ["s"], keepdims=1),
+             helper.make_node("Cast", ["s"], ["si"], to=TensorProto.INT64),
+             helper.make_node("Reshape", ["x", "si"], ["y"])]
+    path = _save(tmp_path, _model(nodes))
+    start = time.perf_counter()
+    _one_line_error(run("summary", path), "Reshape")
+    assert time.perf_counter() - start < 15
