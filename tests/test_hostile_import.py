@@ -131,3 +131,76 @@ def test_constant_of_huge_shape_is_not_allocated(run, tmp_path):
     start = time.perf_counter()
     _one_line_error(run("summary", path), "Reshape")
     assert time.perf_counter() - start < 15
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras archives (hand-made: config.json of a one-Conv2D Sequential, model.weights.h5 by h5py)
+
+_CONV_CONFIG = {"class_name": "Sequential", "keras_version": "2.15.0", "config": {
+    "name": "m", "layers": [{"class_name": "Conv2D", "config": {
+        "name": "conv", "trainable": True, "batch_input_shape": [None, 8, 8, 3], "filters": 4,
+        "kernel_size": [3, 3], "strides": [1, 1], "padding": "valid", "activation": "linear",
+        "use_bias": True, "data_format": "channels_last"}}]}}
+
+
+def _keras(tmp_path, build, name="m.keras", metadata=None) -> str:
+    """A .keras zip with the config above and the model.weights.h5 that build(h5file) writes."""
+    import io
+    import json
+    import zipfile
+    h5py = pytest.importorskip("h5py")
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        build(h5)
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", json.dumps(_CONV_CONFIG))
+        archive.writestr("model.weights.h5", buffer.getvalue())
+        if metadata is not None:
+            archive.writestr("metadata.json", metadata)
+    return str(path)
+
+
+def _bias(h5):
+    h5.create_dataset("layers/conv2d/vars/1", data=np.zeros(4, np.float32))
+
+
+def test_keras_weights_in_an_hdf5_external_file_are_never_read(run, tmp_path):
+    # HDF5 external storage names any file; before, check ran on its bytes as the kernel.
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(np.arange(108, dtype=np.float32).tobytes())
+
+    def build(h5):
+        h5.create_dataset("layers/conv2d/vars/0", shape=(3, 3, 3, 4), dtype="f4",
+                          external=[(str(secret), 0, 432)])
+        _bias(h5)
+    path = _keras(tmp_path, build)
+    _one_line_error(run("check", path), "vars/0", "another file")
+    _one_line_error(run("import", path, "--out", str(tmp_path / "o.yaml"), "--weights-out",
+                        str(tmp_path / "o.npz")), "another file")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_keras_variable_declaring_more_than_the_file_holds(run, tmp_path):
+    # 4·10¹⁰ bytes of never-written chunks in a 5 kB file: refused before any allocation.
+    def build(h5):
+        h5.create_dataset("layers/conv2d/vars/0", shape=(10**5, 10**5), dtype="f4",
+                          chunks=(1000, 1000), compression="gzip")
+        _bias(h5)
+    _one_line_error(run("check", _keras(tmp_path, build)), "100000×100000",
+                    "40,000,000,000 bytes")
+
+
+def test_keras_kernel_of_the_wrong_rank(run, tmp_path):
+    # Was an internal error (exit 70: "axes don't match array").
+    def build(h5):
+        h5.create_dataset("layers/conv2d/vars/0", data=np.ones(5, np.float32))
+        _bias(h5)
+    _one_line_error(run("check", _keras(tmp_path, build)), "'conv'", "shapes 5, 4")
+
+
+def test_keras_oversized_metadata_says_a_fix_that_works(run, tmp_path):
+    # metadata.json's bound is fixed (64 KiB): raising MAX_SPEC_BYTES would not help.
+    path = _keras(tmp_path, _bias, metadata="[" * 100_000)
+    text = _one_line_error(run("summary", path), "metadata.json", "65,536")
+    assert "MAX_SPEC_BYTES" not in text

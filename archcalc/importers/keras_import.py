@@ -103,18 +103,21 @@ def _archive(data: Any) -> tuple[Any, str | None]:
         text = _member(archive, names["config.json"], cap)
         version = None
         if "metadata.json" in names:
-            meta = _json(_member(archive, names["metadata.json"], MAX_METADATA_BYTES),
-                         "metadata.json")
+            meta = _json(_member(archive, names["metadata.json"], MAX_METADATA_BYTES,
+                                 "give the file model.save() wrote (its metadata.json holds "
+                                 "a few hundred bytes)"), "metadata.json")
             found = meta.get("keras_version") if isinstance(meta, dict) else None
             version = found if isinstance(found, str) else None
     return _json(text, "config.json"), version
 
 
-def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int,
+            fix: str = "raise ARCHCALC_MAX_SPEC_BYTES (the bound is 64 times it)") -> bytes:
+    """The member's bytes, at most `cap` (`fix`: what to do when it is larger — the
+    metadata's fixed bound is not raised by any setting)."""
     if info.file_size > cap:
         raise ArchcalcError(f"{info.filename} in the archive inflates to {info.file_size:,} "
-                            f"bytes; at most {cap:,} are read",
-                            fix="raise ARCHCALC_MAX_SPEC_BYTES (the bound is 64 times it)")
+                            f"bytes; at most {cap:,} are read", fix=fix)
     try:
         with archive.open(info) as handle:
             data = handle.read(cap + 1)
@@ -124,7 +127,7 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
                             fix="the file is corrupt or encrypted; save the model again") from None
     if len(data) > cap:  # the directory understated it
         raise ArchcalcError(f"{info.filename} in the archive inflates past {cap:,} bytes",
-                            fix="raise ARCHCALC_MAX_SPEC_BYTES (the bound is 64 times it)")
+                            fix=fix)
     return data
 
 

@@ -104,8 +104,8 @@ def weights_table(handle: Any, nodes: list, display: str) -> dict[str, Arrays]:
     with h5:
         for node in nodes:
             if any(_has_params(item) for item in node.items):
-                for name, arrays in _node_arrays(node, _variables(h5, node, display),
-                                                 display).items():
+                variables = _variables(h5, node, display, len(data))
+                for name, arrays in _fitted(node, variables, display).items():
                     table[name] = arrays
     return table
 
@@ -114,8 +114,38 @@ def _has_params(item: dict) -> bool:
     return item.get("type") in ("conv2d", "conv_transpose2d", "dense", "batchnorm")
 
 
-def _variables(h5: Any, node: Any, display: str) -> list[tuple[str, np.ndarray]]:
-    """The node's saved variables, in order, as (h5 path, float array)."""
+def _fitted(node: Any, variables: list, display: str) -> dict[str, Arrays]:
+    """_node_arrays, with variables of the wrong rank for their layer (a kernel saved as a
+    vector) said in one line rather than failing inside a transpose."""
+    try:
+        return _node_arrays(node, variables, display)
+    except (ValueError, IndexError, TypeError):
+        shapes = ", ".join(_fmt(v.shape) for _, v in variables)
+        raise ArchcalcError(f"weights: the variables of Keras layer '{echo(node.keras_name, 60)}'"
+                            f" ({echo(node.cls, 40)}) have shapes {echo(shapes, 120)}, which do "
+                            "not fit the layer", file=display, fix=SAVE_AGAIN) from None
+
+
+def _safe_dataset(dataset: Any, path: str, display: str, most: int | None) -> None:
+    """Refuse, before reading, a dataset whose data lies outside the archive (HDF5 external
+    storage or a virtual dataset may name any file: reading it would read that file) or that
+    declares more bytes than the whole model.weights.h5 holds (Keras stores variables
+    uncompressed: a larger one is a chunked, compressed bomb of 10¹⁰ zeros)."""
+    if getattr(dataset, "external", None) or getattr(dataset, "is_virtual", False):
+        raise ArchcalcError(f"weights: {echo(path, 80)} keeps its data in another file; "
+                            f"archcalc reads only the archive's {WEIGHTS_MEMBER}",
+                            file=display, fix=SAVE_AGAIN)
+    declared = int(dataset.size) * dataset.dtype.itemsize
+    if most is not None and declared > most:
+        raise ArchcalcError(f"weights: {echo(path, 80)} declares {_fmt(dataset.shape)} values "
+                            f"({declared:,} bytes), more than the {most:,} bytes of "
+                            f"{WEIGHTS_MEMBER}", file=display, fix=SAVE_AGAIN)
+
+
+def _variables(h5: Any, node: Any, display: str,
+               most: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """The node's saved variables, in order, as (h5 path, float array); `most`: the bytes of
+    model.weights.h5 (no honest variable is larger)."""
     group = h5.get(f"{node.h5}/vars") if node.h5 else None
     if group is None or not hasattr(group, "keys"):
         raise ArchcalcError(f"weights: {WEIGHTS_MEMBER} holds no variables for Keras layer "
@@ -125,6 +155,8 @@ def _variables(h5: Any, node: Any, display: str) -> list[tuple[str, np.ndarray]]
     for index in range(len(group)):
         path = f"{node.h5}/vars/{index}"
         dataset = group.get(str(index))
+        if dataset is not None and hasattr(dataset, "shape"):
+            _safe_dataset(dataset, path, display, most)
         value = np.asarray(dataset[()]) if dataset is not None and hasattr(dataset, "shape") \
             else None
         if value is None or value.dtype.kind != "f":
