@@ -133,6 +133,28 @@ def test_constant_of_huge_shape_is_not_allocated(run, tmp_path):
     assert time.perf_counter() - start < 15
 
 
+def test_long_chains_of_constants_do_not_recurse(run, tmp_path):
+    # 20,000 Identities before a Conv's weight: `check` folds them to the weight. It was
+    # "the input nests too deeply" (a RecursionError in the constant folding).
+    k = 20_000
+    nodes = [helper.make_node("Identity", ["W" if i == 0 else f"w{i}"], [f"w{i + 1}"])
+             for i in range(k)] + [helper.make_node("Conv", ["x", f"w{k}"], ["y"])]
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "W")
+    result = run("check", _save(tmp_path, _model(nodes, [weight])))
+    assert result.exit_code == 0, result.output
+    assert "the file's own" in result.output
+    # 2,000 Neg nodes computing a Reshape target (an even count: [1, -1] again): folded, and
+    # the Reshape is the flatten it amounts to (3·8·8 = 192 features).
+    k = 2_000
+    nodes = [helper.make_node("Constant", [], ["s0"],
+                              value=numpy_helper.from_array(np.array([1, -1], np.int64)))]
+    nodes += [helper.make_node("Neg", [f"s{i}"], [f"s{i + 1}"]) for i in range(k)]
+    nodes += [helper.make_node("Reshape", ["x", f"s{k}"], ["y"])]
+    result = run("summary", _save(tmp_path, _model(nodes), "r.onnx"))
+    assert result.exit_code == 0, result.output
+    assert "192" in result.output and "flatten" in result.output
+
+
 # ---------------------------------------------------------------------------------------------
 # Keras archives (hand-made: config.json of a one-Conv2D Sequential, model.weights.h5 by h5py)
 

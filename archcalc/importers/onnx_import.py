@@ -248,15 +248,29 @@ class _Consts:
         from onnx import numpy_helper
         if not name:
             return None
-        if name in self.cache:
-            return self.cache[name]
-        result = None
-        if name in self.inits:
-            result = _array(self.inits[name], self.display)
-        elif name in self.producers and name not in self.live:
-            result = self._evaluate(self.producers[name], name)
-        self.cache[name] = result
-        return result
+        # Depth first with an explicit stack, not recursion: a chain of 20,000 constant
+        # nodes (or Identities before a weight) is a few lines of a crafted file. The graph
+        # is topologically sorted (checked by _producers), so every push is of an earlier
+        # node and the walk ends.
+        stack = [name]
+        while stack:
+            tensor = stack[-1]
+            if tensor in self.cache:
+                stack.pop()
+                continue
+            if tensor in self.inits:
+                self.cache[tensor] = _array(self.inits[tensor], self.display)
+                continue
+            if tensor not in self.producers or tensor in self.live:
+                self.cache[tensor] = None
+                continue
+            node = self.producers[tensor]
+            pending = [i for i in node.input if i and i not in self.cache]
+            if pending and node.op_type != "Constant":
+                stack.extend(pending)
+                continue
+            self.cache[tensor] = self._evaluate(node, tensor)
+        return self.cache[name]
 
     def _evaluate(self, node: Any, name: str) -> Any:
         from onnx import helper, numpy_helper
