@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from archcalc.errors import ArchcalcError, SpecError
-from archcalc.limits import echo
+from archcalc.limits import echo, limit
 
 # What this importer knows: IR versions from ONNX 1.2's (3) up to the installed onnx
 # package's own (newer files may hold fields it cannot read), and the operator sets whose
@@ -1064,6 +1064,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     """(the raw spec mapping, the ops it was built from, the graph's constants)."""
     opset = _opset(model, display)
     graph = model.graph
+    _bound_graph(graph, display)
     value = _graph_input(graph, display)
     shape = _input_shape(value, display, input_shape)
     source, sink = value.name, graph.output[0].name
@@ -1129,6 +1130,23 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                        + (f", producer {producer})" if producer else ")")
                        + (PARTIAL_MARK + note if note else ""),
              "input": list(shape), "separator": "/", "layers": items}, layers, consts)
+
+
+# Graph entries (nodes, initializers, inputs) per layer archcalc analyses: torch's exports hold
+# one to three nodes per layer and one to four initializers; shape inference of 200,000
+# tiny nodes takes 2.4 s and 0.4 GB, so a file of a million Constant nodes (44 MB: well within
+# MAX_MODEL_BYTES) is refused before it, not analysed in 17 s and 2.6 GB.
+ENTRIES_PER_LAYER = 5
+
+
+def _bound_graph(graph: Any, display: str) -> None:
+    cap = ENTRIES_PER_LAYER * limit("MAX_LAYERS")
+    for what, count in (("nodes", len(graph.node)), ("initializers", len(graph.initializer)),
+                        ("inputs", len(graph.input))):
+        if count > cap:
+            raise SpecError(f"the graph has {count:,} {what}; archcalc reads at most {cap:,} "
+                            f"({ENTRIES_PER_LAYER} per layer of MAX_LAYERS)", file=display,
+                            fix="raise ARCHCALC_MAX_LAYERS if the model is legitimate")
 
 
 def _producers(graph: Any, source: str, display: str) -> dict[str, Any]:
