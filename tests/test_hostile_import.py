@@ -168,6 +168,41 @@ def test_a_graph_of_many_dead_constants_is_refused_before_shape_inference(run, t
     assert result.exit_code == 0, result.output
 
 
+_EVIL = "evil\n\x1b[31mRED\u202eabc" + "z" * 100_000
+
+
+@pytest.mark.parametrize("where", ["node", "input", "producer"])
+def test_names_from_the_file_are_echoed_on_one_line(run, tmp_path, where):
+    # Node and input names went raw into errors (two lines, 100 kB, a bidi override); a
+    # producer name with a newline made the spec's source invalid.
+    model = _model([helper.make_node("Sin" if where == "node" else "Relu", ["x"], ["y"],
+                                     name=_EVIL)])
+    if where == "input":
+        model.graph.input[0].name = model.graph.node[0].input[0] = "x" + _EVIL
+        model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    if where == "producer":
+        model.producer_name = _EVIL
+        result = run("summary", _save(tmp_path, model))
+        assert result.exit_code == 0, result.output
+        return
+    text = _one_line_error(run("summary", _save(tmp_path, model)), "\\n", "\\u202e",
+                           "characters)")
+    assert len(text) < 1000 and "\u202e" not in text
+
+
+@pytest.mark.parametrize("op_type", ["pool", "scalar", "_init__", "merge", "target"])
+def test_op_types_never_reach_the_classifiers_helpers(run, tmp_path, op_type):
+    # op_type "pool" dispatched to _Classifier._pool (exit 70: KeyError / TypeError).
+    path = _save(tmp_path, _model([helper.make_node(op_type, ["x"], ["y"])]))
+    _one_line_error(run("summary", path), f"cannot express: {op_type} ")
+
+
+def test_node_without_outputs_is_ignored(run, tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], []), helper.make_node("Relu", ["x"], ["y"])]
+    result = run("summary", _save(tmp_path, _model(nodes)))
+    assert result.exit_code == 0, result.output
+
+
 # ---------------------------------------------------------------------------------------------
 # Keras archives (hand-made: config.json of a one-Conv2D Sequential, model.weights.h5 by h5py)
 

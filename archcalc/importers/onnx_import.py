@@ -118,7 +118,7 @@ def _graph_input(graph: Any, display: str) -> Any:
     inits = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in inits]
     if len(inputs) != 1:
-        names = ", ".join(f"'{i.name}'" for i in inputs[:5]) or "none"
+        names = ", ".join(f"'{echo(i.name, 60)}'" for i in inputs[:5]) or "none"
         raise SpecError(f"the graph has {len(inputs)} inputs ({names}); archcalc analyses "
                         "networks with one image (or feature) input", file=display,
                         fix="export the model with a single input tensor")
@@ -136,7 +136,7 @@ def _input_shape(value: Any, display: str,
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in ttype.shape.dim] if ttype.HasField("shape") else None
     if dims is not None and len(dims) not in (2, 4):
-        raise SpecError(f"the input '{value.name}' has {len(dims)} dimensions; archcalc reads "
+        raise SpecError(f"the input '{echo(value.name, 60)}' has {len(dims)} dimensions; archcalc reads "
                         "N×C×H×W images or N×F features", file=display,
                         fix="export with a 4-D (N, C, H, W) or 2-D (N, F) input")
     if given is not None:
@@ -152,7 +152,7 @@ def _input_shape(value: Any, display: str,
         return tuple(given)
     if dims is None or any(d is None for d in dims[1:]):
         shown = "×".join("?" if d is None else str(d) for d in (dims or [])[1:]) or "unknown"
-        raise SpecError(f"the input '{value.name}' has dynamic or unknown sizes ({shown})",
+        raise SpecError(f"the input '{echo(value.name, 60)}' has dynamic or unknown sizes ({shown})",
                         file=display, fix=_FIX_INPUT)
     return tuple(dims[1:])
 
@@ -411,7 +411,10 @@ class _Classifier:
         if node.domain not in ("", "ai.onnx"):
             op.unsupported = f"{node.domain}.{node.op_type}"
             return op
-        handler = getattr(self, f"_{node.op_type}", None)
+        # Only ONNX's op names (CamelCase) reach a handler: an op_type "pool" or "_init__"
+        # must not call this class's helpers (_pool, __init__).
+        handler = getattr(self, f"_{node.op_type}", None) if node.op_type[:1].isupper() \
+            else None
         if handler is None:
             op.unsupported = node.op_type
             return op
@@ -883,7 +886,7 @@ class _Structure:
         return seen
 
     def fail(self, op: _Op | None, why: str) -> ArchcalcError:
-        where = f"node '{op.node.name or op.out}' ({op.node.op_type}, #{op.index})" if op else \
+        where = _where(op) if op else \
             "the input"
         return SpecError(f"the graph is not a chain of sequences and branches at {where}: {why}",
                          file=self.display,
@@ -1014,7 +1017,8 @@ def _name_ops(ops: list[_Op]) -> None:
 def unsupported_report(ops: list[_Op]) -> list[str]:
     """One item per unsupported node: what it is, its name and its position in the graph (the
     error prints at most errors.MAX_ITEMS of them, one a line, then a count)."""
-    return [f"{op.unsupported} (node '{op.node.name or op.out}', #{op.index})" for op in ops]
+    return [f"{echo(op.unsupported, 160)} (node '{echo(op.node.name or op.out, 60)}', "
+            f"#{op.index})" for op in ops]
 
 
 def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
@@ -1076,6 +1080,8 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     for index, node in enumerate(graph.node):
         if node.op_type in ("Shape", "Size") or not any(i in live for i in node.input):
             continue  # a constant, or a shape computation (not an activation)
+        if not node.output or not node.output[0]:
+            continue  # writes nothing (or only optional outputs): no effect on the output
         act_nodes.append((index, node))
         live.update(o for o in node.output if o)
     consts = _Consts(graph, producers, live, opset, display)
@@ -1124,7 +1130,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     missing = [op for op in layers if op.out not in structure.emitted]
     if missing:
         raise structure.fail(missing[0], "a node outside every sequence and branch")
-    producer = " ".join(p for p in (model.producer_name, model.producer_version) if p)
+    producer = echo(" ".join(p for p in (model.producer_name, model.producer_version) if p), 80)
     return ({"name": _clean(graph.name) or _clean(stem) or "model",
              "source": f"imported from {display} (ONNX opset {opset}"
                        + (f", producer {producer})" if producer else ")")
@@ -1137,6 +1143,12 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
 # tiny nodes takes 2.4 s and 0.4 GB, so a file of a million Constant nodes (44 MB: well within
 # MAX_MODEL_BYTES) is refused before it, not analysed in 17 s and 2.6 GB.
 ENTRIES_PER_LAYER = 5
+
+
+def _where(op: _Op) -> str:
+    """An op as errors name it: names and op types come from the file, so they are echoed
+    (control and bidi characters escaped, 10⁵ characters cut) and the error stays one line."""
+    return f"node '{echo(op.node.name or op.out, 60)}' ({echo(op.node.op_type, 40)}, #{op.index})"
 
 
 def _bound_graph(graph: Any, display: str) -> None:
@@ -1189,7 +1201,7 @@ def _cut(layers: list[_Op], ops: dict[str, _Op], source: str, output: str,
     cut, tensor = source, ipdom.get(source)
     while tensor is not None and not any(op.unsupported for op in _needed(ops, tensor)):
         cut, tensor = tensor, ipdom.get(tensor)
-    where = f"node '{first.node.name or first.out}' ({first.node.op_type}, #{first.index})"
+    where = _where(first)
     if cut == source:
         why = "" if first.unsupported == first.node.op_type else f" ({first.unsupported})"
         raise ArchcalcError(f"no layer comes before the first unsupported node, "
