@@ -74,6 +74,23 @@ def _read_only(path: Path) -> bool:
     return not os.access(path, os.W_OK) or not mode & 0o222
 
 
+def refuse_special(path: Path) -> None:
+    """A write renames a new regular file over its target: over a device, a FIFO or a socket
+    (`--out /dev/null`, run as root) that would replace the device itself. Refused instead."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there (the usual case), or unreadable: the write will say
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # directories are refused by the caller
+        return
+    kind = ("a character device" if stat.S_ISCHR(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise ArchcalcError(f"cannot write {echo(path)}: it is {kind}, which a saved file would "
+                        "replace", fix="write to a regular file's path")
+
+
 def _refuse_read_only(path: Path) -> None:
     # The write is a rename of a new file over the old one, which needs only the directory's
     # permission: without this check a chmod 444 file would be silently replaced.
@@ -91,6 +108,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():  # os.replace would say "Is a directory" only after all the work
         raise write_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+    refuse_special(path)
     _refuse_read_only(path)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",

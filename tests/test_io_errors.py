@@ -277,3 +277,36 @@ def test_output_into_a_deleted_working_directory(tmp_path):
     assert proc.stderr.splitlines() == [
         "error: cannot write p.md: No such file or directory (fix: the current directory was "
         "deleted; cd to an existing one or give an absolute path)"]
+
+
+def test_a_device_or_fifo_is_never_replaced_by_a_saved_file(run, tmp_path):
+    """Saving renames a new file over the target: over a FIFO (or /dev/null, as root) that
+    would replace the special file itself. Refused in one line, the FIFO left as it was."""
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = run("report", "lenet5", "--out", str(fifo))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: cannot write {fifo}: it is a named pipe (FIFO), which a saved file would "
+        "replace (fix: write to a regular file's path)")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    from archcalc.errors import ArchcalcError
+    from archcalc.nn.weights import atomic_write
+    with pytest.raises(ArchcalcError, match="named pipe"):
+        atomic_write(fifo, lambda fh: fh.write(b"x"))
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_import_refuses_one_file_for_both_spec_and_weights(run, tmp_path):
+    model = tmp_path / "m.json"
+    model.write_text("{}")
+    same = tmp_path / "m.out"
+    result = run("import", str(model), "--out", str(same), "--weights-out", str(same))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"error: --out and --weights-out are the same file, {same}: the spec would overwrite "
+        "the weights (fix: give them different names)")
+    assert not same.exists()

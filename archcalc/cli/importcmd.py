@@ -7,6 +7,8 @@ this command validates and analyses it like any spec, then writes it as readable
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import click
@@ -54,6 +56,9 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     from archcalc.spec import from_dict
 
     target = Path(out)
+    if weights_out and os.path.abspath(weights_out) == os.path.abspath(out):
+        raise ArchcalcError(f"--out and --weights-out are the same file, {echo(out)}: the spec "
+                            "would overwrite the weights", fix="give them different names")
     # Refused before the (possibly long) import: the user's files are never replaced unasked.
     for name, option in ((out, "--out"), (weights_out, "--weights-out")):
         if name and Path(name).exists() and not Path(name).is_dir() and not force:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from archcalc.errors import ArchcalcError
-from archcalc.fileio import umask, write_error
+from archcalc.fileio import refuse_special, umask, write_error
 from archcalc.limits import MAX_NPZ_RATIO, echo, limit, raise_hint
 
 FORMAT = 2
@@ -46,6 +46,7 @@ def atomic_write(path, write: Callable[[Any], None]) -> None:
     killed at any moment leaves either the previous file or the new one, whole. An OSError
     (full disk, read-only file system, /proc) is one line naming `path`, never the temp file."""
     path = Path(path)
+    refuse_special(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
