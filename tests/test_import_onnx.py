@@ -547,3 +547,11 @@ def test_missing_onnx_package(tmp_path, monkeypatch):
         load(path)
     assert err.value.render() == (f"error: {path}: reading .onnx files needs the onnx package "
                                   "(fix: pip install 'archcalc[onnx]')")
+
+
+def test_torchs_default_graph_name_gives_way_to_the_file_name(tmp_path):
+    """torch calls every exported graph 'main_graph': the spec is named after the file."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+    path = export(model, (1, 8, 8), tmp_path / "edge_detector.onnx")
+    assert onnx.load(path).graph.name == "main_graph"
+    assert load(path).name == "edge_detector"

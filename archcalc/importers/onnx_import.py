@@ -54,6 +54,9 @@ class _Op:
     extra: dict = field(default_factory=dict)
 
 
+_EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export"})
+
+
 def read(path: Path, display: str, input_shape: tuple[int, ...] | None,
          partial: bool = False) -> dict[str, Any]:
     """The raw spec mapping of the ONNX file at `path` (`display`: its name in errors).
@@ -245,7 +248,6 @@ class _Consts:
 
     def value(self, name: str) -> Any:
         """The constant's NumPy array, or None when it is not a constant (or not computable)."""
-        from onnx import numpy_helper
         if not name:
             return None
         # Depth first with an explicit stack, not recursion: a chain of 20,000 constant
@@ -273,7 +275,7 @@ class _Consts:
         return self.cache[name]
 
     def _evaluate(self, node: Any, name: str) -> Any:
-        from onnx import helper, numpy_helper
+        from onnx import helper
         if node.op_type == "Constant":
             attr = node.attribute[0]
             if attr.name == "value":
@@ -1131,7 +1133,10 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     if missing:
         raise structure.fail(missing[0], "a node outside every sequence and branch")
     producer = echo(" ".join(p for p in (model.producer_name, model.producer_version) if p), 80)
-    return ({"name": _clean(graph.name) or _clean(stem) or "model",
+    # torch names every exported graph "main_graph" (older exporters "torch_jit"): the
+    # file's name says more.
+    given = "" if graph.name in _EXPORTER_GRAPH_NAMES else _clean(graph.name)
+    return ({"name": given or _clean(stem) or "model",
              "source": f"imported from {display} (ONNX opset {opset}"
                        + (f", producer {producer})" if producer else ")")
                        + (PARTIAL_MARK + note if note else ""),
