@@ -143,10 +143,11 @@ def _check_kind(mode: int, ref: str) -> None:
                         fix="name a .yaml or .json file")
 
 
-def _read_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES") -> bytes:
-    """The file's bytes, at most the limit `cap_name` (MAX_SPEC_BYTES, or MAX_MODEL_BYTES for
-    an importer): refuse a larger file by its size, and read no more than the limit plus one
-    byte in case the size lied (a file still growing)."""
+def open_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES"):
+    """The open file, refused first by size (at most the limit `cap_name`: MAX_SPEC_BYTES, or
+    MAX_MODEL_BYTES for an importer) and by kind. A reader that seeks in it (a zip archive
+    reads only its directory and the members it wants) takes it as it is; read_bounded reads
+    it whole."""
     cap = limit(cap_name)
     info = _regular_file(path, ref)
     if info.st_size > cap:
@@ -158,8 +159,20 @@ def _read_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES") -> b
     except OSError as exc:
         raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
                             fix="check the file's permissions") from None
-    with os.fdopen(fd, "rb") as handle:
+    handle = os.fdopen(fd, "rb")
+    try:
         _check_kind(os.fstat(fd).st_mode, ref)
+    except ArchcalcError:
+        handle.close()
+        raise
+    return handle
+
+
+def read_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES") -> bytes:
+    """The file's bytes (open_bounded's checks), reading no more than the limit plus one byte
+    in case the size lied (a file still growing)."""
+    cap = limit(cap_name)
+    with open_bounded(path, ref, cap_name) as handle:
         try:
             data = handle.read(cap + 1)
         except OSError as exc:
@@ -168,30 +181,6 @@ def _read_bounded(path: FsPath, ref: str, cap_name: str = "MAX_SPEC_BYTES") -> b
     if len(data) > cap:
         raise _too_large(None, cap, cap_name)
     return data
-
-
-read_bounded = _read_bounded  # the importers read model files through the same bounds
-
-
-def open_bounded(path: FsPath, ref: str, cap_name: str = "MAX_MODEL_BYTES"):
-    """The open file, for a reader that seeks in it (a zip archive reads only its directory
-    and the members it wants), refused first by size and by kind, as _read_bounded does."""
-    cap = limit(cap_name)
-    info = _regular_file(path, ref)
-    if info.st_size > cap:
-        raise _too_large(info.st_size, cap, cap_name)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise ArchcalcError(f"cannot read {echo(ref)}: {exc.strerror or exc}",
-                            fix="check the file's permissions") from None
-    handle = os.fdopen(fd, "rb")
-    try:
-        _check_kind(os.fstat(fd).st_mode, ref)
-    except ArchcalcError:
-        handle.close()
-        raise
-    return handle
 
 
 def _too_large(size: int | None, cap: int, cap_name: str = "MAX_SPEC_BYTES") -> ArchcalcError:
@@ -227,7 +216,7 @@ def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
         if is_model_file(path):           # ONNX, Keras: the importer gives the raw mapping
             return from_dict(read_model(path, display, input_shape), file=display,
                              input_shape=input_shape)
-        text = decode(_read_bounded(path, ref))
+        text = decode(read_bounded(path, ref))
         return loads(text, file=display, json_mode=path.suffix.lower() == ".json",
                      input_shape=input_shape)
     except ArchcalcError as exc:
