@@ -17,8 +17,8 @@ pytest.importorskip("h5py")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 from archcalc.errors import ArchcalcError  # noqa: E402
-from archcalc.importers.keras_weights import (  # noqa: E402
-    imported_weights, is_keras, load_with_weights)
+from archcalc.importers import (  # noqa: E402
+    has_weights, imported_weights, load_with_weights)
 from archcalc.nn.network import build  # noqa: E402
 
 L = keras.layers
@@ -153,7 +153,7 @@ def test_archive_without_weights_is_one_line(tmp_path):
                 dst.writestr(name, src.read(name))
     with pytest.raises(ArchcalcError, match="holds no model.weights.h5"):
         load_with_weights(str(stripped), None)
-    assert is_keras(str(path)) and not is_keras("model.json")
+    assert has_weights(str(path)) and not has_weights("model.json")
 
 
 def test_missing_h5py_is_one_line(tmp_path, monkeypatch):

@@ -22,8 +22,8 @@ nn = torch.nn
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from archcalc.errors import ArchcalcError  # noqa: E402
-from archcalc.importers.onnx_weights import (imported_weights, load_with_weights,  # noqa: E402
-                                             state_for, write_weights_npz)
+from archcalc.importers import (imported_weights, load_with_weights,  # noqa: E402
+                                state_for, write_weights_npz)
 from archcalc.nn.network import build  # noqa: E402
 from archcalc.nn.weights import load_weights  # noqa: E402
 

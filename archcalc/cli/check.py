@@ -6,7 +6,6 @@ that differs) and on a spec the calculator rejects or a run over the memory budg
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from typing import Any
 
@@ -73,24 +72,20 @@ def check_command(ctx: click.Context, spec: str, input_shape: tuple[int, ...] | 
 
 def _network_and_weights(spec: str, input_shape, weights: str | None):
     """(network, a function model → state to load or None, the line saying which weights)."""
-    from archcalc.importers.onnx_weights import is_onnx, load_with_weights, state_for
+    from archcalc.importers import (has_weights, load_with_weights, state_for,
+                                    weights_requirement)
     if weights is not None:
         from archcalc.nn.weights import read_npz
         state = read_npz(weights)              # before the run: a bad file is one line
         return load(spec, input_shape), (lambda model: state), f"{echo(weights)}"
-    if is_onnx(spec):
+    if has_weights(spec):
+        need = weights_requirement(spec)
+        if need is not None:                   # the architecture needs nothing more
+            return (load(spec, input_shape), None,
+                    f"random: the file's own need {need} (pip install {need})")
         network, table = load_with_weights(spec, input_shape)
         count = sum(len(arrays) for arrays in table.values())
         return (network, (lambda model: state_for(model, table, spec)),
-                f"the file's own ({echo(spec)}, {count:,} arrays)")
-    from archcalc.importers import keras_weights
-    if keras_weights.is_keras(spec):
-        if importlib.util.find_spec("h5py") is None:  # the architecture needs nothing
-            return (load(spec, input_shape), None,
-                    "random: the file's own need h5py (pip install h5py)")
-        network, table = keras_weights.load_with_weights(spec, input_shape)
-        count = sum(len(arrays) for arrays in table.values())
-        return (network, (lambda model: keras_weights.state_for(model, table, spec)),
                 f"the file's own ({echo(spec)}, {count:,} arrays)")
     return load(spec, input_shape), None, None
 

@@ -16,6 +16,7 @@ import click
 from archcalc.cli import main
 from archcalc.cli.common import SHAPE
 from archcalc.errors import ArchcalcError
+from archcalc.importers import has_weights
 from archcalc.limits import echo
 
 
@@ -64,8 +65,7 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
         if name and Path(name).exists() and not Path(name).is_dir() and not force:
             raise ArchcalcError(f"{echo(name)} exists",
                                 fix=f"pass --force to replace it, or choose another {option}")
-    keras = Path(model).suffix.lower() == ".keras"
-    if weights_out and Path(model).suffix.lower() != ".onnx" and not keras:
+    if weights_out and not has_weights(model):
         raise ArchcalcError(f"--weights-out reads the weights of .onnx and .keras files, not "
                             f"of {echo(model)}", fix="leave --weights-out out for this file")
     if partial and Path(model).suffix.lower() != ".onnx":
@@ -80,10 +80,8 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     analysis = analyze(network)
     text = to_yaml(raw)
     if weights_out:  # every array is checked against the built network before anything is written
-        from archcalc.importers import keras_weights, onnx_weights
-        source = keras_weights if keras else onnx_weights  # their errors name their format
-        onnx_weights.write_weights_npz(weights_out, source.imported_weights(network, table, display),
-                                       source=display)
+        from archcalc.importers import imported_weights, write_weights_npz
+        write_weights_npz(weights_out, imported_weights(network, table, display), source=display)
     with replacing(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     totals = analysis.totals
@@ -111,13 +109,10 @@ def read_raw(ref: str, input_shape: tuple[int, ...] | None, with_weights: bool =
     path = locate(ref)
     display = ref
     try:
-        if with_weights and path.suffix.lower() == ".keras":
-            from archcalc.importers.keras_import import read_with_weights as keras_weights
-            raw, table = keras_weights(path, display, input_shape)
-            return raw, display, table
-        if with_weights:  # an .onnx file (checked by the command)
-            from archcalc.importers.onnx_import import read_with_weights
-            raw, table = read_with_weights(path, display, input_shape, partial=partial)
+        if with_weights:  # a file that holds its weights (checked by the command)
+            from archcalc.importers import read_with_weights
+            options = {"partial": True} if partial else {}  # an .onnx file (checked too)
+            raw, table = read_with_weights(path, display, input_shape, **options)
             return raw, display, table
         if partial:
             from archcalc.importers.onnx_import import read

@@ -7,17 +7,24 @@ never see the calculator (DESIGN.md: they sit at the edges).
 
 Each importer module has `read(path, display, input_shape) -> dict`; the registry below maps a
 file suffix to its module, imported only when such a file is named (their optional
-dependencies load only then).
+dependencies load only then). A format that carries its weights also has
+`read_with_weights(path, display, input_shape) -> (raw, table)` in its importer and a weights
+module with `state_for(model, table, display)` (the executor's arrays, checked, its errors
+worded for that format) and REQUIRES (a package its weights need beyond the importer's).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
 # file suffix → importer module (archcalc.importers.<module>)
 IMPORTERS: dict[str, str] = {".onnx": "onnx_import", ".keras": "keras_import"}
+# file suffix → weights module, for the formats whose files hold the weights (a Keras
+# model.to_json() holds none)
+WEIGHTS: dict[str, str] = {".onnx": "onnx_weights", ".keras": "keras_weights"}
 
 
 def is_model_file(path: Path) -> bool:
@@ -38,3 +45,58 @@ def is_keras_json(raw: Any) -> bool:
 def from_keras_json(raw: dict, display: str, input_shape: tuple[int, ...] | None) -> dict[str, Any]:
     module = importlib.import_module("archcalc.importers.keras_import")
     return module.from_json(raw, display, input_shape)
+
+
+# ---- weights ------------------------------------------------------------------------------
+def has_weights(ref: str) -> bool:
+    return Path(ref).suffix.lower() in WEIGHTS
+
+
+def _module(table: dict[str, str], ref: Any) -> Any:
+    return importlib.import_module(f"archcalc.importers.{table[Path(ref).suffix.lower()]}")
+
+
+def weights_requirement(ref: str) -> str | None:
+    """The package the file's weights need that is not installed (h5py for .keras), or None."""
+    need = getattr(_module(WEIGHTS, ref), "REQUIRES", None)
+    return need if need and importlib.util.find_spec(need) is None else None
+
+
+def read_with_weights(path: Path, display: str, input_shape: tuple[int, ...] | None,
+                      **options: Any) -> tuple[dict[str, Any], dict]:
+    """(raw spec mapping, weights table) of a model file that holds its weights."""
+    return _module(IMPORTERS, path).read_with_weights(path, display, input_shape, **options)
+
+
+def load_with_weights(ref: str, input_shape: tuple[int, ...] | None):
+    """(Network, weights table) of the model file `ref`; errors name the file as written."""
+    from archcalc.errors import ArchcalcError
+    from archcalc.spec import from_dict
+    from archcalc.spec.load import locate
+    path = locate(ref)
+    try:
+        raw, table = read_with_weights(path, ref, input_shape)
+        return from_dict(raw, file=ref, input_shape=input_shape), table
+    except ArchcalcError as exc:
+        raise exc.located(file=ref) from None
+
+
+def state_for(model: Any, table: dict, display: str) -> dict:
+    """The state `model` loads from the table of the file `display` (its format's checks)."""
+    return _module(WEIGHTS, display).state_for(model, table, display)
+
+
+def imported_weights(network: Any, table: dict, display: str, dtype: str = "float32") -> dict:
+    """The state the executor loads for `network` (built here to learn every shape)."""
+    from archcalc.nn.network import build
+    return state_for(build(network, dtype=dtype), table, display)
+
+
+def write_weights_npz(path: Any, weights: dict, source: str | None = None) -> None:
+    """Write {"<layer>.<param>": array} as a weights .npz the executor loads (archcalc's
+    format 2, atomically: an interrupted write leaves the old file or the new one)."""
+    from archcalc.nn.weights import write_archive
+    meta = {"kind": "weights"}
+    if source:
+        meta["source"] = source
+    write_archive(path, {"model": dict(weights)}, meta)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from archcalc.limits import echo, limit
 
 Arrays = dict[str, tuple[str, np.ndarray]]   # param short name → (h5 path, array)
 WEIGHTS_MEMBER = "model.weights.h5"
+REQUIRES = "h5py"  # reads WEIGHTS_MEMBER; the architecture needs nothing
 SAVE_AGAIN = "save the model again with model.save('model.keras') (Keras 3)"
 
 
@@ -273,28 +273,3 @@ def state_for(model: Any, table: dict[str, Arrays], display: str) -> dict[str, n
                     fix="give the input the model was saved for (--input)")
             state[key] = value
     return state
-
-
-def imported_weights(network: Any, table: dict[str, Arrays], display: str,
-                     dtype: str = "float32") -> dict[str, np.ndarray]:
-    """The state the executor loads for `network` (built here to learn every shape)."""
-    from archcalc.nn.network import build
-    return state_for(build(network, dtype=dtype), table, display)
-
-
-def load_with_weights(ref: str, input_shape: tuple[int, ...] | None):
-    """(Network, weights table) of the .keras file `ref`; errors name the file as written."""
-    from archcalc.importers.keras_import import read_with_weights
-    from archcalc.spec import from_dict
-    from archcalc.spec.load import locate
-    path = locate(ref)
-    try:
-        raw, table = read_with_weights(path, ref, input_shape)
-        return from_dict(raw, file=ref, input_shape=input_shape), table
-    except ArchcalcError as exc:
-        raise exc.located(file=ref) from None
-
-
-def is_keras(ref: str) -> bool:
-    """A Keras 3 archive (a model.to_json() .json file holds no weights)."""
-    return Path(ref).suffix.lower() == ".keras"

@@ -15,7 +15,6 @@ A Conv into which the exporter folded a BatchNormalization is just a Conv with a
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -117,37 +116,3 @@ def state_for(model: Any, table: dict[str, Arrays], display: str) -> dict[str, n
                     fix="re-export the model; archcalc reads PyTorch's layouts")
             state[key] = value
     return state
-
-
-def load_with_weights(ref: str, input_shape: tuple[int, ...] | None):
-    """(Network, weights table) of the ONNX file `ref`; errors name the file as written."""
-    from archcalc.importers.onnx_import import read_with_weights
-    from archcalc.spec import from_dict
-    from archcalc.spec.load import locate
-    path = locate(ref)
-    try:
-        raw, table = read_with_weights(path, ref, input_shape)
-        return from_dict(raw, file=ref, input_shape=input_shape), table
-    except ArchcalcError as exc:
-        raise exc.located(file=ref) from None
-
-
-def is_onnx(ref: str) -> bool:
-    return Path(ref).suffix.lower() == ".onnx"
-
-
-def write_weights_npz(path, weights: dict[str, np.ndarray], source: str | None = None) -> None:
-    """Write {"<layer>.<param>": array} as a weights .npz the executor loads (archcalc's
-    format 2, atomically: an interrupted write leaves the old file or the new one)."""
-    from archcalc.nn.weights import write_archive
-    meta = {"kind": "weights"}
-    if source:
-        meta["source"] = source
-    write_archive(path, {"model": dict(weights)}, meta)
-
-
-def imported_weights(network: Any, table: dict[str, Arrays], display: str,
-                     dtype: str = "float32") -> dict[str, np.ndarray]:
-    """The state the executor loads for `network` (built here to learn every shape)."""
-    from archcalc.nn.network import build
-    return state_for(build(network, dtype=dtype), table, display)
