@@ -597,6 +597,17 @@ def _bad(node: _Node, key: str, value: Any, want: str) -> ArchcalcError:
                          fix="give a model Keras can load")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(node: _Node, key: str, value: Any) -> float:
+    """A field's value as a float, or one line naming the layer, the field and the value."""
+    if not _is_number(value):
+        raise _bad(node, key, value, "a number")
+    return float(value)
+
+
 def _int(node: _Node, key: str, default: Any = None, low: int = 1) -> int:
     value = node.config.get(key, default)
     if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_SIZE):
@@ -908,8 +919,7 @@ def _batchnorm(node: _Node, ctx: _Context, inp: tuple) -> tuple:
     else:
         eps = cfg.get("epsilon", 1e-3)
         momentum = cfg.get("momentum", 0.99)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   for v in (eps, momentum)):
+        if not (_is_number(eps) and _is_number(momentum)):
             raise _bad(node, "epsilon/momentum", (eps, momentum), "numbers")
         node.items = [_leaf(node, ctx, "batchnorm", eps=float(eps),
                             momentum=round(1.0 - float(momentum), 12))]
@@ -917,10 +927,8 @@ def _batchnorm(node: _Node, ctx: _Context, inp: tuple) -> tuple:
 
 
 def _dropout(node: _Node, ctx: _Context, inp: tuple) -> tuple:
-    rate = node.config.get("rate", 0.5)
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool):
-        raise _bad(node, "rate", rate, "a number")
-    node.items = [_leaf(node, ctx, "dropout", rate=float(rate))]
+    rate = _number(node, "rate", node.config.get("rate", 0.5))
+    node.items = [_leaf(node, ctx, "dropout", rate=rate)]
     return inp
 
 
@@ -941,7 +949,7 @@ def _relu_layer(node: _Node, ctx: _Context, inp: tuple) -> tuple:
         node.items = [_leaf(node, ctx, "relu")]
     elif top in (6, 6.0) and slope in (0, 0.0, None):
         node.items = [_leaf(node, ctx, "relu6")]
-    elif top is None and isinstance(slope, (int, float)) and not isinstance(slope, bool):
+    elif top is None and _is_number(slope):
         node.items = [_leaf(node, ctx, "leaky_relu", slope=float(slope))]
     else:
         ctx.problems.add(node, f"max_value {echo(repr(top), 20)} with negative_slope "
@@ -951,18 +959,15 @@ def _relu_layer(node: _Node, ctx: _Context, inp: tuple) -> tuple:
 
 def _leaky_relu(node: _Node, ctx: _Context, inp: tuple) -> tuple:
     # Keras 3 names the slope negative_slope, Keras 2 alpha; both default to 0.3.
-    slope = node.config.get("negative_slope", node.config.get("alpha", 0.3))
-    if not isinstance(slope, (int, float)) or isinstance(slope, bool):
-        raise _bad(node, "negative_slope", slope, "a number")
-    node.items = [_leaf(node, ctx, "leaky_relu", slope=float(slope))]
+    slope = _number(node, "negative_slope",
+                    node.config.get("negative_slope", node.config.get("alpha", 0.3)))
+    node.items = [_leaf(node, ctx, "leaky_relu", slope=slope)]
     return inp
 
 
 def _elu(node: _Node, ctx: _Context, inp: tuple) -> tuple:
-    alpha = node.config.get("alpha", 1.0)
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
-        raise _bad(node, "alpha", alpha, "a number")
-    node.items = [_leaf(node, ctx, "elu", alpha=float(alpha))]
+    alpha = _number(node, "alpha", node.config.get("alpha", 1.0))
+    node.items = [_leaf(node, ctx, "elu", alpha=alpha)]
     return inp
 
 
