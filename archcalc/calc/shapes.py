@@ -14,8 +14,8 @@ from fractions import Fraction
 
 
 @dataclass(frozen=True)
-class Dim:
-    """One spatial dimension of one sliding-window layer."""
+class _Axis:
+    """What a convolution and a transposed one share along one spatial dimension."""
 
     size: int
     kernel: int
@@ -23,12 +23,18 @@ class Dim:
     pad_before: int = 0
     pad_after: int = 0
     dilation: int = 1
-    ceil_mode: bool = False
 
     @property
     def span(self) -> int:
         """The kernel's extent with dilation: D·(F − 1) + 1."""
         return self.dilation * (self.kernel - 1) + 1
+
+
+@dataclass(frozen=True)
+class Dim(_Axis):
+    """One spatial dimension of one sliding-window layer."""
+
+    ceil_mode: bool = False
 
     def kernel_text(self) -> str:
         """'kernel 5', or 'kernel 7 dilated by 2 spans 13' (the span alone would read as a
@@ -91,23 +97,13 @@ class Dim:
 
 
 @dataclass(frozen=True)
-class TransposedDim:
+class TransposedDim(_Axis):
     """One spatial dimension of a transposed convolution (PyTorch's ConvTranspose2d): every
     input pixel scatters a kernel of span D·(F − 1) + 1 placed S apart, the padding crops the
     result and output_padding adds rows/columns at the end.
     out = (W − 1)·S − P_before − P_after + D·(F − 1) + output_padding + 1."""
 
-    size: int
-    kernel: int
-    stride: int
-    pad_before: int = 0
-    pad_after: int = 0
-    dilation: int = 1
     output_padding: int = 0
-
-    @property
-    def span(self) -> int:
-        return self.dilation * (self.kernel - 1) + 1
 
     @property
     def out(self) -> int:
