@@ -48,6 +48,9 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout
 sys.path.insert(0, str(ROOT / "tests"))  # torchvision_models
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from forward import cpu_model  # noqa: E402  (the machine, as every benchmark names it)
 
 MODULES = {"resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
            "densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
@@ -60,17 +63,6 @@ def module_of(name: str) -> str:
         if name in names:
             return module
     raise SystemExit(f"unknown model {name!r}: one of {sorted(sum(MODULES.values(), ()))}")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def export(name: str, folder: Path) -> Path:
