@@ -91,7 +91,7 @@ def test_without_partial_the_same_graph_is_an_error(run, chain, tmp_path):
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"error: {chain}: 1 ONNX node archcalc cannot express: "
                             "Sin (node 'sin', #2)")
-    assert first.endswith("; `archcalc import MODEL --out FILE.yaml --partial` keeps the "
+    assert first.endswith("; `--partial` (summary, import) keeps the "
                           "network before the first of them)")
     assert not out.exists()
 
@@ -169,3 +169,31 @@ def test_a_merge_before_the_unsupported_node_is_kept_whole(tmp_path):
     assert [len(b) for b in raw["layers"][1]["add"]] == [1, 0]  # conv_a, and the identity
     assert len(raw["layers"]) == 2
     assert partial_note(raw) == "stopped before node 'cos' (Cos, #3): 2 nodes left out"
+
+
+def test_summary_partial_analyses_the_cut_graph_and_says_where_on_stderr(run, branch):
+    """`summary MODEL.onnx --partial`: the same cut as import's; the note goes to stderr so
+    that JSON stays parseable."""
+    result = run("summary", str(branch), "--partial", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    import json
+    data = json.loads(result.stdout)
+    # conv1: 4·3·3·3 = 108 params, 8·8·4·27 = 6,912 MACs; relu1: none
+    assert data["totals"]["params"] == 108 and data["totals"]["macs"] == 6912
+    assert [row["name"] for row in data["layers"]] == ["conv1", "relu1"]
+    assert result.stderr.strip() == (f"note: {branch}: stopped before node 'sin' (Sin, #3): "
+                                     "5 nodes left out")
+
+
+def test_summary_without_partial_refuses_the_graph_and_names_the_option(run, branch):
+    result = run("summary", str(branch))
+    assert result.exit_code == 1
+    assert "`--partial` (summary, import) keeps the network" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_summary_partial_is_refused_for_a_yaml_spec(run, tmp_path):
+    result = run("summary", "lenet5", "--partial")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == ("error: --partial cuts .onnx graphs, not lenet5 "
+                                     "(fix: leave --partial out for this file)")

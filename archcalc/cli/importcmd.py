@@ -16,7 +16,7 @@ import click
 from archcalc.cli import main
 from archcalc.cli.common import SHAPE
 from archcalc.errors import ArchcalcError
-from archcalc.importers import has_weights
+from archcalc.importers import check_partial, has_weights
 from archcalc.limits import echo
 
 
@@ -68,9 +68,8 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     if weights_out and not has_weights(model):
         raise ArchcalcError(f"--weights-out reads the weights of .onnx and .keras files, not "
                             f"of {echo(model)}", fix="leave --weights-out out for this file")
-    if partial and Path(model).suffix.lower() != ".onnx":
-        raise ArchcalcError(f"--partial cuts .onnx graphs, not {echo(model)}",
-                            fix="leave --partial out for this file")
+    if partial:
+        check_partial(model)
     raw, display, table = read_raw(model, input_shape, with_weights=bool(weights_out),
                                    partial=partial)
     try:
@@ -114,11 +113,8 @@ def read_raw(ref: str, input_shape: tuple[int, ...] | None, with_weights: bool =
             options = {"partial": True} if partial else {}  # an .onnx file (checked too)
             raw, table = read_with_weights(path, display, input_shape, **options)
             return raw, display, table
-        if partial:
-            from archcalc.importers.onnx_import import read
-            return read(path, display, input_shape, partial=True), display, None
         if is_model_file(path):
-            return read_model(path, display, input_shape), display, None
+            return read_model(path, display, input_shape, partial), display, None
         if path.suffix.lower() == ".json":
             raw = parse_text(decode(read_bounded(path, ref, "MAX_MODEL_BYTES")), json_mode=True)
             if is_keras_json(raw):

@@ -118,9 +118,12 @@ def list_specs() -> None:
                    "json keeps every field): " + "; ".join(
                        f"{c.name} = {c.meaning}" for c in report.COLUMNS.values())
                    + ". Default: " + ",".join(report.DEFAULT_COLUMNS) + ".")
+@click.option("--partial", is_flag=True,
+              help="An .onnx graph with unsupported nodes: analyse it up to the first of them "
+                   "(stderr says where it stopped).")
 @wide_option
 def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, fmt: str,
-            strict: bool, columns: tuple[str, ...] | None) -> None:
+            strict: bool, columns: tuple[str, ...] | None, partial: bool) -> None:
     """Per-layer shapes, parameters, MACs, activations and receptive fields, with totals.
 
     SPEC is a bundled name (see `archcalc list`) or a path to a YAML/JSON spec.
@@ -132,8 +135,10 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
       archcalc summary resnet50 --depth 1 --batch 32 --dtype float16
       archcalc summary my_net.yaml --format json > my_net.json
       archcalc summary vgg16 --columns output,weights,biases,macs
+      archcalc summary detector.onnx --partial
     """
-    analysis = analyze(load(spec, input_shape), batch=batch, dtype=dtype, strict=strict)
+    network = load(spec, input_shape, partial=partial)
+    analysis = analyze(network, batch=batch, dtype=dtype, strict=strict)
     # JSON and CSV are written in pieces: the same text, never the whole of it in memory.
     if fmt == "json":
         for piece in report.iter_json(analysis):
@@ -146,6 +151,11 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
         click.echo(report.to_markdown(analysis, depth, columns))
     else:
         print_wide(report.summary_grid(analysis, depth, columns))
+    if partial:  # on stderr, so that JSON and CSV stay parseable
+        from archcalc.importers.onnx_import import partial_note
+        note = partial_note({"source": network.source or ""})
+        if note:
+            click.echo(f"note: {echo(spec)}: {note}", err=True)
 
 
 @main.command()

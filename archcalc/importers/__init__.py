@@ -20,6 +20,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
+
 # file suffix → importer module (archcalc.importers.<module>)
 IMPORTERS: dict[str, str] = {".onnx": "onnx_import", ".keras": "keras_import"}
 # file suffix → weights module, for the formats whose files hold the weights (a Keras
@@ -31,10 +34,25 @@ def is_model_file(path: Path) -> bool:
     return path.suffix.lower() in IMPORTERS
 
 
-def read_model(path: Path, display: str, input_shape: tuple[int, ...] | None) -> dict[str, Any]:
-    """The raw spec mapping of a model file, by its suffix's importer."""
+# the formats whose graphs can be cut before their first unsupported node (--partial)
+PARTIAL: frozenset[str] = frozenset({".onnx"})
+
+
+def read_model(path: Path, display: str, input_shape: tuple[int, ...] | None,
+               partial: bool = False) -> dict[str, Any]:
+    """The raw spec mapping of a model file, by its suffix's importer. partial: an .onnx
+    graph is cut before its first unsupported node (the caller checks the suffix with
+    check_partial)."""
     module = importlib.import_module(f"archcalc.importers.{IMPORTERS[path.suffix.lower()]}")
-    return module.read(path, display, input_shape)
+    return module.read(path, display, input_shape, partial=True) if partial else \
+        module.read(path, display, input_shape)
+
+
+def check_partial(ref: str) -> None:
+    """--partial is refused, in one line, for a file that is not an .onnx graph."""
+    if Path(ref).suffix.lower() not in PARTIAL:
+        raise ArchcalcError(f"--partial cuts .onnx graphs, not {echo(ref)}",
+                            fix="leave --partial out for this file")
 
 
 def is_keras_json(raw: Any) -> bool:

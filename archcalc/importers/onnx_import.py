@@ -1122,7 +1122,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                             fix="archcalc maps Conv, ConvTranspose, BatchNormalization, pools, "
                                 "Gemm/MatMul, Flatten, Resize, Pad, LRN, Dropout, activations "
                                 "and Add/Concat/Mul branches (README, 'Layer kinds'); "
-                                "`archcalc import MODEL --out FILE.yaml --partial` keeps the "
+                                "`--partial` (summary, import) keeps the "
                                 "network before the first of them")
     _rewrite_concats(layers)
     layers = _nest_merges(layers, source, _resolved_sink(ops, sink), display)

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from archcalc.errors import ArchcalcError, SpecError
-from archcalc.importers import IMPORTERS, from_keras_json, is_keras_json, is_model_file, read_model
+from archcalc.importers import (IMPORTERS, check_partial, from_keras_json, is_keras_json,
+                                is_model_file, read_model)
 from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.text import check_text
@@ -203,18 +204,22 @@ def decode(data: bytes) -> str:
                         line=line, fix="save the file as UTF-8") from None
 
 
-def load(ref: str, input_shape: tuple[int, ...] | None = None) -> Network:
-    """Load, validate and resolve a spec. Every error names the file (and line)."""
+def load(ref: str, input_shape: tuple[int, ...] | None = None, *,
+         partial: bool = False) -> Network:
+    """Load, validate and resolve a spec. Every error names the file (and line). partial: an
+    .onnx graph is cut before its first unsupported node (its `source` says where)."""
     for name in ("MAX_SPEC_BYTES", "MAX_SPEC_NODES", "MAX_SPEC_DEPTH", "MAX_LAYERS",
                  "MAX_NAME_CHARS", "MAX_UNROLLED"):
         limit(name)  # a bad ARCHCALC_* value is the environment's mistake, not the file's
     max_depth()
+    if partial:
+        check_partial(ref)
     path = locate(ref)
     # Errors name the file as the user wrote it; a bundled spec by its file name.
     display = ref if FsPath(ref).exists() else path.name  # error lines escape it (render)
     try:
         if is_model_file(path):           # ONNX, Keras: the importer gives the raw mapping
-            return from_dict(read_model(path, display, input_shape), file=display,
+            return from_dict(read_model(path, display, input_shape, partial), file=display,
                              input_shape=input_shape)
         text = decode(read_bounded(path, ref))
         return loads(text, file=display, json_mode=path.suffix.lower() == ".json",

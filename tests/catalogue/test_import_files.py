@@ -94,7 +94,7 @@ ONNX_CASES = [
          "error: sin.onnx: 23 ONNX nodes archcalc cannot express, one a line below (fix: "
          "archcalc maps Conv, ConvTranspose, BatchNormalization, pools, Gemm/MatMul, Flatten, "
          "Resize, Pad, LRN, Dropout, activations and Add/Concat/Mul branches (README, 'Layer "
-         "kinds'); `archcalc import MODEL --out FILE.yaml --partial` keeps the network before "
+         "kinds'); `--partial` (summary, import) keeps the network before "
          "the first of them)", setup=_onnx_file("sin.onnx", _sines(23), [("x", [1, 3, 8, 8])])),
     Case("onnx_missing_package", ["summary", "good.onnx"],
          "error: good.onnx: reading .onnx files needs the onnx package (fix: pip install "
