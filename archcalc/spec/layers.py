@@ -66,9 +66,13 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, 
 
 class _Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str | None = None
+    name: str | None = Field(
+        None, description="The layer's name in tables, errors and checkpoints (default: the "
+                          "kind's prefix and a counter in its scope: conv1, relu2, fc1).")
     # False freezes the layer: its weights count as non-trainable and are not updated.
-    trainable: bool = True
+    trainable: bool = Field(
+        True, description="false freezes the layer: its weights count as non-trainable and "
+                          "training does not update them.")
 
     @property
     def kind(self) -> str:
@@ -78,18 +82,26 @@ class _Layer(BaseModel):
 class Conv2D(_Layer):
     """2-D convolution: `filters` kernels of `kernel` over in_channels/groups channels."""
 
-    type: Literal["conv2d"] = "conv2d"
-    filters: PositiveInt
-    kernel: IntPair
-    stride: IntPair = 1
-    padding: PadSpec = 0
-    dilation: IntPair = 1
-    groups: PositiveInt = 1
-    bias: bool = True
+    type: Literal["conv2d"] = Field("conv2d", description="The layer kind.")
+    filters: PositiveInt = Field(description="Output channels (number of kernels).")
+    kernel: IntPair = Field(description="Kernel size F: an int or [h, w].")
+    stride: IntPair = Field(1, description="Step S between windows: an int or [h, w].")
+    padding: PadSpec = Field(
+        0, description="Border P: an int, [h, w], [top, bottom, left, right], 'valid' (0) or "
+                       "'same' (TensorFlow's: output = ceil(input / stride)).")
+    dilation: IntPair = Field(1, description="Spacing D between kernel taps: an int or [h, w]; "
+                                             "the window spans D·(F − 1) + 1 pixels.")
+    groups: PositiveInt = Field(1, description="Grouped convolution: each of `groups` groups "
+                                               "sees in_channels/groups channels; filters and "
+                                               "in_channels must divide by it.")
+    bias: bool = Field(True, description="Add a bias per output channel.")
     # What the padded border holds (PyTorch's padding_mode): zeros, the mirror image without
     # the edge pixel (reflect), the edge pixel repeated (replicate), or the opposite edge
     # (circular: the image wraps around).
-    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
+    padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = Field(
+        "zeros", description="What the padded border holds: zeros, reflect (mirror without the "
+                             "edge pixel), replicate (the edge pixel repeated) or circular "
+                             "(the opposite edge).")
 
     @model_validator(mode="after")
     def _groups_divide_filters(self) -> "Conv2D":
@@ -106,15 +118,21 @@ class ConvTranspose2D(_Layer):
     strided convolution maps to the same input size.
     Output size: (W − 1)·S − P_before − P_after + D·(F − 1) + output_padding + 1."""
 
-    type: Literal["conv_transpose2d"] = "conv_transpose2d"
-    filters: PositiveInt
-    kernel: IntPair
-    stride: IntPair = 1
-    padding: PadAmounts = 0
-    output_padding: IntPairOrZero = 0
-    dilation: IntPair = 1
-    groups: PositiveInt = 1
-    bias: bool = True
+    type: Literal["conv_transpose2d"] = Field("conv_transpose2d", description="The layer kind.")
+    filters: PositiveInt = Field(description="Output channels.")
+    kernel: IntPair = Field(description="Kernel size F: an int or [h, w].")
+    stride: IntPair = Field(1, description="Upsampling step S: kernels are placed S pixels "
+                                           "apart; an int or [h, w].")
+    padding: PadAmounts = Field(
+        0, description="Rows/columns cropped from the result: an int, [h, w] or [top, bottom, "
+                       "left, right].")
+    output_padding: IntPairOrZero = Field(
+        0, description="Rows/columns added at the bottom/right, smaller than the stride or the "
+                       "dilation: an int or [h, w].")
+    dilation: IntPair = Field(1, description="Spacing D between kernel taps: an int or [h, w].")
+    groups: PositiveInt = Field(1, description="Grouped transposed convolution; filters and "
+                                               "in_channels must divide by it.")
+    bias: bool = Field(True, description="Add a bias per output channel.")
 
     @model_validator(mode="after")
     def _check(self) -> "ConvTranspose2D":
@@ -132,10 +150,15 @@ class ConvTranspose2D(_Layer):
 
 
 class _Pool(_Layer):
-    kernel: IntPair
-    stride: IntPair | None = None  # defaults to the kernel (non-overlapping windows)
-    padding: PadSpec = 0
-    ceil_mode: bool = False
+    kernel: IntPair = Field(description="Window size F: an int or [h, w].")
+    # defaults to the kernel (non-overlapping windows)
+    stride: IntPair | None = Field(None, description="Step S between windows: an int or [h, "
+                                                     "w]; default (null): the kernel.")
+    padding: PadSpec = Field(
+        0, description="Border P (at most kernel/2): an int, [h, w], [top, bottom, left, "
+                       "right], 'valid' or 'same'.")
+    ceil_mode: bool = Field(False, description="Round the output size up instead of down "
+                                               "(PyTorch's ceil_mode).")
 
     @property
     def strides(self) -> tuple[int, int]:
@@ -145,35 +168,40 @@ class _Pool(_Layer):
 class MaxPool(_Pool):
     """Max pooling; padded positions never win (they hold -inf)."""
 
-    type: Literal["maxpool"] = "maxpool"
+    type: Literal["maxpool"] = Field("maxpool", description="The layer kind.")
 
 
 class AvgPool(_Pool):
     """Average pooling; padded zeros count in the divisor (PyTorch's count_include_pad=True)."""
 
-    type: Literal["avgpool"] = "avgpool"
+    type: Literal["avgpool"] = Field("avgpool", description="The layer kind.")
 
 
 class GlobalAvgPool(_Layer):
     """Mean over H×W: C×H×W → C×1×1 (keepdims, as PyTorch's AdaptiveAvgPool2d(1)) or C."""
 
-    type: Literal["global_avgpool"] = "global_avgpool"
-    keepdims: bool = True
+    type: Literal["global_avgpool"] = Field("global_avgpool", description="The layer kind.")
+    keepdims: bool = Field(True, description="true: output C×1×1 (PyTorch); false: C features.")
 
 
 class _AdaptivePool(_Layer):
     """Pooling to a fixed output size h×w whatever the input (PyTorch's AdaptiveAvgPool2d /
     AdaptiveMaxPool2d): output row i pools input rows ⌊i·H/h⌋ … ⌈(i+1)·H/h⌉ − 1."""
 
-    output: IntPair
+    output: IntPair = Field(description="Output size h×w, whatever the input: an int or "
+                                        "[h, w].")
 
 
 class AdaptiveAvgPool(_AdaptivePool):
-    type: Literal["adaptive_avgpool"] = "adaptive_avgpool"
+    """Adaptive average pooling to a fixed h×w (PyTorch's AdaptiveAvgPool2d)."""
+
+    type: Literal["adaptive_avgpool"] = Field("adaptive_avgpool", description="The layer kind.")
 
 
 class AdaptiveMaxPool(_AdaptivePool):
-    type: Literal["adaptive_maxpool"] = "adaptive_maxpool"
+    """Adaptive max pooling to a fixed h×w (PyTorch's AdaptiveMaxPool2d)."""
+
+    type: Literal["adaptive_maxpool"] = Field("adaptive_maxpool", description="The layer kind.")
 
 
 class Upsample(_Layer):
@@ -181,11 +209,16 @@ class Upsample(_Layer):
     nearest copies input pixel ⌊o·H_in/H_out⌋; bilinear interpolates the two nearest
     neighbours per axis, with align_corners (false: pixel centres, PyTorch's default)."""
 
-    type: Literal["upsample"] = "upsample"
-    scale: IntPair | None = None
-    size: tuple[PositiveInt, PositiveInt] | None = None
-    mode: Literal["nearest", "bilinear"] = "nearest"
-    align_corners: bool = False
+    type: Literal["upsample"] = Field("upsample", description="The layer kind.")
+    scale: IntPair | None = Field(None, description="Integer factor: an int or [h, w] "
+                                                    "(give scale or size).")
+    size: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="Output size [h, w] (give scale or size).")
+    mode: Literal["nearest", "bilinear"] = Field(
+        "nearest", description="nearest (copy the nearest input pixel) or bilinear "
+                               "(F.interpolate's).")
+    align_corners: bool = Field(False, description="Bilinear only: corner pixels line up "
+                                                   "(false: pixel centres, PyTorch's default).")
 
     @model_validator(mode="after")
     def _one_target(self) -> "Upsample":
@@ -202,9 +235,12 @@ class Crop(_Layer):
     `cropping` removes p, [h, w] or [top, bottom, left, right] pixels from the sides (Keras's
     Cropping2D). A view: no new tensor."""
 
-    type: Literal["crop"] = "crop"
-    size: tuple[PositiveInt, PositiveInt] | None = None
-    cropping: PadAmounts | None = None
+    type: Literal["crop"] = Field("crop", description="The layer kind.")
+    size: tuple[PositiveInt, PositiveInt] | None = Field(
+        None, description="Keep a centred window [h, w] (or s for s×s); give size or cropping.")
+    cropping: PadAmounts | None = Field(
+        None, description="Remove p, [h, w] or [top, bottom, left, right] pixels from the "
+                          "sides; give size or cropping.")
 
     @field_validator("size", mode="before")
     @classmethod
@@ -226,10 +262,15 @@ class Pad(_Layer):
     pixel) and symmetric (mirror with it), as NumPy names the two mirrors, and replicate (the
     edge pixel repeated; NumPy's "edge"). NumPy's "constant" and "edge" are accepted."""
 
-    type: Literal["pad"] = "pad"
-    padding: PadAmounts
-    mode: Literal["zeros", "reflect", "replicate", "symmetric"] = "zeros"
-    value: float = Field(0.0, ge=-MAX_SIZE, le=MAX_SIZE, allow_inf_nan=False)
+    type: Literal["pad"] = Field("pad", description="The layer kind.")
+    padding: PadAmounts = Field(description="Pixels added: p, [h, w] or [top, bottom, left, "
+                                            "right].")
+    mode: Literal["zeros", "reflect", "replicate", "symmetric"] = Field(
+        "zeros", description="zeros (the constant value), reflect (mirror without the edge "
+                             "pixel), symmetric (mirror with it) or replicate (the edge pixel "
+                             "repeated); NumPy's constant and edge are accepted too.")
+    value: float = Field(0.0, ge=-MAX_SIZE, le=MAX_SIZE, allow_inf_nan=False,
+                         description="The constant of mode zeros.")
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -247,30 +288,34 @@ class Pad(_Layer):
 class Dense(_Layer):
     """Fully connected layer on a flat input of N features: N·units weights (+ units biases)."""
 
-    type: Literal["dense"] = "dense"
-    units: PositiveInt
-    bias: bool = True
+    type: Literal["dense"] = Field("dense", description="The layer kind.")
+    units: PositiveInt = Field(description="Output features.")
+    bias: bool = Field(True, description="Add a bias per output feature.")
 
 
 class Flatten(_Layer):
     """C×H×W → C·H·W features (a view: no new tensor)."""
 
-    type: Literal["flatten"] = "flatten"
+    type: Literal["flatten"] = Field("flatten", description="The layer kind.")
 
 
 class Dropout(_Layer):
     """Inverted dropout: zero with probability `rate` in training, identity at inference."""
 
-    type: Literal["dropout"] = "dropout"
-    rate: float = Field(0.5, ge=0.0, lt=1.0, allow_inf_nan=False)
+    type: Literal["dropout"] = Field("dropout", description="The layer kind.")
+    rate: float = Field(0.5, ge=0.0, lt=1.0, allow_inf_nan=False,
+                        description="Probability of zeroing each value in training, in [0, 1).")
 
 
 class BatchNorm(_Layer):
     """Batch norm per channel: γ, β trainable; running mean and variance not trainable."""
 
-    type: Literal["batchnorm"] = "batchnorm"
-    eps: float = Field(1e-5, gt=0, le=MAX_SIZE, allow_inf_nan=False)
-    momentum: float = Field(0.1, gt=0, le=1, allow_inf_nan=False)
+    type: Literal["batchnorm"] = Field("batchnorm", description="The layer kind.")
+    eps: float = Field(1e-5, gt=0, le=MAX_SIZE, allow_inf_nan=False,
+                       description="Added to the variance before its square root.")
+    momentum: float = Field(0.1, gt=0, le=1, allow_inf_nan=False,
+                            description="Weight of the new batch in the running mean and "
+                                        "variance (PyTorch's convention), in (0, 1].")
 
 
 class LRN(_Layer):
@@ -279,12 +324,17 @@ class LRN(_Layer):
     form sum (the AlexNet paper's, Krizhevsky et al. 2012, §3.3): b = a / (k + alpha · Σ a²)^beta.
     The same alpha is `size` times stronger in the sum form."""
 
-    type: Literal["lrn"] = "lrn"
-    size: PositiveInt = 5
-    alpha: float = Field(1e-4, ge=0, le=MAX_SIZE, allow_inf_nan=False)
-    beta: float = Field(0.75, ge=0, le=MAX_SIZE, allow_inf_nan=False)
-    k: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False)
-    form: Literal["average", "sum"] = "average"
+    type: Literal["lrn"] = Field("lrn", description="The layer kind.")
+    size: PositiveInt = Field(5, description="Neighbouring channels in the sum.")
+    alpha: float = Field(1e-4, ge=0, le=MAX_SIZE, allow_inf_nan=False,
+                         description="Scale of the sum of squares.")
+    beta: float = Field(0.75, ge=0, le=MAX_SIZE, allow_inf_nan=False,
+                        description="Exponent of the denominator.")
+    k: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False,
+                     description="Additive constant of the denominator.")
+    form: Literal["average", "sum"] = Field(
+        "average", description="average: alpha/size per square (PyTorch, Caffe); sum: alpha "
+                               "per square (the AlexNet paper).")
 
     @property
     def alpha_per_square(self) -> float:
@@ -296,75 +346,90 @@ class LayerNorm(_Layer):
     """Normalise each example over all its values; γ, β of the input's full shape
     (PyTorch's nn.LayerNorm(normalized_shape=input shape))."""
 
-    type: Literal["layernorm"] = "layernorm"
-    eps: float = Field(1e-5, gt=0, le=MAX_SIZE, allow_inf_nan=False)
+    type: Literal["layernorm"] = Field("layernorm", description="The layer kind.")
+    eps: float = Field(1e-5, gt=0, le=MAX_SIZE, allow_inf_nan=False,
+                       description="Added to the variance before its square root.")
 
 
 class ReLU(_Layer):
-    type: Literal["relu"] = "relu"
+    """max(0, x)."""
+
+    type: Literal["relu"] = Field("relu", description="The layer kind.")
 
 
 class LeakyReLU(_Layer):
-    type: Literal["leaky_relu"] = "leaky_relu"
-    slope: float = Field(0.01, ge=0, le=MAX_SIZE, allow_inf_nan=False)
+    """x for x > 0, slope·x otherwise."""
+
+    type: Literal["leaky_relu"] = Field("leaky_relu", description="The layer kind.")
+    slope: float = Field(0.01, ge=0, le=MAX_SIZE, allow_inf_nan=False,
+                         description="The slope for negative inputs.")
 
 
 class ELU(_Layer):
-    type: Literal["elu"] = "elu"
-    alpha: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False)
+    """x for x > 0, alpha·(exp(x) − 1) otherwise."""
+
+    type: Literal["elu"] = Field("elu", description="The layer kind.")
+    alpha: float = Field(1.0, gt=0, le=MAX_SIZE, allow_inf_nan=False,
+                         description="The value negative inputs saturate to is −alpha.")
 
 
 class ReLU6(_Layer):
     """min(max(0, x), 6) (MobileNet-v2)."""
 
-    type: Literal["relu6"] = "relu6"
+    type: Literal["relu6"] = Field("relu6", description="The layer kind.")
 
 
 class HardSigmoid(_Layer):
     """relu6(x + 3)/6 (MobileNet-v3)."""
 
-    type: Literal["hardsigmoid"] = "hardsigmoid"
+    type: Literal["hardsigmoid"] = Field("hardsigmoid", description="The layer kind.")
 
 
 class HardSwish(_Layer):
     """x·relu6(x + 3)/6 (MobileNet-v3)."""
 
-    type: Literal["hardswish"] = "hardswish"
+    type: Literal["hardswish"] = Field("hardswish", description="The layer kind.")
 
 
 class SiLU(_Layer):
     """x·σ(x), also called swish (EfficientNet)."""
 
-    type: Literal["silu"] = "silu"
+    type: Literal["silu"] = Field("silu", description="The layer kind.")
 
 
 class GELU(_Layer):
     """x·Φ(x) with Φ the standard normal CDF (approximate: none), or PyTorch's tanh form
     0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
 
-    type: Literal["gelu"] = "gelu"
-    approximate: Literal["none", "tanh"] = "none"
+    type: Literal["gelu"] = Field("gelu", description="The layer kind.")
+    approximate: Literal["none", "tanh"] = Field(
+        "none", description="none: the exact x·Φ(x); tanh: PyTorch's tanh approximation.")
 
 
 class Sigmoid(_Layer):
-    type: Literal["sigmoid"] = "sigmoid"
+    """1 / (1 + exp(−x))."""
+
+    type: Literal["sigmoid"] = Field("sigmoid", description="The layer kind.")
 
 
 class Tanh(_Layer):
-    type: Literal["tanh"] = "tanh"
+    """tanh(x)."""
+
+    type: Literal["tanh"] = Field("tanh", description="The layer kind.")
 
 
 class Softmax(_Layer):
     """Softmax over the channel (feature) axis."""
 
-    type: Literal["softmax"] = "softmax"
+    type: Literal["softmax"] = Field("softmax", description="The layer kind.")
 
 
 class Maxout(_Layer):
     """Max over `pieces` consecutive channels: C → C/pieces (Goodfellow et al. 2013)."""
 
-    type: Literal["maxout"] = "maxout"
-    pieces: Annotated[int, Strict(), Field(ge=2, le=MAX_SIZE)] = 2
+    type: Literal["maxout"] = Field("maxout", description="The layer kind.")
+    pieces: Annotated[int, Strict(), Field(ge=2, le=MAX_SIZE)] = Field(
+        2, description="Channels per max: the output has C/pieces channels.")
 
 
 _ALL = (Conv2D, ConvTranspose2D, MaxPool, AvgPool, GlobalAvgPool, AdaptiveAvgPool,
