@@ -1,0 +1,45 @@
+"""The CLI loads a command's module only when that command runs (DESIGN.md: start-up is a
+feature). `archcalc summary` must not pay for NumPy, the executor or the trainer."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import archcalc.cli
+from archcalc.cli import COMMANDS, main
+
+
+def test_the_lazy_table_names_every_command_the_modules_register():
+    for info in pkgutil.iter_modules(archcalc.cli.__path__):
+        importlib.import_module(f"archcalc.cli.{info.name}")
+    registered = {name: command.callback.__module__ for name, command in main.commands.items()}
+    assert registered == {name: f"archcalc.cli.{module}" for name, module in COMMANDS.items()}
+
+
+def _modules_after(*args: str) -> set[str]:
+    """The archcalc and heavy modules a fresh interpreter has loaded after running the CLI."""
+    code = ("import sys\nfrom archcalc.cli import main\n"
+            "try:\n    main(sys.argv[1:], standalone_mode=False)\n"
+            "finally:\n    sys.stdout.flush()\n"
+            "    print('\\n'.join(m for m in sys.modules if m.split('.')[0] in "
+            "('archcalc', 'numpy', 'onnx')), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stderr.split())
+
+
+def test_summary_loads_neither_numpy_nor_the_executor_nor_other_commands():
+    loaded = _modules_after("summary", "lenet5")
+    assert "archcalc.cli.inspect" in loaded and "archcalc.calc.analyze" in loaded
+    for module in ("numpy", "archcalc.nn", "archcalc.check", "archcalc.cli.train",
+                   "archcalc.cli.check", "archcalc.cli.design", "archcalc.importers.onnx_import"):
+        assert module not in loaded, module
+
+
+def test_help_lists_every_command():
+    loaded = _modules_after("--help")
+    assert {f"archcalc.cli.{module}" for module in COMMANDS.values()} <= loaded
