@@ -1,8 +1,11 @@
-"""`archcalc list`, `archcalc summary`, `archcalc validate`: the calculator's commands."""
+"""`archcalc list`, `archcalc summary`, `archcalc validate`, `archcalc schema`: the calculator's
+commands, and the spec language's schema for editors and CI."""
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import Any, NamedTuple
 
 import click
 from rich.text import Text
@@ -12,8 +15,8 @@ from archcalc.calc import analyze
 from archcalc.cli import main
 from archcalc.cli.common import (batch_option, dtype_option, input_option, print_lines,
                                  print_wide, wide_option)
-from archcalc.errors import ArchcalcError
-from archcalc.limits import echo
+from archcalc.errors import MAX_ITEMS, ArchcalcError
+from archcalc.limits import echo, elide
 from archcalc.spec import bundled_names, load
 from archcalc.spec.load import bundled_dir
 from archcalc.tables import Grid
@@ -164,37 +167,167 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
 @click.option("--strict", is_flag=True,
               help="Also fail on uneven divisions that leave input pixels uncovered.")
 @click.option("--quiet", "-q", is_flag=True, help="Print problems only.")
-def validate(specs: tuple[str, ...], input_shape, strict: bool, quiet: bool) -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+              show_default=True,
+              help="text: one line per spec or problem; json: one document on stdout (each "
+                   "spec's problems and totals); github: GitHub Actions annotations "
+                   "(::error file=...,line=...::message) on stdout.")
+def validate(specs: tuple[str, ...], input_shape, strict: bool, quiet: bool, fmt: str) -> None:
     """Check specs for CI: exit 0 when every spec is valid, else 1 with one line per problem.
 
     Each problem names the file, the line, the layer, what is wrong with its numbers, and
-    the fix. SPEC may be bundled names or paths; many at once.
+    the fix. SPEC may be bundled names or paths; many at once. Uneven divisions that drop
+    input pixels are warnings (errors with --strict).
 
     \b
     Examples:
       archcalc validate specs/*.yaml
       archcalc validate my_net.yaml --input 3x299x299 --strict
+      archcalc validate specs/*.yaml --format github
+      archcalc validate specs/*.yaml --format json > validate.json
     """
-    problems = 0
-    for ref in specs:
-        try:
-            analysis = analyze(load(ref, input_shape))
-        except ArchcalcError as exc:
-            problems += 1
-            click.echo(exc.render(), err=True)
-            continue
-        failures = analysis.uneven if strict else []
-        for error in failures:
-            click.echo(error.located(file=analysis.network.file).render(), err=True)
-        problems += len(failures)
-        if not failures and not quiet:
-            t = analysis.totals
-            # Wrapped at spaces on a terminal; one line in a pipe, where CI logs parse it.
-            print_lines([f"ok: {echo(analysis.network.file)}: {analysis.network.name}, "
-                         f"{len(analysis.rows)} layers, output "
-                         f"{'×'.join(map(str, analysis.output_shape))}, {t.params:,} params, "
-                         f"{t.macs:,} MACs" + (f", {len(analysis.warnings)} warning(s)"
-                                               if analysis.warnings else "")])
+    outcomes = (_outcome(ref, input_shape, strict) for ref in specs)  # checked one by one
+    if fmt == "json":
+        problems = _json_report(list(outcomes))
+    else:
+        problems = 0
+        for outcome in outcomes:
+            problems += len(outcome.errors)
+            _print_outcome(outcome, fmt, quiet)
     if problems:
-        click.echo(f"{problems} problem(s) in {len(specs)} spec(s)", err=True)
+        if fmt != "json":  # the JSON document has the counts; stdout stays one document
+            click.echo(f"{problems} problem(s) in {len(specs)} spec(s)", err=True)
         sys.exit(1)
+
+
+class _Outcome(NamedTuple):
+    """One spec's check: its analysis (None when it did not load or its shapes failed), the
+    problems that fail it, and the warnings (uneven divisions without --strict)."""
+
+    ref: str
+    analysis: Any
+    errors: list[ArchcalcError]
+    warnings: list[ArchcalcError]
+
+
+def _outcome(ref: str, input_shape, strict: bool) -> _Outcome:
+    try:
+        analysis = analyze(load(ref, input_shape))
+    except ArchcalcError as exc:
+        return _Outcome(ref, None, [exc], [])
+    uneven = [error.located(file=analysis.network.file) for error in analysis.uneven]
+    return _Outcome(ref, analysis, uneven if strict else [], [] if strict else uneven)
+
+
+def _ok_line(analysis) -> str:
+    t = analysis.totals
+    return (f"ok: {echo(analysis.network.file)}: {analysis.network.name}, "
+            f"{len(analysis.rows)} layers, output "
+            f"{'×'.join(map(str, analysis.output_shape))}, {t.params:,} params, "
+            f"{t.macs:,} MACs" + (f", {len(analysis.warnings)} warning(s)"
+                                  if analysis.warnings else ""))
+
+
+def _print_outcome(outcome: _Outcome, fmt: str, quiet: bool) -> None:
+    """text: problems on stderr as the error boundary prints them; github: annotations on
+    stdout, where the runner reads workflow commands. The ok line is the same in both."""
+    if fmt == "github":
+        for error in outcome.errors:
+            click.echo(github_annotation(error, "error"))
+        for warning in outcome.warnings:
+            click.echo(github_annotation(warning, "warning"))
+    else:
+        for error in outcome.errors:
+            click.echo(error.render(), err=True)
+    if outcome.analysis is not None and not outcome.errors and not quiet:
+        # Wrapped at spaces on a terminal; one line in a pipe, where CI logs parse it.
+        print_lines([_ok_line(outcome.analysis)])
+
+
+def _problem(error: ArchcalcError, severity: str) -> dict:
+    return {"file": error.file, "line": error.line, "layer": error.layer,
+            "message": error.message, "fix": error.fix, "severity": severity,
+            "items": list(error.items)}
+
+
+def _json_report(outcomes: list[_Outcome]) -> int:
+    """Print the JSON document of `outcomes`; the number of problems (errors)."""
+    specs = []
+    for o in outcomes:
+        entry: dict[str, Any] = {
+            "spec": o.ref,
+            "file": o.analysis.network.file if o.analysis is not None else o.errors[0].file,
+            "ok": not o.errors,
+            "problems": [_problem(e, "error") for e in o.errors]
+                        + [_problem(w, "warning") for w in o.warnings]}
+        if o.analysis is not None and not o.errors:
+            a, t = o.analysis, o.analysis.totals
+            entry["totals"] = {
+                "name": a.network.name, "layers": len(a.rows),
+                "input_shape": list(a.network.input_shape), "output_shape": list(a.output_shape),
+                "params": t.params, "trainable_params": t.trainable_params, "macs": t.macs,
+                "warnings": len(o.warnings)}
+        specs.append(entry)
+    errors = sum(len(o.errors) for o in outcomes)
+    click.echo(json.dumps({"ok": errors == 0, "specs": specs, "errors": errors,
+                           "warnings": sum(len(o.warnings) for o in outcomes)}, indent=2))
+    return errors
+
+
+# GitHub's workflow-commands escaping (actions/toolkit, command.ts): a message may not hold
+# a raw %, CR or LF (a newline would start a line the runner reads as a new command); a
+# property value also not ':' or ',' (they separate the command's properties).
+def _github_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github_property(text: str) -> str:
+    return _github_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotation(error: ArchcalcError, severity: str) -> str:
+    """`::error file=F,line=L,title=archcalc::message` for one problem (severity error or
+    warning). User text is echo()'d (no control or bidi characters reach the log) and
+    escaped, so it can neither end the command nor start another."""
+    props = []
+    if error.file:
+        props.append(f"file={_github_property(echo(error.file, 4096))}")
+    if error.line:
+        props.append(f"line={int(error.line)}")
+    props.append("title=archcalc")
+    layer = f"layer '{echo(elide(error.layer))}': " if error.layer else ""
+    fix = f" (fix: {error.fix})" if error.fix else ""
+    lines = [echo(f"{layer}{error.message}{fix}", 4096)]
+    lines += [echo(item, 400) for item in error.items[:MAX_ITEMS]]  # one line each in the note
+    return f"::{severity} {','.join(props)}::{_github_data(chr(10).join(lines))}"
+
+
+@main.command("schema")
+@click.option("--output", "-o", default=None, metavar="FILE",
+              help="Write the schema to FILE (all of it or nothing) instead of stdout.")
+def schema_command(output: str | None) -> None:
+    """Print the JSON Schema (draft 2020-12) of the spec language, for editors and CI.
+
+    Generated from the layer models: every kind, field, default and description, the item
+    forms and blocks. A YAML language server (VS Code's YAML extension, and others) gives
+    completion and checking as you type with this first line in a spec:
+
+    \b
+      # yaml-language-server: $schema=archcalc.schema.json
+
+    \b
+    Examples:
+      archcalc schema --output archcalc.schema.json
+      archcalc schema > archcalc.schema.json
+    """
+    from archcalc.spec.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from archcalc.fileio import replacing
+
+    with replacing(output) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {echo(output)}", err=True)
