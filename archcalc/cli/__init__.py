@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "compare": "design", "bottleneck": "design", "factorize": "design", "layer": "design",
     "sweep": "design", "memory": "design", "plot": "design", "report": "design",
     "import": "importcmd",
+    "export": "export",
 }
 
 
