@@ -302,9 +302,41 @@ def _upsample(layer: _Layer) -> str:
     if spec.scale is not None:
         sh, sw = pair(spec.scale)
         inputs = [layer.x, "", g.const(f"{layer.name}.scales", [1, 1, sh, sw])]
+    elif spec.mode == "nearest" and not _resize_picks_torch_rows(layer):
+        return _gather_rows(layer)
     else:
         inputs = [layer.x, "", "", _sizes(layer, list(spec.size))]
     return g.node("Resize", inputs, layer.name, **attrs)
+
+
+def _torch_rows(size: int, out: int) -> np.ndarray:
+    """The input row F.interpolate's nearest mode reads for each output row, given a `size`:
+    min(⌊o·s⌋, size − 1) with s = size/out rounded to float32 first (PyTorch's arithmetic)."""
+    ratio = np.float32(size) / np.float32(out)
+    return np.minimum(np.floor(np.arange(out, dtype=np.float32) * ratio), size - 1).astype(np.int64)
+
+
+def _resize_picks_torch_rows(layer: _Layer) -> bool:
+    """Whether Resize (asymmetric, floor) reads the same rows: it divides o by the float32
+    scale out/size instead of multiplying by size/out, which differs for a few pairs
+    (6 → 74: output row 37 reads row 2 under PyTorch's rule, 3 under ONNX's)."""
+    for size, out in zip(layer.in_shape[1:], layer.spec.size):
+        scale = np.float32(out) / np.float32(size)
+        onnx_rows = np.minimum(np.floor(np.arange(out, dtype=np.float32) / scale), size - 1)
+        if not np.array_equal(onnx_rows.astype(np.int64), _torch_rows(size, out)):
+            return False
+    return True
+
+
+def _gather_rows(layer: _Layer) -> str:
+    """Nearest resizing as two Gathers of PyTorch's rows (then columns): exact for every
+    size pair, where Resize's own arithmetic would pick other rows."""
+    g = layer.graph
+    (_, h, w), (oh, ow) = layer.in_shape, layer.spec.size
+    rows = g.node("Gather", [layer.x, g.ints(f"{layer.name}.rows", _torch_rows(h, oh))],
+                  layer.helper("Gather"), axis=2)
+    return g.node("Gather", [rows, g.ints(f"{layer.name}.columns", _torch_rows(w, ow))],
+                  layer.name, axis=3)
 
 
 def _sizes(layer: _Layer, size: list[int]) -> str:
@@ -543,9 +575,7 @@ class _Walk:
         g = self.graph
         if merge.mode == "concat":
             out = g.node("Concat", outs, name, axis=1)
-        elif len(outs) == 1:  # one branch: its output, as a tensor of the merge's name
-            out = g.node("Identity", outs, name)
-        elif merge.mode == "add":
+        elif merge.mode == "add":  # (the spec language gives a merge two branches or more)
             out = g.node("Add" if len(outs) == 2 else "Sum", outs, name)
         else:  # mul: a C×1×1 gate broadcasts over H×W as NumPy's rules say
             out = outs[0]

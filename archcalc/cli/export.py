@@ -1,0 +1,142 @@
+"""`archcalc export SPEC --onnx OUT.onnx --torch OUT.py`: the network for other frameworks.
+
+--onnx writes an ONNX model (archcalc.exporters.onnx_export) with the executor's weights: a
+--weights file, the model file's own weights (an .onnx or .keras SPEC), or else the seeded
+random weights `check` and `train` start from. --torch writes a PyTorch module's source
+(archcalc.exporters.torch_export) that loads --weights by default. Every file is complete or
+absent: each is made whole in memory first, then written through a temporary file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from archcalc.cli import main
+from archcalc.cli.common import SHAPE
+from archcalc.errors import ArchcalcError
+from archcalc.limits import echo
+
+DEFAULT_OPSET = 17  # archcalc.exporters.onnx_export.DEFAULT_OPSET (not imported: numpy)
+
+
+@main.command("export")
+@click.argument("spec")
+@click.option("--onnx", "onnx_out", default=None, metavar="OUT.onnx",
+              help="Write an ONNX model (onnx.checker-valid; batch dimension 'N').")
+@click.option("--torch", "torch_out", default=None, metavar="OUT.py",
+              help="Write a PyTorch module (one Python file that needs only torch).")
+@click.option("--weights", default=None, metavar="CKPT.npz",
+              help="The weights to export (saved by train, or import --weights-out); "
+                   "without it, the model file's own or seeded random ones.")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+              help="ONNX operator set (17–21).")
+@click.option("--input", "input_shape", type=SHAPE, default=None, metavar="CxHxW",
+              help="Override the spec's input shape, e.g. 3x227x227.")
+@click.option("--force", is_flag=True, help="Replace output files that exist.")
+def export(spec: str, onnx_out: str | None, torch_out: str | None, weights: str | None,
+           opset: int, input_shape, force: bool) -> None:
+    """Write SPEC as an ONNX model and/or a PyTorch module, with its weights.
+
+    \b
+    Examples:
+      archcalc export lenet5 --onnx lenet5.onnx
+      archcalc export lenet5 --onnx lenet5.onnx --weights runs/lenet5/checkpoint.npz
+      archcalc export resnet18 --torch resnet18.py --weights resnet18.npz
+      archcalc export my_net.yaml --onnx my_net.onnx --opset 20 --input 3x64x64
+    """
+    _check_targets(onnx_out, torch_out, force)
+    if onnx_out:
+        from archcalc.exporters.onnx_export import check_opset
+        check_opset(opset)  # before any work: a mistyped option is one line at once
+    from archcalc.spec import load
+    network = load(spec, input_shape)
+    files: list[tuple[str, bytes, str]] = []  # (path, contents, what the status line says)
+    if onnx_out:
+        files.append((onnx_out, *_onnx_bytes(spec, network, weights, opset)))
+    if torch_out:
+        files.append((torch_out, *_torch_text(network, weights)))
+    _write_all(files)
+    for path, _, said in files:
+        click.echo(f"{echo(network.name)}: wrote {echo(path)} ({said})")
+
+
+def _check_targets(onnx_out: str | None, torch_out: str | None, force: bool) -> None:
+    if not onnx_out and not torch_out:
+        raise click.UsageError("give --onnx OUT.onnx, --torch OUT.py, or both")
+    if onnx_out and torch_out and os.path.abspath(onnx_out) == os.path.abspath(torch_out):
+        raise ArchcalcError(f"--onnx and --torch are the same file, {echo(onnx_out)}",
+                            fix="give them different names")
+    # Refused before the (possibly long) export: a user's file is never replaced unasked.
+    for name, option in ((onnx_out, "--onnx"), (torch_out, "--torch")):
+        if name and Path(name).exists() and not Path(name).is_dir() and not force:
+            raise ArchcalcError(f"{echo(name)} exists",
+                                fix=f"pass --force to replace it, or choose another {option}")
+
+
+def _onnx_bytes(spec: str, network, weights: str | None, opset: int) -> tuple[bytes, str]:
+    """The serialised ONNX model, and what its status line says."""
+    try:
+        import onnx  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ArchcalcError("exporting ONNX needs the onnx package",
+                            fix="pip install 'archcalc[onnx]'") from None
+    from archcalc.exporters.onnx_export import to_onnx
+    from archcalc.nn.network import build
+
+    model = build(network, seed=0)
+    said = _load_weights(model, spec, weights)
+    proto = to_onnx(model, opset=opset)
+    params = sum(a.size for a in model.state_dict().values())
+    return (proto.SerializeToString(),
+            f"ONNX opset {opset}, {len(proto.graph.node):,} nodes, {params:,} weights: {said}")
+
+
+def _load_weights(model, spec: str, weights: str | None) -> str:
+    """Load --weights (every array of the spec, nothing else: strict) or the model file's
+    own weights into `model`; says which weights it holds."""
+    if weights is not None:
+        from archcalc.nn.weights import load_weights
+        load_weights(model, weights, strict=True)
+        return echo(weights)
+    from archcalc.importers import has_weights, load_with_weights, state_for, weights_requirement
+    if has_weights(spec) and weights_requirement(spec) is None:
+        _, table = load_with_weights(spec, tuple(model.network.input_shape))
+        model.load_state_dict(state_for(model, table, spec), source=spec)
+        return f"the file's own ({echo(spec)})"
+    return "random (seed 0)"
+
+
+def _torch_text(network, weights: str | None) -> tuple[bytes, str]:
+    try:
+        from archcalc.exporters.torch_export import torch_source
+    except ImportError:
+        raise ArchcalcError("this archcalc has no PyTorch exporter yet",
+                            fix="update archcalc") from None
+    text = torch_source(network, weights=weights)
+    said = f"PyTorch module, loads {echo(weights)}" if weights else "PyTorch module"
+    return text.encode("utf-8"), said
+
+
+def _write_all(files: list[tuple[str, bytes, str]]) -> None:
+    """Write each file atomically; if one fails, the files this run created are removed
+    again, so a failed export leaves nothing new behind."""
+    from archcalc.fileio import replacing
+    made: list[Path] = []
+    try:
+        for path, data, _ in files:
+            target = Path(path)
+            existed = target.exists()
+            with replacing(target) as tmp:
+                tmp.write_bytes(data)
+            if not existed:
+                made.append(target)
+    except BaseException:
+        for target in made:
+            try:
+                target.unlink()
+            except OSError:
+                pass
+        raise
