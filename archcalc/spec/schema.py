@@ -21,7 +21,9 @@ defines, and every shape.
 
 from __future__ import annotations
 
+import copy
 import json
+from functools import lru_cache
 from typing import Any
 
 from archcalc.spec.budget import COMPOSITES, FORMS
@@ -139,8 +141,10 @@ VALUE_TYPES: dict[str, Any] = {
 }
 
 
+@lru_cache(maxsize=2)
 def _value_types(block: bool) -> dict[str, dict]:
-    """name → schema of each VALUE_TYPES entry (in a block: with expressions)."""
+    """name → schema of each VALUE_TYPES entry (in a block: with expressions). Cached: every
+    field compares itself with them; schema() hands out a copy."""
     out = {}
     for name, annotation in VALUE_TYPES.items():
         core = _clean(TypeAdapter(annotation).json_schema())
@@ -165,7 +169,8 @@ def _fields(kind: str, block: bool) -> tuple[dict, list[str]]:
         if field == "type":
             continue
         if field == "name":
-            schema = _ref("layer_name", description=schema["description"])
+            schema = _ref("layer_name", description=schema["description"],
+                          default=schema["default"])
         elif (kind, field) in WIDENED:
             schema = _widen(schema, WIDENED[(kind, field)])
         if block:
@@ -390,9 +395,9 @@ def schema() -> dict:
     defs = {**_shared_defs(), **_value_types(False),
             **{f"{name}{IN_BLOCK}": value for name, value in _value_types(True).items()},
             **_item_defs(False), **_item_defs(True)}
-    return {"$schema": DIALECT, "title": "archcalc spec",
-            "description": "A network for archcalc (see its README, 'The spec language').",
-            **_top(), "$defs": defs}
+    return copy.deepcopy({"$schema": DIALECT, "title": "archcalc spec",
+                          "description": "A network for archcalc (see its README, 'The spec "
+                                         "language').", **_top(), "$defs": defs})
 
 
 def schema_text() -> str:
