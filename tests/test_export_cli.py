@@ -1,0 +1,175 @@
+"""`archcalc export`: options, overwriting, weights files, missing packages, failed writes.
+
+The written ONNX files are checked with onnx.checker and run with onnxruntime against the
+executor on the weights the command says it wrote (random seed 0, a --weights file, or an
+.onnx SPEC's own).
+"""
+
+from __future__ import annotations
+
+import builtins
+import py_compile
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from archcalc.nn.network import build  # noqa: E402
+from archcalc.nn.weights import save_weights  # noqa: E402
+from archcalc.spec import load  # noqa: E402
+
+
+def one_error(result, *parts: str) -> None:
+    """Exit 1 with one line on stderr, 'error: …', holding every part; no traceback."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+def run_onnx(path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def initializers(path) -> dict[str, np.ndarray]:
+    return {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def test_export_writes_a_valid_model_with_the_seed_0_weights(run, tmp_path):
+    out = tmp_path / "lenet5.onnx"
+    result = run("export", "lenet5", "--onnx", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert result.output == (f"lenet5: wrote {out} (ONNX opset 17, 12 nodes, 61,706 weights: "
+                             "random (seed 0))\n")
+    onnx.checker.check_model(str(out), full_check=True)
+    model = build(load("lenet5"), seed=0)
+    x = np.random.default_rng(3).standard_normal((4, 1, 32, 32)).astype(np.float32)
+    expected = model.forward(x)
+    assert np.abs(run_onnx(out, x) - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+def test_weights_file_is_what_the_model_holds(run, tmp_path):
+    model = build(load("lenet5"), seed=7)
+    ckpt = tmp_path / "w.npz"
+    save_weights(model, ckpt)
+    out = tmp_path / "m.onnx"
+    result = run("export", "lenet5", "--onnx", str(out), "--weights", str(ckpt))
+    assert result.exit_code == 0, result.stderr
+    assert result.output.endswith(f"weights: {ckpt})\n")
+    arrays = initializers(out)
+    for key, value in model.params.items():
+        np.testing.assert_array_equal(arrays[key], value)
+
+
+def test_weights_of_another_spec_is_one_line_and_no_file(run, tmp_path):
+    ckpt = tmp_path / "resnet.npz"
+    save_weights(build(load("squeezenet1_0"), seed=0), ckpt)
+    out = tmp_path / "m.onnx"
+    one_error(run("export", "lenet5", "--onnx", str(out), "--weights", str(ckpt)),
+              str(ckpt), "weights: array 'conv1.weight' has shape")
+    assert list(tmp_path.iterdir()) == [ckpt]  # no output, no temporary file
+
+
+def test_weights_with_an_array_too_many_is_refused(run, tmp_path):
+    model = build(load("lenet5"), seed=0)
+    state = {**model.params, "extra.weight": np.zeros(3, dtype=np.float32)}
+    ckpt = tmp_path / "w.npz"
+    from archcalc.nn.weights import write_archive
+    write_archive(ckpt, {"model": state}, {"kind": "weights"})
+    one_error(run("export", "lenet5", "--onnx", str(tmp_path / "m.onnx"), "--weights", str(ckpt)),
+              "unexpected array 'extra.weight'")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_existing_file_needs_force(run, tmp_path):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"keep me")
+    one_error(run("export", "lenet5", "--onnx", str(out)), f"{out} exists", "--force")
+    assert out.read_bytes() == b"keep me"
+    assert run("export", "lenet5", "--onnx", str(out), "--force").exit_code == 0
+    onnx.checker.check_model(str(out))
+
+
+def test_opset_and_input_options(run, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = run("export", "lenet5", "--onnx", str(out), "--opset", "20", "--input", "1x28x28")
+    assert result.exit_code == 0, result.stderr
+    proto = onnx.load(str(out))
+    assert [o.version for o in proto.opset_import] == [20]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", 1, 28, 28]
+    one_error(run("export", "lenet5", "--onnx", str(tmp_path / "n.onnx"), "--opset", "12"),
+              "--opset 12 is not one archcalc writes (17–21)")
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_no_output_option_is_a_usage_line(run):
+    result = run("export", "lenet5")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: export: give --onnx OUT.onnx, --torch OUT.py, or both "
+        "(fix: see 'archcalc export --help')"]
+
+
+@pytest.mark.parametrize("where", ["missing/m.onnx", "."])
+def test_unwritable_path_is_one_line(run, tmp_path, where):
+    target = tmp_path / where
+    one_error(run("export", "lenet5", "--onnx", str(target)), "cannot write")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []
+
+
+def test_missing_onnx_gives_the_pip_line(run, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    one_error(run("export", "lenet5", "--onnx", str(tmp_path / "m.onnx")),
+              "exporting ONNX needs the onnx package", "pip install 'archcalc[onnx]'")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_onnx_spec_exports_with_its_own_weights(run, tmp_path):
+    first, second = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    ckpt = tmp_path / "w.npz"
+    save_weights(build(load("lenet5"), seed=5), ckpt)
+    assert run("export", "lenet5", "--onnx", str(first), "--weights", str(ckpt)).exit_code == 0
+    result = run("export", str(first), "--onnx", str(second))
+    assert result.exit_code == 0, result.stderr
+    assert result.output.endswith(f"weights: the file's own ({first}))\n")
+    a, b = initializers(first), initializers(second)
+    for key in ("conv1.weight", "conv1.bias", "fc3.weight", "fc3.bias"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+# ---- --torch (the PyTorch exporter is another module; skipped until it is there) ----------
+def test_torch_and_onnx_together(run, tmp_path):
+    pytest.importorskip("archcalc.exporters.torch_export")
+    py, model = tmp_path / "lenet5.py", tmp_path / "lenet5.onnx"
+    result = run("export", "lenet5", "--torch", str(py), "--onnx", str(model))
+    assert result.exit_code == 0, result.stderr
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"lenet5: wrote {model} (ONNX opset 17")
+    assert lines[1] == f"lenet5: wrote {py} (PyTorch module)"
+    py_compile.compile(str(py), doraise=True)
+
+
+def test_same_file_for_both_is_refused(run, tmp_path):
+    out = tmp_path / "x"
+    one_error(run("export", "lenet5", "--torch", str(out), "--onnx", str(out)),
+              "--onnx and --torch are the same file")
+
+
+def test_a_failed_second_write_leaves_no_first_file(run, tmp_path):
+    pytest.importorskip("archcalc.exporters.torch_export")
+    model = tmp_path / "m.onnx"
+    one_error(run("export", "lenet5", "--onnx", str(model), "--torch",
+                  str(tmp_path / "missing" / "m.py")), "cannot write")
+    assert list(tmp_path.iterdir()) == []
