@@ -61,8 +61,17 @@ def read(path: Path, display: str, input_shape: tuple[int, ...] | None,
          partial: bool = False) -> dict[str, Any]:
     """The raw spec mapping of the ONNX file at `path` (`display`: its name in errors).
     partial: a graph with unsupported nodes gives the network up to the first of them (see
-    convert) instead of an error."""
-    return convert(load_model(path, display), display, input_shape, Path(path).stem, partial)
+    convert) instead of an error. The weights' bytes are never read (onnx_wire)."""
+    model, skipped = load_light(path, display)
+    return convert(model, display, input_shape, Path(path).stem, partial, skipped)
+
+
+def _need_onnx(display: str) -> None:
+    try:
+        import onnx  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ArchcalcError("reading .onnx files needs the onnx package", file=display,
+                            fix="pip install 'archcalc[onnx]'") from None
 
 
 def load_model(path: Path, display: str) -> Any:
@@ -70,12 +79,23 @@ def load_model(path: Path, display: str) -> Any:
     said before a missing onnx package is)."""
     from archcalc.spec.load import read_bounded
     data = read_bounded(path, display, "MAX_MODEL_BYTES")
-    try:
-        import onnx  # noqa: F401  (an optional extra)
-    except ImportError:
-        raise ArchcalcError("reading .onnx files needs the onnx package", file=display,
-                            fix="pip install 'archcalc[onnx]'") from None
+    _need_onnx(display)
     return parse(data, display)
+
+
+def load_light(path: Path, display: str) -> tuple[Any, frozenset[str]]:
+    """(the file's ModelProto without the initializers' large data, the names of those
+    initializers): the structure and every dim, at a fraction of the cost of reading the
+    weights. A file the wire walk does not follow is read whole (load_model's errors)."""
+    import os
+    from archcalc.importers.onnx_wire import light_bytes
+    from archcalc.spec.load import open_bounded
+    with open_bounded(path, display, "MAX_MODEL_BYTES") as handle:
+        light = light_bytes(handle, os.fstat(handle.fileno()).st_size)
+    if light is None:
+        return load_model(path, display), frozenset()
+    _need_onnx(display)
+    return parse(light[0], display), light[1]
 
 
 # ---- 1. read ----------------------------------------------------------------------------
@@ -222,8 +242,9 @@ class _Consts:
     (evaluated on demand by ONNX's reference evaluator: torch computes Pad amounts that way)."""
 
     def __init__(self, graph: Any, producers: dict[str, Any], live: set[str],
-                 opset: int, display: str = "") -> None:
+                 opset: int, display: str = "", skipped: frozenset[str] = frozenset()) -> None:
         self.opset = opset
+        self.skipped = skipped              # initializers whose data was not read
         self.display = display
         self.inits = {t.name: t for t in graph.initializer}
         self.producers = producers
@@ -261,7 +282,8 @@ class _Consts:
                 stack.pop()
                 continue
             if tensor in self.inits:
-                self.cache[tensor] = _array(self.inits[tensor], self.display)
+                self.cache[tensor] = (None if tensor in self.skipped else
+                                      _array(self.inits[tensor], self.display))
                 continue
             if tensor not in self.producers or tensor in self.live:
                 self.cache[tensor] = None
@@ -1024,12 +1046,13 @@ def unsupported_report(ops: list[_Op]) -> list[str]:
 
 
 def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
-            stem: str = "model", partial: bool = False) -> dict[str, Any]:
+            stem: str = "model", partial: bool = False,
+            skipped: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A parsed ModelProto → the raw spec mapping. partial: where the graph has unsupported
     nodes, the spec ends at the last tensor of the main path (every path from the input to
     the output goes through it) computed without any of them, and its `source` ends with
     the note partial_note gives."""
-    return _convert(model, display, input_shape, stem, partial)[0]
+    return _convert(model, display, input_shape, stem, partial, skipped)[0]
 
 
 PARTIAL_MARK = "; partial: "
@@ -1066,8 +1089,11 @@ def convert_with_weights(model: Any, display: str, input_shape: tuple[int, ...] 
 
 
 def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
-             stem: str, partial: bool = False) -> tuple[dict[str, Any], list[_Op], _Consts]:
-    """(the raw spec mapping, the ops it was built from, the graph's constants)."""
+             stem: str, partial: bool = False, skipped: frozenset[str] = frozenset()
+             ) -> tuple[dict[str, Any], list[_Op], _Consts]:
+    """(the raw spec mapping, the ops it was built from, the graph's constants). skipped:
+    initializers read without their data (load_light): their dims are known, their values
+    are not."""
     opset = _opset(model, display)
     graph = model.graph
     _bound_graph(graph, display)
@@ -1086,7 +1112,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
             continue  # writes nothing (or only optional outputs): no effect on the output
         act_nodes.append((index, node))
         live.update(o for o in node.output if o)
-    consts = _Consts(graph, producers, live, opset, display)
+    consts = _Consts(graph, producers, live, opset, display, skipped)
     classifier = _Classifier(graph, opset, consts, shapes)
     read_by_act = {i for _, n in act_nodes for i in n.input} | {sink}
     classifier._read_elsewhere = read_by_act
