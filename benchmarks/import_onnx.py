@@ -37,6 +37,7 @@ import io
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -91,11 +92,24 @@ def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def cli_time(args: list[str], repeat: int, env: dict[str, str] | None = None) -> float:
+def cli_time(args: list[str], repeat: int, env: dict[str, str] | None = None
+             ) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds: user + sys) of `python ARGS` in a fresh
+    process. CPU time is the steadier figure on a shared machine. Bytecode caching is on, as
+    for an installed package (pip compiles it at install; a PYTHONDONTWRITEBYTECODE in the
+    environment would make every run compile archcalc's sources again)."""
+    child_env = {**os.environ, **(env or {})}
+    child_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    cpu: list[float] = []
+
     def run() -> None:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, *args], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True, env={**os.environ, **(env or {})})
-    return median_time(run, repeat)[0]
+                       stderr=subprocess.DEVNULL, check=True, env=child_env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    wall = median_time(run, repeat)[0]
+    return wall, statistics.median(cpu[1:])  # the warm-up's CPU time left out too
 
 
 # ---- archcalc --------------------------------------------------------------------------------
@@ -189,20 +203,24 @@ def main() -> None:
         row: dict[str, Any] = {"model": name, "bytes": size}
         row["archcalc_s"] = median_time(lambda: archcalc_in_process(path), args.repeat)[0]
         row["archcalc_macs"] = archcalc_macs(path)
-        row["archcalc_cli_s"] = cli_time(["-m", "archcalc", "summary", str(path)], args.repeat)
+        row["archcalc_cli_s"], row["archcalc_cli_cpu_s"] = cli_time(
+            ["-m", "archcalc", "summary", str(path)], args.repeat)
         line = (f"{name}: {size / 1e6:.0f} MB; archcalc summary {row['archcalc_s']:.2f} s in "
-                f"process, {row['archcalc_cli_s']:.2f} s as a command; "
-                f"MACs {row['archcalc_macs']:,}")
+                f"process, {row['archcalc_cli_s']:.2f} s as a command "
+                f"({row['archcalc_cli_cpu_s']:.2f} s CPU); MACs {row['archcalc_macs']:,}")
         if tool:
             row["onnx_tool_s"] = median_time(lambda: onnx_tool_profile(path), args.repeat)[0]
-            row["onnx_tool_cli_s"] = cli_time(["-m", "onnx_tool", "-i", str(path)], args.repeat,
-                                              tool_env)
+            row["onnx_tool_cli_s"], row["onnx_tool_cli_cpu_s"] = cli_time(
+                ["-m", "onnx_tool", "-i", str(path)], args.repeat, tool_env)
             row["onnx_tool_macs"] = onnx_tool_macs(path)
             macs = row["onnx_tool_macs"]
             line += (f"\n  onnx-tool profile {row['onnx_tool_s']:.2f} s in process, "
-                     f"{row['onnx_tool_cli_s']:.2f} s as a command: onnx-tool takes "
-                     f"{row['onnx_tool_s'] / row['archcalc_s']:.1f}× / "
-                     f"{row['onnx_tool_cli_s'] / row['archcalc_cli_s']:.1f}× archcalc's time"
+                     f"{row['onnx_tool_cli_s']:.2f} s as a command "
+                     f"({row['onnx_tool_cli_cpu_s']:.2f} s CPU): onnx-tool takes "
+                     f"{row['onnx_tool_s'] / row['archcalc_s']:.1f}× in process, "
+                     f"{row['onnx_tool_cli_s'] / row['archcalc_cli_s']:.1f}× as a command "
+                     f"({row['onnx_tool_cli_cpu_s'] / row['archcalc_cli_cpu_s']:.1f}× in CPU "
+                     f"time) archcalc's time"
                      f"\n  onnx-tool MACs {macs['total']:,} in all; Conv + Gemm "
                      f"{macs['conv_gemm']:,}, without their bias adds "
                      f"{macs['conv_gemm_no_bias']:,} "
