@@ -242,6 +242,10 @@ JUNK = st.one_of(st.none(), st.integers(-2, 300), st.floats(0, 2), st.sampled_fr
                     st.integers(0, 3), max_size=2))
 
 
+BOOLEAN_KEYS = {"inline"} | {field for model in MODELS.values()
+                             for field, info in model.model_fields.items() if info.annotation is bool}
+
+
 def _paths(obj, prefix=()):
     yield prefix
     if isinstance(obj, dict):
@@ -255,6 +259,9 @@ def _paths(obj, prefix=()):
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.sampled_from(sorted(SPECS)), st.data())
 def test_mutated_specs_archcalc_reads_are_valid_for_the_schema(name, data):
+    """archcalc's laxness is not copied, where a value is not what README documents: a
+    boolean given as a number (`bias: 0`: pydantic's lax bool; `inline: 2`: truthy), and a
+    `type:` inside {kind: {...}} (the resolver overwrites it). The schema flags them."""
     spec = copy.deepcopy(SPECS[name])
     paths = [p for p in _paths(spec) if p]
     for _ in range(data.draw(st.integers(1, 2))):
@@ -263,9 +270,13 @@ def test_mutated_specs_archcalc_reads_are_valid_for_the_schema(name, data):
         try:
             for key in path[:-1]:
                 parent = parent[key]
-            parent[path[-1]] = data.draw(JUNK)
+            value = parent[path[-1]] = data.draw(JUNK)
         except (KeyError, IndexError, TypeError):
             continue
+        if path[-1] in BOOLEAN_KEYS and not isinstance(value, bool):
+            return
+        if path[-1] in ALIASES and isinstance(value, dict) and "type" in value:
+            return
     try:
         from_dict(copy.deepcopy(spec), file="fuzz.yaml")
     except ArchcalcError:

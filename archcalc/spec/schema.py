@@ -342,7 +342,8 @@ def _shared_defs() -> dict[str, dict]:
         "expression": {"type": "string", "pattern": EXPRESSION,
                        "description": "Inside a block: arithmetic over the block's args with "
                                       "+ - * // % ( ) and numbers, e.g. 4 * planes."},
-        "layer_name": {"type": ["string", "integer", "null"], "minLength": 1,
+        # A number is a name too (`name: 0` is "0", torchvision's downsample.0).
+        "layer_name": {"type": ["string", "number", "null"], "minLength": 1,
                        "description": "The name in tables and errors (default: derived from "
                                       "the kind: conv1, relu2)."},
         "trainable": {"type": "boolean", "default": True,
