@@ -366,9 +366,10 @@ def _crop(layer: _Layer) -> str:
 def _pad(layer: _Layer) -> str:
     spec = layer.spec
     pads = explicit_pads(spec.padding)
-    if not any(pads):
-        return layer.graph.node("Identity", [layer.x], layer.name)
-    out = _pad_node(layer, layer.x, pads, spec.mode, spec.value)
+    # `pad: 0` still makes a new tensor (as the executor and the calculator count it): a Pad
+    # of zero amounts, which the importer reads back as a pad layer (an Identity would vanish)
+    mode = spec.mode if any(pads) else "zeros"
+    out = _pad_node(layer, layer.x, pads, mode, spec.value)
     return _rename_last(layer, out)
 
 
