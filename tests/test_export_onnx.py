@@ -206,7 +206,8 @@ def test_nearest_resize_pytorchs_rows_by_gather_only_where_resize_differs():
     ops = {name: [n.op_type for n in to_onnx(build(case_network(name))).graph.node]
            for name in ("up_nearest_size", "up_nearest_6_to_74")}
     assert "Resize" in ops["up_nearest_size"] and "Gather" not in ops["up_nearest_size"]
-    assert ops["up_nearest_6_to_74"].count("Gather") == 2 and "Resize" not in ops["up_nearest_6_to_74"]
+    gathered = ops["up_nearest_6_to_74"]
+    assert gathered.count("Gather") == 2 and "Resize" not in gathered
 
 
 def test_names_of_nodes_and_initializers():
