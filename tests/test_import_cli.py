@@ -343,3 +343,39 @@ def test_weights_out_is_refused_for_other_files_and_existing_files(run, tmp_path
     assert result.stderr.strip() == (f"error: {npz} exists (fix: pass --force to replace it, "
                                      "or choose another --weights-out)")
     assert npz.read_bytes() == b"old"
+
+
+def test_weights_out_into_a_missing_directory_is_refused_before_the_import(run, tmp_path,
+                                                                            small_onnx):
+    """--out and --weights-out alike: neither makes a directory on the way."""
+    path, _ = small_onnx
+    for args in (["--out", str(tmp_path / "none" / "m.yaml")],
+                 ["--out", str(tmp_path / "m.yaml"), "--weights-out",
+                  str(tmp_path / "none" / "m.npz")]):
+        result = run("import", str(path), *args)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"error: cannot write {tmp_path / 'none'}/m.")
+        assert "No such file or directory" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "none").exists() and not (tmp_path / "m.yaml").exists()
+
+
+def test_a_written_spec_over_a_spec_files_limits_is_written_with_a_warning(run, tmp_path,
+                                                                          small_onnx,
+                                                                          monkeypatch):
+    path, _ = small_onnx
+    out = tmp_path / "m.yaml"
+    monkeypatch.setenv("ARCHCALC_MAX_SPEC_BYTES", "100")
+    result = run("import", str(path), "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    size = len(out.read_bytes())
+    assert size > 100
+    assert result.stderr.strip() == (
+        f"warning: {out} was written, but reading it back as a spec fails: the file is "
+        f"{size:,} bytes; a spec may have at most 100 bytes (if the input is legitimate, raise "
+        "the limit: ARCHCALC_MAX_SPEC_BYTES=<larger number>); the model file itself is not "
+        "bound by a spec file's limits")
+    monkeypatch.delenv("ARCHCALC_MAX_SPEC_BYTES")
+    assert loads(out.read_text(encoding="utf-8")).name  # it is a whole, valid spec
+    result = run("import", str(path), "--out", str(out), "--force")
+    assert result.exit_code == 0 and result.stderr == ""

@@ -7,6 +7,7 @@ this command validates and analyses it like any spec, then writes it as readable
 
 from __future__ import annotations
 
+import errno
 import os
 
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from archcalc.cli import main
 from archcalc.cli.common import SHAPE
 from archcalc.errors import ArchcalcError
+from archcalc.fileio import write_error
 from archcalc.importers import check_partial, has_weights
 from archcalc.limits import echo
 
@@ -60,11 +62,15 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     if weights_out and os.path.abspath(weights_out) == os.path.abspath(out):
         raise ArchcalcError(f"--out and --weights-out are the same file, {echo(out)}: the spec "
                             "would overwrite the weights", fix="give them different names")
-    # Refused before the (possibly long) import: the user's files are never replaced unasked.
+    # Refused before the (possibly long) import: the user's files are never replaced unasked,
+    # and both files go into directories that exist (neither is made on the way).
     for name, option in ((out, "--out"), (weights_out, "--weights-out")):
         if name and Path(name).exists() and not Path(name).is_dir() and not force:
             raise ArchcalcError(f"{echo(name)} exists",
                                 fix=f"pass --force to replace it, or choose another {option}")
+        if name and not Path(os.path.abspath(name)).parent.is_dir():
+            raise write_error(Path(name), FileNotFoundError(errno.ENOENT,
+                                                            os.strerror(errno.ENOENT)))
     if weights_out and not has_weights(model):
         raise ArchcalcError(f"--weights-out reads the weights of .onnx and .keras files, not "
                             f"of {echo(model)}", fix="leave --weights-out out for this file")
@@ -83,17 +89,35 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
         write_weights_npz(weights_out, imported_weights(network, table, display), source=display)
     with replacing(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+    unreadable = _read_back(text, out, input_shape)
     totals = analysis.totals
     layers = sum(1 for _ in network.leaves())
     click.echo(f"{echo(display)}: {layers:,} layers, {totals.params:,} params "
                f"({totals.trainable_params:,} trainable), {totals.macs:,} MACs at "
                f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}"
                + (f" and {echo(weights_out)}" if weights_out else ""))
+    if unreadable:
+        click.echo(f"warning: {unreadable}", err=True)
     if partial:
         from archcalc.importers.onnx_import import partial_note
         note = partial_note(raw)
         if note:
             click.echo(f"note: {note}")
+
+
+def _read_back(text: str, out: str, input_shape: tuple[int, ...] | None) -> str | None:
+    """None when the written spec loads as a spec file (its size, YAML values and depth
+    within the limits a spec file has); else why not, and how to read it anyway. The model
+    file itself is not bound by those limits, so a very large network imports but its YAML
+    may need a raised limit."""
+    from archcalc.spec.load import loads
+    try:
+        loads(text, file=out, input_shape=input_shape)
+    except ArchcalcError as exc:
+        return (f"{echo(out)} was written, but reading it back as a spec fails: "
+                f"{exc.message}" + (f" ({exc.fix})" if exc.fix else "")
+                + "; the model file itself is not bound by a spec file's limits")
+    return None
 
 
 def read_raw(ref: str, input_shape: tuple[int, ...] | None, with_weights: bool = False,
