@@ -64,10 +64,43 @@ def test_external_data_is_never_read(run, tmp_path, monkeypatch, location):
 
 
 def test_initializer_with_less_data_than_its_dims(run, tmp_path):
-    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[10**6, 10**6, 3, 3],
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[10**6, 3, 3, 3],
                          raw_data=b"\0" * 16)
     path = _save(tmp_path, _model([helper.make_node("Conv", ["x", "W"], ["y"])], [weight]))
-    _one_line_error(run("check", path), "'W'", "1000000×1000000×3×3", "does not hold")
+    _one_line_error(run("check", path), "'W'", "1000000×3×3×3", "does not hold")
+
+
+@pytest.mark.parametrize("case, words", [
+    ("kernel", ["Conv whose kernel_shape 5×5 disagrees with its weight's 3×3", "node 'conv'"]),
+    ("channels", ["Conv whose weight (4×2×3×3) reads 2 input channels but its input has 3"]),
+    ("bias", ["Conv whose bias (5) does not match its 4 outputs"]),
+    ("gemm", ["Gemm whose weight (10×7) reads 7 input channels but its input has 192"]),
+])
+def test_attributes_that_disagree_with_the_weights_are_refused_by_summary(run, tmp_path, case,
+                                                                           words):
+    """The summary counts from attributes and dims without reading the weights: a file whose
+    attributes and weight dims disagree (damaged, or edited by hand) is refused, node named,
+    instead of counted one way and run another."""
+    w = numpy_helper.from_array(np.zeros((4, 2 if case == "channels" else 3, 3, 3),
+                                         np.float32), "W")
+    inits = [w]
+    conv_inputs = ["x", "W"]
+    attrs = {"kernel_shape": [5, 5] if case == "kernel" else [3, 3], "pads": [1, 1, 1, 1]}
+    if case == "bias":
+        inits.append(numpy_helper.from_array(np.zeros(5, np.float32), "B"))
+        conv_inputs.append("B")
+    nodes = [helper.make_node("Conv", conv_inputs, ["c"], name="conv", **attrs)]
+    if case == "gemm":  # 3×8×8 input → conv 4×8×8 → flatten 256 … but the Gemm reads 7
+        inits[0] = numpy_helper.from_array(np.zeros((3, 3, 3, 3), np.float32), "W")
+        nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv", kernel_shape=[3, 3],
+                                  pads=[1, 1, 1, 1]),
+                 helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+                 helper.make_node("Gemm", ["f", "G"], ["y"], name="fc", transB=1)]
+        inits.append(numpy_helper.from_array(np.zeros((10, 7), np.float32), "G"))
+    else:
+        nodes.append(helper.make_node("Relu", ["c"], ["y"], name="relu"))
+    path = _save(tmp_path, _model(nodes, inits))
+    _one_line_error(run("summary", path), *words)
 
 
 def test_cycle_and_unsorted_graph(run, tmp_path):

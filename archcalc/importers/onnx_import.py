@@ -324,6 +324,10 @@ class _Consts:
             return None
 
 
+def _dims(dims: Any) -> str:
+    return "×".join(map(str, dims)) or "scalar"
+
+
 def _array(tensor: Any, display: str, name: str = "") -> Any:
     """A TensorProto's NumPy array. Data kept in an external file is never read (its
     'location' may name any file: /dev/zero, ../../etc/passwd), and a tensor whose dims
@@ -419,8 +423,11 @@ class _Classifier:
     """Turns each activation node into an _Op (see the module's docstring, step 2)."""
 
     def __init__(self, graph: Any, opset: int, consts: _Consts,
-                 shapes: dict[str, list]) -> None:
+                 shapes: dict[str, list], resized: bool = False) -> None:
         self.graph = graph
+        # --input gave another image size than the file's: a dense layer's features follow
+        # it (a what-if, as for a YAML spec), so they may differ from its weight's.
+        self.resized = resized
         self.opset = opset
         self.consts = consts
         self.shapes = shapes
@@ -428,6 +435,32 @@ class _Classifier:
     def rank(self, tensor: str) -> int | None:
         dims = self.shapes.get(tensor)
         return None if dims is None else len(dims)
+
+    def channels(self, tensor: str) -> int | None:
+        """Dim 1 of an activation (its channels, or features), when inference knows it."""
+        dims = self.shapes.get(tensor)
+        return dims[1] if dims and len(dims) > 1 and dims[1] else None
+
+    def disagreement(self, node: Any, kernel: list[int], w: list[int], reads: int,
+                     units: int) -> str | None:
+        """Why a weighted node's attributes and weight dims disagree (a damaged or
+        hand-edited file: the summary would count one and the weights hold the other), or
+        None. reads: the input channels (features) the weight reads; units: its outputs."""
+        if kernel and list(kernel) != list(w[2:]):
+            return (f"{node.op_type} whose kernel_shape {_dims(kernel)} disagrees with its "
+                    f"weight's {_dims(w[2:])}")
+        have = self.channels(node.input[0])
+        if self.resized and node.op_type in ("Gemm", "MatMul"):
+            have = None
+        if have is not None and have != reads:
+            return (f"{node.op_type} whose weight ({_dims(w)}) reads {reads} input channels "
+                    f"but its input has {have}")
+        if len(node.input) > 2 and node.input[2]:
+            bias = self.consts.dims(node.input[2])
+            if bias is not None and bias != [units]:
+                return (f"{node.op_type} whose bias ({_dims(bias)}) does not match its "
+                        f"{units} outputs")
+        return None
 
     def op(self, node: Any, index: int, live: set[str]) -> _Op:
         inputs = [i for i in node.input if i in live]
@@ -469,6 +502,10 @@ class _Classifier:
             if a.get("auto_pad") != "SAME_UPPER":
                 return pads
             pads = "same"
+        bad = self.disagreement(node, list(a.get("kernel_shape", w[2:])), w,
+                                w[1] * int(a.get("group", 1)), w[0])
+        if bad:
+            return bad
         item = {"type": "conv2d", "filters": w[0], "kernel": _pair(list(a.get("kernel_shape", w[2:]))),
                 "stride": _pair(list(a.get("strides", [1, 1]))),
                 "padding": pads if pads == "same" else _compact(*pads),
@@ -488,6 +525,9 @@ class _Classifier:
         if isinstance(pads, str):
             return pads
         group = int(a.get("group", 1))
+        bad = self.disagreement(node, list(a.get("kernel_shape", w[2:])), w, w[0], w[1] * group)
+        if bad:
+            return bad
         item = {"type": "conv_transpose2d", "filters": w[1] * group,
                 "kernel": _pair(list(a.get("kernel_shape", w[2:]))),
                 "stride": _pair(list(a.get("strides", [1, 1]))), "padding": _compact(*pads),
@@ -502,8 +542,11 @@ class _Classifier:
         w = self.consts.dims(node.input[1])
         if w is None or len(w) != 2 or a.get("transA", 0) or _num(a.get("alpha", 1.0)) != 1:
             return "Gemm (transposed input, alpha ≠ 1, or a weight that is not a constant)"
-        units = w[0] if a.get("transB", 0) else w[1]
+        units, reads = (w[0], w[1]) if a.get("transB", 0) else (w[1], w[0])
         has_bias = len(node.input) > 2 and bool(node.input[2])
+        bad = self.disagreement(node, [], w, reads, units)
+        if bad and "bias" not in bad:  # a Gemm's bias C may broadcast (1×units, a scalar)
+            return bad
         if has_bias and _num(a.get("beta", 1.0)) != 1:
             return "Gemm with beta ≠ 1"
         return {"type": "dense", "units": units, "bias": has_bias}
@@ -512,6 +555,9 @@ class _Classifier:
         w = self.consts.dims(node.input[1])
         if w is None or len(w) != 2 or node.input[1] in self.consts.live:
             return "MatMul (of two activations, or a weight that is not 2-D)"
+        have = self.channels(node.input[0]) if self.rank(node.input[0]) == 2 else None
+        if have is not None and have != w[0] and not self.resized:
+            return f"MatMul whose weight ({_dims(w)}) reads {w[0]} features but its input has {have}"
         return {"type": "dense", "units": w[1], "bias": False}
 
     # -- normalisation
@@ -1113,7 +1159,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
         act_nodes.append((index, node))
         live.update(o for o in node.output if o)
     consts = _Consts(graph, producers, live, opset, display, skipped)
-    classifier = _Classifier(graph, opset, consts, shapes)
+    classifier = _Classifier(graph, opset, consts, shapes, input_shape is not None)
     read_by_act = {i for _, n in act_nodes for i in n.input} | {sink}
     classifier._read_elsewhere = read_by_act
     ops = {}
