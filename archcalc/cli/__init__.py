@@ -19,7 +19,7 @@ from archcalc.cli.common import AppGroup
 # never loads NumPy's executor or the trainer. tests/test_cli_lazy.py keeps this table equal
 # to what the modules register.
 COMMANDS: dict[str, str] = {
-    "list": "inspect", "summary": "inspect", "validate": "inspect",
+    "list": "inspect", "summary": "inspect", "validate": "inspect", "schema": "inspect",
     "check": "check", "gradcheck": "gradcheck", "train": "train", "evaluate": "train",
     "compare": "design", "bottleneck": "design", "factorize": "design", "layer": "design",
     "sweep": "design", "memory": "design", "plot": "design", "report": "design",
