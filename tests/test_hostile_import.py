@@ -307,3 +307,25 @@ def test_keras_oversized_metadata_says_a_fix_that_works(run, tmp_path):
     path = _keras(tmp_path, _bias, metadata="[" * 100_000)
     text = _one_line_error(run("summary", path), "metadata.json", "65,536")
     assert "MAX_SPEC_BYTES" not in text
+
+
+@pytest.mark.parametrize("training, words", [
+    (True, ["Dropout with training_mode true (node 'drop', #0)"]),
+    (False, None),
+])
+def test_dropout_in_training_mode_is_not_taken_for_inference_dropout(run, tmp_path, training,
+                                                                     words):
+    """Dropout (opset 12+) with a training_mode input of true drops at inference too, which
+    archcalc's dropout never does: refused by name. false is the usual inference dropout."""
+    inits = [numpy_helper.from_array(np.array(0.25, np.float32), "ratio"),
+             numpy_helper.from_array(np.array(training), "training")]
+    nodes = [helper.make_node("Dropout", ["x", "ratio", "training"], ["y"], name="drop")]
+    path = _save(tmp_path, _model(nodes, inits))
+    result = run("summary", path, "--format", "json")
+    if words:
+        _one_line_error(result, *words)
+    else:
+        from archcalc.importers.onnx_import import read
+        assert result.exit_code == 0, result.output
+        assert [(i["type"], i["rate"]) for i in read(path, "m.onnx", None)["layers"]] == \
+            [("dropout", 0.25)]

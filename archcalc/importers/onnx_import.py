@@ -684,9 +684,18 @@ class _Classifier:
 
     def _Dropout(self, node: Any, a: dict, op: _Op) -> Any:
         rate = a.get("ratio", 0.5)
-        if self.opset >= 12:
+        if self.opset >= 12:  # ratio and training_mode are inputs
+            given = len(node.input) > 1 and node.input[1]
             rate = self._scalar(node, 1)
+            if given and rate is None:
+                return "Dropout whose ratio is not a constant"
             rate = 0.5 if rate is None else rate
+            if len(node.input) > 2 and node.input[2]:
+                training = self._scalar(node, 2)
+                if training is None:
+                    return "Dropout whose training_mode is not a constant"
+                if training:  # drops at inference too: archcalc's dropout is training-only
+                    return "Dropout with training_mode true"
         return {"type": "dropout", "rate": _num(rate)}
 
     def _Identity(self, node: Any, a: dict, op: _Op) -> Any:
