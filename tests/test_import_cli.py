@@ -379,3 +379,16 @@ def test_a_written_spec_over_a_spec_files_limits_is_written_with_a_warning(run, 
     assert loads(out.read_text(encoding="utf-8")).name  # it is a whole, valid spec
     result = run("import", str(path), "--out", str(out), "--force")
     assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_the_status_line_wraps_on_a_terminal_and_stays_one_line_in_a_pipe(tmp_path, small_onnx):
+    from test_fit_terminal import in_pipe, in_terminal, widest
+    path, _ = small_onnx
+    out = tmp_path / ("a_rather_long_directory_name_" * 2)
+    out.mkdir()
+    args = ["import", str(path), "--out", str(out / "model.yaml"), "--force"]
+    shown = in_terminal(args, 60, columns=60)
+    assert widest(shown) <= 60 and len(shown.splitlines()) > 1, shown
+    piped = in_pipe(args, 60)
+    assert len(piped.splitlines()) == 1 and len(piped) > 60
+    assert "".join(shown.split()) == "".join(piped.split())  # the same words

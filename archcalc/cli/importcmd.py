@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from archcalc.cli import main
-from archcalc.cli.common import SHAPE
+from archcalc.cli.common import SHAPE, print_lines
 from archcalc.errors import ArchcalcError
 from archcalc.fileio import write_error
 from archcalc.importers import check_partial, has_weights
@@ -92,10 +92,11 @@ def import_model(model: str, out: str, input_shape, weights_out: str | None,
     unreadable = _read_back(text, out, input_shape)
     totals = analysis.totals
     layers = sum(1 for _ in network.leaves())
-    click.echo(f"{echo(display)}: {layers:,} layers, {totals.params:,} params "
-               f"({totals.trainable_params:,} trainable), {totals.macs:,} MACs at "
-               f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}"
-               + (f" and {echo(weights_out)}" if weights_out else ""))
+    # Wrapped at spaces on a terminal; one line in a pipe, where a script reads it.
+    print_lines([f"{echo(display)}: {layers:,} layers, {totals.params:,} params "
+                 f"({totals.trainable_params:,} trainable), {totals.macs:,} MACs at "
+                 f"{'×'.join(map(str, network.input_shape))}; wrote {echo(out)}"
+               + (f" and {echo(weights_out)}" if weights_out else "")])
     if unreadable:
         click.echo(f"warning: {unreadable}", err=True)
     if partial:
