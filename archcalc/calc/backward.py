@@ -1,0 +1,117 @@
+"""Training cost per layer: the MACs of one backward pass, split into the gradient with respect
+to the layer's input (dX) and with respect to its weights (dW).
+
+All figures are per image, like Row.macs; a batch of B multiplies every one by B (the totals
+scale by batch as the forward MACs do).
+
+Per kind (the forward MACs convention of calc/layers.py; padded positions count, as they do
+forward):
+
+- conv2d, output C_out×H_out×W_out, kernel K_h×K_w, C_in input channels, `groups`:
+    dX = H_out·W_out·C_out·K_h·K_w·C_in/groups   every output-gradient pixel scatters its
+         kernel window back onto the input (a transposed convolution with the same kernel);
+    dW = H_out·W_out·C_out·K_h·K_w·C_in/groups   each of the C_out·K_h·K_w·C_in/groups weights
+         accumulates over the H_out·W_out positions it was used at.
+  Stride, dilation and padding enter only through H_out and W_out; a group sees only its own
+  C_in/groups channels in all three passes.
+- conv_transpose2d, input C_in×H_in×W_in, kernel K_h×K_w, C_out filters, `groups`:
+    dX = H_in·W_in·C_in·K_h·K_w·C_out/groups   an ordinary convolution of the output gradient;
+    dW = H_in·W_in·C_in·K_h·K_w·C_out/groups   each weight accumulates over the input pixels.
+- dense, `in` inputs and `out` units:
+    dX = in·out (the output gradient times the matrix), dW = in·out (its outer product with
+    the input).
+- A bias's gradient is the output gradient summed over positions: additions only, 0 MACs.
+  Batch-norm/layer-norm γ and β, pooling, activations and merges are not MACs forward (README
+  "Conventions") and are not MACs backward either: 0. So is every row without weights.
+
+Which layers compute dX (the rule autograd follows, PyTorch's `requires_grad`): a tensor
+*carries a gradient* when it was computed from some trainable parameter. The network's input
+does not. A layer's output carries one when its input does or the layer owns trainable
+parameters (conv, dense, batch norm, layer norm γ/β; a layer with `trainable: false` owns none).
+A merge's output carries one when any branch's output does; an empty branch (the identity)
+hands on the merge's input as it is. A weighted layer computes dX only when its input carries a
+gradient — so the first layer that owns weights computes none, nor does anything before it,
+and in branches each branch is judged by its own input: the first weighted layer of every
+branch that reads a gradient-free input computes no dX. dW is computed only for trainable
+weights (a frozen layer's dW is 0, but its dX is still needed when its input carries a
+gradient).
+
+Exact integer arithmetic throughout; no NumPy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archcalc.calc.shapes import prod
+from archcalc.spec.layers import pair
+from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
+
+WEIGHTED_KINDS: frozenset[str] = frozenset({"conv2d", "conv_transpose2d", "dense"})
+
+
+@dataclass(frozen=True)
+class BackwardCost:
+    name: str        # the row's display name, as in analysis.rows
+    dx_macs: int     # MACs of the gradient w.r.t. the layer's input (0 when none is needed)
+    dw_macs: int     # MACs of the gradient w.r.t. its weights (a bias add's gradient: 0)
+
+
+def backward_costs(analysis) -> list[BackwardCost]:
+    """One BackwardCost per row of analysis.rows, in order (per image)."""
+    leaves: dict[Path, Leaf] = {}
+    carries: list[tuple[Path, bool]] = []
+    _walk(analysis.network.root, False, analysis.rows, leaves, carries)
+    if [path for path, _ in carries] != [row.path for row in analysis.rows]:
+        raise AssertionError("backward_costs: the tree walk and analysis.rows disagree")
+    costs = []
+    for row, (_, input_carries) in zip(analysis.rows, carries):
+        leaf = leaves.get(row.path)
+        if leaf is None or leaf.kind not in WEIGHTED_KINDS:
+            costs.append(BackwardCost(row.name, 0, 0))
+            continue
+        macs = _gradient_macs(leaf, row.input_shape, row.output_shape)
+        costs.append(BackwardCost(row.name, macs if input_carries else 0,
+                                  macs if leaf.trainable else 0))
+    return costs
+
+
+def backward_totals(costs: list[BackwardCost]) -> tuple[int, int]:
+    """(dX, dW) MACs per image, summed over the rows."""
+    return sum(c.dx_macs for c in costs), sum(c.dw_macs for c in costs)
+
+
+def _gradient_macs(leaf: Leaf, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """dX MACs = dW MACs of one weighted layer, per image (the formulas in the module
+    docstring). in_shape/out_shape: C×H×W for convolutions, (features,) for dense."""
+    spec = leaf.spec
+    if leaf.kind == "dense":
+        return in_shape[0] * out_shape[0]
+    kh, kw = pair(spec.kernel)
+    if leaf.kind == "conv2d":
+        # output pixels × filters × one kernel window over C_in/groups channels
+        return prod(out_shape[1:]) * out_shape[0] * kh * kw * (in_shape[0] // spec.groups)
+    # conv_transpose2d: input pixels × input channels × one kernel into C_out/groups channels
+    return prod(in_shape[1:]) * in_shape[0] * kh * kw * (out_shape[0] // spec.groups)
+
+
+def _walk(node: Node, carries: bool, rows, leaves: dict[Path, Leaf],
+          out: list[tuple[Path, bool]]) -> bool:
+    """Visit the tree in the calculator's row order (a leaf; a sequence's children; a merge's
+    branches, then the merge itself), appending (path, whether the input carries a
+    gradient) per row. Returns whether the node's output carries a gradient."""
+    if isinstance(node, Leaf):
+        leaves[node.path] = node
+        out.append((node.path, carries))
+        row = rows[len(out) - 1]
+        return carries or row.trainable_params > 0
+    if isinstance(node, Sequence):
+        for child in node.children:
+            carries = _walk(child, carries, rows, leaves, out)
+        return carries
+    assert isinstance(node, Merge)
+    merged = False
+    for branch in node.branches:
+        merged = _walk(branch, carries, rows, leaves, out) or merged
+    out.append((node.path, carries))
+    return merged
