@@ -102,11 +102,14 @@ def _load_weights(model, spec: str, weights: str | None) -> str:
         load_weights(model, weights, strict=True)
         return echo(weights)
     from archcalc.importers import has_weights, load_with_weights, state_for, weights_requirement
-    if has_weights(spec) and weights_requirement(spec) is None:
-        _, table = load_with_weights(spec, tuple(model.network.input_shape))
-        model.load_state_dict(state_for(model, table, spec), source=spec)
-        return f"the file's own ({echo(spec)})"
-    return "random (seed 0)"
+    if not has_weights(spec):
+        return "random (seed 0)"
+    need = weights_requirement(spec)
+    if need is not None:  # the architecture needed nothing more; say what the weights need
+        return f"random (seed 0): the file's own need {need} (pip install {need})"
+    _, table = load_with_weights(spec, tuple(model.network.input_shape))
+    model.load_state_dict(state_for(model, table, spec), source=spec)
+    return f"the file's own ({echo(spec)})"
 
 
 def _torch_text(network, weights: str | None) -> tuple[bytes, str]:
