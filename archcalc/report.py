@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row
+from archcalc.calc.backward import backward_costs
 from archcalc.calc.shapes import fmt_shape
 from archcalc.tables import Grid
 
@@ -111,22 +112,32 @@ def _largest_pairs(pairs: list) -> tuple | None:
 
 
 # ---- folding (--depth) --------------------------------------------------------------------
+def fold_groups(analysis: Analysis, depth: int | None) -> list[list[int]]:
+    """Indices into analysis.rows, one list per printed row: a row with at most `depth` name
+    levels alone, a run of deeper rows of the same block together (torchinfo's depth)."""
+    if depth is None:
+        return [[index] for index in range(len(analysis.rows))]
+    groups: list[list[int]] = []
+    rows = analysis.rows
+    for index, row in enumerate(rows):
+        if len(row.path) <= depth:
+            groups.append([index])
+            continue
+        head = rows[groups[-1][0]].path if groups else None
+        if head is not None and len(head) > depth and head[:depth] == row.path[:depth]:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
 def fold(analysis: Analysis, depth: int | None) -> list[Row]:
     """Rows with more than `depth` name levels fold into one row per block (torchinfo's depth)."""
     if depth is None:
         return list(analysis.rows)
     out: list[Row] = []
-    groups: list[list[Row]] = []
-    for row in analysis.rows:
-        if len(row.path) <= depth:
-            groups.append([row])
-            continue
-        key = row.path[:depth]
-        if groups and len(groups[-1][0].path) > depth and groups[-1][0].path[:depth] == key:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
-    for group in groups:
+    for indices in fold_groups(analysis, depth):
+        group = [analysis.rows[i] for i in indices]
         first, last = group[0], group[-1]
         if len(group) == 1 and len(first.path) <= depth:
             out.append(first)
@@ -183,6 +194,55 @@ def totals_lines(analysis: Analysis) -> list[str]:
         f"{human_bytes(t.forward_backward_bytes)} (2 × layer activations) + params "
         f"{human_bytes(t.param_bytes)} = estimated total {human_bytes(t.total_bytes)}",
     ]
+    return lines
+
+
+# ---- training cost (summary --training) ------------------------------------------------------
+TRAINING_HEADERS = ("dX MACs", "dW MACs")
+TRAINING_FIELDS = ("backward_dx_macs", "backward_dw_macs")  # CSV columns and JSON keys
+TRAINING_CONVENTION = (
+    "Backward (training): dX MACs = the gradient w.r.t. a layer's input, dW MACs = w.r.t. its "
+    "weights; for conv, transposed conv and dense each equals the layer's forward MACs, and a "
+    "bias gradient is sums only. No dX where the input depends on no trainable parameter (the "
+    "first weighted layer of each path from the input, and every layer before it); no dW for "
+    "frozen layers. Per image, as MACs.")
+
+
+def training_pairs(analysis: Analysis) -> list[tuple[int, int]]:
+    """(dX, dW) MACs per image for each row of analysis.rows (calc.backward's figures)."""
+    return [(c.dx_macs, c.dw_macs) for c in backward_costs(analysis)]
+
+
+def training_cells(analysis: Analysis, depth: int | None = None) -> list[tuple[int, int]]:
+    """(dX, dW) per printed row: the input row (0, 0), then one per row of fold(analysis,
+    depth), a folded block the sum of its rows (so each column sums to its total)."""
+    pairs = training_pairs(analysis)
+    return [(0, 0)] + [(sum(pairs[i][0] for i in group), sum(pairs[i][1] for i in group))
+                       for group in fold_groups(analysis, depth)]
+
+
+def training_totals(analysis: Analysis, pairs: list[tuple[int, int]] | None = None) -> dict:
+    """The JSON totals of the backward pass: per image, and backward MACs for the batch."""
+    pairs = training_pairs(analysis) if pairs is None else pairs
+    dx, dw = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+    return {"backward_dx_macs": dx, "backward_dw_macs": dw, "backward_macs": dx + dw,
+            "backward_flops": 2 * (dx + dw), "batch_backward_macs": (dx + dw) * analysis.totals.batch}
+
+
+def training_lines(analysis: Analysis) -> list[str]:
+    """The backward totals under the table, and a training step (forward + backward)."""
+    t = training_totals(analysis)
+    backward, step = t["backward_macs"], t["backward_macs"] + analysis.totals.macs
+    lines = [
+        f"Backward MACs per image: {backward:,} ({human(backward)}) = dX "
+        f"{t['backward_dx_macs']:,} + dW {t['backward_dw_macs']:,}",
+        f"Training step per image: forward + backward = {step:,} MACs ({human(step)})    "
+        f"FLOPs = 2·MACs = {2 * step:,}",
+    ]
+    batch = analysis.totals.batch
+    if batch > 1:
+        lines.append(f"Training step per batch of {batch}: {step * batch:,} MACs "
+                     f"({human(step * batch)})")
     return lines
 
 
@@ -282,27 +342,34 @@ def _chosen(columns: Sequence[str] | None) -> list[Column]:
 
 
 def summary_grid(analysis: Analysis, depth: int | None = None,
-                 columns: Sequence[str] | None = None) -> Grid:
+                 columns: Sequence[str] | None = None, training: bool = False) -> Grid:
     """The per-layer table with the totals, warnings, notes and conventions below it.
     `columns` (names of COLUMNS, in order) follow Layer and Type; by default Input, Output,
-    Params, MACs, Activations, RF /stride. A narrow terminal hides columns in _DROP_ORDER."""
+    Params, MACs, Activations, RF /stride. A narrow terminal hides columns in _DROP_ORDER.
+    `training` adds dX MACs and dW MACs last (never hidden: the user asked for them) and
+    their totals under the table."""
     net = analysis.network
     chosen = _chosen(columns)
     size = DTYPE_BYTES[analysis.totals.dtype]
-    rows = _Cells([input_row(analysis)] + fold(analysis, depth), chosen, size)
+    extra = training_cells(analysis, depth) if training else None
+    rows = _Cells([input_row(analysis)] + fold(analysis, depth), chosen, size, extra)
     names = [c.name for c in chosen]
     drop = [2 + names.index(name) for name in _DROP_ORDER if name in names]
     left = {1} | {2 + i for i, c in enumerate(chosen) if c.name == "kernel"}
+    headers = ["Layer", "Type"] + [c.header for c in chosen]
     return Grid(f"{net.name} — input {fmt_shape(net.input_shape)}",
-                ["Layer", "Type"] + [c.header for c in chosen], rows,
-                _footer(analysis), left=left, drop=drop)
+                headers + (list(TRAINING_HEADERS) if training else []), rows,
+                _footer(analysis, training), left=left, drop=drop)
 
 
-def _footer(analysis: Analysis) -> list:
-    footer: list = [Text("\n".join(totals_lines(analysis)))]
+def _footer(analysis: Analysis, training: bool = False) -> list:
+    lines = totals_lines(analysis) + (training_lines(analysis) if training else [])
+    footer: list = [Text("\n".join(lines))]
     footer += [Text(f"warning: {warning}", style="yellow") for warning in analysis.warnings]
     footer += [Text(f"note: {note}", style="dim") for note in analysis.notes]
     footer += [Text(line, style="dim") for line in convention_lines(analysis)]
+    if training:
+        footer.append(Text(TRAINING_CONVENTION, style="dim"))
     return footer
 
 
@@ -357,22 +424,28 @@ class _Cells(Sequence):
     """The summary table's rows, made when read: a 100,000-layer table is drawn in two
     passes (widths, then lines) without holding 800,000 cell strings."""
 
-    def __init__(self, rows: list[Row], columns: list[Column], size: int) -> None:
+    def __init__(self, rows: list[Row], columns: list[Column], size: int,
+                 extra: list[tuple[int, ...]] | None = None) -> None:
         self._rows, self._columns, self._size = rows, columns, size
+        # One tuple of counts per row, printed after the columns (summary --training).
+        self._extra = extra
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _cells(self, row: Row) -> list[str]:
-        return summary_cells(row, self._columns, self._size)
+    def _cells(self, index: int) -> list[str]:
+        cells = summary_cells(self._rows[index], self._columns, self._size)
+        if self._extra is not None:
+            cells += [f"{value:,}" if value else "—" for value in self._extra[index]]
+        return cells
 
     def __getitem__(self, index):  # type: ignore[override]
         if isinstance(index, slice):
-            return [self._cells(row) for row in self._rows[index]]
-        return self._cells(self._rows[index])
+            return [self._cells(i) for i in range(len(self._rows))[index]]
+        return self._cells(range(len(self._rows))[index])
 
     def __iter__(self) -> Iterator[list[str]]:
-        return map(self._cells, self._rows)
+        return map(self._cells, range(len(self._rows)))
 
 
 def render_text(renderable, width: int = 120) -> str:
@@ -384,18 +457,23 @@ def render_text(renderable, width: int = 120) -> str:
 
 
 # ---- machine formats ------------------------------------------------------------------------
-def to_json(analysis: Analysis) -> str:
-    return "".join(iter_json(analysis))
+def to_json(analysis: Analysis, training: bool = False) -> str:
+    return "".join(iter_json(analysis, training=training))
 
 
 # Stands for the layers in the dumped document until they are written one by one.
 _LAYERS = "\u0000layers\u0000"
 
 
-def iter_json(analysis: Analysis, chunk: int = 1000) -> Iterator[str]:
+def iter_json(analysis: Analysis, chunk: int = 1000, training: bool = False) -> Iterator[str]:
     """json.dumps(analysis.as_dict(), indent=2) in pieces, the layers `chunk` at a time:
-    the same text without building the whole document (586 MB for 100,000 layers)."""
+    the same text without building the whole document (586 MB for 100,000 layers).
+    `training` adds backward_dx_macs and backward_dw_macs to every layer and the backward
+    totals (training_totals) to `totals`."""
+    pairs = training_pairs(analysis) if training else None
     head = dataclasses.replace(analysis, rows=analysis.rows[-1:]).as_dict()  # output_shape
+    if pairs is not None:
+        head["totals"].update(training_totals(analysis, pairs))
     head["layers"] = _LAYERS
     before, after = json.dumps(head, indent=2).split(f'"layers": {json.dumps(_LAYERS)}', 1)
     if not analysis.rows:
@@ -404,9 +482,18 @@ def iter_json(analysis: Analysis, chunk: int = 1000) -> Iterator[str]:
     yield before + '"layers": [\n'
     for start in range(0, len(analysis.rows), chunk):
         part = analysis.rows[start:start + chunk]
-        text = ",\n".join(json.dumps(row.as_dict(), indent=2) for row in part)
+        text = ",\n".join(json.dumps(_row_dict(row, pairs, start + i), indent=2)
+                          for i, row in enumerate(part))
         yield ("" if start == 0 else ",\n") + _indent(text, "    ")
     yield "\n  ]" + after
+
+
+def _row_dict(row: Row, pairs: list[tuple[int, int]] | None, index: int) -> dict:
+    """A layer's JSON object; with the training pairs, its backward MACs last."""
+    fields = row.as_dict()
+    if pairs is not None:
+        fields.update(zip(TRAINING_FIELDS, pairs[index]))
+    return fields
 
 
 def _indent(text: str, pad: str) -> str:
@@ -419,34 +506,40 @@ _CSV_FIELDS = ["name", "type", "input_shape", "output_shape", "params", "trainab
 
 
 def to_csv(analysis: Analysis, depth: int | None = None,
-           columns: Sequence[str] | None = None) -> str:
+           columns: Sequence[str] | None = None, training: bool = False) -> str:
     """One row per layer (after folding), preceded by the input row, so that every numeric
     column sums to the corresponding total."""
-    return "".join(iter_csv(analysis, depth, columns=columns))
+    return "".join(iter_csv(analysis, depth, columns=columns, training=training))
 
 
 def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000,
-             columns: Sequence[str] | None = None) -> Iterator[str]:
+             columns: Sequence[str] | None = None, training: bool = False) -> Iterator[str]:
     """to_csv's text in pieces of `chunk` rows. Without `columns`, the fields of _CSV_FIELDS;
-    with them, name, type and the chosen columns' fields in their order."""
+    with them, name, type and the chosen columns' fields in their order. `training` adds
+    backward_dx_macs and backward_dw_macs last."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     chosen = [COLUMNS[name] for name in columns] if columns else None
     size = DTYPE_BYTES[analysis.totals.dtype]
+    extra = training_cells(analysis, depth) if training else None
+    more = list(TRAINING_FIELDS) if training else []
     if chosen is None:
-        writer.writerow(_CSV_FIELDS)
+        writer.writerow(_CSV_FIELDS + more)
     else:
         writer.writerow(["name", "type"] + [field for c in chosen
-                                            for field in _CSV_NAMES.get(c.name, [c.name])])
+                                            for field in _CSV_NAMES.get(c.name, [c.name])]
+                        + more)
     for count, row in enumerate([input_row(analysis)] + fold(analysis, depth), 1):
+        tail = list(extra[count - 1]) if extra is not None else []
         if chosen is None:
             writer.writerow([row.name, row.type, "x".join(map(str, row.input_shape)),
                              "x".join(map(str, row.output_shape)), row.params,
                              row.trainable_params, row.non_trainable_params, row.macs,
-                             row.activations, *_rf_cells(row)])
+                             row.activations, *_rf_cells(row), *tail])
         else:
             writer.writerow([row.name, row.type] + [cell for c in chosen
-                                                    for cell in _csv_cells(c, row, size)])
+                                                    for cell in _csv_cells(c, row, size)]
+                            + tail)
         if count % chunk == 0:
             yield buf.getvalue()
             buf.seek(0)
@@ -455,24 +548,30 @@ def iter_csv(analysis: Analysis, depth: int | None = None, chunk: int = 1000,
 
 
 def to_markdown(analysis: Analysis, depth: int | None = None,
-                columns: Sequence[str] | None = None) -> str:
+                columns: Sequence[str] | None = None, training: bool = False) -> str:
     net = analysis.network
     chosen = _chosen(columns)
     size = DTYPE_BYTES[analysis.totals.dtype]
+    extra = training_cells(analysis, depth) if training else None
+    headers = [c.header for c in chosen] + (list(TRAINING_HEADERS) if training else [])
     lines = [f"### {net.name} — input {fmt_shape(net.input_shape)}", ""]
     if net.source:
         lines += [f"Source: {net.source}", ""]
-    lines += ["| Layer | Type | " + " | ".join(c.header for c in chosen) + " |",
-              "|---|---|" + "|".join("---:" for _ in chosen) + "|"]
-    for row in [input_row(analysis)] + fold(analysis, depth):
+    lines += ["| Layer | Type | " + " | ".join(headers) + " |",
+              "|---|---|" + "|".join("---:" for _ in headers) + "|"]
+    for index, row in enumerate([input_row(analysis)] + fold(analysis, depth)):
         cells = [row.name, row.type] + [_markdown_cell(c, row, size) for c in chosen]
+        if extra is not None:
+            cells += [f"{value:,}" for value in extra[index]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines += [f"    {line}" for line in totals_lines(analysis)]
+    lines += [f"    {line}" for line in totals_lines(analysis)
+              + (training_lines(analysis) if training else [])]
     lines.append("")
     lines += [f"- warning: {w}" for w in analysis.warnings]
     lines += [f"- note: {n}" for n in analysis.notes]
     lines.append("")
-    lines += [f"_{line}_" for line in convention_lines(analysis)]
+    lines += [f"_{line}_" for line in convention_lines(analysis)
+              + ([TRAINING_CONVENTION] if training else [])]
     lines.append("")
     return "\n".join(lines)

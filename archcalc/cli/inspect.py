@@ -124,9 +124,15 @@ def list_specs() -> None:
 @click.option("--partial", is_flag=True,
               help="An .onnx graph with unsupported nodes: analyse it up to the first of them "
                    "(stderr says where it stopped).")
+@click.option("--training", is_flag=True,
+              help="Also the backward pass per layer: dX MACs (gradient w.r.t. the layer's "
+                   "input; none where the input depends on no trainable parameter) and dW MACs "
+                   "(w.r.t. its weights), with their totals; json/csv add backward_dx_macs and "
+                   "backward_dw_macs.")
 @wide_option
 def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, fmt: str,
-            strict: bool, columns: tuple[str, ...] | None, partial: bool) -> None:
+            strict: bool, columns: tuple[str, ...] | None, partial: bool,
+            training: bool) -> None:
     """Per-layer shapes, parameters, MACs, activations and receptive fields, with totals.
 
     SPEC is a bundled name (see `archcalc list`) or a path to a YAML/JSON spec.
@@ -138,22 +144,23 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
       archcalc summary resnet50 --depth 1 --batch 32 --dtype float16
       archcalc summary my_net.yaml --format json > my_net.json
       archcalc summary vgg16 --columns output,weights,biases,macs
+      archcalc summary resnet50 --training --depth 1
       archcalc summary detector.onnx --partial
     """
     network = load(spec, input_shape, partial=partial)
     analysis = analyze(network, batch=batch, dtype=dtype, strict=strict)
     # JSON and CSV are written in pieces: the same text, never the whole of it in memory.
     if fmt == "json":
-        for piece in report.iter_json(analysis):
+        for piece in report.iter_json(analysis, training=training):
             click.echo(piece, nl=False)
         click.echo("")
     elif fmt == "csv":
-        for piece in report.iter_csv(analysis, depth, columns=columns):
+        for piece in report.iter_csv(analysis, depth, columns=columns, training=training):
             click.echo(piece, nl=False)
     elif fmt == "markdown":
-        click.echo(report.to_markdown(analysis, depth, columns))
+        click.echo(report.to_markdown(analysis, depth, columns, training))
     else:
-        print_wide(report.summary_grid(analysis, depth, columns))
+        print_wide(report.summary_grid(analysis, depth, columns, training))
     if partial:  # on stderr, so that JSON and CSV stay parseable
         from archcalc.importers.onnx_import import partial_note
         note = partial_note({"source": network.source or ""})
