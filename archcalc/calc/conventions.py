@@ -548,9 +548,9 @@ def _flop_counter(ctx: _Context) -> Peer:
             overcount += (leaf.spec.groups - 1) * cost.dw_macs
     ours_step = 2 * n * (t.macs + dx + dw)
     figures = [
-        _figure("forward", "get_total_flops(), forward", {"macs": fwd.get("macs", 0)},
+        _figure("forward", "forward FLOPs", {"macs": fwd.get("macs", 0)},
                 t.flops * n, "FLOPs (2 × MACs)", {}, scale=2 * n),
-        Figure("forward_backward", "get_total_flops(), forward + backward (training)",
+        Figure("forward_backward", "forward + backward FLOPs (train)",
                2 * n * (t.macs + dx + dw + overcount), ours_step,
                "2 × (MACs + dX + dW MACs)",
                [(2 * n * overcount, "grouped convolutions' weight gradients counted groups "
