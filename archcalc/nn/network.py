@@ -107,6 +107,8 @@ class Model:
         self.root = self._make(network.root)
         self.records: list[LayerRecord] = []
         self._trained = False
+        # a MemoryRecorder (below) to observe the arrays held at every step; None: no cost
+        self.recorder: MemoryRecorder | None = None
 
     # ---- the arrays ----------------------------------------------------------------
     @property
@@ -224,6 +226,8 @@ class Model:
         # a private copy: the caller's array is never written, and layers may own it
         x = np.array(x, dtype=self.dtype, copy=True)
         self.records = []
+        if self.recorder is not None:
+            self.recorder.start(training)
         y, _ = self._forward(self.root, x, True, training)
         self._trained = training
         return y
@@ -250,13 +254,19 @@ class Model:
         seconds = time.perf_counter() - start
         shared = y is x or np.shares_memory(y, x)
         self._record(node.name, layer.spec.type, y, 0 if shared else y.nbytes, layer, seconds)
+        if self.recorder is not None:
+            self.recorder.step(node.name, "forward", (x, y), layer if training else None)
         keeps = training and (layer.keeps_output or (shared and layer.keeps_input))
         return y, (owned or not shared) and not keeps
 
     def _merge(self, node: _MergeNode, x, owned: bool, training: bool):
         outs = []
         last = len(node.branches) - 1
+        rec = self.recorder
+        mark = len(rec.held) if rec is not None else 0
         for i, branch in enumerate(node.branches):
+            if rec is not None:  # held meanwhile: the outputs so far, x for later branches
+                rec.held[mark:] = outs + ([x] if i < last else [])
             give = (owned and not training and i == last
                     and not any(np.may_share_memory(o, x) for o in outs))
             y, _ = self._forward(branch, x, give, training)
@@ -267,6 +277,10 @@ class Model:
         except ArchcalcError as exc:
             raise self._locate(exc, node.name, node.merge.line) from None
         self._record(node.name, node.merge.mode, y, y.nbytes, None, time.perf_counter() - start)
+        if rec is not None:
+            rec.held[mark:] = outs
+            rec.step(node.name, "forward", (y,), node if node.factors is not None else None)
+            del rec.held[mark:]
         return y, True
 
     def _combine(self, node: _MergeNode, outs: list[np.ndarray], training: bool) -> np.ndarray:
@@ -320,15 +334,22 @@ class Model:
         if skip:
             first.layer.need_dx = False
         try:
-            dx = self._backward(self.root, np.asarray(dy, dtype=self.dtype))
+            dy = np.asarray(dy, dtype=self.dtype)
+            if self.recorder is not None:  # the loss has read the output and made dy
+                self.recorder.step("loss", "backward", (self.recorder.output, dy))
+            dx = self._backward(self.root, dy)
         finally:
             if skip:
                 first.layer.need_dx = True
         return None if not input_grad else dx
 
     def _backward(self, node, dy):
+        rec = self.recorder
         if isinstance(node, _LeafNode):
-            return node.layer.backward(dy)
+            dx = node.layer.backward(dy)
+            if rec is not None:
+                rec.step(node.name, "backward", (dy, dx), done=node.layer)
+            return dx
         if isinstance(node, _SeqNode):
             for child in reversed(node.children):
                 if dy is None:  # only the skipped input gradient is None
@@ -343,11 +364,79 @@ class Model:
             parts = _product_grads(dy, node.factors)
         else:
             parts = [dy] * len(node.branches)
+        mark = len(rec.held) if rec is not None else 0
+        if rec is not None:
+            rec.step(node.name, "backward", (dy, *parts), done=node)
         dx = None
-        for branch, part in zip(node.branches, parts):
+        for i, (branch, part) in enumerate(zip(node.branches, parts)):
+            if rec is not None:  # held meanwhile: later branches' parts, the sum so far
+                rec.held[mark:] = list(parts[i + 1:]) + ([] if dx is None else [dx])
             d = self._backward(branch, part)
-            dx = d if dx is None else dx + d  # a new array: never written over a branch's
+            total = d if dx is None else dx + d  # a new array: never written over a branch's
+            if rec is not None and dx is not None:
+                rec.step(node.name, "backward", (dx, d, total))
+            dx = total
+        if rec is not None:
+            del rec.held[mark:]
         return dx
+
+
+class MemoryRecorder:
+    """Opt-in (model.recorder = MemoryRecorder()): after every leaf and merge of a forward,
+    and of a backward (the loss, each leaf, each merge's split of dy and each sum of its
+    branches' gradients), the bytes of the activation and gradient arrays the model holds
+    for that step: the step's own arrays (input and output; dy and dx), those the walker
+    holds for later (a merge's input for its later branches, the branch outputs so far;
+    gradient parts of later branches, the sum so far) and every cache a layer keeps for a
+    backward that has not run yet (layer.cache, dropout's mask, a mul merge's factors).
+
+    Each array counts as the whole buffer it views (followed through .base), once. Not
+    counted: parameters, their gradients, buffers and optimizer state (the caller adds
+    their nbytes), temporaries inside one layer's call (im2col columns, masks of a
+    comparison), references Python frames keep past an array's last reader, and caches
+    of layers whose backward has already run (the executor keeps them until the next
+    forward). steps: (name, phase, bytes) in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, str, int]] = []
+        self.held: list = []
+        self.pending: dict[int, object] = {}   # id → layer or merge node with a live cache
+        self.output = None                      # the last forward step's result
+
+    def start(self, training: bool) -> None:
+        self.steps, self.held, self.pending, self.output = [], [], {}, None
+
+    def step(self, name: str, phase: str, arrays, keeps=None, done=None) -> None:
+        if keeps is not None:
+            self.pending[id(keeps)] = keeps
+        found: list = [*self.held, *arrays]
+        for owner in self.pending.values():
+            found += _cached(owner)
+        roots: dict[int, int] = {}
+        for arr in found:
+            if isinstance(arr, np.ndarray):
+                while isinstance(arr.base, np.ndarray):
+                    arr = arr.base
+                roots[id(arr)] = arr.nbytes
+        self.steps.append((name, phase, sum(roots.values())))
+        if phase == "forward":
+            self.output = arrays[-1]
+        if done is not None:
+            self.pending.pop(id(done), None)
+
+
+def _cached(owner) -> list:
+    """The arrays a layer (cache, dropout's mask) or a mul merge (factors) keeps."""
+    out: list = []
+    stack = [getattr(owner, "cache", None), getattr(owner, "mask", None),
+             getattr(owner, "factors", None)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, np.ndarray):
+            out.append(item)
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+    return out
 
 
 def _is_gate(out: np.ndarray, full: tuple[int, ...]) -> bool:

@@ -1,0 +1,395 @@
+"""Peak memory under a stated freeing policy, step by step: inference and one training step.
+
+A sum of every kept tensor (summary's activation memory, `memory`'s estimate) is what a
+network would need if nothing were ever freed. A runtime frees tensors, so what bounds the
+batch is the largest amount held at any one moment: the peak. This module walks the resolved
+tree the way the NumPy executor (archcalc/nn/network.py) runs it and says, after every step,
+which tensors are held and how many bytes they take.
+
+The policy (the executor's, measured by archcalc.nn.network.MemoryRecorder):
+
+Inference: a tensor is freed after its last reader. A merge's input lives until the first
+layer of its last branch has read it (every branch reads it); a branch output lives until the
+merge has combined them. Activations, dropout, flatten and crop make no new tensor when their
+input has no other reader (archcalc's activation-memory convention, README "Conventions").
+A step is one layer or merge: its input and its output are both held while it runs.
+
+Training (forward, the loss, backward): every layer keeps what its backward reads until its
+backward has run (KEEPS below, read off the executor's caches in archcalc/nn/*.py: conv and
+dense their input, relu-like activations their output, batch norm x̂ and 1/σ, max pooling its
+argmax, dropout its mask, a mul merge its factors, ...). No layer writes over an array a
+backward reads, and a merge hands no branch its input to overwrite (network.py's ownership
+rule). The loss holds the output and its gradient dy. Each layer's backward holds dy and
+makes dx; dy is freed after use (a merge's dy lives until its last branch has read its part;
+the sum of the branches' gradients is a new tensor). The first layer, a conv or dense, makes
+no input gradient (the trainer asks for none). Parameters, their gradients (one per trainable
+parameter) and the optimizer's slots per trainable parameter (archcalc/nn/optim.py: SGD 0;
+momentum, Nesterov, Adagrad, RMSProp 1; Adam 2) are held throughout.
+
+Held bytes at a step are a·N + b for a batch of N: a from the tensors, b from arrays the
+batch does not size (batch norm's 1/σ per channel, resampling taps, a spare row a stride-1
+unpadded conv's input gradient is computed in). The peak, the largest over the steps, is
+therefore nondecreasing and convex in N (affine when no b is present), which is what lets
+`largest_batch` search it by bisection.
+
+Not counted (measure them apart: benchmarks/peak_memory.py): temporaries inside one layer's
+call (the im2col columns, comparison masks, a padded copy), allocator overhead, references
+an interpreter keeps past a tensor's last reader, the loss's own arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row
+from archcalc.calc.shapes import prod
+from archcalc.calc.whatif import OPTIMIZER_COPIES
+from archcalc.errors import ArchcalcError
+from archcalc.spec.layers import IN_PLACE, explicit_pads, pair
+from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
+
+INDEX_BYTES = 8  # NumPy's default integer (int64) for argmax and tap indices
+
+# What each kind's backward reads, as archcalc/nn keeps it in `cache` after a training
+# forward (and dropout in `mask`): "input" / "output" are the step's tensors themselves,
+# the rest are new arrays sized in _kept.
+KEEPS: dict[str, tuple[str, ...]] = {
+    "conv2d": ("input",), "conv_transpose2d": ("input",), "dense": ("input",),  # conv.py, dense.py
+    **{kind: ("output",) for kind in IN_PLACE},        # activations.py _Elementwise: y
+    "hardswish": ("input",), "silu": ("input",), "gelu": ("input",),  # activations.py _Smooth
+    "batchnorm": ("xhat", "invstd_c"),                  # norm.py BatchNorm: (x̂, 1/σ per channel)
+    "layernorm": ("xhat", "invstd_n"),                  # norm.py LayerNorm: (x̂, 1/σ per image)
+    "lrn": ("input", "scale"),                          # norm.py LRN: (x, k + α'Σa²)
+    "maxpool": ("argmax",),                             # pool.py MaxPool: smallest int type
+    "adaptive_maxpool": ("argmax64",),                  # resample.py: int64 H·W index
+    "maxout": ("argmax64",),                            # activations.py Maxout: int64 index
+    "adaptive_avgpool": ("taps",), "upsample": ("taps",),  # resample.py _Separable: taps
+    "dropout": ("mask",),                               # dense.py Dropout: mask, x's size
+    "avgpool": (), "global_avgpool": (), "flatten": (), "crop": (), "pad": (),  # shapes only
+}
+# Layers whose backward reads their input (base.py keeps_input): a view they pass on is kept.
+KEEPS_INPUT = frozenset(k for k, v in KEEPS.items() if "input" in v)
+# The first layer may skip the input gradient (network.py backward, can_skip_dx).
+SKIPS_DX = frozenset({"conv2d", "conv_transpose2d", "dense"})
+MODES = ("inference", "training")
+
+
+@dataclass(eq=False)
+class Tensor:
+    """One array: bytes per image and bytes the batch does not size; identity = buffer."""
+
+    label: str
+    per_image: int
+    fixed: int = 0
+
+    def bytes(self, batch: int) -> int:
+        return self.per_image * batch + self.fixed
+
+
+@dataclass
+class Step:
+    """After one layer or merge ran: what is held. bytes = static_bytes + held_bytes."""
+
+    name: str
+    phase: str                       # forward | backward
+    held_bytes: int                  # activations and gradients held at this step
+    static_bytes: int                # weights (+ gradients + optimizer state in training)
+    held: tuple[tuple[str, int], ...]  # (tensor, bytes), largest first
+    per_image: int = 0               # held_bytes = per_image·N + fixed
+    fixed: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.static_bytes + self.held_bytes
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "phase": self.phase, "bytes": self.bytes,
+                "held_bytes": self.held_bytes, "static_bytes": self.static_bytes,
+                "held": [{"tensor": t, "bytes": b} for t, b in self.held]}
+
+
+@dataclass
+class Peaks:
+    """Peak bytes for a batch: inference, and one training step per optimizer."""
+
+    batch: int
+    dtype: str
+    inference_bytes: int
+    training_bytes: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"batch": self.batch, "dtype": self.dtype,
+                "peak_inference_bytes": self.inference_bytes,
+                "peak_training_bytes": dict(self.training_bytes)}
+
+
+# ---- the walk ----------------------------------------------------------------------------------
+class _Walk:
+    """Replays the executor's forward (and backward) on shapes: one Step per layer/merge."""
+
+    def __init__(self, analysis: Analysis, training: bool, itemsize: int) -> None:
+        self.analysis = analysis
+        self.rows: dict[Path, Row] = {r.path: r for r in analysis.rows}
+        self.training = training
+        self.size = itemsize
+        self.held: list[Tensor] = []              # held by an enclosing merge
+        self.pending: dict[Path, list[Tensor]] = {}  # kept for a backward not yet run
+        self.steps: list[tuple[str, str, list[Tensor]]] = []
+        self.out_shapes: dict[Path, list[tuple[int, ...]]] = {}  # merge → branch outputs
+        self.first = (analysis.network.root.children[0]
+                      if analysis.network.root.children else None)
+
+    def new(self, label: str, shape) -> Tensor:
+        return Tensor(label, prod(shape) * self.size)
+
+    def record(self, name: str, phase: str, tensors, keeps=None, done=None) -> None:
+        if keeps is not None:
+            self.pending[keeps[0]] = keeps[1]
+        live: dict[int, Tensor] = {}
+        for t in [*self.held, *tensors, *(t for ts in self.pending.values() for t in ts)]:
+            if t is not None:
+                live[id(t)] = t
+        self.steps.append((name, phase, list(live.values())))
+        if done is not None:
+            self.pending.pop(done, None)
+
+    # ---- forward -----------------------------------------------------------------------------
+    def forward(self, node: Node, x: Tensor, shape, owned: bool):
+        if isinstance(node, Leaf):
+            return self.leaf(node, x, owned)
+        if isinstance(node, Sequence):
+            for child in node.children:
+                x, shape, owned = self.forward(child, x, shape, owned)
+            return x, shape, owned
+        return self.merge(node, x, shape, owned)
+
+    def leaf(self, leaf: Leaf, x: Tensor, owned: bool):
+        row = self.rows[leaf.path]
+        kind, name = leaf.kind, row.name
+        out = self.new(f"{name} output", row.output_shape)
+        y = out
+        if kind in IN_PLACE or (kind == "dropout" and self.training):
+            y = x if owned else out                   # activations.py / dense.py: inplace
+        elif kind in ("crop", "dropout") or (kind == "flatten" and not row.activations):
+            y = x                                      # a view (or the identity)
+        shared = y is x
+        keeps = None
+        if self.training:
+            keeps = (leaf.path, self.kept(leaf, row, x, y))
+        self.record(name, "forward", [x, y], keeps=keeps)
+        # network.py _leaf: an array a backward reads is no longer free to overwrite
+        kept = self.training and (kind in IN_PLACE or (shared and kind in KEEPS_INPUT))
+        return y, row.output_shape, (owned or not shared) and not kept
+
+    def kept(self, leaf: Leaf, row: Row, x: Tensor, y: Tensor) -> list[Tensor]:
+        """The arrays `leaf` keeps for its backward (KEEPS, sized as archcalc/nn makes them)."""
+        name, out_values = row.name, prod(row.output_shape)
+        made = []
+        for what in KEEPS[leaf.kind]:
+            if what == "input":
+                made.append(x)
+            elif what == "output":
+                made.append(y)
+            elif what == "xhat":
+                made.append(self.new(f"{name} x̂", row.output_shape))
+            elif what == "invstd_c":
+                made.append(Tensor(f"{name} 1/σ", 0, row.input_shape[0] * self.size))
+            elif what == "invstd_n":
+                made.append(Tensor(f"{name} 1/σ", self.size))
+            elif what in ("scale", "mask"):
+                made.append(self.new(f"{name} {what}", row.input_shape))
+            elif what == "argmax":
+                kh, kw = pair(leaf.spec.kernel)
+                made.append(Tensor(f"{name} argmax", out_values * _uint_bytes(kh * kw)))
+            elif what == "argmax64":
+                made.append(Tensor(f"{name} argmax", out_values * INDEX_BYTES))
+            elif what == "taps":
+                made.append(Tensor(f"{name} taps", 0, self.taps(leaf, row)))
+        return made
+
+    def taps(self, leaf: Leaf, row: Row) -> int:
+        """Bytes of the (index, weight) taps resample.py keeps per axis: adaptive average
+        pooling one int64 index and one weight per output position and bin offset; nearest
+        upsampling one index; bilinear two indices and two weights."""
+        total = 0
+        for size, out in zip(row.input_shape[1:], row.output_shape[1:]):
+            if leaf.kind == "adaptive_avgpool":
+                longest = max(-(-(i + 1) * size // out) - i * size // out for i in range(out))
+                total += longest * out * (INDEX_BYTES + self.size)
+            elif leaf.spec.mode == "nearest":
+                total += out * INDEX_BYTES
+            else:
+                total += 2 * out * (INDEX_BYTES + self.size)
+        return total
+
+    def merge(self, merge: Merge, x: Tensor, shape, owned: bool):
+        row = self.rows[merge.path]
+        outs, shapes, mark = [], [], len(self.held)
+        last = len(merge.branches) - 1
+        for i, branch in enumerate(merge.branches):
+            self.held[mark:] = outs + ([x] if i < last else [])
+            give = owned and not self.training and i == last and all(o is not x for o in outs)
+            y, y_shape, _ = self.forward(branch, x, shape, give)
+            outs.append(y)
+            shapes.append(y_shape)
+        self.out_shapes[merge.path] = shapes
+        self.held[mark:] = outs
+        y = self.new(f"{row.name} output", row.output_shape)
+        keeps = (merge.path, list(outs)) if self.training and merge.mode == "mul" else None
+        self.record(row.name, "forward", [y], keeps=keeps)
+        del self.held[mark:]
+        return y, row.output_shape, True
+
+    # ---- backward ----------------------------------------------------------------------------
+    def backward(self, node: Node, dy: Tensor | None) -> Tensor | None:
+        if isinstance(node, Leaf):
+            row = self.rows[node.path]
+            dx = None if node is self.first and node.kind in SKIPS_DX else self.dx(node, row, dy)
+            self.record(row.name, "backward", [dy, dx], done=node.path)
+            return dx
+        if isinstance(node, Sequence):
+            for child in reversed(node.children):
+                if dy is None:
+                    break
+                dy = self.backward(child, dy)
+            return dy
+        return self.merge_backward(node, dy)
+
+    def dx(self, leaf: Leaf, row: Row, dy: Tensor) -> Tensor:
+        """The input gradient: a view of dy for flatten and an empty pad, else a new array of
+        the input's size; a stride-1 conv without padding computes it in a flat buffer with
+        (kW − 1)·D_w spare values (conv.py conv_grads, col2im_flat)."""
+        if leaf.kind == "flatten" or (leaf.kind == "pad" and not any(explicit_pads(leaf.spec.padding))):
+            return dy
+        dx = self.new(f"d {row.name} input", row.input_shape)
+        if leaf.kind == "conv2d" and _unpadded_stride1(leaf, row):
+            kw, dil = pair(leaf.spec.kernel)[1], pair(leaf.spec.dilation)[1]
+            dx.fixed = (kw - 1) * dil * self.size
+        return dx
+
+    def merge_backward(self, merge: Merge, dy: Tensor) -> Tensor:
+        row = self.rows[merge.path]
+        if merge.mode == "mul":   # network.py _product_grads: a new array per branch
+            parts = [self.new(f"d {row.name} branch {i + 1}", s)
+                     for i, s in enumerate(self.out_shapes[merge.path])]
+        else:                     # concat: views of dy; add: dy itself
+            parts = [dy] * len(merge.branches)
+        mark = len(self.held)
+        self.record(row.name, "backward", [dy, *parts], done=merge.path)
+        dx = None
+        for i, (branch, part) in enumerate(zip(merge.branches, parts)):
+            self.held[mark:] = parts[i + 1:] + ([] if dx is None else [dx])
+            d = self.backward(branch, part)
+            total = d if dx is None else self.new(f"d {row.name} input", row.input_shape)
+            if dx is not None:
+                self.record(row.name, "backward", [dx, d, total])
+            dx = total
+        del self.held[mark:]
+        return dx
+
+
+def _uint_bytes(values: int) -> int:
+    """Bytes of np.min_scalar_type(values), the argmax type pool.py MaxPool uses."""
+    return 1 if values < 2**8 else 2 if values < 2**16 else 4 if values < 2**32 else 8
+
+
+def _unpadded_stride1(leaf: Leaf, row: Row) -> bool:
+    """A conv at stride 1 whose resolved padding is zero: at stride 1 the output size fixes
+    the total padding, H_out = H + P − D·(K − 1)."""
+    if pair(leaf.spec.stride) != (1, 1):
+        return False
+    kernel, dilation = pair(leaf.spec.kernel), pair(leaf.spec.dilation)
+    return all(o == i - d * (k - 1) for o, i, k, d in
+               zip(row.output_shape[1:], row.input_shape[1:], kernel, dilation))
+
+
+# ---- the public functions ----------------------------------------------------------------------
+def _walk(analysis: Analysis, mode: str, itemsize: int) -> list[tuple[str, str, list[Tensor]]]:
+    if mode not in MODES:
+        raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
+    walk = _Walk(analysis, mode == "training", itemsize)
+    net = analysis.network
+    x = Tensor("input", prod(net.input_shape) * itemsize)
+    y, shape, _ = walk.forward(net.root, x, tuple(net.input_shape), True)
+    if walk.training:
+        dy = walk.new("d output", shape)
+        walk.record("loss", "backward", [y, dy])
+        walk.backward(net.root, dy)
+    return walk.steps
+
+
+def static_bytes(analysis: Analysis, mode: str, optimizer: str | None, itemsize: int) -> int:
+    """Weights and buffers; in training also one gradient and k optimizer slots per
+    trainable parameter (OPTIMIZER_COPIES, as archcalc/nn/optim.py keeps them)."""
+    t = analysis.totals
+    if mode == "inference":
+        return t.params * itemsize
+    if optimizer not in OPTIMIZER_COPIES:
+        raise ArchcalcError(f"unknown optimizer '{optimizer}'",
+                            fix="one of " + ", ".join(OPTIMIZER_COPIES))
+    return (t.params + (1 + OPTIMIZER_COPIES[optimizer]) * t.trainable_params) * itemsize
+
+
+def timeline(analysis: Analysis, mode: str, optimizer: str | None = "adam") -> list[Step]:
+    """The steps of one inference pass (mode "inference") or one training step (forward,
+    loss, backward; "training") at the analysis' batch and dtype, with what each holds."""
+    batch, itemsize = analysis.totals.batch, DTYPE_BYTES[analysis.totals.dtype]
+    static = static_bytes(analysis, mode, optimizer, itemsize)
+    steps = []
+    for name, phase, tensors in _walk(analysis, mode, itemsize):
+        held = sorted(((t.label, t.bytes(batch)) for t in tensors), key=lambda p: -p[1])
+        per_image = sum(t.per_image for t in tensors)
+        fixed = sum(t.fixed for t in tensors)
+        steps.append(Step(name, phase, per_image * batch + fixed, static, tuple(held),
+                          per_image, fixed))
+    return steps
+
+
+@dataclass
+class Envelope:
+    """peak(N) = static + max over steps of (a·N + b), for one mode and optimizer."""
+
+    static: int
+    lines: list[tuple[int, int]]     # distinct (a, b) per step
+
+    def peak(self, batch: int) -> int:
+        return self.static + max(a * batch + b for a, b in self.lines)
+
+
+def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
+             dtype: str | None = None) -> Envelope:
+    itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
+    lines = {(sum(t.per_image for t in ts), sum(t.fixed for t in ts))
+             for _, _, ts in _walk(analysis, mode, itemsize)}
+    return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
+
+
+def peaks(analysis: Analysis, batch: int = 1, dtype: str = "float32") -> Peaks:
+    """Peak inference bytes and peak training bytes per optimizer for `batch` images."""
+    if dtype not in DTYPE_BYTES:
+        raise ArchcalcError(f"unknown dtype '{dtype}'", fix="float16, float32 or float64")
+    inference = envelope(analysis, "inference", None, dtype).peak(batch)
+    training = envelope(analysis, "training", "sgd", dtype)
+    sgd = training.static
+    itemsize = DTYPE_BYTES[dtype]
+    per_opt = {opt: training.peak(batch) - sgd + static_bytes(analysis, "training", opt, itemsize)
+               for opt in OPTIMIZER_COPIES}
+    return Peaks(batch, dtype, inference, per_opt)
+
+
+def largest_batch(env: Envelope, budget: int) -> int:
+    """The largest N with env.peak(N) <= budget (0 if not even one image fits), by
+    bisection: peak is nondecreasing in N (every a >= 0). Bounded: every step holds the
+    input or a gradient, so the largest a, A > 0, and peak(N) >= static + A·N > budget
+    from N = (budget − static)//A + 1 on."""
+    if env.peak(1) > budget:
+        return 0
+    slope = max(a for a, _ in env.lines)
+    lo, hi = 1, (budget - env.static) // slope + 1   # peak(lo) fits, peak(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if env.peak(mid) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
