@@ -245,7 +245,6 @@ def _torchinfo(ctx: _Context) -> Peer:
     macs, unread = ctx.tally(_torchinfo_macs)
     outputs, _ = ctx.tally(_torchinfo_outputs)
     input_bytes = t.input_values * n * b + TORCHINFO_STORAGE_HEADER
-    output_bytes = 2 * sum(outputs.values()) * n * b
     param_bytes = torch_params * b
     ours_fb = 2 * t.layer_activations * n * b
     figures = [
@@ -264,6 +263,7 @@ def _torchinfo(ctx: _Context) -> Peer:
                [(param_bytes - t.param_bytes, TORCHINFO_REASONS["running"])]
                if param_bytes != t.param_bytes else [], "B"),
     ]
+    output_bytes = figures[4].value
     total = input_bytes + output_bytes + param_bytes
     ours_total = t.input_bytes + ours_fb + t.param_bytes
     parts = [(f.difference, f"from {f.label}") for f in figures[3:6] if f.difference]
