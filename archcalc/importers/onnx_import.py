@@ -627,7 +627,7 @@ class _Classifier:
         return None if value is None or value.size != 1 else float(value.reshape(()))
 
     # -- pooling
-    def _pool(self, node: Any, a: dict, kind: str) -> Any:
+    def _pool(self, node: Any, a: dict, kind: str, op: _Op) -> Any:
         kernel = list(a["kernel_shape"])
         if len(kernel) != 2:
             return f"{node.op_type} over {len(kernel)} axes"
@@ -638,16 +638,17 @@ class _Classifier:
             return pads
         if kind == "avgpool" and any(pads) and not a.get("count_include_pad", 0):
             return "AveragePool with pads and count_include_pad=0 (archcalc's counts the padding)"
+        op.extra["pads"] = pads  # a zero Pad before an AveragePool folds into it (_fuse_pad)
         item = {"type": kind, "kernel": _pair(kernel),
                 "stride": _pair(list(a.get("strides", [1, 1]))), "padding": _compact(*pads),
                 "ceil_mode": bool(a.get("ceil_mode", 0))}
         return _drop_defaults(item, {"padding": 0, "ceil_mode": False})
 
     def _MaxPool(self, node: Any, a: dict, op: _Op) -> Any:
-        return self._pool(node, a, "maxpool")
+        return self._pool(node, a, "maxpool", op)
 
     def _AveragePool(self, node: Any, a: dict, op: _Op) -> Any:
-        return self._pool(node, a, "avgpool")
+        return self._pool(node, a, "avgpool", op)
 
     def _GlobalAveragePool(self, node: Any, a: dict, op: _Op) -> Any:
         return {"type": "global_avgpool"}
@@ -679,8 +680,73 @@ class _Classifier:
         if target is not None:
             flat = target.size == 2 and int(target.reshape(-1)[1]) == -1
         if not flat:
+            pieces = self._maxout_pieces(op, target)
+            if pieces:
+                op.extra["maxout_pieces"] = pieces
             return "Reshape (other than to (N, −1))"
         return {"type": "flatten"}
+
+    def _maxout_pieces(self, op: _Op, target: Any) -> int | None:
+        """p for a Reshape of (N, C, rest…) to (N, C/p, p, rest…) — maxout's first half."""
+        dims = self.shapes.get(op.inputs[0]) if op.inputs else None
+        if target is None or dims is None or None in dims[1:]:
+            return None
+        t = [int(v) for v in target.reshape(-1)]
+        if len(t) != len(dims) + 1 or t[0] not in (0, -1) or t[3:] != dims[2:]:
+            return None
+        return t[2] if t[1] > 0 and t[2] >= 2 and t[1] * t[2] == dims[1] else None
+
+    def _Slice(self, node: Any, a: dict, op: _Op) -> Any:
+        """Slice on H and W with step 1: a crop of [top, bottom, left, right] pixels."""
+        if self.opset < 10:
+            starts, ends, axes, steps = a.get("starts"), a.get("ends"), a.get("axes"), None
+        else:
+            starts, ends, axes, steps = (self._ints_at(node, k) for k in (1, 2, 3, 4))
+        dims = self.shapes.get(op.inputs[0]) if op.inputs else None
+        if starts is None or ends is None or dims is None or len(dims) != 4:
+            return "Slice whose bounds are not constants, or not of an N×C×H×W map"
+        axes = list(range(len(starts))) if axes is None else [k % 4 for k in axes]
+        if any(k not in (2, 3) for k in axes) or any(s != 1 for s in steps or []):
+            return "Slice other than a crop of H and W (channels, batch, or a step)"
+        amounts = {2: [0, 0], 3: [0, 0]}
+        for axis, start, end in zip(axes, starts, ends):
+            size = dims[axis]
+            if size is None:
+                return "Slice of a map whose size is unknown"
+            start = min(max(start + size if start < 0 else start, 0), size)
+            end = min(max(end + size if end < 0 else end, 0), size)
+            if end <= start:
+                return "Slice that keeps nothing"
+            amounts[axis] = [start, size - end]
+        return {"type": "crop", "cropping": _compact(*amounts[2], *amounts[3])}
+
+    def _ints_at(self, node: Any, k: int) -> list[int] | None:
+        value = self._const_at(node, k)
+        return None if value is None else [int(v) for v in value.reshape(-1)]
+
+    def _ReduceMax(self, node: Any, a: dict, op: _Op) -> Any:
+        """Only as the second half of maxout: Reshape (N, C/p, p, …) + ReduceMax over axis 2
+        without keepdims (_fuse_maxout)."""
+        axes = a.get("axes") if self.opset < 18 else self._ints_at(node, 1)
+        if axes == [2] and not a.get("keepdims", 1):
+            op.extra["max_over_pieces"] = True
+        return "ReduceMax (other than maxout's: Reshape (N, C/p, p, …) + max over the pieces)"
+
+    def _LayerNormalization(self, node: Any, a: dict, op: _Op) -> Any:
+        """Over all of an example's values (axis 1) with a scale and a bias of that shape:
+        archcalc's layernorm (PyTorch's nn.LayerNorm(input shape))."""
+        dims = self.shapes.get(op.inputs[0]) if op.inputs else None
+        axis = a.get("axis", -1)
+        if dims is None or axis % len(dims) != 1:
+            return f"LayerNormalization over axis {axis} (archcalc's normalises each example " \
+                   "over all its values: axis 1)"
+        scale = self.consts.dims(node.input[1]) if len(node.input) > 1 else None
+        bias = self.consts.dims(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if scale is None or bias is None or scale != dims[1:] or bias != dims[1:]:
+            return "LayerNormalization without a constant scale and bias of the example's shape"
+        if any(o in self._read_elsewhere for o in node.output[1:] if o):
+            return "LayerNormalization with its mean or inverse deviation used"
+        return {"type": "layernorm", "eps": _num(a.get("epsilon", 1e-5))}
 
     def _Dropout(self, node: Any, a: dict, op: _Op) -> Any:
         rate = a.get("ratio", 0.5)
@@ -767,8 +833,8 @@ class _Classifier:
             return "Pad whose amounts are not constant H, W pads"
         if min(pads) < 0:
             return "Pad with negative amounts (a crop)"
-        mode = {"constant": "zeros", "reflect": "reflect", "edge": "replicate"}.get(
-            a.get("mode", "constant"))
+        mode = {"constant": "zeros", "reflect": "reflect", "edge": "replicate",
+                "wrap": "circular"}.get(a.get("mode", "constant"))
         if mode is None:
             return f"Pad mode {a.get('mode')}"
         item = {"type": "pad", "padding": _compact(pads[2], pads[6], pads[3], pads[7]),
@@ -820,6 +886,11 @@ def _fuse(ops: dict[str, _Op], consumers: dict[str, list[_Op]], consts: _Consts)
             _fuse_bias(op, ops, consumers, consts)
         elif kind == "Pad" and op.item is not None:
             _fuse_pad(op, consumers)
+        elif kind == "ReduceMax" and op.extra.get("max_over_pieces"):
+            _fuse_maxout(op, ops, consumers)
+    for op in ops.values():  # a wrap Pad archcalc reads only as a conv's padding_mode
+        if op.item is not None and op.item.get("mode") == "circular":
+            op.item, op.unsupported = None, "Pad mode wrap not before a Conv"
     for op in list(ops.values()):
         if op.node.op_type == "Mul" and op.unsupported and len(op.inputs) == 1:
             _fuse_gelu(op, ops, consumers, consts)
@@ -878,6 +949,16 @@ def _fuse_pad(op: _Op, consumers: dict) -> None:
     else:
         return
     op.item, op.alias = None, True
+
+
+def _fuse_maxout(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
+    """Reshape (N, C/p, p, …) + ReduceMax over axis 2 → maxout with p pieces."""
+    reshape = ops.get(op.inputs[0]) if len(op.inputs) == 1 else None
+    if reshape is None or not reshape.extra.get("maxout_pieces") \
+            or _single(reshape.out, consumers) is not op:
+        return
+    op.item, op.unsupported = {"type": "maxout", "pieces": reshape.extra["maxout_pieces"]}, None
+    reshape.unsupported, reshape.alias = None, True
 
 
 def _fuse_gelu(op: _Op, ops: dict, consumers: dict, consts: _Consts) -> None:
@@ -1062,9 +1143,32 @@ def _clean(text: str) -> str:
     return text[:200]
 
 
-def _name_ops(ops: list[_Op]) -> None:
+_ARCHCALC_NAME = re.compile(r"[A-Za-z0-9_.\-/]{1,200}")
+
+
+def _verbatim_names(model: Any, ops: list[_Op]) -> str | None:
+    """A file archcalc exported (its metadata says so) names each layer's node by the
+    layer's display name: those names are kept as they are, so the round trip gives the
+    same rows. Returns the separator of the imported spec ('/', or '.' when a name holds a
+    '/', as GoogLeNet's do), or None — and nothing named — when the file is not archcalc's,
+    a name is missing, repeated, holds both separators or other characters."""
+    if not any(p.key == "archcalc.separator" for p in model.metadata_props):
+        return None
+    names = [op.node.name for op in ops]
+    if len(set(names)) != len(names) or not all(_ARCHCALC_NAME.fullmatch(n) for n in names):
+        return None
+    slash, dot = any("/" in n for n in names), any("." in n for n in names)
+    if slash and dot:
+        return None
+    for op, name in zip(ops, names):
+        op.name = name
+    return "." if slash else "/"
+
+
+def _name_ops(ops: list[_Op]) -> str:
     """A unique readable name for every op: the torch module path (the op type appended
-    where that module also holds other modules, e.g. a residual block's Add)."""
+    where that module also holds other modules, e.g. a residual block's Add). Returns the
+    imported spec's separator, '/': the dots stay readable inside one name."""
     paths = [_module_path(op.node.name) for op in ops]
     containers = set()
     for path, _ in paths:
@@ -1090,6 +1194,7 @@ def _name_ops(ops: list[_Op]) -> None:
         tried[base] = k
         used.add(name)
         op.name = name
+    return "/"
 
 
 # ---- the whole conversion -----------------------------------------------------------------
@@ -1207,7 +1312,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                                 "network before the first of them")
     _rewrite_concats(layers)
     layers = _nest_merges(layers, source, _resolved_sink(ops, sink), display)
-    _name_ops(layers)
+    separator = _verbatim_names(model, layers) or _name_ops(layers)
     structure = _Structure(layers, source, _resolved_sink(ops, sink), display)
     items = structure.items()
     missing = [op for op in layers if op.out not in structure.emitted]
@@ -1221,7 +1326,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
              "source": f"imported from {display} (ONNX opset {opset}"
                        + (f", producer {producer})" if producer else ")")
                        + (PARTIAL_MARK + note if note else ""),
-             "input": list(shape), "separator": "/", "layers": items}, layers, consts)
+             "input": list(shape), "separator": separator, "layers": items}, layers, consts)
 
 
 # Graph entries (nodes, initializers, inputs) per layer archcalc analyses: torch's exports hold

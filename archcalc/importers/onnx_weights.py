@@ -10,6 +10,7 @@ initializer and the layer when they disagree. Layouts (the executor's are PyTorc
     dense             Gemm transB=1: B (units, D); transB=0: B (D, units) → weight (units, D)
                       MatMul W (D, units) [+ Add bias (units,)]           → weight (units, D)
     batchnorm         scale, B, mean, var (C,) → weight, bias, running_mean, running_var
+    layernorm         Scale, B (C, H, W)                                  → weight, bias
 A Conv into which the exporter folded a BatchNormalization is just a Conv with a bias.
 """
 
@@ -67,6 +68,8 @@ def layer_arrays(op: Any, consts: Any, display: str) -> Arrays:
     elif kind == "batchnorm":
         for k, short in enumerate(("weight", "bias", "running_mean", "running_var"), start=1):
             out[short] = get(k)
+    elif kind == "layernorm":
+        out["weight"], out["bias"] = get(1), get(2)
     elif kind == "dense":
         out.update(_dense(op, consts, display, get))
     return {k: v for k, v in out.items() if v is not None}
