@@ -53,18 +53,22 @@ aten = torch.ops.aten
 
 
 # ---- measuring -------------------------------------------------------------------------------
-def measure(net, x) -> dict[str, tuple[int, int]]:
-    """{module name: (forward FLOPs, backward FLOPs)} of one training step on x, as
-    FlopCounterMode counts them, with 'Global' for the whole network. Names are torch's
-    fully qualified names without the root ('layer1.0.conv1'). The forward runs inside the
-    mode, so that its module tracker attributes the backward's operators to modules too."""
+def measure(net, x) -> tuple[dict[str, tuple[int, int]], list[tuple]]:
+    """One training step on x: {module name: (forward FLOPs, backward FLOPs)} as
+    FlopCounterMode counts them, with 'Global' for the whole network (names are torch's
+    fully qualified names without the root: 'layer1.0.conv1'), and the sorted BackwardCalls
+    of its backward in MACs per image."""
     with FlopCounterMode(display=False) as mode:
         out = net(x)
         forward = _by_module(mode)
-        out.sum().backward()  # d(sum)/d(out) = 1: an expand, no FLOPs
+        with BackwardCalls(x.shape[0]) as recorder:
+            out.sum().backward()  # d(sum)/d(out) = 1: an expand, no FLOPs
         total = _by_module(mode)
-    return {name: (forward.get(name, 0), flops - forward.get(name, 0))
-            for name, flops in total.items()}
+    counts = {name: (forward.get(name, 0), flops - forward.get(name, 0))
+              for name, flops in total.items()}
+    calls = sorted((part, w, shape, per_image_macs(flops, x.shape[0]))
+                   for part, w, shape, flops in recorder.calls)
+    return counts, calls
 
 
 def _by_module(mode) -> dict[str, int]:
@@ -107,15 +111,6 @@ class BackwardCalls(TorchDispatchMode):
         return out
 
 
-def backward_calls(net, x) -> list[tuple]:
-    """The BackwardCalls of one training step, FLOPs made MACs per image, sorted."""
-    out = net(x)
-    with BackwardCalls(x.shape[0]) as recorder:
-        out.sum().backward()
-    return sorted((part, w, shape, per_image_macs(flops, x.shape[0]))
-                  for part, w, shape, flops in recorder.calls)
-
-
 def our_calls(analysis) -> list[tuple]:
     """The same records from our rows: dX, and dW as FlopCounterMode counts it (× groups)."""
     leaves = {analysis.network.display(leaf.path): leaf for leaf in analysis.network.leaves()}
@@ -140,13 +135,18 @@ def our_calls(analysis) -> list[tuple]:
     return sorted(calls)
 
 
+def groups_of(analysis) -> dict[str, int]:
+    """Row name → the layer's groups (1 for a layer without)."""
+    groups = {analysis.network.display(leaf.path): getattr(leaf.spec, "groups", 1)
+              for leaf in analysis.network.leaves()}
+    return {row.name: groups.get(row.name, 1) for row in analysis.rows}
+
+
 def flop_counter_view(analysis) -> dict[str, int]:
     """Our rows as FlopCounterMode counts their backward, in MACs per image: dX + groups·dW
     (its conv_backward_flop counts a grouped weight gradient over all C_in channels)."""
-    groups = {analysis.network.display(leaf.path): getattr(leaf.spec, "groups", 1)
-              for leaf in analysis.network.leaves()}
-    return {c.name: c.dx_macs + groups.get(c.name, 1) * c.dw_macs
-            for c in backward_costs(analysis)}
+    groups = groups_of(analysis)
+    return {c.name: c.dx_macs + groups[c.name] * c.dw_macs for c in backward_costs(analysis)}
 
 
 def per_image_macs(flops: int, batch: int) -> int:
@@ -186,7 +186,7 @@ def torchvision_spec(name: str):
 
 @pytest.fixture(scope="module")
 def measured():
-    """name → measure(torchvision model in training mode, batch of 2 on the meta device),
+    """name → measure(torchvision model in training mode, a batch of 2 on the meta device),
     each model built and run once for the whole module."""
     cache: dict[str, dict] = {}
 
@@ -203,16 +203,17 @@ def measured():
 @pytest.mark.parametrize("name", list(TORCHVISION))
 def test_backward_total_equals_flop_counter(measured, name):
     analysis = analyze(torchvision_spec(name))
-    forward, backward = measured(name)["Global"]
+    forward, backward = measured(name)[0]["Global"]
     # The same network: FlopCounterMode's forward is 2·our MACs per image.
     assert per_image_macs(forward, BATCH) == analysis.totals.macs
     costs = backward_costs(analysis)
     exact = sum(c.dx_macs + c.dw_macs for c in costs)
-    # Only grouped convolutions' dW differ, by (groups − 1)·dW each.
-    overcount = sum(flop_counter_view(analysis).values()) - exact
+    # FlopCounterMode counts a grouped convolution's dW `groups` times: (groups − 1)·dW more.
+    groups = groups_of(analysis)
+    overcount = sum((groups[c.name] - 1) * c.dw_macs for c in costs)
     assert per_image_macs(backward, BATCH) == exact + overcount
-    if name != "mobilenet_v2":  # no grouped convolution: FlopCounterMode's total is exact
-        assert overcount == 0
+    # Only MobileNet-v2 has grouped (depthwise) convolutions: the others' totals are equal.
+    assert (overcount == 0) == (name != "mobilenet_v2")
 
 
 def test_mobilenet_v2_depthwise_overcount_is_channels_times_dw(measured):
@@ -230,31 +231,16 @@ def test_mobilenet_v2_depthwise_overcount_is_channels_times_dw(measured):
             rows[c.name].output_shape[0]
     overcount = sum((leaves[c.name].spec.groups - 1) * c.dw_macs for c in depthwise)
     exact = sum(c.dx_macs + c.dw_macs for c in costs)
-    assert per_image_macs(measured("mobilenet_v2")["Global"][1], BATCH) - exact == overcount
+    assert per_image_macs(measured("mobilenet_v2")[0]["Global"][1], BATCH) - exact == overcount
     assert overcount > exact  # the overcount is larger than the whole exact backward
 
 
-@pytest.fixture(scope="module")
-def recorded():
-    """name → backward_calls(torchvision model in training mode, batch 2, meta device)."""
-    cache: dict[str, list] = {}
-
-    def get(name: str) -> list:
-        if name not in cache:
-            module, builder, kwargs = TORCHVISION[name]
-            with torch.device("meta"):
-                net = model(module, builder, **kwargs).train()
-            cache[name] = backward_calls(net, torch.zeros((BATCH, 3, 224, 224), device="meta"))
-        return cache[name]
-    return get
-
-
-@pytest.mark.parametrize("name", ["resnet18", "googlenet", "mobilenet_v2"])
-def test_backward_per_layer_equals_autograd(recorded, name):
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_backward_per_layer_equals_autograd(measured, name):
     """Every gradient autograd computes is one of ours with the same MACs, and no other: the
     first conv has a dW and no dX, every later weighted layer both."""
     analysis = analyze(torchvision_spec(name))
-    theirs = recorded(name)
+    theirs = measured(name)[1]
     assert theirs == our_calls(analysis)
     assert sum(1 for part, *_ in theirs if part == "dX") == \
         sum(1 for part, *_ in theirs if part == "dW") - 1
@@ -263,7 +249,7 @@ def test_backward_per_layer_equals_autograd(recorded, name):
 def test_resnet50_training_step_is_the_issue_figure(measured):
     """Issue 12: forward + backward on a batch of 2 in training mode measures 48,598,155,264
     FLOPs (FlopCounterMode, PyTorch 2.13)."""
-    forward, backward = measured("resnet50")["Global"]
+    forward, backward = measured("resnet50")[0]["Global"]
     assert forward + backward == 48_598_155_264
     analysis = analyze(load("resnet50"), batch=2)
     costs = backward_costs(analysis)
@@ -276,7 +262,7 @@ def test_resnet50_issue_figure_on_real_arrays():
     """The same figure with real tensors on the CPU (the meta device counts shapes only)."""
     torch.manual_seed(0)
     net = model("resnet", "resnet50").train()
-    counts = measure(net, torch.randn(2, 3, 224, 224))
+    counts, _ = measure(net, torch.randn(2, 3, 224, 224))
     assert sum(counts["Global"]) == 48_598_155_264
 
 
@@ -386,16 +372,14 @@ def test_small_spec_per_layer_against_autograd(case):
     torch.manual_seed(0)
     net = build().train()
     batch = 5  # no dense layer here has 5 units (BackwardCalls tells dX from dW by it)
-    counts = measure(net, torch.randn(batch, *analysis.network.input_shape))
+    counts, calls = measure(net, torch.randn(batch, *analysis.network.input_shape))
     # The torch module is the spec: the same forward MACs per layer.
     rows = {r.name: r for r in analysis.rows}
     for name, module in net.named_children():
         if isinstance(module, WEIGHTED):
             assert per_image_macs(counts[name][0], batch) == rows[name].macs, name
     assert per_image_macs(counts["Global"][1], batch) == sum(flop_counter_view(analysis).values())
-    net.zero_grad()
-    assert backward_calls(net, torch.randn(batch, *analysis.network.input_shape)) == \
-        our_calls(analysis)
+    assert calls == our_calls(analysis)
 
 
 def test_small_specs_first_layers_compute_no_input_gradient():
