@@ -113,13 +113,16 @@ class Totals:
 
     @property
     def forward_backward_bytes(self) -> int:
-        """For the whole batch: every kept layer output and its gradient (torchinfo's
-        'forward/backward pass size'): 2 × layer activations × batch × dtype size."""
+        """For the whole batch: every kept layer output and its gradient, archcalc's own
+        rule: 2 × layer activations × batch × dtype size (every new tensor a layer makes,
+        see Row.activations). Not torchinfo's 'forward/backward pass size', which counts
+        only the outputs of layers that own parameters (`archcalc conventions` prints it)."""
         return 2 * self.layer_activations * self.batch * self.dtype_bytes
 
     @property
     def total_bytes(self) -> int:
-        """Input + forward/backward + parameters, as torchinfo's 'estimated total size'."""
+        """Input + forward/backward + parameters (archcalc's sum; the layout of torchinfo's
+        'estimated total size', not its figure: see forward_backward_bytes)."""
         return self.input_bytes + self.forward_backward_bytes + self.param_bytes
 
     def as_dict(self) -> dict:
