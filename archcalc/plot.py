@@ -145,3 +145,52 @@ def _quiet_matplotlib() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
+
+
+# ---- the memory timeline ----------------------------------------------------------------------
+def plot_timeline(analysis: Analysis, steps, mode: str, optimizer: str | None,
+                  out: str | Path) -> Path:
+    """Bytes held after every step (archcalc.calc.peak.timeline): the total as a line, the
+    static part (weights, gradients, optimizer state) as a band under it, backward steps
+    shaded, the peak marked with its layer. Written whole or not at all, like plot_layers."""
+    out = Path(out)
+    if out.suffix.lower().lstrip(".") not in FORMATS:  # before importing matplotlib
+        image_format(out, {})
+    with _quiet_matplotlib():
+        Figure = _matplotlib()
+        fmt = image_format(out, Figure().canvas.get_supported_filetypes())
+        with replacing(out) as tmp:
+            _save(_draw_timeline(Figure, analysis, steps, mode, optimizer), tmp, fmt, out)
+    return out
+
+
+def _draw_timeline(Figure, analysis: Analysis, steps, mode: str, optimizer: str | None):
+    mib = 2.0 ** 20
+    positions = list(range(1, len(steps) + 1))
+    totals = [s.bytes / mib for s in steps]
+    static = [s.static_bytes / mib for s in steps]
+    fig = Figure(figsize=(max(8.0, min(40.0, 0.05 * len(steps) + 6)), 5), layout="constrained")
+    ax = fig.subplots()
+    ax.fill_between(positions, 0, static, step="mid", color="tab:gray", alpha=0.4,
+                    label="weights" + ("" if mode == "inference" else
+                                       f", gradients, {optimizer} state"))
+    ax.step(positions, totals, where="mid", color="tab:blue", label="total held")
+    backward = [p for p, s in zip(positions, steps) if s.phase == "backward"]
+    if backward:
+        ax.axvspan(backward[0] - 0.5, backward[-1] + 0.5, color="tab:orange", alpha=0.08,
+                   label="backward")
+    peak = max(range(len(steps)), key=lambda i: steps[i].bytes)
+    ax.plot([positions[peak]], [totals[peak]], "o", color="tab:red")
+    ax.annotate(f"peak {totals[peak]:,.2f} MiB: {steps[peak].name}", (positions[peak],
+                totals[peak]), textcoords="offset points", xytext=(6, 6), fontsize=8,
+                parse_math=False)
+    t = analysis.totals
+    what = "inference" if mode == "inference" else f"training step, {optimizer}"
+    ax.set_title(f"{analysis.network.name}: memory held per step ({what}, batch {t.batch}, "
+                 f"{t.dtype})", parse_math=False)
+    ax.set_xlabel("step (one layer or merge; forward, then loss and backward)")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig

@@ -349,6 +349,15 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
     _show(sweep_grid(network.name, points, fit, dtype), fmt, data)
 
 
+def _budget(text: str) -> int:
+    from archcalc.check import parse_size  # here: check imports NumPy, the CLI starts without
+    try:
+        return parse_size(text)
+    except ArchcalcError as exc:
+        exc.fix = "e.g. --budget 16GiB, 500MB or 1.5GB"
+        raise
+
+
 @main.command()
 @click.argument("spec")
 @input_option()
@@ -357,20 +366,63 @@ def sweep(spec, sizes, start, stop, step, dtype, fmt) -> None:
 @click.option("--optimizer", "optimizers", multiple=True,
               type=click.Choice(list(OPTIMIZER_COPIES)),
               help="Repeatable; default: all of them.")
+@click.option("--timeline", is_flag=True,
+              help="Bytes held after every layer (the peak under the freeing policy).")
+@click.option("--mode", type=click.Choice(["training", "inference"]), default="training",
+              show_default=True, help="What --timeline and --plot show.")
+@click.option("--plot", "plot_out", default=None, metavar="FILE",
+              help="Draw the timeline to FILE (.png, .svg or .pdf; needs matplotlib).")
+@click.option("--budget", type=ParsedParam("SIZE", _budget, int), default=None,
+              help="The largest batch whose peak fits, e.g. 16GiB or 500MB.")
 @format_option
 @wide_option
-def memory(spec, input_shape, batch, dtype, optimizers, fmt) -> None:
+def memory(spec, input_shape, batch, dtype, optimizers, timeline, mode, plot_out, budget,
+           fmt) -> None:
     """Training memory per optimizer: weights + gradients + optimizer state + activations.
+
+    --timeline and --plot show the bytes held after every step of an inference pass or a
+    training step (with the first --optimizer, default adam), and the peak; --budget gives
+    the largest batch whose peak fits, for inference and for training per optimizer.
 
     \b
     Examples:
       archcalc memory vgg16 --batch 32
       archcalc memory resnet50 --batch 64 --optimizer sgd --optimizer adam --dtype float16
+      archcalc memory resnet18 --timeline --batch 8
+      archcalc memory resnet50 --budget 16GiB
     """
     analysis = analyze(load(spec, input_shape), batch=batch, dtype=dtype)
-    estimates = training_memory(analysis, list(optimizers) or None)
-    _show(memory_grid(analysis.network.name, estimates), fmt,
-          {"name": analysis.network.name, "estimates": [e.as_dict() for e in estimates]})
+    if not (timeline or plot_out or budget):
+        estimates = training_memory(analysis, list(optimizers) or None)
+        _show(memory_grid(analysis.network.name, estimates), fmt,
+              {"name": analysis.network.name, "estimates": [e.as_dict() for e in estimates]})
+        return
+    from archcalc.calc.peak import timeline as steps_of
+    from archcalc.peak_report import budget_grid, fits, timeline_grid
+
+    data: dict = {"name": analysis.network.name, "batch": batch, "dtype": dtype}
+    grids: list[Grid] = []
+    optimizer = None if mode == "inference" else (optimizers[0] if optimizers else "adam")
+    if timeline or plot_out:
+        steps = steps_of(analysis, mode, optimizer)
+        if plot_out:
+            from archcalc.plot import plot_timeline  # matplotlib is optional: imported on use
+            click.echo(f"wrote {plot_timeline(analysis, steps, mode, optimizer, plot_out)}",
+                       err=fmt == "json")
+        if timeline:
+            data.update(mode=mode, optimizer=optimizer,
+                        peak_bytes=max(s.bytes for s in steps),
+                        timeline=[s.as_dict() for s in steps])
+            grids.append(timeline_grid(analysis, steps, mode, optimizer))
+    if budget:
+        results = fits(analysis, budget, list(optimizers) or None)
+        data.update(budget_bytes=budget, fits=[r.as_dict() for r in results])
+        grids.append(budget_grid(analysis, budget, results))
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for grid in grids:
+        _show(grid, fmt, data)
 
 
 # ---- plot, report -----------------------------------------------------------------------------
