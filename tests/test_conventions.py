@@ -7,6 +7,8 @@ tests/test_conventions_peers.py runs the real tools."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -181,3 +183,36 @@ def test_names_are_not_markup(tmp_path):
     result = run(str(spec))
     assert result.exit_code == 0, result.output
     assert "[bold]x[/]" in result.output
+
+
+# ---- docs/conventions.md cannot drift ----------------------------------------------------------
+
+def _produced() -> set[str]:
+    """Every exact figure `conventions` produces for ResNet-50 (batch 1 and 2) and ResNet-152,
+    comma-grouped as the page writes them."""
+    numbers: set[int] = set()
+    for name, batch in (("resnet50", 1), ("resnet50", 2), ("resnet152", 1)):
+        analysis = analyze(load(name), batch=batch)
+        totals = analysis.totals
+        numbers |= {totals.macs, totals.flops, totals.params, totals.trainable_params,
+                    totals.non_trainable_params, totals.input_values, totals.activations,
+                    totals.input_bytes}
+        for peer in conventions(analysis):
+            for fig in peer.figures:
+                numbers |= {int(fig.value), fig.ours, abs(int(fig.difference))}
+                numbers |= {abs(int(count)) for count, _ in fig.reasons}
+            for line in peer.why():
+                numbers |= {int(n.replace(",", "")) for n in re.findall(r"\d{1,3}(?:,\d{3})+",
+                                                                        line)}
+    return {f"{n:,}" for n in numbers}
+
+
+def test_the_docs_page_is_the_codes():
+    page = (Path(__file__).parent.parent / "docs" / "conventions.md").read_text()
+    written = set(re.findall(r"(?<![\d,])\d{1,3}(?:,\d{3})+(?!\d|,\d)", page))
+    produced = _produced()
+    assert written - produced == set()  # every figure on the page comes from the code
+    resnet50 = {p.key: p for p in conventions(analyze(load("resnet50")))}
+    for peer in resnet50.values():  # and every peer figure is on the page
+        for fig in peer.figures:
+            assert f"{int(fig.value):,}" in written, (peer.key, fig.key)
