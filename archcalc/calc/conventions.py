@@ -594,7 +594,9 @@ def _netscope_rule(row: Row, leaf: Leaf | None):
     (γ, β): macc = 1 per value; lrn macc = local_size per value, param 2; eltwise PROD
     macc = 1 per value; deconvolution macc = C_in·C_out·H_out·W_out·(K_w/S_w)·(K_h/S_h).
     Every layer's mem.activation is its output's numel (in-place ReLU and Dropout too, each
-    BatchNorm and Scale apart). Flatten has no Caffe layer (InnerProduct flattens): 0."""
+    BatchNorm and Scale apart; a Crop's output too). Flatten has no Caffe layer (InnerProduct
+    flattens): 0. Caffe has no adaptive pooling, upsampling or the newer activations (SiLU,
+    Hardswish, ...): not reproduced."""
     out = _n(row.output_shape)
     if row.type == "conv2d":
         return {"macs": row.macs, "act": out, "param": _params(row)}
@@ -612,7 +614,7 @@ def _netscope_rule(row: Row, leaf: Leaf | None):
     if row.type == "mul":
         return {"eltwise_prod": out, "act": out}
     if row.type in ("relu", "relu6", "elu", "leaky_relu", "dropout", "softmax", "maxpool",
-                    "avgpool", "global_avgpool", "concat", "add"):
+                    "avgpool", "global_avgpool", "concat", "add", "crop"):
         return {"act": out}
     if row.type == "flatten":
         return {}
