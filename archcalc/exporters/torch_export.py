@@ -7,8 +7,10 @@
   `self.layer2[0].conv1` (an nn.ModuleList of nn.ModuleDicts), "inception_3a/5x5_reduce" is
   `self.inception_3a["5x5_reduce"]`. So `state_dict()` keys are the executor's own array
   names ("layer2.0.conv1.weight"), with the spec's separator written as "." when it is
-  another one. A name torch cannot hold (one with a ".", or one of nn.Module's attributes
-  such as "train") gets a trailing "_" and is listed in the file's RENAMED table;
+  another one. A name with dots (torchvision's "layer2.0.conv1" imported under separator
+  "/") nests at its dots, as torch nested it. A name torch cannot hold as a submodule (a
+  leading "_", one of nn.Module's attributes such as "train"; at the top, one that is no
+  identifier) gets a new one, listed in the file's RENAMED table;
 - a forward that follows the spec's branches (torch.cat / + / * merges, identity branches);
 - load_archcalc_weights / save_archcalc_weights: archcalc's .npz (format 2, see
   archcalc.nn.weights) read and written with zipfile and the .npy header, not numpy: torch
@@ -588,6 +590,7 @@ class _Scopes:
     def __init__(self, leaves: list[tuple[str, ...]]) -> None:
         self.children: dict[tuple[str, ...], list[str]] = {}
         self.leaves = set(leaves)
+        self.lists: dict[tuple[str, ...], bool] = {}
         for path in leaves:
             for depth in range(len(path)):
                 kids = self.children.setdefault(path[:depth], [])
@@ -595,10 +598,13 @@ class _Scopes:
                     kids.append(path[depth])
 
     def is_list(self, scope: tuple[str, ...]) -> bool:
-        kids = self.children.get(scope, [])
-        return (bool(scope) and kids == [str(i) for i in range(len(kids))]
+        if scope not in self.lists:
+            kids = self.children.get(scope, [])
+            self.lists[scope] = (
+                bool(scope) and kids == [str(i) for i in range(len(kids))]
                 and all(scope + (k,) not in self.leaves and not self.is_list(scope + (k,))
                         for k in kids))
+        return self.lists[scope]
 
     def access(self, path: tuple[str, ...]) -> str:
         text = "self"
