@@ -23,7 +23,7 @@ COMMANDS: dict[str, str] = {
     "check": "check", "gradcheck": "gradcheck", "train": "train", "evaluate": "train",
     "compare": "design", "bottleneck": "design", "factorize": "design", "layer": "design",
     "sweep": "design", "memory": "design", "plot": "design", "report": "design",
-    "import": "importcmd",
+    "import": "importcmd", "conventions": "conventions",
     "export": "export",
 }
 
