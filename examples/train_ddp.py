@@ -119,7 +119,7 @@ def main(argv=None) -> int:
 
     network = load(args.spec)
     module = exported_module(args, network)
-    torch.manual_seed(args.seed)  # the same dropout masks' seed on every process
+    torch.manual_seed(args.seed + rank)  # each process its own dropout masks
     with tempfile.TemporaryDirectory() as folder:
         # every process starts from the same weights (DDP would broadcast rank 0's anyway)
         weights = args.weights or initial_weights(network, args.seed, folder)
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     loss_fn = nn.CrossEntropyLoss()
     if rank == 0:
         say(f"{network.name}: {len(train)} digits, {world} processes × {args.batch} images "
-              f"per step, {len(loader)} steps per epoch")
+            f"per step, {len(loader)} steps per epoch")
 
     step = 0
     for epoch in range(args.epochs):

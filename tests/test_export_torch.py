@@ -80,8 +80,6 @@ def state_names(module, net) -> set[str]:
 def counts(net) -> tuple[int, int]:
     """(trainable, non-trainable) values of a torch module: parameters that require a
     gradient, and the frozen ones plus the running statistics."""
-    import torch  # noqa: F401  (the caller has skipped without it)
-
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
     stats = sum(b.numel() for name, b in net.named_buffers()
@@ -247,7 +245,7 @@ def test_bundled_own_input(name, tmp_path):
     check_network(load(name), tmp_path, batch=1)
 
 
-# ---- back into archcalc ---------------------------------------------------------------------------
+# ---- back into archcalc -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["resnet18", "names"])
 def test_trained_weights_come_back(name, tmp_path):
@@ -292,7 +290,7 @@ def test_loader_reads_checkpoints_and_names_bad_files(tmp_path):
         module.Lenet5(weights=str(tmp_path / "other.npz"))
 
 
-# ---- the weights given to the exporter ------------------------------------------------------------
+# ---- the weights given to the exporter ----------------------------------------------------------
 
 def test_export_with_weights_loads_them_by_default(tmp_path):
     torch = pytest.importorskip("torch")
@@ -319,7 +317,7 @@ def test_export_refuses_weights_of_another_shape(tmp_path):
         torch_source(net_of("[{conv: {filters: 4, kernel: 3}}]"), weights=tmp_path / "two.npz")
 
 
-# ---- reads like a person wrote it -------------------------------------------------------------------
+# ---- reads like a person wrote it ---------------------------------------------------------------
 
 def pyflakes_messages(source: str) -> list[str]:
     from pyflakes.api import check

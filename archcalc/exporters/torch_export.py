@@ -75,7 +75,8 @@ def lit(value) -> str:
 
 def call(func: str, *args, **kwargs) -> str:
     """`func(a, b, k=v)`; arguments whose value is None (a default) are left out."""
-    parts = [lit(a) for a in args if a is not None] + [f"{k}={lit(v)}" for k, v in kwargs.items() if v is not None]
+    parts = [lit(a) for a in args if a is not None]
+    parts += [f"{k}={lit(v)}" for k, v in kwargs.items() if v is not None]
     return f"{func}({', '.join(parts)})"
 
 
@@ -861,7 +862,8 @@ class _File:
         for line in m.init:
             out += _wrap(line, "        ")
         out += [f"        {access}.requires_grad_(False)" for access in m.frozen]
-        out += ["        if weights is not None:", "            load_archcalc_weights(self, weights)",
+        out += ["        if weights is not None:",
+                "            load_archcalc_weights(self, weights)",
                 "", "    def forward(self, x):"]
         out += [f"        {line}" for line in forward] + ["        return x"]
         if m.frozen_bn:
@@ -873,9 +875,9 @@ class _File:
 
     def text(self, forward: list[str]) -> str:
         helpers = _with_dependencies(self.module.helpers)
-        out = self.docstring() + ["", "import ast", "import ctypes", "import json", "import math", "import os",
-                                  "import struct", "import zipfile", "", "import torch",
-                                  "from torch import nn"]
+        imports = ["ast", "ctypes", "json", "math", "os", "struct", "zipfile"]
+        out = self.docstring() + [""] + [f"import {name}" for name in imports]
+        out += ["", "import torch", "from torch import nn"]
         if any(HELPERS[name][0].count("F.") for name in helpers):
             out.append("from torch.nn import functional as F")
         out += self.constants()
