@@ -74,14 +74,23 @@ def _torch_model(name: str):
 
 
 def _googlenet():
-    """torchvision's GoogLeNet without auxiliary heads; BasicConv2d's F.relu as a module."""
+    """torchvision's GoogLeNet without auxiliary heads; every BasicConv2d (conv, bn, then
+    F.relu in its forward) as conv, bn and an nn.ReLU module."""
     from torch import nn
 
+    class ConvBnReLU(nn.Module):
+        def __init__(self, basic):
+            super().__init__()
+            self.conv, self.bn, self.relu = basic.conv, basic.bn, nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            return self.relu(self.bn(self.conv(x)))
+
     net = model("googlenet", "googlenet", aux_logits=False, init_weights=False)
-    for module in list(net.modules()):
-        if type(module).__name__ == "BasicConv2d":
-            module.relu = nn.ReLU(inplace=True)
-            module.forward = (lambda m: lambda x: m.relu(m.bn(m.conv(x))))(module)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child).__name__ == "BasicConv2d":
+                setattr(parent, name, ConvBnReLU(child))
     return net
 
 
