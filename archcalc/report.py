@@ -471,7 +471,8 @@ def iter_json(analysis: Analysis, chunk: int = 1000, training: bool = False) -> 
     `training` adds backward_dx_macs and backward_dw_macs to every layer and the backward
     totals (training_totals) to `totals`."""
     pairs = training_pairs(analysis) if training else None
-    head = dataclasses.replace(analysis, rows=analysis.rows[-1:]).as_dict()  # output_shape
+    head = dataclasses.replace(analysis, rows=analysis.rows[-1:]).as_dict(peaks=False)
+    head["totals"].update(analysis.peak_fields())  # of the whole network, not the last row
     if pairs is not None:
         head["totals"].update(training_totals(analysis, pairs))
     head["layers"] = _LAYERS

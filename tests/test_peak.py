@@ -213,3 +213,21 @@ def test_the_process_holds_at_least_the_prediction():
     held = max(s.held_bytes for s in timeline(analysis, "training", "adam"))
     # the static arrays (and the caller's x) existed before `base`
     assert peak >= held > 0
+
+
+def test_summary_json_carries_the_peaks_of_its_batch_and_dtype(run):
+    import json
+
+    from archcalc.calc import analyze
+    from archcalc.calc.peak import peaks
+    from archcalc.spec import load
+    result = run("summary", "lenet5", "--format", "json", "--batch", "4", "--dtype", "float64")
+    assert result.exit_code == 0, result.stderr
+    totals = json.loads(result.stdout)["totals"]
+    want = peaks(analyze(load("lenet5"), batch=4, dtype="float64"), 4, "float64")
+    assert totals["peak_inference_bytes"] == want.inference_bytes
+    assert totals["peak_training_bytes"] == want.training_bytes
+    assert set(want.training_bytes) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
+                                        "adam"}
+    # a training step holds more than inference, and Adam's two slots more than SGD's none
+    assert want.inference_bytes < want.training_bytes["sgd"] < want.training_bytes["adam"]

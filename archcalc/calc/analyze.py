@@ -153,14 +153,21 @@ class Analysis:
     def output_shape(self) -> tuple[int, ...]:
         return self.rows[-1].output_shape if self.rows else self.network.input_shape
 
-    def as_dict(self) -> dict:
+    def peak_fields(self) -> dict:
+        """Peak inference and training bytes (archcalc.calc.peak's freeing policy)."""
+        from archcalc.calc.peak import peak_fields  # peak builds on this module
+        return peak_fields(self)
+
+    def as_dict(self, peaks: bool = True) -> dict:
+        """The JSON document; peaks=False leaves the peak fields out of the totals (a
+        caller that writes the rows apart computes them on the whole network)."""
         return {
             "name": self.network.name, "source": self.network.source,
             "input_shape": list(self.network.input_shape),
             "output_shape": list(self.output_shape),
             "batch": self.totals.batch, "dtype": self.totals.dtype,
             "layers": [r.as_dict() for r in self.rows],
-            "totals": self.totals.as_dict(),
+            "totals": {**self.totals.as_dict(), **(self.peak_fields() if peaks else {})},
             "warnings": list(self.warnings), "notes": list(self.notes),
         }
 

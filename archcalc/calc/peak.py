@@ -127,8 +127,15 @@ class Peaks:
 class _Walk:
     """Replays the executor's forward (and backward) on shapes: one Step per layer/merge."""
 
-    def __init__(self, analysis: Analysis, training: bool, itemsize: int) -> None:
+    def __init__(self, analysis: Analysis, training: bool, itemsize: int,
+                 detail: bool = True) -> None:
         self.analysis = analysis
+        # detail: each step lists its tensors (the timeline); without it only their sums,
+        # so that a 40,000-layer training walk stays linear (the kept tensors are summed as
+        # they come and go, not listed again at every step).
+        self.detail = detail
+        self.kept_refs: dict[int, list] = {}     # id → [tensor, how many pending lists]
+        self.kept_sum = [0, 0]                   # per_image, fixed of the distinct kept
         self.rows: dict[Path, Row] = {r.path: r for r in analysis.rows}
         self.training = training
         self.size = itemsize
@@ -144,14 +151,45 @@ class _Walk:
 
     def record(self, name: str, phase: str, tensors, keeps=None, done=None) -> None:
         if keeps is not None:
-            self.pending[keeps[0]] = keeps[1]
-        live: dict[int, Tensor] = {}
-        for t in [*self.held, *tensors, *(t for ts in self.pending.values() for t in ts)]:
-            if t is not None:
-                live[id(t)] = t
-        self.steps.append((name, phase, list(live.values())))
-        if done is not None:
-            self.pending.pop(done, None)
+            self._keep(keeps[0], keeps[1])
+        others: dict[int, Tensor] = {}           # held by a merge or by this step, not kept
+        for t in [*self.held, *tensors]:
+            if t is not None and id(t) not in self.kept_refs:
+                others[id(t)] = t
+        per_image = self.kept_sum[0] + sum(t.per_image for t in others.values())
+        fixed = self.kept_sum[1] + sum(t.fixed for t in others.values())
+        listed = None
+        if self.detail:  # in the order held, this step's, kept (the timeline's ties)
+            live: dict[int, Tensor] = {}
+            for t in [*self.held, *tensors, *(t for ts in self.pending.values() for t in ts)]:
+                if t is not None:
+                    live[id(t)] = t
+            listed = list(live.values())
+        self.steps.append((name, phase, listed, per_image, fixed))
+        if done is not None and done in self.pending:
+            self._drop(done)
+
+    def _keep(self, path: Path, tensors: list[Tensor]) -> None:
+        if path in self.pending:
+            self._drop(path)
+        self.pending[path] = tensors = [t for t in tensors if t is not None]
+        for t in tensors:
+            ref = self.kept_refs.get(id(t))
+            if ref is None:
+                self.kept_refs[id(t)] = [t, 1]
+                self.kept_sum[0] += t.per_image
+                self.kept_sum[1] += t.fixed
+            else:
+                ref[1] += 1
+
+    def _drop(self, path: Path) -> None:
+        for t in self.pending.pop(path):
+            ref = self.kept_refs[id(t)]
+            ref[1] -= 1
+            if not ref[1]:
+                del self.kept_refs[id(t)]
+                self.kept_sum[0] -= t.per_image
+                self.kept_sum[1] -= t.fixed
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, node: Node, x: Tensor, shape, owned: bool):
@@ -304,10 +342,13 @@ def _unpadded_stride1(leaf: Leaf, row: Row) -> bool:
 
 
 # ---- the public functions ----------------------------------------------------------------------
-def _walk(analysis: Analysis, mode: str, itemsize: int) -> list[tuple[str, str, list[Tensor]]]:
+def _walk(analysis: Analysis, mode: str, itemsize: int, detail: bool = True
+          ) -> list[tuple[str, str, list[Tensor] | None, int, int]]:
+    """(name, phase, the tensors held (detail) or None, their bytes per image, their fixed
+    bytes) per step."""
     if mode not in MODES:
         raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
-    walk = _Walk(analysis, mode == "training", itemsize)
+    walk = _Walk(analysis, mode == "training", itemsize, detail)
     net = analysis.network
     x = Tensor("input", prod(net.input_shape) * itemsize)
     y, shape, _ = walk.forward(net.root, x, tuple(net.input_shape), True)
@@ -336,10 +377,8 @@ def timeline(analysis: Analysis, mode: str, optimizer: str | None = "adam") -> l
     batch, itemsize = analysis.totals.batch, DTYPE_BYTES[analysis.totals.dtype]
     static = static_bytes(analysis, mode, optimizer, itemsize)
     steps = []
-    for name, phase, tensors in _walk(analysis, mode, itemsize):
+    for name, phase, tensors, per_image, fixed in _walk(analysis, mode, itemsize):
         held = sorted(((t.label, t.bytes(batch)) for t in tensors), key=lambda p: -p[1])
-        per_image = sum(t.per_image for t in tensors)
-        fixed = sum(t.fixed for t in tensors)
         steps.append(Step(name, phase, per_image * batch + fixed, static, tuple(held),
                           per_image, fixed))
     return steps
@@ -359,8 +398,8 @@ class Envelope:
 def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
              dtype: str | None = None) -> Envelope:
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
-    lines = {(sum(t.per_image for t in ts), sum(t.fixed for t in ts))
-             for _, _, ts in _walk(analysis, mode, itemsize)}
+    lines = {(per_image, fixed)
+             for _, _, _, per_image, fixed in _walk(analysis, mode, itemsize, detail=False)}
     return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
 
 
@@ -375,6 +414,14 @@ def peaks(analysis: Analysis, batch: int = 1, dtype: str = "float32") -> Peaks:
     per_opt = {opt: training.peak(batch) - sgd + static_bytes(analysis, "training", opt, itemsize)
                for opt in OPTIMIZER_COPIES}
     return Peaks(batch, dtype, inference, per_opt)
+
+
+def peak_fields(analysis: Analysis) -> dict:
+    """The peaks as `summary --format json` writes them among the totals, for the analysis's
+    own batch and dtype: peak_inference_bytes, and peak_training_bytes per optimizer."""
+    found = peaks(analysis, analysis.totals.batch, analysis.totals.dtype)
+    return {"peak_inference_bytes": found.inference_bytes,
+            "peak_training_bytes": dict(found.training_bytes)}
 
 
 def largest_batch(env: Envelope, budget: int) -> int:
