@@ -142,6 +142,23 @@ def mse(scores: np.ndarray, targets: np.ndarray,
     return float((w[:, None] * diff * diff).sum()), 2 * diff * w[:, None]
 
 
+def half_sse(scores: np.ndarray, targets: np.ndarray,
+             class_weights: np.ndarray | None = None) -> LossResult:
+    """Half the sum of squared errors per example, the loss of the backpropagation worked
+    example in the lecture notes: J = ½·Σ_c (t_c − s_c)², so that dJ/ds = s − t (the ½
+    cancels the square's 2). Over a batch: the (weighted) mean of the examples' J, so one
+    example gives exactly the notes' J.
+
+    `mse` divides by the C outputs (PyTorch's MSELoss) where this halves: equal when C = 2.
+    Targets: (N, C) values, or (N,) labels taken as one-hot rows (0/1 for C = 1).
+    """
+    n, c = scores.shape
+    t, y = _dense_targets(scores, targets)
+    w = _row_weights(y, class_weights, n, scores.dtype, binary=c == 1)
+    diff = scores - t
+    return float((w[:, None] * diff * diff).sum()) / 2, diff * w[:, None]
+
+
 def mae(scores: np.ndarray, targets: np.ndarray,
         class_weights: np.ndarray | None = None) -> LossResult:
     """Mean absolute error against one-hot rows (labels) or given (N, C) targets.
@@ -198,6 +215,7 @@ LOSSES: dict[str, Callable[..., LossResult]] = {
     "cross_entropy": softmax_cross_entropy,
     "bce": binary_cross_entropy,
     "mse": mse,
+    "half_sse": half_sse,
     "mae": mae,
     "hinge": multiclass_hinge,
 }
