@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "compare": "design", "bottleneck": "design", "factorize": "design", "layer": "design",
     "sweep": "design", "memory": "design", "plot": "design", "report": "design",
     "import": "importcmd", "conventions": "conventions",
-    "export": "export",
+    "export": "export", "trace": "trace",
 }
 
 
