@@ -110,14 +110,14 @@ INPUT_GRADS = {  # ∂J/∂(input) of the other kinds, from ∂J/∂(output)
 }
 INPUT_GRAD_OTHER = "∂J/∂{out} · ∂{out}/∂{inp} ({kind}'s backward)"
 
-LOSS_FORMULAS = {  # J and ∂J/∂a of one example, a the network's C outputs
-    "half_sse": ("J = ½·Σ(t − a)²", "∂J/∂a = a − t"),
-    "mse": ("J = Σ(a − t)²/C", "∂J/∂a = 2·(a − t)/C"),
-    "mae": ("J = Σ|a − t|/C", "∂J/∂a = sign(a − t)/C"),
+LOSS_FORMULAS = {  # J and its gradient for one example; {o}: the output's symbol (a or z)
+    "half_sse": ("J = ½·Σ(t − {o})²", "∂J/∂{o} = {o} − t"),
+    "mse": ("J = Σ({o} − t)²/C", "∂J/∂{o} = 2·({o} − t)/C"),
+    "mae": ("J = Σ|{o} − t|/C", "∂J/∂{o} = sign({o} − t)/C"),
     "bce": ("J = Σ[max(z, 0) − z·t + log(1 + e⁻|ᶻ|)]/C (from logits z)",
             "∂J/∂z = (σ(z) − t)/C"),
     "cross_entropy": ("J = −log softmax(z)_y (from logits z)", "∂J/∂z = softmax(z) − onehot(y)"),
-    "hinge": ("J = Σ_{j≠y} max(0, z_j − z_y + 1)",
+    "hinge": ("J = Σ_{{j≠y}} max(0, z_j − z_y + 1)",
               "∂J/∂z = 1 per violated margin j, minus their count at y"),
 }
 
@@ -625,40 +625,46 @@ def _merge_mode(model, name: str) -> str:
     return "merge"
 
 
-def run_trace(network, *, input_values, weights_state: dict | None, weights_said: str,
+def run_trace(network, *, input_values, weights: str | None = None, weights_said: str | None = None,
               target=None, loss: str = "half_sse", lr: float | None = None, seed: int = 0,
-              full: bool = False, input_said: str = "given") -> Trace:
-    """Run one example forward (and, with a target, the loss and backward) and return the
-    trace. input_values: size of the spec's input, in C order; target: the output's size in
-    values, or one class label. ArchcalcError (one line) for a value count that does not fit."""
+              full: bool = False) -> Trace:
+    """Run one example forward (and, with a target, the loss, backward and with `lr` one
+    update) and return the trace. weights: a weights file (read_weights), or None for the
+    executor's seeded initial weights. input_values: as many as the spec's input, C order;
+    target: as many as the output, or one class label. A value count that does not fit or a
+    bad weights file is one ArchcalcError naming the layer."""
     from archcalc.nn.losses import LOSSES
     from archcalc.nn.network import build
 
+    if loss not in LOSSES:
+        raise ArchcalcError(f"unknown loss '{echo(loss, 40)}'", fix="one of " + ", ".join(LOSSES))
     model = build(network, seed=seed, dtype="float64", init=network.init or "he")
-    if weights_state is not None:
-        model.load_state_dict(weights_state, source=weights_said)
     x = _as_input(np.asarray(input_values, dtype=np.float64), network)
+    if weights is not None:
+        model.load_state_dict({**model.state_dict(), **read_weights(weights, model)},
+                              source=weights)
+    said = weights_said or (echo(weights) if weights else f"random (seed {seed})")
     limit = None if full else SUMMARY_LIMIT
     tap = _Tap(model, limit)
     model.recorder = tap
     y = model.forward(x, training=True)
-    last = tap.forward[-1].layer if tap.forward else "input"
-    trace = Trace(network.name, tuple(network.input_shape), tuple(y.shape[1:]), weights_said,
+    trace = Trace(network.name, tuple(network.input_shape), tuple(y.shape[1:]), said,
                   Values.of(x[0], limit), tap.forward, limit)
     if target is None:
         return trace
-    if loss not in LOSSES:
-        raise ArchcalcError(f"unknown loss '{echo(loss, 40)}'", fix="one of " + ", ".join(LOSSES))
-    scores = y.reshape(1, -1)
-    t = _as_target(np.asarray(target, dtype=np.float64), scores.shape[1], loss, last)
+    last = tap.forward[-1] if tap.forward else None
+    scores = y.reshape(1, -1)  # a C×H×W output is scored as C·H·W values
+    t = _as_target(np.asarray(target, dtype=np.float64), scores.shape[1], loss,
+                   last.layer if last else "input")
     value, dscores = LOSSES[loss](scores, t)
-    J, dJ = LOSS_FORMULAS.get(loss, (f"J = {loss}(a, t)", "∂J/∂a"))
-    out_sym = tap.forward[-1].symbol if tap.forward else "a"
     model.backward(dscores.reshape(y.shape))
+    J, dJ = (f.format(o=last.symbol if last else "a") for f in LOSS_FORMULAS.get(
+        loss, (f"J = {loss}({{o}}, t)", "∂J/∂{o} = its gradient")))
+    symbol = dJ.split(" = ", 1)[0]
     trace.loss = {"name": loss, "formula": J, "value": value,
-                  "target": Values.of(t.reshape(-1) if t.ndim == 2 else t, limit).as_dict(),
+                  "target": Values.of(t.reshape(-1), limit).as_dict(),
                   "target_is_label": t.ndim == 1,
-                  "gradient": {"symbol": f"∂J/∂{out_sym}", "formula": dJ.split(" = ", 1)[-1],
+                  "gradient": {"symbol": symbol, "formula": dJ.split(" = ", 1)[-1],
                                "values": Values.of(tap.loss_grad[0], limit).as_dict()}}
     trace.backward = tap.backward
     if lr is not None:
@@ -706,7 +712,8 @@ def _update(model, lr: float, limit, x, shape, t, loss) -> dict[str, Any]:
         if key in model.frozen:
             continue
         new[key] = p - lr * model.grads[key]
-        rows.append({"param": key, "values": Values.of(new[key], limit).as_dict()})
+        rows.append({"param": key, "values": Values.of(new[key], limit).as_dict(),
+                     "gradient": Values.of(model.grads[key], limit).as_dict()})
         if key.endswith(".bias") and shared_bias(p):
             shared = float(p.reshape(-1)[0] - lr * model.grads[key].sum())
             rows.append({"param": key, "shared": True, "values": {"shape": [], "values": shared}})
