@@ -64,14 +64,15 @@ FORWARD = {
     "gelu": "a = z·Φ(z)",
     "softmax": "a = eᶻ/Σ eᶻ",
     "maxout": "a = max over each group of pieces",
-    "dropout": "a = a·m/(1 − rate), m ~ Bernoulli(1 − rate)",
-    "maxpool": "a = max over each window",
-    "avgpool": "a = mean over each window",
-    "global_avgpool": "a = mean over H×W",
-    "flatten": "a = the input as one vector",
-    "add": "a = Σ of the branches",
-    "concat": "a = the branches stacked on channels",
-    "mul": "a = Π of the branches",
+    # {o}: z when an activation reads the output (the notes' pre-activation), else a
+    "dropout": "{o} = input·m/(1 − rate), m ~ Bernoulli(1 − rate)",
+    "maxpool": "{o} = max over each window",
+    "avgpool": "{o} = mean over each window",
+    "global_avgpool": "{o} = mean over H×W",
+    "flatten": "{o} = the input as one vector",
+    "add": "{o} = Σ of the branches",
+    "concat": "{o} = the branches stacked on channels",
+    "mul": "{o} = Π of the branches",
 }
 
 LOCAL = {  # ∂a/∂z of the elementwise kinds, written as the notes write it
@@ -98,7 +99,11 @@ PARAM_GRADS = {
                            "Σ over output positions ∂J/∂{out} · {inp}"),
     ("conv2d", "bias"): ("1", "Σ over output positions ∂J/∂{out}"),
 }
-PARAM_GRAD_OTHER = "∂J/∂{out} · ∂{out}/∂{param} ({kind}'s backward)"
+PARAM_GRAD_OTHER = "from ∂J/∂{out} by {kind}'s backward"
+PARAM_SYMBOLS = {  # the textbook's letter for a parameter, by kind
+    ("batchnorm", "weight"): "γ", ("batchnorm", "bias"): "β",
+    ("layernorm", "weight"): "γ", ("layernorm", "bias"): "β",
+}
 
 INPUT_GRADS = {  # ∂J/∂(input) of the other kinds, from ∂J/∂(output)
     "dense": "Wᵀ · ∂J/∂{out} (∂{out}/∂{inp} = W)",
@@ -108,7 +113,7 @@ INPUT_GRADS = {  # ∂J/∂(input) of the other kinds, from ∂J/∂(output)
     "global_avgpool": "∂J/∂{out}/(H·W) at every position",
     "flatten": "∂J/∂{out} reshaped back",
 }
-INPUT_GRAD_OTHER = "∂J/∂{out} · ∂{out}/∂{inp} ({kind}'s backward)"
+INPUT_GRAD_OTHER = "from ∂J/∂{out} by {kind}'s backward"
 
 LOSS_FORMULAS = {  # J and its gradient for one example; {o}: the output's symbol (a or z)
     "half_sse": ("J = ½·Σ(t − {o})²", "∂J/∂{o} = {o} − t"),
@@ -166,6 +171,7 @@ class Factor:
     param: str | None = None  # the parameter it belongs to (weight, bias), if any
     note: str | None = None
     shared: bool = False      # the gradient of the notes' one bias shared by a layer
+    of: str | None = None     # "output" / "input": a gradient of the layer's output or input
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"symbol": self.symbol, "formula": self.formula}
@@ -177,6 +183,8 @@ class Factor:
             out["note"] = self.note
         if self.shared:
             out["shared"] = True
+        if self.of is not None:
+            out["of"] = self.of
         return out
 
 
@@ -197,11 +205,12 @@ class Step:
     def as_dict(self, phase: str) -> dict[str, Any]:
         out: dict[str, Any] = {"layer": self.layer, "kind": self.kind, "symbol": self.symbol}
         if phase == "forward":
-            out["formula"] = self.formula
+            out["formula"] = self.formula.replace("{o}", self.symbol)
             out["input_from"] = self.input_from
             out["output"] = self.values.as_dict() if self.values else None
             if self.params:
-                out["params"] = {k: v.as_dict() for k, v in self.params.items()}
+                out["params"] = {k: {"symbol": param_symbol(self.kind, k), **v.as_dict()}
+                                 for k, v in self.params.items()}
         else:
             out["factors"] = [f.as_dict() for f in self.factors]
         return out
@@ -489,8 +498,8 @@ class _Tap:
     forward and backward, what the trace shows, as Values (copied or summarised at once:
     in-place layers overwrite their input later)."""
 
-    def __init__(self, model, limit: int | None) -> None:
-        self.model, self.limit = model, limit
+    def __init__(self, model, limit: int | None, from_file: bool) -> None:
+        self.model, self.limit, self.from_file = model, limit, from_file
         self.held: list = []      # the protocol's list (the network writes to it)
         self.output = None
         self.forward: list[Step] = []
@@ -528,7 +537,9 @@ class _Tap:
         # made (an in-place layer's output keeps its input's identity, and takes it over)
         source = self.producer.get(id(arrays[0]), "input") if len(arrays) == 2 else None
         symbol = "z" if kind in PRE_ACTIVATIONS else "a"
-        step = Step(name, kind, symbol, FORWARD.get(kind, f"a = {kind}(input)"),
+        if kind in ACTIVATIONS and source in self.by_name:
+            self.by_name[source].symbol = "z"       # what an activation reads is a z
+        step = Step(name, kind, symbol, FORWARD.get(kind, f"{{o}} = {kind}(input)"),
                     Values.of(y[0], self.limit), source)
         if layer is not None and layer.param_names:
             step.params = {p: Values.of(self.model.params[layer.key(p)], self.limit)
@@ -544,6 +555,8 @@ class _Tap:
         step = self.by_name.get(name)
         if step is None:
             return "a", "a"
+        if step.kind in ACTIVATIONS:
+            return "a", "z"
         source = self.by_name.get(step.input_from or "")
         return step.symbol, source.symbol if source is not None else "a"
 
@@ -554,19 +567,21 @@ class _Tap:
         out, inp = self._symbols(name)
         names = {"out": out, "inp": inp, "kind": kind}
         step = Step(name, kind, out, "", factors=[
-            Factor(f"∂J/∂{out}", "from the step after", Values.of(dy[0], self.limit))])
+            Factor(f"∂J/∂{out}", "from the step after", Values.of(dy[0], self.limit),
+                   of="output")])
         if kind in ELEMENTWISE:
             local = layer.backward(np.ones_like(dy))  # the Jacobian's diagonal, exactly
             step.factors.append(Factor(f"∂{out}/∂{inp}", LOCAL.get(kind, "f′"),
                                        Values.of(local[0], self.limit)))
             step.factors.append(Factor(f"∂J/∂{inp}", f"∂J/∂{out} · ∂{out}/∂{inp}",
-                                       Values.of(dx[0], self.limit)))
+                                       Values.of(dx[0], self.limit), of="input"))
         else:
             for short in layer.param_names:
                 step.factors += self._param_factors(layer, short, names)
             if dx is not None:
                 formula = INPUT_GRADS.get(kind, INPUT_GRAD_OTHER).format(**names)
-                step.factors.append(Factor(f"∂J/∂{inp}", formula, Values.of(dx[0], self.limit)))
+                step.factors.append(Factor(f"∂J/∂{inp}", formula, Values.of(dx[0], self.limit),
+                                           of="input"))
         self.backward.append(step)
 
     def _param_factors(self, layer, short: str, names: dict[str, str]) -> list[Factor]:
@@ -574,7 +589,7 @@ class _Tap:
         grad = self.model.grads[key]  # written by this layer's backward just now
         local, total = PARAM_GRADS.get((names["kind"], short),
                                        (None, PARAM_GRAD_OTHER.replace("{param}", short)))
-        symbol = "W" if short == "weight" else "b" if short == "bias" else short
+        symbol = param_symbol(names["kind"], short)
         out = []
         if local is not None:
             values = self.by_name[layer.name].layer_input if short == "weight" else None
@@ -583,7 +598,7 @@ class _Tap:
         note = "frozen: not updated" if key in self.model.frozen else None
         out.append(Factor(f"∂J/∂{symbol}", total.format(**names), Values.of(grad, self.limit),
                           param=short, note=note))
-        if short == "bias" and shared_bias(self.model.params[key]):
+        if short == "bias" and self.from_file and shared_bias(self.model.params[key]):
             # the notes' one b shared by the layer's units, written as equal entries: its
             # gradient is the sum of the units' (every unit's z moves with it)
             out.append(Factor("∂J/∂b", "Σᵢ ∂J/∂bᵢ (one b shared by the layer's units)",
@@ -599,13 +614,14 @@ class _Tap:
             how = {"add": "copied to every branch", "concat": "split by channels",
                    "mul": "times the product of the other branches"}.get(kind, "split")
             self.backward.append(Step(name, kind, "a", "", factors=[
-                Factor("∂J/∂a", f"from the step after, {how}",
-                       Values.of(arrays[0][0], self.limit))]))
+                Factor(f"∂J/∂{self.by_name[name].symbol if name in self.by_name else 'a'}",
+                       f"from the step after, {how}", Values.of(arrays[0][0], self.limit),
+                       of="output")]))
             return
         # a running sum over the branches (dx, d, total): the last one is the merge input's
         total = Step(name, kind, "a", "", factors=[Factor(
-            "∂J/∂a", "Σ over the branches (the merge's input)",
-            Values.of(arrays[-1][0], self.limit))])
+            "∂J/∂a", "Σ over the branches",
+            Values.of(arrays[-1][0], self.limit), of="input")])
         if self.backward[-1].layer == name and self._summed == name:
             self.backward[-1] = total
         else:
@@ -613,9 +629,17 @@ class _Tap:
         self._summed = name
 
 
+def param_symbol(kind: str, short: str) -> str:
+    """W, b, γ, β as the textbooks write them; another parameter by its own name."""
+    return PARAM_SYMBOLS.get((kind, short)) or {"weight": "W", "bias": "b"}.get(short, short)
+
+
 def shared_bias(bias: np.ndarray) -> bool:
-    """A bias vector of equal entries: how a spec writes the notes' one b per layer."""
-    return bias.ndim == 1 and bias.size > 1 and bool(np.all(bias == bias[0]))
+    """A bias vector of equal, nonzero entries: how a weights file writes the notes' one b
+    per layer (b1 = 0.35 for both hidden units). Zeros are a bias at its initial value, not a
+    shared one; the caller asks only of weights read from a file."""
+    return (bias.ndim == 1 and bias.size > 1 and bool(np.all(bias == bias[0]))
+            and bias[0] != 0)
 
 
 def _merge_mode(model, name: str) -> str:
@@ -645,7 +669,7 @@ def run_trace(network, *, input_values, weights: str | None = None, weights_said
                               source=weights)
     said = weights_said or (echo(weights) if weights else f"random (seed {seed})")
     limit = None if full else SUMMARY_LIMIT
-    tap = _Tap(model, limit)
+    tap = _Tap(model, limit, from_file=weights is not None)
     model.recorder = tap
     y = model.forward(x, training=True)
     trace = Trace(network.name, tuple(network.input_shape), tuple(y.shape[1:]), said,
@@ -668,7 +692,8 @@ def run_trace(network, *, input_values, weights: str | None = None, weights_said
                                "values": Values.of(tap.loss_grad[0], limit).as_dict()}}
     trace.backward = tap.backward
     if lr is not None:
-        trace.update = _update(model, lr, limit, x, scores.shape, t, loss)
+        trace.update = _update(model, lr, limit, x, scores.shape, t, loss,
+                               shared=weights is not None)
     return trace
 
 
@@ -703,7 +728,7 @@ def _as_target(values: np.ndarray, outputs: int, loss: str, last: str) -> np.nda
     return values.reshape(1, outputs)
 
 
-def _update(model, lr: float, limit, x, shape, t, loss) -> dict[str, Any]:
+def _update(model, lr: float, limit, x, shape, t, loss, shared: bool) -> dict[str, Any]:
     """One plain gradient step on every trainable parameter, and J after it."""
     from archcalc.nn.losses import LOSSES
     rows = []
@@ -714,12 +739,13 @@ def _update(model, lr: float, limit, x, shape, t, loss) -> dict[str, Any]:
         new[key] = p - lr * model.grads[key]
         rows.append({"param": key, "values": Values.of(new[key], limit).as_dict(),
                      "gradient": Values.of(model.grads[key], limit).as_dict()})
-        if key.endswith(".bias") and shared_bias(p):
-            shared = float(p.reshape(-1)[0] - lr * model.grads[key].sum())
-            rows.append({"param": key, "shared": True, "values": {"shape": [], "values": shared}})
+        if shared and key.endswith(".bias") and shared_bias(p):
+            one_b = float(p.reshape(-1)[0] - lr * model.grads[key].sum())
+            rows.append({"param": key, "shared": True, "values": {"shape": [], "values": one_b}})
     for key, value in new.items():
         model.params[key][...] = value
     model.recorder = None
+    model.fix_dropout()  # J after the step sees the same dropout mask as the step
     after = model.forward(x, training=True)
     j_after = LOSSES[loss](after.reshape(shape), t)[0]
     return {"lr": lr, "formula": "θ ← θ − η·∂J/∂θ", "params": rows, "loss_after": j_after}

@@ -117,7 +117,7 @@ def _forward(step: dict[str, Any], outputs: dict[str, Any]) -> Iterator[str]:
     came = f", its input from {echo(source)}" if source not in (None, "input") else ""
     yield f"{_title(step)}: {step['formula']}{came}"
     for name, values in (step.get("params") or {}).items():
-        yield f"  {_param_symbol(name)} = {shown(values)}"
+        yield f"  {values.get('symbol', name)} = {shown(values)}"
     sym = step["symbol"]
     out = step["output"]
     x = _flat(outputs.get(source or "", None))
@@ -141,10 +141,6 @@ def _forward(step: dict[str, Any], outputs: dict[str, Any]) -> Iterator[str]:
 _FUNCS = {"sigmoid": "σ", "tanh": "tanh", "relu": "max(0, ·)", "relu6": "relu6",
           "leaky_relu": "leaky_relu", "elu": "elu", "silu": "silu", "gelu": "gelu",
           "hardsigmoid": "hardsigmoid", "hardswish": "hardswish"}
-
-
-def _param_symbol(name: str) -> str:
-    return {"weight": "W", "bias": "b"}.get(name, name)
 
 
 def _loss(loss: dict[str, Any], output: dict[str, Any], sym: str) -> Iterator[str]:
@@ -178,7 +174,10 @@ def _backward(step: dict[str, Any], forward: dict[str, Any]) -> Iterator[str]:
     previous: list[float] | None = None
     for factor in factors[1:] if len(factors) > 1 else factors:
         values = factor.get("values")
-        head = f"  {factor['symbol']} = {factor['formula']}"
+        symbol = factor["symbol"]
+        if factor.get("of") == "input" and factors and symbol == factors[0]["symbol"]:
+            symbol += " of its input"          # batch norm: z in, z out
+        head = f"  {symbol} = {factor['formula']}"
         if factor.get("note") and not factor.get("shared"):
             head += f" ({factor['note']})"
         if values is None:

@@ -62,7 +62,7 @@ def trace_command(spec: str, weights: str | None, input_values: str, target: str
     if weights is None:
         found = beside(locate(spec))
         weights = str(found) if found is not None else None
-        said = f"{echo(found.name)} (beside the spec)" if found is not None else None
+        said = echo(str(found)) if found is not None else None
     else:
         said = echo(weights)
     size = 1
