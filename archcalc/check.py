@@ -578,6 +578,17 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}{site}"
 
 
+def check_input(network: Network, rng: np.random.Generator, batch: int,
+                dtype: str) -> np.ndarray:
+    """A seeded batch (batch, *input_shape): standard normal values, or token ids drawn
+    uniformly from 0 … vocab − 1 when the network reads them with an embedding first."""
+    first = next(network.leaves(), None)
+    shape = (batch, *network.input_shape)
+    if first is not None and first.kind == "embedding":
+        return rng.integers(0, first.spec.vocab, shape).astype(np.dtype(dtype))
+    return rng.standard_normal(shape, dtype=np.dtype(dtype))
+
+
 def run_check(network: Network, batch: int = 1, seed: int = 0,
               memory_budget: int | None = None, dtype: str = "float32",
               prepare: Callable[[Any], None] | None = None) -> CheckResult:
@@ -609,7 +620,7 @@ def run_check(network: Network, batch: int = 1, seed: int = 0,
         result.build_seconds = time.perf_counter() - t0
         # The batch comes from its own generator: the weights' draws stay those of `seed`.
         rng = np.random.default_rng([seed, 1])
-        x = rng.standard_normal((batch, *network.input_shape), dtype=np.dtype(dtype))
+        x = check_input(network, rng, batch, dtype)
         result.input_bytes = x.nbytes
         t1 = time.perf_counter()
         model.forward(x, training=False)

@@ -159,7 +159,7 @@ def test_unknown_bundled_name_suggests(run):
     assert "did you mean 'vgg16'?" in result.stderr or "did you mean 'vgg19'?" in result.stderr
 
 
-@pytest.mark.parametrize("bad", ["3x", "axbxc", "3x0x4", "3x4", "-3x4x4"])
+@pytest.mark.parametrize("bad", ["3x", "axbxc", "3x0x4", "3x4x4x4", "-3x4x4"])  # 3x4: T×F
 def test_bad_input_option(run, bad):
     result = run("summary", "lenet5", "--input", bad)
     assert result.exit_code == 2

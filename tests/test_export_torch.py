@@ -21,7 +21,8 @@ import pytest
 
 from archcalc.calc.analyze import analyze
 from archcalc.errors import ArchcalcError
-from archcalc.exporters.torch_export import KIND_MAP, RESERVED, export, torch_source
+from archcalc.exporters.torch_export import (KIND_MAP, NOT_EXPORTED_YET, RESERVED, export,
+                                             torch_source)
 from archcalc.nn.layers import KINDS
 from archcalc.nn.network import build
 from archcalc.nn.weights import load_weights, save_weights
@@ -117,7 +118,14 @@ def check_network(network, tmp_path, *, batch: int = 2, seed: int = 0):
 # ---- the kinds ----------------------------------------------------------------------------------
 
 def test_every_kind_has_a_mapping():
-    assert set(KIND_MAP) == set(MODELS) == set(KINDS)
+    # issue 13's sequence kinds are refused in one line until their mapping lands
+    assert set(KIND_MAP) | NOT_EXPORTED_YET == set(MODELS) == set(KINDS)
+    assert not set(KIND_MAP) & NOT_EXPORTED_YET
+
+
+def test_a_kind_not_exported_yet_is_one_line():
+    with pytest.raises(ArchcalcError, match=r"export of gru is not supported yet \(issue 13\)"):
+        export(loads("name: seq\ninput: [4, 3]\nlayers: [{gru: 2}]\n"))
 
 
 def test_reserved_names_cover_torch():
@@ -208,7 +216,7 @@ def test_flat_input_kinds(tmp_path):
 def test_cases_cover_every_kind():
     seen = {leaf.kind for case, text in CASES.items() if case != "names"
             for leaf in net_of(text).leaves()}
-    assert seen == set(MODELS)
+    assert seen == set(MODELS) - NOT_EXPORTED_YET
 
 
 def test_frozen_batchnorm_keeps_running_statistics(tmp_path):

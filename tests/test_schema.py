@@ -157,7 +157,7 @@ INVALID = {
     "one branch": _spec("  - {add: [[relu]]}\n"),
     "repeat without a body": _spec("  - {repeat: 2}\n"),
     "negative repeat": _spec("  - {repeat: -1, layers: [relu]}\n"),
-    "input of two sizes": "name: t\ninput: [3, 8]\nlayers: [relu]\n",
+    "input of four sizes": "name: t\ninput: [3, 8, 8, 8]\nlayers: [relu]\n",  # [T, F]: issue 13
     "empty layers": "name: t\ninput: [3, 8, 8]\nlayers: []\n",
     "bad separator": _spec("  - relu\n", top="separator: ':'\n"),
     "bad init": _spec("  - relu\n", top="init: glorot\n"),

@@ -242,6 +242,10 @@ class _Walker:
             rh, jh = receptive_step(rf[0], jump[0], sh, th)
             rw, jw = receptive_step(rf[1], jump[1], sw, tw)
             rf, jump = self.bounded(name, (whole(rh), whole(rw)), (whole(jh), whole(jw)))
+        if leaf.kind in _SEQUENCE_KINDS:
+            # a step's output reads every step before it (and after it, bidirectional): no
+            # spatial receptive field to follow past a sequence layer
+            rf = jump = None
         if leaf.kind == "lrn":
             self.lrn_forms.setdefault(lrn_form(leaf.spec), []).append(name)
         if math.dims is not None:
@@ -257,6 +261,8 @@ class _Walker:
                 strides = state.strides
         elif leaf.kind in IN_PLACE and state.free:  # overwrites its input
             activations, free, strides = 0, True, state.strides
+        elif math.kept is not None:               # a new tensor and the states it keeps
+            activations, free = math.kept, True
         else:                                     # a new tensor
             activations, free = prod(math.out_shape), True
         self.rows.append(Row(leaf.path, name, leaf.kind, state.shape, math.out_shape,
@@ -391,6 +397,9 @@ class _Walker:
                 f"{names[0]} and {len(names) - 1} more lrn layers")
             notes.append(f"{elide(who, 120)}: {form}")
         return notes
+
+
+_SEQUENCE_KINDS = frozenset({"rnn", "lstm", "gru", "embedding", "to_sequence"})
 
 
 def _ceil(rf) -> tuple[int, int] | None:

@@ -19,7 +19,23 @@ forward):
     dW = H_in·W_in·C_in·K_h·K_w·C_out/groups   each weight accumulates over the input pixels.
 - dense, `in` inputs and `out` units:
     dX = in·out (the output gradient times the matrix), dW = in·out (its outer product with
-    the input).
+    the input); time_distributed, the same at each of T steps: T·in·out each.
+- rnn, lstm, gru over T steps of F features, H units, G gate blocks (rnn 1, lstm 4, gru 3),
+  D directions (2 when bidirectional), per direction (backpropagation through time):
+    dX = T·G·H·F          the input gradient W_ihᵀ·δ_t at every step;
+    dW = T·G·H·(F + H)    dW_ih = Σ_t δ_t·x_tᵀ and dW_hh = Σ_t δ_t·h_{t−1}ᵀ, the zero
+                          initial state's step included (as forward counts it);
+       + (T − 1)·G·H·H    the gradient through time W_hhᵀ·δ_t into h_{t−1}, for t = T … 2
+                          (the zero initial state needs none). It is needed by dW and dX
+                          alike: it is charged to dW when the layer is trainable, else to
+                          dX when its input carries a gradient (else the backward is skipped).
+  δ_t are the gate pre-activations' gradients (elementwise from the kept states); GRU's
+  reset_after false computes U_nᵀ·δ_n once per step for both h_{t−1} and r (r's gradient
+  is (U_nᵀ·δ_n)⊙h_{t−1}), reset_after true multiplies δ_n by r before U_nᵀ: G·H·H either
+  way. PyTorch 2.13's FlopCounterMode counts exactly these products for nn.RNN and nn.GRU
+  (tests/test_sequences_calc.py).
+- embedding: dW is a scatter-add of the output gradient's rows (additions, 0 MACs); token
+  ids have no gradient (dX = 0).
 - A bias's gradient is the output gradient summed over positions: additions only, 0 MACs.
   Batch-norm/layer-norm γ and β, pooling, activations and merges are not MACs forward (README
   "Conventions") and are not MACs backward either: 0. So is every row without weights.
@@ -44,10 +60,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from archcalc.calc.shapes import prod
-from archcalc.spec.layers import pair
+from archcalc.spec.layers import GATES, RECURRENT, pair
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
 
-WEIGHTED_KINDS: frozenset[str] = frozenset({"conv2d", "conv_transpose2d", "dense"})
+WEIGHTED_KINDS: frozenset[str] = frozenset({"conv2d", "conv_transpose2d", "dense", *RECURRENT})
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,9 @@ def backward_costs(analysis) -> list[BackwardCost]:
         if leaf is None or leaf.kind not in WEIGHTED_KINDS:
             costs.append(BackwardCost(row.name, 0, 0))
             continue
+        if leaf.kind in RECURRENT:
+            costs.append(_recurrent_cost(row.name, leaf, row.input_shape, input_carries))
+            continue
         macs = _gradient_macs(leaf, row.input_shape, row.output_shape)
         costs.append(BackwardCost(row.name, macs if input_carries else 0,
                                   macs if leaf.trainable else 0))
@@ -85,14 +104,27 @@ def _gradient_macs(leaf: Leaf, in_shape: tuple[int, ...], out_shape: tuple[int, 
     """dX MACs = dW MACs of one weighted layer, per image (the formulas in the module
     docstring). in_shape/out_shape: C×H×W for convolutions, (features,) for dense."""
     spec = leaf.spec
-    if leaf.kind == "dense":
-        return in_shape[0] * out_shape[0]
+    if leaf.kind == "dense":  # (features,) → (units,), or (T, features) → (T, units)
+        return prod(in_shape) * out_shape[-1]
     kh, kw = pair(spec.kernel)
     if leaf.kind == "conv2d":
         # output pixels × filters × one kernel window over C_in/groups channels
         return prod(out_shape[1:]) * out_shape[0] * kh * kw * (in_shape[0] // spec.groups)
     # conv_transpose2d: input pixels × input channels × one kernel into C_out/groups channels
     return prod(in_shape[1:]) * in_shape[0] * kh * kw * (out_shape[0] // spec.groups)
+
+
+def _recurrent_cost(name: str, leaf: Leaf, in_shape: tuple[int, ...],
+                    input_carries: bool) -> BackwardCost:
+    """The module docstring's rule for rnn, lstm and gru."""
+    spec = leaf.spec
+    steps, features = in_shape
+    gh = (2 if spec.bidirectional else 1) * GATES[leaf.kind] * spec.units
+    through_time = (steps - 1) * gh * spec.units
+    dx = steps * gh * features if input_carries else 0
+    if leaf.trainable:
+        return BackwardCost(name, dx, steps * gh * (features + spec.units) + through_time)
+    return BackwardCost(name, dx + (through_time if input_carries else 0), 0)
 
 
 def _walk(node: Node, carries: bool, rows, leaves: dict[Path, Leaf],

@@ -135,13 +135,24 @@ class _Context:
         parts: dict[str, int | Fraction] = {}
         unread: dict[str, int] = {}
         for row in self.rows:
-            got = rule(row, self.leaves.get(row.path))
+            got = None if _unread_sequence(row) else rule(row, self.leaves.get(row.path))
             if got is None:
                 unread[row.type] = unread.get(row.type, 0) + 1
                 continue
             for key, count in got.items():
                 parts[key] = parts.get(key, 0) + count
         return parts, unread
+
+
+# Sequence layers (issue 13): no peer's rule for them is reproduced yet, so every peer marks
+# its figures incomplete and names them (torchinfo, thop and ptflops have RNN rules, which
+# depend on the torch modules the export writes for them; fvcore skips aten::lstm).
+SEQUENCE_UNREAD = frozenset({"rnn", "lstm", "gru", "embedding"})
+
+
+def _unread_sequence(row: Row) -> bool:
+    """A recurrent layer or an embedding, or a dense applied at every step of a sequence."""
+    return row.type in SEQUENCE_UNREAD or (row.type == "dense" and len(row.input_shape) == 2)
 
 
 def _leaves(node: Node) -> Iterator[Leaf]:

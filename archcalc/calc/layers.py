@@ -17,7 +17,7 @@ from archcalc.calc.shapes import (Dim, TransposedDim, adaptive_largest_bin,
                                   adaptive_largest_step, fmt_shape, prod)
 from archcalc.errors import ShapeError, WindowTooLargeError
 from archcalc.limits import MAX_SIZE
-from archcalc.spec.layers import explicit_pads, pair, same_pads
+from archcalc.spec.layers import GATES, RECURRENT, explicit_pads, pair, same_pads
 from archcalc.spec.tree import Leaf
 
 
@@ -40,6 +40,9 @@ class LayerMath:
     dims: tuple[Dim, Dim] | None = None
     notes: list[str] = field(default_factory=list)
     kernel: tuple[int, int] | None = None  # (Kh, Kw) of a conv or pooling window
+    # Values per example of the arrays the layer's forward makes, when they are more than its
+    # output: a recurrent layer's step states, kept for backpropagation through time.
+    kept: int | None = None
     trainable: int = field(init=False)
     non_trainable: int = field(init=False)
 
@@ -49,6 +52,11 @@ class LayerMath:
 
 
 def _need_chw(leaf: Leaf, shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
+    if len(shape) == 2:
+        raise ShapeError(f"{leaf.kind} needs a C×H×W input, got {fmt_shape(shape)} (a sequence "
+                         "of T steps × F features)", layer=name,
+                         fix="move the layer before 'to_sequence', or give the spec a C×H×W "
+                             "input")
     if len(shape) != 3:
         raise ShapeError(f"{leaf.kind} needs a C×H×W input, got {fmt_shape(shape)} "
                          "(the input is already flat)", layer=name,
@@ -248,10 +256,27 @@ def global_avgpool(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
 
 
 def dense(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """in·units MACs and weights (+ units biases); time_distributed: the same layer at each
+    of T steps, T·in·units MACs."""
+    units = leaf.spec.units
+    if len(shape) == 2 and leaf.spec.time_distributed:
+        steps, features = shape
+        return LayerMath((steps, units), features * units, units if leaf.spec.bias else 0, 0,
+                         steps * features * units)
+    if len(shape) == 2:
+        raise ShapeError(f"dense after a sequence of {shape[0]} steps × {shape[1]} features: "
+                         "which step does it read?", layer=name,
+                         fix="return_sequences: false on the recurrent layer before it (the "
+                             "last step), or time_distributed: true on this dense (every "
+                             "step)")
+    if leaf.spec.time_distributed:
+        raise ShapeError(f"dense with time_distributed needs a T×F sequence, got "
+                         f"{fmt_shape(shape)}", layer=name,
+                         fix="drop time_distributed, or give it a sequence (return_sequences: "
+                             "true on the recurrent layer before it)")
     if len(shape) != 1:
         raise ShapeError(f"dense needs a flat input, got {fmt_shape(shape)}", layer=name,
                          fix="add 'flatten' (or global_avgpool with keepdims: false) before it")
-    units = leaf.spec.units
     return LayerMath((units,), shape[0] * units, units if leaf.spec.bias else 0, 0,
                      shape[0] * units)
 
@@ -303,6 +328,85 @@ def elementwise(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
     return LayerMath(tuple(shape))
 
 
+# ---- sequences --------------------------------------------------------------------------------
+
+def recurrent_counts(kind: str, features: int, units: int, bias: bool, biases: int,
+                     directions: int) -> tuple[int, int]:
+    """(weights, biases) of a recurrent layer with G gate blocks (rnn 1, lstm 4, gru 3):
+    per direction weight_ih G·H·F + weight_hh G·H·H, and `biases` vectors of G·H."""
+    g = GATES[kind]
+    return (directions * g * units * (features + units),
+            directions * biases * g * units if bias else 0)
+
+
+def recurrent_kept(kind: str, steps: int, units: int, directions: int, reset_after: bool,
+                   return_sequences: bool) -> int:
+    """Values per example of the arrays the executor's forward makes and a training forward
+    keeps for backpropagation through time (archcalc/nn/recurrent.py), S = T·D·H:
+    every step's hidden state (S; the output itself when return_sequences), plus
+    lstm: the cell states (S) and the four gates after their activations (4S);
+    gru: the gates r, z, n (3S) and, reset_after, U_n·h_{t−1} + b_hn (S);
+    rnn: nothing more (f' is read off h_t). A last-step output is a new array of D·H."""
+    s = steps * directions * units
+    extra = {"rnn": 0, "lstm": 5 * s, "gru": (4 if reset_after else 3) * s}[kind]
+    return s + extra + (0 if return_sequences else directions * units)
+
+
+def _need_sequence(leaf: Leaf, shape: tuple[int, ...], name: str) -> tuple[int, int]:
+    if len(shape) == 3:
+        raise ShapeError(f"{leaf.kind} needs a sequence of T steps × F features, got the "
+                         f"C×H×W map {fmt_shape(shape)}", layer=name,
+                         fix="add 'to_sequence' before it (W steps of C·H features; axis: "
+                             "height for H steps of C·W)")
+    if len(shape) != 2:
+        raise ShapeError(f"{leaf.kind} needs a sequence of T steps × F features, got "
+                         f"{fmt_shape(shape)} flat features", layer=name,
+                         fix="give the spec an input [T, F], or token ids [T] and an "
+                             "'embedding' before it")
+    return shape  # type: ignore[return-value]
+
+
+def recurrent(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """rnn, lstm, gru over T×F, H units, D directions: output T×D·H (return_sequences) or
+    D·H; MACs T·D·G·H·(F + H) (per step and direction the products W_ih·x_t and W_hh·h_{t−1},
+    the zero initial state's included, as PyTorch computes them; gate products, biases and
+    activations are not MACs)."""
+    spec = leaf.spec
+    steps, features = _need_sequence(leaf, shape, name)
+    d, h = (2 if spec.bidirectional else 1), spec.units
+    weights, biases = recurrent_counts(leaf.kind, features, h, spec.bias, spec.biases, d)
+    out = (steps, d * h) if spec.return_sequences else (d * h,)
+    macs = steps * d * GATES[leaf.kind] * h * (features + h)
+    kept = recurrent_kept(leaf.kind, steps, h, d, getattr(spec, "reset_after", False),
+                          spec.return_sequences)
+    return LayerMath(out, weights, biases, 0, macs, kept=kept)
+
+
+def embedding(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """T token ids → T×units: vocab·units weights, 0 MACs (a row lookup)."""
+    if len(shape) != 1:
+        raise ShapeError(f"embedding reads T token ids, got {fmt_shape(shape)}", layer=name,
+                         fix="give the spec an input [T] of token ids and put embedding first")
+    return LayerMath((shape[0], leaf.spec.units), leaf.spec.vocab * leaf.spec.units)
+
+
+def to_sequence(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    """C×H×W → W×(C·H) (axis width) or H×(C·W) (axis height); 0 MACs, a new tensor."""
+    c, h, w = _need_chw(leaf, shape, name)
+    return LayerMath((w, c * h) if leaf.spec.axis == "width" else (h, c * w))
+
+
+def _sequence_guard(leaf: Leaf, shape: tuple[int, ...], name: str) -> None:
+    """Batch norm and maxout read axis 0 as channels: on a T×F sequence that is the steps.
+    (The spatial kinds refuse a sequence in _need_chw; elementwise kinds, layer norm,
+    dropout, flatten, softmax (over each step's features) and dense take it.)"""
+    if len(shape) == 2 and leaf.kind in ("batchnorm", "maxout"):
+        raise ShapeError(f"{leaf.kind} does not take a sequence of T steps × F features "
+                         f"({fmt_shape(shape)}): axis 0 would be the steps", layer=name,
+                         fix="use it before 'to_sequence'" + (
+                             ", or layernorm on the sequence" if leaf.kind == "batchnorm"
+                             else ""))
+
 KINDS = {
     "conv2d": conv2d, "maxpool": pool, "avgpool": pool, "global_avgpool": global_avgpool,
     "dense": dense, "flatten": flatten, "batchnorm": batchnorm, "lrn": lrn,
@@ -313,10 +417,13 @@ KINDS = {
     "adaptive_maxpool": adaptive_pool, "upsample": upsample, "crop": crop, "pad": pad,
     "relu6": elementwise, "hardsigmoid": elementwise, "hardswish": elementwise,
     "silu": elementwise, "gelu": elementwise,
+    "rnn": recurrent, "lstm": recurrent, "gru": recurrent, "embedding": embedding,
+    "to_sequence": to_sequence,
 }
 
 
 def layer_math(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
+    _sequence_guard(leaf, tuple(shape), name)
     result = KINDS[leaf.kind](leaf, tuple(shape), name)
     if not leaf.trainable:  # frozen: its weights still count, as non-trainable (Keras)
         result.non_trainable += result.trainable

@@ -45,7 +45,8 @@ from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row
 from archcalc.calc.shapes import prod
 from archcalc.calc.whatif import OPTIMIZER_COPIES
 from archcalc.errors import ArchcalcError
-from archcalc.spec.layers import IN_PLACE, explicit_pads, pair
+from archcalc.calc.layers import recurrent_kept
+from archcalc.spec.layers import IN_PLACE, RECURRENT, explicit_pads, pair
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
 
 INDEX_BYTES = 8  # NumPy's default integer (int64) for argmax and tap indices
@@ -66,11 +67,17 @@ KEEPS: dict[str, tuple[str, ...]] = {
     "adaptive_avgpool": ("taps",), "upsample": ("taps",),  # resample.py _Separable: taps
     "dropout": ("mask",),                               # dense.py Dropout: mask, x's size
     "avgpool": (), "global_avgpool": (), "flatten": (), "crop": (), "pad": (),  # shapes only
+    # recurrent.py: the input (for dW_ih) and every step's states (recurrent_kept: hidden
+    # states, LSTM cells and gates, GRU gates and U_n·h + b_hn); with return_sequences the
+    # hidden states are the output itself
+    "rnn": ("input", "states"), "lstm": ("input", "states"), "gru": ("input", "states"),
+    "embedding": ("input",),                            # recurrent.py Embedding: the ids
+    "to_sequence": (),                                  # a transposed copy: shapes only
 }
 # Layers whose backward reads their input (base.py keeps_input): a view they pass on is kept.
 KEEPS_INPUT = frozenset(k for k, v in KEEPS.items() if "input" in v)
 # The first layer may skip the input gradient (network.py backward, can_skip_dx).
-SKIPS_DX = frozenset({"conv2d", "conv_transpose2d", "dense"})
+SKIPS_DX = frozenset({"conv2d", "conv_transpose2d", "dense", "embedding", *RECURRENT})
 MODES = ("inference", "training")
 
 
@@ -216,7 +223,8 @@ class _Walk:
             keeps = (leaf.path, self.kept(leaf, row, x, y))
         self.record(name, "forward", [x, y], keeps=keeps)
         # network.py _leaf: an array a backward reads is no longer free to overwrite
-        kept = self.training and (kind in IN_PLACE or (shared and kind in KEEPS_INPUT))
+        kept = self.training and (kind in IN_PLACE or (shared and kind in KEEPS_INPUT)
+                                  or _keeps_output(leaf))
         return y, row.output_shape, (owned or not shared) and not kept
 
     def kept(self, leaf: Leaf, row: Row, x: Tensor, y: Tensor) -> list[Tensor]:
@@ -243,7 +251,23 @@ class _Walk:
                 made.append(Tensor(f"{name} argmax", out_values * INDEX_BYTES))
             elif what == "taps":
                 made.append(Tensor(f"{name} taps", 0, self.taps(leaf, row)))
+            elif what == "states":
+                made.extend(self.states(leaf, row, y))
         return made
+
+    def states(self, leaf: Leaf, row: Row, y: Tensor) -> list[Tensor]:
+        """A recurrent layer's step states (calc.layers.recurrent_kept less its output,
+        which is the hidden states themselves with return_sequences, else a new array
+        backward does not read)."""
+        spec = leaf.spec
+        steps = row.input_shape[0]
+        d = 2 if spec.bidirectional else 1
+        out = prod(row.output_shape)
+        values = recurrent_kept(leaf.kind, steps, spec.units, d,
+                                getattr(spec, "reset_after", False), spec.return_sequences)
+        if spec.return_sequences:
+            return [y, Tensor(f"{row.name} states", (values - out) * self.size)]
+        return [Tensor(f"{row.name} states", (values - out) * self.size)]
 
     def taps(self, leaf: Leaf, row: Row) -> int:
         """Bytes of the (index, weight) taps resample.py keeps per axis: adaptive average
@@ -297,8 +321,9 @@ class _Walk:
         """The input gradient: a view of dy for flatten and an empty pad, else a new array of
         the input's size; a stride-1 conv without padding computes it in a flat buffer with
         (kW − 1)·D_w spare values (conv.py conv_grads, col2im_flat)."""
-        if leaf.kind == "flatten" or (leaf.kind == "pad" and not any(explicit_pads(leaf.spec.padding))):
-            return dy
+        if leaf.kind in ("flatten", "to_sequence") or (
+                leaf.kind == "pad" and not any(explicit_pads(leaf.spec.padding))):
+            return dy  # a view of dy (to_sequence: dy transposed back)
         dx = self.new(f"d {row.name} input", row.input_shape)
         if leaf.kind == "conv2d" and _unpadded_stride1(leaf, row):
             kw, dil = pair(leaf.spec.kernel)[1], pair(leaf.spec.dilation)[1]
@@ -324,6 +349,12 @@ class _Walk:
             dx = total
         del self.held[mark:]
         return dx
+
+
+def _keeps_output(leaf: Leaf) -> bool:
+    """A recurrent layer with return_sequences keeps its output (its hidden states) for its
+    own backward: no later layer may overwrite it (base.py keeps_output)."""
+    return leaf.kind in RECURRENT and leaf.spec.return_sequences
 
 
 def _uint_bytes(values: int) -> int:

@@ -145,16 +145,22 @@ class Tanh(_Elementwise):
 
 
 class Softmax(_Elementwise):
-    """Over axis 1 (channels or features), shifted by the max for stability."""
+    """Over the channels or features (axis 1; a sequence's (N, T, F): F, each step's own),
+    shifted by the max for stability."""
+
+    @staticmethod
+    def _axis(x) -> int:
+        return 2 if x.ndim == 3 else 1
 
     def apply(self, x, out):
-        np.subtract(x, x.max(axis=1, keepdims=True), out=out)
+        axis = self._axis(x)
+        np.subtract(x, x.max(axis=axis, keepdims=True), out=out)
         np.exp(out, out=out)
-        out /= out.sum(axis=1, keepdims=True)
+        out /= out.sum(axis=axis, keepdims=True)
         return out
 
     def grad(self, dy, y):
-        return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+        return y * (dy - (dy * y).sum(axis=self._axis(y), keepdims=True))
 
 
 class _Smooth(Layer):

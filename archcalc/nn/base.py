@@ -47,6 +47,9 @@ class Layer:
     # Only layers whose backward honours it say so (can_skip_dx).
     need_dx = True
     can_skip_dx = False
+    # Bytes of the arrays the last forward made besides its output (a recurrent layer's step
+    # states); the network's LayerRecord adds them to the output's.
+    made_bytes = 0
 
     def __init__(self, spec, name: str, store: Store) -> None:
         self.spec = spec

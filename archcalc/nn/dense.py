@@ -1,6 +1,7 @@
 """Dense (fully connected) layer, flatten and dropout.
 
-Shapes: dense x (N, D) → y (N, units) with weight (units, D) (PyTorch's layout), bias (units,);
+Shapes: dense x (N, D) → y (N, units) with weight (units, D) (PyTorch's layout), bias (units,)
+(time_distributed: x (N, T, D) → y (N, T, units), the same weights at every step);
 flatten x (N, C, H, W) → (N, C·H·W) as a view; dropout keeps shape.
 """
 
@@ -17,12 +18,20 @@ class Dense(Layer):
     can_skip_dx = True
 
     def check(self, x: np.ndarray) -> None:
+        if x.ndim == 3 and self.spec.time_distributed:
+            return
+        if x.ndim == 3:
+            raise ShapeError(f"dense after a sequence of {x.shape[1]} steps × {x.shape[2]} "
+                             "features: which step does it read?",
+                             fix="return_sequences: false on the recurrent layer before it "
+                                 "(the last step), or time_distributed: true on this dense "
+                                 "(every step)")
         if x.ndim != 2:
             raise ShapeError(f"dense needs a flat input, got {'×'.join(map(str, x.shape[1:]))}",
                              fix="add 'flatten' (or global_avgpool with keepdims: false) before it")
 
     def build(self, x: np.ndarray) -> None:
-        d, units = x.shape[1], self.spec.units
+        d, units = x.shape[-1], self.spec.units
         self.add_weight("weight", (units, d), d, units)
         if self.spec.bias:
             self.add_param("bias", np.zeros(units))
@@ -35,15 +44,17 @@ class Dense(Layer):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy (N, units) → dx (N, D); dW = dyᵀ·x, db = Σ_n dy."""
+        """dy (N, units) → dx (N, D); dW = dyᵀ·x, db = Σ_n dy. Time-distributed: dy
+        (N, T, units) → dx (N, T, D), the sums over every step too."""
         x = self.need_cache("cache")
+        flat_dy = dy.reshape(-1, dy.shape[-1])
         if self.wants_grad("weight"):
-            self.set_grad("weight", dy.T @ x)
+            self.set_grad("weight", flat_dy.T @ x.reshape(-1, x.shape[-1]))
         else:
             self.zero_grad("weight")
         if self.spec.bias:
             if self.wants_grad("bias"):
-                self.set_grad("bias", dy.sum(axis=0))
+                self.set_grad("bias", flat_dy.sum(axis=0))
             else:
                 self.zero_grad("bias")
         return dy @ self.p("weight") if self.need_dx else None

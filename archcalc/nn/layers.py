@@ -10,6 +10,7 @@ from archcalc.nn.dense import Dense, Dropout, Flatten
 from archcalc.nn.norm import LRN, BatchNorm, LayerNorm
 from archcalc.nn.padding import Crop, Pad
 from archcalc.nn.pool import AvgPool, GlobalAvgPool, MaxPool
+from archcalc.nn.recurrent import Embedding, Recurrent, ToSequence
 from archcalc.nn.resample import AdaptiveAvgPool, AdaptiveMaxPool, Upsample
 
 KINDS: dict[str, type[Layer]] = {
@@ -21,6 +22,8 @@ KINDS: dict[str, type[Layer]] = {
     "gelu": GELU, "adaptive_avgpool": AdaptiveAvgPool, "adaptive_maxpool": AdaptiveMaxPool,
     "upsample": Upsample,
     "conv_transpose2d": ConvTranspose2D, "pad": Pad, "crop": Crop,
+    "rnn": Recurrent, "lstm": Recurrent, "gru": Recurrent, "embedding": Embedding,
+    "to_sequence": ToSequence,
 }
 
 

@@ -44,7 +44,9 @@ class LayerRecord:
     output_shape: tuple[int, ...]
     trainable_params: int
     non_trainable_params: int
-    kept_bytes: int  # nbytes of the new array it allocated for the whole batch; 0 if in place
+    # nbytes of the new array it allocated for the whole batch (0 if in place), and of the
+    # step states a recurrent layer made beside it
+    kept_bytes: int
     seconds: float = 0.0
 
 
@@ -253,7 +255,8 @@ class Model:
             raise self._locate(exc, node.name, node.leaf.line) from None
         seconds = time.perf_counter() - start
         shared = y is x or np.shares_memory(y, x)
-        self._record(node.name, layer.spec.type, y, 0 if shared else y.nbytes, layer, seconds)
+        kept = (0 if shared else y.nbytes) + layer.made_bytes
+        self._record(node.name, layer.spec.type, y, kept, layer, seconds)
         if self.recorder is not None:
             self.recorder.step(node.name, "forward", (x, y), layer if training else None)
         keeps = training and (layer.keeps_output or (shared and layer.keeps_input))

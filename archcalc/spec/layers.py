@@ -286,11 +286,18 @@ class Pad(_Layer):
 
 
 class Dense(_Layer):
-    """Fully connected layer on a flat input of N features: N·units weights (+ units biases)."""
+    """Fully connected layer on a flat input of N features: N·units weights (+ units biases);
+    with time_distributed, on each step of a T×N sequence."""
 
     type: Literal["dense"] = Field("dense", description="The layer kind.")
     units: PositiveInt = Field(description="Output features.")
     bias: bool = Field(True, description="Add a bias per output feature.")
+    # Keras's TimeDistributed(Dense): without it a T×F sequence is refused, so that a
+    # forgotten return_sequences: false is an error, not T times the classifier.
+    time_distributed: bool = Field(
+        False, description="true: apply the same layer to every step of a T×F sequence "
+                           "(Keras's TimeDistributed(Dense), nn.Linear on (N, T, F)): "
+                           "T×units out.")
 
 
 class Flatten(_Layer):
@@ -432,10 +439,81 @@ class Maxout(_Layer):
         2, description="Channels per max: the output has C/pieces channels.")
 
 
+class _Recurrent(_Layer):
+    """A recurrent layer over a T×F sequence (one layer of PyTorch's nn.RNN / nn.LSTM /
+    nn.GRU, batch_first). Its weights are PyTorch's: weight_ih (G·H, F), weight_hh (G·H, H)
+    with the G gate blocks stacked in PyTorch's order, bias_ih and bias_hh (G·H each; with
+    `biases: 1` one vector `bias`), and the same four with the suffix _reverse for the
+    backward direction of a bidirectional layer. The initial state is zero."""
+
+    units: PositiveInt = Field(description="Hidden size H (features of every step's output).")
+    return_sequences: bool = Field(
+        False, description="false: the last step's output, H features (2·H bidirectional: the "
+                           "forward direction at step T and the backward one at step 1, "
+                           "PyTorch's h_n); true: every step's, T×H (T×2·H).")
+    bidirectional: bool = Field(False, description="Also run the sequence backwards and "
+                                                   "concatenate both outputs (2·H features).")
+    bias: bool = Field(True, description="Add biases to the gates.")
+    biases: Literal[1, 2] = Field(
+        2, description="Bias vectors per direction: 2 (PyTorch's bias_ih and bias_hh, "
+                       "G·H each) or 1 (Keras's LSTM: one vector of G·H). Two biases in one "
+                       "sum are one bias; only GRU's reset_after gives the second a role of "
+                       "its own.")
+
+
+class RNN(_Recurrent):
+    """Elman recurrent layer (PyTorch's nn.RNN): h_t = f(W_ih·x_t + b_ih + W_hh·h_{t−1} +
+    b_hh), f = tanh or relu; G = 1."""
+
+    type: Literal["rnn"] = Field("rnn", description="The layer kind.")
+    nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="f: tanh or relu.")
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory (PyTorch's nn.LSTM), gates in PyTorch's order i, f, g, o
+    (G = 4): i, f, o = σ(W_i·x_t + U_i·h_{t−1} + b), g = tanh(…), c_t = f⊙c_{t−1} + i⊙g,
+    h_t = o⊙tanh(c_t)."""
+
+    type: Literal["lstm"] = Field("lstm", description="The layer kind.")
+
+
+class GRU(_Recurrent):
+    """Gated recurrent unit (PyTorch's nn.GRU), gates in PyTorch's order r, z, n (G = 3):
+    r, z = σ(W·x_t + b_i + U·h_{t−1} + b_h), h_t = (1 − z)⊙n + z⊙h_{t−1}, and
+    reset_after true (PyTorch; Keras's default): n = tanh(W_n·x_t + b_in + r⊙(U_n·h_{t−1} +
+    b_hn)); reset_after false (Cho et al. 2014; Keras's reset_after=False):
+    n = tanh(W_n·x_t + b_in + U_n·(r⊙h_{t−1}) + b_hn)."""
+
+    type: Literal["gru"] = Field("gru", description="The layer kind.")
+    reset_after: bool = Field(
+        True, description="true: the reset gate multiplies U_n·h + b_hn (PyTorch, Keras's "
+                          "default); false: it multiplies h before U_n (Cho et al. 2014).")
+
+
+class Embedding(_Layer):
+    """Token ids → vectors (PyTorch's nn.Embedding): a T-step input of integer ids in
+    0 … vocab − 1 becomes T×units, row id of `weight` (vocab, units) per step."""
+
+    type: Literal["embedding"] = Field("embedding", description="The layer kind.")
+    vocab: PositiveInt = Field(description="Number of token ids: ids run 0 … vocab − 1.")
+    units: PositiveInt = Field(description="Features of each token's vector.")
+
+
+class ToSequence(_Layer):
+    """A C×H×W map as a sequence, as CRNN text recognisers read it: axis width gives W steps
+    of C·H features (step t: column t, features in (c, h) order), axis height H steps of C·W
+    (step t: row t, features in (c, w) order). A new tensor (a transposed copy)."""
+
+    type: Literal["to_sequence"] = Field("to_sequence", description="The layer kind.")
+    axis: Literal["width", "height"] = Field(
+        "width", description="width: W steps of C·H features (left to right); height: H steps "
+                             "of C·W (top to bottom).")
+
+
 _ALL = (Conv2D, ConvTranspose2D, MaxPool, AvgPool, GlobalAvgPool, AdaptiveAvgPool,
         AdaptiveMaxPool, Upsample, Crop, Pad, Dense, Flatten, Dropout, BatchNorm, LRN, LayerNorm,
         ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, HardSigmoid, HardSwish, SiLU, GELU, Tanh, Softmax,
-        Maxout)
+        Maxout, RNN, LSTM, GRU, Embedding, ToSequence)
 
 LayerSpec = Annotated[Union[_ALL], Field(discriminator="type")]
 
@@ -465,6 +543,9 @@ ALIASES: dict[str, str] = {
     "relu6": "relu6", "hardsigmoid": "hardsigmoid", "hard_sigmoid": "hardsigmoid",
     "hardswish": "hardswish", "hard_swish": "hardswish", "silu": "silu", "swish": "silu",
     "gelu": "gelu",
+    "rnn": "rnn", "simple_rnn": "rnn", "simplernn": "rnn", "lstm": "lstm", "gru": "gru",
+    "embedding": "embedding", "embed": "embedding",
+    "to_sequence": "to_sequence", "tosequence": "to_sequence", "map_to_sequence": "to_sequence",
 }
 
 # The field a scalar shorthand fills: `dense: 4096`, `dropout: 0.5`, `maxout: 2`.
@@ -473,7 +554,9 @@ ALIASES: dict[str, str] = {
 SCALAR_FIELD: dict[str, str] = {"dense": "units", "dropout": "rate", "maxout": "pieces",
                                 "maxpool": "kernel", "avgpool": "kernel",
                                 "adaptive_avgpool": "output", "adaptive_maxpool": "output",
-                                "upsample": "scale", "pad": "padding", "crop": "size"}
+                                "upsample": "scale", "pad": "padding", "crop": "size",
+                                "rnn": "units", "lstm": "units", "gru": "units",
+                                "to_sequence": "axis"}
 # Kinds whose shorthand may also be a list ([h, w]): `crop: [56, 56]`, `upsample: [2, 1]`.
 LIST_SHORTHAND: frozenset[str] = frozenset(
     {"adaptive_avgpool", "adaptive_maxpool", "upsample", "pad", "crop", "maxpool", "avgpool"})
@@ -487,6 +570,7 @@ NAME_PREFIX: dict[str, str] = {
     "conv_transpose2d": "deconv", "adaptive_avgpool": "avgpool", "adaptive_maxpool": "maxpool",
     "upsample": "up", "crop": "crop", "pad": "pad", "relu6": "relu", "hardsigmoid": "hsigmoid",
     "hardswish": "hswish", "silu": "silu", "gelu": "gelu",
+    "rnn": "rnn", "lstm": "lstm", "gru": "gru", "embedding": "embed", "to_sequence": "seq",
 }
 
 # Activation memory (README, "Conventions"): elementwise activations overwrite their input
@@ -498,3 +582,7 @@ NAME_PREFIX: dict[str, str] = {
 IN_PLACE: frozenset[str] = frozenset(
     {"relu", "relu6", "hardsigmoid", "leaky_relu", "elu", "sigmoid", "tanh", "softmax"})
 PASS_THROUGH: frozenset[str] = frozenset({"dropout", "flatten", "crop"})
+
+# Gate blocks per recurrent kind (G): the rows of weight_ih and weight_hh are G·H.
+GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
+RECURRENT: frozenset[str] = frozenset(GATES)

@@ -24,14 +24,16 @@ _SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """'3x224x224' (or 3×224×224, 3,224,224) → (3, 224, 224); a flat input is one number."""
+    """'3x224x224' (or 3×224×224, 3,224,224) → (3, 224, 224); a flat input (or T token ids)
+    is one number, a sequence of T steps of F features two: '28x28' → (28, 28)."""
     if len(str(text)) > 100 or not _SHAPE_RE.match(str(text)):
         raise ArchcalcError(f"bad input shape '{echo(text, 40)}'",
                             fix="write CxHxW, e.g. --input 3x224x224")
     shape = tuple(int(v) for v in re.split(r"[x×,]", str(text).replace(" ", "")))
-    if len(shape) not in (1, 3):
+    if len(shape) not in (1, 2, 3):
         raise ArchcalcError(f"bad input shape '{text}': {len(shape)} sizes, need C×H×W "
-                            "(3 sizes) or N (1, a flat input)", fix="e.g. --input 3x224x224")
+                            "(3 sizes), T×F (2, a sequence) or N (1, a flat input or T token "
+                            "ids)", fix="e.g. --input 3x224x224")
     if min(shape) <= 0:
         raise ArchcalcError(f"bad input shape '{text}': every size must be at least 1",
                             fix="e.g. --input 3x224x224")
@@ -67,13 +69,15 @@ class NetworkSpec(BaseModel):
                 return parse_shape(value)
             except ArchcalcError as exc:
                 raise ValueError(exc.message) from None
-        if isinstance(value, list) and len(value) not in (1, 3):
-            raise ValueError("input must be [C, H, W] (or [N] for a flat input)")
+        if isinstance(value, list) and len(value) not in (1, 2, 3):
+            raise ValueError("input must be [C, H, W], [T, F] (a sequence of T steps of F "
+                             "features) or [N] (a flat input, or T token ids)")
         return value
 
 
 _TOP_FIXES = {
-    "input": "input: [C, H, W] with positive integers, e.g. [3, 224, 224]",
+    "input": "input: [C, H, W] with positive integers, e.g. [3, 224, 224]; [T, F] for a "
+             "sequence, [T] for token ids",
     "layers": "layers: a list of at least one layer",
     "blocks": "blocks: {name: {args: [...], layers: [...]}}",
     "separator": "separator: '.' or '/'",
