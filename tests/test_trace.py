@@ -52,16 +52,16 @@ def test_every_number_of_the_worked_example():
     out = {s["layer"]: s["output"]["values"] for s in t["forward"]}
     assert sig(out["hidden"][0]) == 0.3775                       # z of h1
     assert sig(out["hidden_sigmoid"][0]) == 0.5933               # a of h1
-    assert [sig(v) for v in out["output_sigmoid"]] == [0.7514, 0.7729]
+    assert [sig(v) for v in out["out_sigmoid"]] == [0.7514, 0.7729]
     assert sig(t["loss"]["value"]) == 0.2984
-    dw = factor(t, "output", "∂J/∂W", "weight")["values"]["values"]
+    dw = factor(t, "out", "∂J/∂W", "weight")["values"]["values"]
     assert sig(dw[0][0]) == 0.08217 and round(dw[0][0], 4) == 0.0822        # ∂J/∂w5
     dw1 = factor(t, "hidden", "∂J/∂W", "weight")["values"]["values"][0][0]
     assert sig(dw1) == 0.0004386 and sig(dw1, 3) == 0.000439              # ∂J/∂w1
     new = {r["param"]: r["values"]["values"] for r in t["update"]["params"] if not r.get("shared")}
-    assert round(new["output.weight"][0][0], 8) == 0.35891648             # w5 after one step
+    assert round(new["out.weight"][0][0], 8) == 0.35891648             # w5 after one step
     # the notes' other updated weights (w6, w7, w8, w1) to their printed 9 digits
-    assert [round(v, 9) for v in new["output.weight"][0] + new["output.weight"][1]] == \
+    assert [round(v, 9) for v in new["out.weight"][0] + new["out.weight"][1]] == \
         [0.358916480, 0.408666186, 0.511301270, 0.561370121]
     assert round(new["hidden.weight"][0][0], 9) == 0.149780716
 
@@ -72,13 +72,13 @@ def test_the_chain_rule_factors_are_the_notes():
     assert t["loss"]["formula"] == "J = ½·Σ(t − a)²"
     assert t["loss"]["gradient"]["symbol"] == "∂J/∂a"
     assert sig(t["loss"]["gradient"]["values"]["values"][0], 8) == 0.74136507   # a − t
-    o1 = factor(t, "output_sigmoid", "∂a/∂z")
+    o1 = factor(t, "out_sigmoid", "∂a/∂z")
     assert o1["formula"] == "a·(1 − a)" and sig(o1["values"]["values"][0], 8) == 0.1868156
     # the shared b of the notes (equal entries): its gradient is the sum of the units'
-    per_unit = factor(t, "output", "∂J/∂b", "bias")["values"]["values"]
-    shared = factor(t, "output", "∂J/∂b", "bias", shared=True)["values"]["values"]
+    per_unit = factor(t, "out", "∂J/∂b", "bias")["values"]["values"]
+    shared = factor(t, "out", "∂J/∂b", "bias", shared=True)["values"]["values"]
     assert shared == pytest.approx(sum(per_unit), rel=1e-15)
-    assert factor(t, "output", "∂z/∂W", "weight")["values"]["values"] == \
+    assert factor(t, "out", "∂z/∂W", "weight")["values"]["values"] == \
         [s for s in t["forward"] if s["layer"] == "hidden_sigmoid"][0]["output"]["values"]
 
 
@@ -94,13 +94,13 @@ def test_the_example_against_torch():
     loss = 0.5 * ((torch.tensor([0.01, 0.99], dtype=torch.float64) - a) ** 2).sum()
     loss.backward()
     assert t["loss"]["value"] == pytest.approx(loss.item(), rel=1e-14)
-    for layer, w, b in (("output", w2, b2), ("hidden", w1, b1)):
+    for layer, w, b in (("out", w2, b2), ("hidden", w1, b1)):
         got_w = factor(t, layer, "∂J/∂W", "weight")["values"]["values"]
         got_b = factor(t, layer, "∂J/∂b", "bias")["values"]["values"]
         np.testing.assert_allclose(got_w, w.grad.numpy(), rtol=1e-13)
         np.testing.assert_allclose(got_b, b.grad.numpy(), rtol=1e-13)
     new = {r["param"]: r["values"]["values"] for r in t["update"]["params"] if not r.get("shared")}
-    np.testing.assert_allclose(new["output.weight"], (w2 - 0.5 * w2.grad).detach().numpy(),
+    np.testing.assert_allclose(new["out.weight"], (w2 - 0.5 * w2.grad).detach().numpy(),
                                rtol=1e-14)
 
 
@@ -126,14 +126,14 @@ def test_text_prints_the_notes_numbers(run):
                      "= 0.75136507", "= 0.77292847", "= 0.29837111",
                      "∂J/∂W[1,1] = 0.13849856·0.59326999 = 0.082167041",
                      "∂J/∂W[1,1] = 0.0087713547·0.05 = 0.00043856773",
-                     "output.weight[1,1] = 0.4 − 0.5·0.082167041 = 0.35891648",
+                     "out.weight[1,1] = 0.4 − 0.5·0.082167041 = 0.35891648",
                      "∂a/∂z = a·(1 − a)", "∂J/∂z = ∂J/∂a · ∂a/∂z"):
         assert expected in text, expected
     # layer by layer: forward in order, then the loss, then backward last layer first
     order = [text.index(f"\n{name} (") for name in
-             ("hidden", "hidden_sigmoid", "output", "output_sigmoid")]
+             ("hidden", "hidden_sigmoid", "out", "out_sigmoid")]
     assert order == sorted(order)
-    assert text.index("loss (half_sse)") < text.index("\noutput_sigmoid (sigmoid)\n") \
+    assert text.index("loss (half_sse)") < text.index("\nout_sigmoid (sigmoid)\n") \
         < text.index("\nhidden (dense)\n")
 
 
@@ -142,7 +142,7 @@ def test_json_is_the_same_trace(run):
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data == json.loads(json.dumps(example(lr=0.5) | {"weights": data["weights"]}))
-    assert [s["layer"] for s in data["backward"]] == ["output_sigmoid", "output",
+    assert [s["layer"] for s in data["backward"]] == ["out_sigmoid", "out",
                                                       "hidden_sigmoid", "hidden"]
 
 
@@ -165,7 +165,7 @@ def test_without_target_the_trace_stops_after_forward(run):
 def test_npz_and_json_weights_give_the_same_trace(tmp_path):
     model = build(load("backprop_example"), dtype="float64")
     rows = {"hidden": {"weight": [[0.15, 0.20], [0.25, 0.30]], "bias": [0.35, 0.35]},
-            "output": {"weight": [[0.40, 0.45], [0.50, 0.55]], "bias": [0.60, 0.60]}}
+            "out": {"weight": [[0.40, 0.45], [0.50, 0.55]], "bias": [0.60, 0.60]}}
     for layer, params in rows.items():
         for name, value in params.items():
             model.params[f"{layer}.{name}"][...] = value
@@ -199,16 +199,16 @@ def test_the_weights_file_is_installed_with_the_specs():
 GOOD = """hidden:
   weight: [[0.15, 0.20], [0.25, 0.30]]
   bias: [0.35, 0.35]
-output:
+out:
   weight: [[0.40, 0.45], [0.50, 0.55]]
   bias: [0.60, 0.60]
 """
 
 BAD_WEIGHTS = [
-    (GOOD.replace("  bias: [0.60, 0.60]\n", ""), "layer 'output': weights: 'bias' is missing",
-     "give output.bias, 2 values"),
+    (GOOD.replace("  bias: [0.60, 0.60]\n", ""), "layer 'out': weights: 'bias' is missing",
+     "give out.bias, 2 values"),
     (GOOD.replace("[[0.40, 0.45], [0.50, 0.55]]", "[[0.40, 0.45, 0.5]]"),
-     "layer 'output': weights: 'weight' has shape 1×3, the layer needs 2×2", "2 rows of 2"),
+     "layer 'out': weights: 'weight' has shape 1×3, the layer needs 2×2", "2 rows of 2"),
     (GOOD.replace("[0.35, 0.35]", "[0.35, abc]"), "layer 'hidden': weights 'bias': 'abc' is "
      "not a number", "write numbers"),
     (GOOD.replace("[0.35, 0.35]", "[0.35, true]"), "'True' is not a number", "write numbers"),
@@ -216,7 +216,7 @@ BAD_WEIGHTS = [
      "same number of values"),
     (GOOD.replace("[0.35, 0.35]", "[0.35, .nan]"), "not a finite number", "finite"),
     (GOOD.replace("hidden:", "hiden:"), "the spec has no layer 'hiden'", "did you mean 'hidden'"),
-    (GOOD + "  gamma: [1, 1]\n", "layer 'output': weights: no parameter 'gamma'",
+    (GOOD + "  gamma: [1, 1]\n", "layer 'out': weights: no parameter 'gamma'",
      "its parameters are weight, bias"),
     ("- 1\n- 2\n", "a weights file is a mapping", "layer's name"),
 ]
@@ -240,10 +240,10 @@ BAD_VALUES = [
      "needs 2", "give 2 numbers"),
     (["--input", "0.05,x"], "--input: 'x' is not a number", "separated by commas"),
     (["--input", "0.05,nan"], "not a finite number", "finite"),
-    (["--input", "0.05,0.1", "--target", "1,2,3"], "layer 'output_sigmoid': --target has 3 "
+    (["--input", "0.05,0.1", "--target", "1,2,3"], "layer 'out_sigmoid': --target has 3 "
      "value(s); the network gives 2", "give 2 target values"),
     (["--input", "0.05,0.1", "--target", "0.5", "--loss", "cross_entropy"],
-     "layer 'output_sigmoid': --target 0.5 is not a class label", "one integer in 0..1"),
+     "layer 'out_sigmoid': --target 0.5 is not a class label", "one integer in 0..1"),
     (["--input", "0.05,0.1", "--target", "1", "--loss", "nope"], "unknown loss 'nope'",
      "half_sse"),
 ]
