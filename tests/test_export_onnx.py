@@ -369,3 +369,19 @@ def test_case_weights_come_back_through_the_importer(name, tmp_path):
     want, got = model.forward(x), twin.forward(x)
     assert got.shape == want.shape
     assert np.max(np.abs(got - want)) <= 1e-5 * max(1.0, float(np.max(np.abs(want))))
+
+
+@pytest.mark.parametrize("names", [("input", "output"), ("output", "input")])
+def test_layers_named_like_the_graphs_tensors_export_and_come_back(names, tmp_path):
+    """The graph's input and output tensors are "input" and "output": layers of those
+    names keep them as node names, their tensors take others, and the file imports back."""
+    network = loads(f"name: t\ninput: [3, 6, 6]\nlayers:\n"
+                    f"  - {{conv: {{filters: 2, kernel: 3}}, name: {names[0]}}}\n"
+                    f"  - {{relu: {{}}, name: {names[1]}}}\n")
+    model = randomised(network)
+    proto = to_onnx(model)
+    onnx.checker.check_model(proto, full_check=True)
+    assert relative_error(model, proto) < TOLERANCE
+    path = tmp_path / "t.onnx"
+    onnx.save(proto, str(path))
+    assert [r.name for r in analyze(load(str(path))).rows] == list(names)

@@ -186,8 +186,6 @@ def test_the_weights_file_is_not_a_bundled_spec(run):
     assert not fnmatch(WEIGHTS.name, "*.yaml")
 
 
-@pytest.mark.xfail(strict=True, reason="pyproject's package-data installs specs/*.yaml only: "
-                   "'*.weights.yml' must be added (asked of the lead); then drop this mark")
 def test_the_weights_file_is_installed_with_the_specs():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["archcalc.specs"]

@@ -69,7 +69,8 @@ class _Graph:
         self.opset = opset
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
-        self.names: set[str] = set()
+        self.names: set[str] = set()       # tensors
+        self.node_names: set[str] = set()
 
     def tensor(self, base: str) -> str:
         """A tensor name not used yet, `base` itself when free."""
@@ -91,9 +92,13 @@ class _Graph:
         return self.const(name, list(values), np.int64)
 
     def node(self, op: str, inputs: list[str], name: str, **attrs: Any) -> str:
-        """Append one node with one output (a tensor named like the node); returns it."""
+        """Append one node with one output (a tensor named like the node); returns it. The
+        node keeps `name` even where the tensor cannot (a layer named "output" or "input":
+        the graph's own tensors), so the importer reads the layer's name back."""
         out = self.tensor(name)
-        self.nodes.append(self.helper.make_node(op, inputs, [out], name=out, **attrs))
+        node_name = name if name not in self.node_names else out
+        self.node_names.add(node_name)
+        self.nodes.append(self.helper.make_node(op, inputs, [out], name=node_name, **attrs))
         return out
 
     def reduce(self, op: str, x: str, axes: list[int], name: str, keepdims: int = 1) -> str:
@@ -602,7 +607,7 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, doc: str | None = None) -
     check_opset(opset)
     network: Network = model.network
     graph = _Graph(opset)
-    graph.names.add(INPUT)
+    graph.names.update((INPUT, OUTPUT))  # the graph's own tensors: no layer's may take them
     out, out_shape = _Walk(model, graph).node(
         network.root, INPUT, tuple(network.input_shape))
     if out == INPUT:  # a network with no layers: the identity
