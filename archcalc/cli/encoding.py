@@ -18,15 +18,17 @@ HANDLER = "archcalc-ascii"
 
 # Characters archcalc prints (grep the package for non-ASCII) and how they read in ASCII.
 ASCII = {
-    "×": "x", "·": ".", "—": "-", "–": "-", "−": "-", "…": "...", "→": "->", "←": "<-",
+    "×": "x", "·": "*", "—": "-", "–": "-", "−": "-", "…": "...", "→": "->", "←": "<-",
     "≤": "<=", "≥": ">=", "≈": "~", "≠": "!=", "±": "+/-", "÷": "/", "√": "sqrt",
     "⌊": "floor(", "⌋": ")", "⌈": "ceil(", "⌉": ")", "✓": "ok", "✗": "FAIL",
     "Σ": "sum", "Δ": "delta", "α": "alpha", "β": "beta", "γ": "gamma", "ε": "eps",
     "θ": "theta", "λ": "lambda", "µ": "u", "μ": "mu", "ρ": "rho", "½": "1/2",
     "∂": "d", "σ": "sigma", "η": "eta", "∗": "*",
-    "‘": "'", "’": "'", "“": '"', "”": '"', "•": "*", "\u0302": "^", "ᵀ": "^T", "ˣ": "^x",
+    "‘": "'", "’": "'", "“": '"', "”": '"', "•": "*", "\u0302": "^", "ᵀ": "^T",
 }
-SUPERSCRIPTS = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+# Superscripts that form one exponent together (10¹² → 10^12, e⁻ᶻ → e^-z).
+SUPERSCRIPTS = {**{ch: str(i) for i, ch in enumerate("⁰¹²³⁴⁵⁶⁷⁸⁹")}, "⁻": "-", "⁺": "+",
+                "ᶻ": "z", "ˣ": "x"}
 
 
 def _box(ch: str) -> str | None:
@@ -57,7 +59,7 @@ def transliterate(text: str) -> str:
     digits = ""
     for ch in text:
         if ch in SUPERSCRIPTS:
-            digits += str(SUPERSCRIPTS.index(ch))
+            digits += SUPERSCRIPTS[ch]
             continue
         if digits:
             out.append("^" + digits)

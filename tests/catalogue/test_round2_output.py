@@ -123,7 +123,7 @@ ENCODING_CASES = [
     Case("out2_ascii_error_line", ["layer", "conv", "--input", "3x4x4", "--kernel", "9",
                                    "--filters", "2"],
          "error: layer 'conv': kernel 9 larger than the padded input 4 along H: "
-         "(4 - 9 + 2.0)/1 + 1 = -4 -> output size -4 (fix: use a larger --input, more padding, "
+         "(4 - 9 + 2*0)/1 + 1 = -4 -> output size -4 (fix: use a larger --input, more padding, "
          "or a smaller kernel/stride earlier)", env={"PYTHONIOENCODING": "ascii"},
          subprocess=True),
 ]
