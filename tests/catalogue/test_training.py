@@ -472,7 +472,7 @@ CASES2 = [
          setup=crafted(_set("config", class_weights="1,2"))),
     Case("train_evaluate_stored_loss", [*E, "ck.npz"],
          'error: ck.npz: the checkpoint\'s stored options are damaged: loss is "bogus", not'
-         " one of cross_entropy, bce, mse, mae, hinge (fix: start a new run from its "
+         " one of cross_entropy, bce, mse, half_sse, mae, hinge (fix: start a new run from its "
          "weights with --weights)", files=SPECS,
          setup=crafted(_set("config", loss="bogus"))),
     Case("train_evaluate_huge_weights", [*E, "ck.npz"],
