@@ -25,12 +25,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from archcalc.calc import analyze  # noqa: E402
-from archcalc.exporters.onnx_export import (EXPORTERS, NOT_EXPORTED_YET, OPSETS,  # noqa: E402
-                                            to_onnx)
+from archcalc.exporters.onnx_export import EXPORTERS, OPSETS, to_onnx  # noqa: E402
 from archcalc.nn.layers import KINDS as EXECUTOR_KINDS  # noqa: E402
 from archcalc.nn.network import build  # noqa: E402
 from archcalc.spec import bundled_names, load, loads  # noqa: E402
 from archcalc.spec.layers import MODELS  # noqa: E402
+from test_export_sequences import CASES as SEQUENCE_CASES  # noqa: E402
 
 SLOW = os.environ.get("ARCHCALC_SLOW_TESTS") == "1"
 TOLERANCE = 1e-4
@@ -162,22 +162,16 @@ def relative_error(model, proto, batch: int = 2, seed: int = 1) -> float:
 
 # ---- the registry ------------------------------------------------------------------------
 def test_every_layer_kind_has_an_onnx_mapping():
-    # issue 13's sequence kinds are refused in one line until their mapping lands
-    assert set(EXPORTERS) | NOT_EXPORTED_YET == set(MODELS) == set(EXECUTOR_KINDS)
-    assert not set(EXPORTERS) & NOT_EXPORTED_YET
-
-
-def test_a_kind_not_exported_yet_is_one_line():
-    from archcalc.errors import ArchcalcError
-    network = loads("name: seq\ninput: [4, 3]\nlayers: [{lstm: 2}]\n")
-    with pytest.raises(ArchcalcError, match=r"export of lstm is not supported yet \(issue 13\)"):
-        to_onnx(build(network))
+    assert set(EXPORTERS) == set(MODELS) == set(EXECUTOR_KINDS)
 
 
 def test_the_cases_cover_every_kind_pad_mode_and_padding_mode():
+    """Here and in tests/test_export_sequences.py (the sequence kinds and options)."""
     networks = [case_network(name) for name in CASES]
     leaves = [leaf for network in networks for leaf in network.leaves()]
-    assert {leaf.kind for leaf in leaves} == set(MODELS) - NOT_EXPORTED_YET
+    sequences = [leaf for layers, shape in SEQUENCE_CASES.values()
+                 for leaf in loads(f"name: s\ninput: {shape}\nlayers: {layers}\n").leaves()]
+    assert {leaf.kind for leaf in leaves + sequences} == set(MODELS)
     pad_modes = set(typing.get_args(MODELS["pad"].model_fields["mode"].annotation))
     assert {leaf.spec.mode for leaf in leaves if leaf.kind == "pad"} == pad_modes
     conv_modes = set(typing.get_args(MODELS["conv2d"].model_fields["padding_mode"].annotation))

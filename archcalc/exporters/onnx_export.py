@@ -1,7 +1,8 @@
 """A resolved spec with the executor's weights → an onnx.ModelProto.
 
-The graph has one input "input" of shape (N, C, H, W) (or (N, F)), with the batch N a symbolic
-dimension, and one output "output". Each layer becomes one node named by the layer's display
+The graph has one input "input" of shape (N, C, H, W) (or (N, F) features, (N, T, F) a
+sequence, (N, T) int64 token ids before an embedding), with the batch N a symbolic dimension,
+and one output "output". Each layer becomes one node named by the layer's display
 name ("layer2.0.conv1", "inception_3a/5x5_reduce"), or a few nodes where ONNX has no single
 operator for it; those helper nodes are named "<layer>/<Op>" and the last one carries the
 layer's name. The weights are initializers named "<layer>.<param>", the executor's own arrays
@@ -24,6 +25,12 @@ reading for still export exactly (numbers checked against onnxruntime in the tes
                     rectangles, so the mean of row means is the mean)
   crop              Slice on H and W
   layernorm         LayerNormalization over axes 1..
+  rnn, lstm, gru    Transpose to (T, N, F) + RNN/LSTM/GRU (layout 0) + Transpose and Reshape
+                    back to (N, T, D·H), or from Y_h to (N, D·H); initializers W, R, B in
+                    ONNX's gate order (LSTM iofc, GRU zrh); `biases: 1` is B = Pad(Wb)
+  embedding         Gather of the weight's rows at the int64 ids
+  to_sequence       Transpose + Reshape
+  dense on a sequence (time_distributed)  MatMul by Transpose(weight) + Add
 Pools in ceil mode: PyTorch (and archcalc) drop a last window that would start in the
 trailing padding; onnxruntime does too, but ONNX's shape inference does not, so where that
 rule drops a window the pool is written in floor mode, which then has the same windows.
@@ -393,6 +400,8 @@ def _rename_last(layer: _Layer, out: str) -> str:
 
 
 def _dense(layer: _Layer) -> str:
+    if len(layer.in_shape) == 2:  # time_distributed: every step of a T×F sequence
+        return _sequence_dense(layer)
     inputs = [layer.x, layer.weight("weight")] + (
         [layer.weight("bias")] if layer.spec.bias else [])
     return layer.graph.node("Gemm", inputs, layer.name, transB=1)  # weight (units, D)
@@ -513,7 +522,9 @@ def _gelu(layer: _Layer) -> str:
 
 
 def _softmax(layer: _Layer) -> str:
-    return layer.graph.node("Softmax", [layer.x], layer.name, axis=1)  # over channels
+    # over channels (features); a sequence's (N, T, F): over F, each step on its own
+    axis = 2 if len(layer.in_shape) == 2 else 1
+    return layer.graph.node("Softmax", [layer.x], layer.name, axis=axis)
 
 
 def _maxout(layer: _Layer) -> str:
@@ -526,9 +537,106 @@ def _maxout(layer: _Layer) -> str:
     return g.reduce("ReduceMax", pieces, [2], layer.name, keepdims=0)
 
 
-# Sequence kinds (issue 13) the exporter does not write yet: a spec using one is refused in
-# one line. The next step of issue 13 maps them and empties this set.
-NOT_EXPORTED_YET: frozenset[str] = frozenset({"rnn", "lstm", "gru", "embedding", "to_sequence"})
+# ---- sequences (issue 13) -------------------------------------------------------------------
+# ONNX's RNN, LSTM and GRU read X time-major, (T, N, F), with the default layout 0:
+# onnxruntime's CPU kernels refuse layout 1 (batch-first, opset 14), and torch.onnx writes
+# layout 0 too, so the importer reads one form. The spec's sequences are batch-first
+# (N, T, F): a Transpose before the op, and after it a Transpose + Reshape back.
+# Gate blocks in ONNX's order, as indices of PyTorch's (the executor's) blocks:
+# LSTM i, o, f, c from PyTorch's i, f, g, o; GRU z, r, h from r, z, n.
+ONNX_GATES: dict[str, tuple[int, ...]] = {"rnn": (0,), "lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
+_OP = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def onnx_gate_order(kind: str, array: np.ndarray) -> np.ndarray:
+    """A PyTorch-ordered (G·H, …) array with its G gate blocks in ONNX's order."""
+    blocks = np.split(array, len(ONNX_GATES[kind]), axis=0)
+    return np.concatenate([blocks[k] for k in ONNX_GATES[kind]], axis=0)
+
+
+def _directions(spec) -> tuple[str, ...]:
+    return ("", "_reverse") if spec.bidirectional else ("",)
+
+
+def _stacked(layer: _Layer, short: str) -> np.ndarray:
+    """(D, G·H, …): the executor's `short` array of each direction, gates in ONNX's order."""
+    kind = layer.spec.type
+    return np.stack([onnx_gate_order(kind, layer.arrays[short + suffix])
+                     for suffix in _directions(layer.spec)])
+
+
+def _recurrent_bias(layer: _Layer) -> str:
+    """ONNX's B (D, 2·G·H) = [Wb, Rb]: PyTorch's bias_ih and bias_hh; with `biases: 1` the
+    one vector is Wb and Rb is zeros, written as a Pad of the vector (so the importer knows
+    the second half is no parameter of the layer, without reading any value)."""
+    g, name = layer.graph, layer.name
+    if layer.spec.biases == 2:
+        both = np.concatenate([_stacked(layer, "bias_ih"), _stacked(layer, "bias_hh")], axis=1)
+        return g.const(f"{name}.B", both)
+    wb = _stacked(layer, "bias")
+    zeros = g.ints(f"{name}.B_pads", [0, 0, 0, wb.shape[1]])  # Rb: G·H zeros after Wb
+    return g.node("Pad", [g.const(f"{name}.Wb", wb), zeros], layer.helper("Pad"),
+                  mode="constant")
+
+
+def _recurrent(layer: _Layer) -> str:
+    """rnn / lstm / gru: Transpose (N, T, F) → (T, N, F); the op; then Y (T, D, N, H) →
+    Transpose (N, T, D, H) → Reshape (N, T, D·H) with return_sequences, else Y_h (D, N, H)
+    → Transpose (N, D, H) → Reshape (N, D·H): PyTorch's h_n, the forward direction after
+    step T beside the backward one after step 1, as the executor's last step."""
+    spec, g, name = layer.spec, layer.graph, layer.name
+    kind, d = spec.type, len(_directions(spec))
+    x = g.node("Transpose", [layer.x], layer.helper("Transpose"), perm=[1, 0, 2])
+    inputs = [x, g.const(f"{name}.W", _stacked(layer, "weight_ih")),
+              g.const(f"{name}.R", _stacked(layer, "weight_hh"))]
+    if spec.bias:
+        inputs.append(_recurrent_bias(layer))
+    attrs: dict[str, Any] = {"hidden_size": spec.units,
+                             "direction": "bidirectional" if d == 2 else "forward"}
+    if kind == "rnn":
+        attrs["activations"] = ["Tanh" if spec.nonlinearity == "tanh" else "Relu"] * d
+    if kind == "gru":  # PyTorch's GRU (reset_after) is ONNX's linear_before_reset
+        attrs["linear_before_reset"] = int(spec.reset_after)
+    op = _OP[kind]
+    outs = [g.tensor(f"{name}/{op}_Y"), g.tensor(f"{name}/{op}_Y_h")]
+    node_name = g.tensor(layer.helper(op))
+    g.nodes.append(g.helper.make_node(op, inputs, outs, name=node_name, **attrs))
+    if spec.return_sequences:
+        y = g.node("Transpose", [outs[0]], layer.helper("Transpose"), perm=[2, 0, 1, 3])
+        target = [0, 0, -1]
+    else:
+        y = g.node("Transpose", [outs[1]], layer.helper("Transpose"), perm=[1, 0, 2])
+        target = [0, -1]
+    return g.node("Reshape", [y, g.ints(f"{name}.shape", target)], name)
+
+
+def _embedding(layer: _Layer) -> str:
+    """Gather of the rows of weight (vocab, units) at the int64 ids (N, T)."""
+    return layer.graph.node("Gather", [layer.weight("weight"), layer.x], layer.name, axis=0)
+
+
+def _to_sequence(layer: _Layer) -> str:
+    """(N, C, H, W) → Transpose (N, W, C, H) → Reshape (N, W, C·H): step t is column t
+    (axis height: (N, H, C, W) → (N, H, C·W))."""
+    g = layer.graph
+    perm = [0, 3, 1, 2] if layer.spec.axis == "width" else [0, 2, 1, 3]
+    moved = g.node("Transpose", [layer.x], layer.helper("Transpose"), perm=perm)
+    return g.node("Reshape", [moved, g.ints(f"{layer.name}.shape", [0, 0, -1])], layer.name)
+
+
+def _sequence_dense(layer: _Layer) -> str:
+    """time_distributed dense on (N, T, F): MatMul by weightᵀ (+ bias), torch.onnx's form of
+    nn.Linear on a 3-D input (Gemm is 2-D only). The initializer is the executor's weight
+    (units, F); a Transpose node turns it (ONNX's constant folding makes it one array)."""
+    g = layer.graph
+    w = g.node("Transpose", [layer.weight("weight")], layer.helper("Transpose"), perm=[1, 0])
+    # the MatMul carries the layer's name (the importer names the dense by it; the Add of
+    # the bias keeps its shape)
+    y = g.node("MatMul", [layer.x, w], layer.name)
+    if not layer.spec.bias:
+        return y
+    return g.node("Add", [y, layer.weight("bias")], layer.helper("Add"))
+
 
 EXPORTERS: dict[str, Callable[[_Layer], str]] = {
     "conv2d": _conv2d, "conv_transpose2d": _conv_transpose2d,
@@ -541,6 +649,8 @@ EXPORTERS: dict[str, Callable[[_Layer], str]] = {
     "sigmoid": _unary("Sigmoid"), "hardsigmoid": _hardsigmoid,
     "hardswish": _unary("HardSwish"), "silu": _silu, "gelu": _gelu,
     "tanh": _unary("Tanh"), "softmax": _softmax, "maxout": _maxout,
+    "rnn": _recurrent, "lstm": _recurrent, "gru": _recurrent,
+    "embedding": _embedding, "to_sequence": _to_sequence,
 }
 
 
@@ -569,10 +679,6 @@ class _Walk:
         stored = {**self.model.params, **self.model.buffers}
         arrays = {short: np.asarray(stored[executor.key(short)], dtype=np.float32)
                   for short in [*executor.param_names, *executor.buffer_names]}
-        if leaf.kind in NOT_EXPORTED_YET:
-            raise ArchcalcError(f"export of {leaf.kind} is not supported yet (issue 13)",
-                                layer=name, file=self.network.file,
-                                fix="export a spec without sequence layers")
         out_shape = self.shapes[name]
         layer = _Layer(self.graph, name, leaf.spec, x, tuple(shape), tuple(out_shape), arrays)
         emit = EXPORTERS.get(leaf.kind)
@@ -620,9 +726,12 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, doc: str | None = None) -
                             fix="export a smaller network (or its architecture at a smaller "
                                 "--input)")
     dims = lambda shape: ["N", *shape]  # noqa: E731
+    # token ids are int64 (Gather's indices, and torch.onnx's nn.Embedding input); the
+    # executor takes them as floats holding whole numbers
+    dtype = TensorProto.INT64 if takes_token_ids(network) else TensorProto.FLOAT
     onnx_graph = helper.make_graph(
         graph.nodes, network.name,
-        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, dims(network.input_shape))],
+        [helper.make_tensor_value_info(INPUT, dtype, dims(network.input_shape))],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, dims(out_shape))],
         initializer=graph.inits)
     opsets = [helper.make_opsetid("", opset)]
@@ -635,6 +744,12 @@ def to_onnx(model: Any, *, opset: int = DEFAULT_OPSET, doc: str | None = None) -
                                    **({"archcalc.source": network.source}
                                       if network.source else {})})
     return proto
+
+
+def takes_token_ids(network: Network) -> bool:
+    """The input is (N, T) token ids: the first layer is an embedding."""
+    first = next(network.leaves(), None)
+    return first is not None and first.kind == "embedding"
 
 
 def _rename_output(graph: _Graph, tensor: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from archcalc.errors import ArchcalcError, SpecError
 from archcalc.limits import echo, limit
+from archcalc.spec.layers import GATES
 
 # What this importer knows: IR versions from ONNX 1.2's (3) up to the installed onnx
 # package's own (newer files may hold fields it cannot read), and the operator sets whose
@@ -154,20 +155,22 @@ def _graph_input(graph: Any, display: str) -> Any:
 
 def _input_shape(value: Any, display: str,
                  given: tuple[int, ...] | None) -> tuple[int, ...]:
-    """C×H×W (or F) of the input; the batch dimension (dim 0) may be symbolic."""
+    """C×H×W (or F, T×F, T) of the input; the batch dimension (dim 0) may be symbolic.
+    A 2-D input of integers is T token ids (an embedding reads them), a 3-D one a sequence
+    of T steps × F features."""
     ttype = value.type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
             for d in ttype.shape.dim] if ttype.HasField("shape") else None
-    if dims is not None and len(dims) not in (2, 4):
+    if dims is not None and len(dims) not in (2, 3, 4):
         raise SpecError(f"the input '{echo(value.name, 60)}' has {len(dims)} dimensions; archcalc reads "
-                        "N×C×H×W images or N×F features", file=display,
-                        fix="export with a 4-D (N, C, H, W) or 2-D (N, F) input")
+                        "N×C×H×W images, N×T×F sequences or N×F features", file=display,
+                        fix="export with a 4-D (N, C, H, W), 3-D (N, T, F) or 2-D (N, F) input")
     if given is not None:
         if dims is not None and len(given) != len(dims) - 1:
             raise SpecError(f"--input has {len(given)} sizes but the model's input has "
                             f"{len(dims) - 1} besides the batch", file=display,
                             fix="give C×H×W for an image model, F for a flat one")
-        if dims is not None:
+        if dims is not None and len(dims) == 4:
             for axis, (want, have) in enumerate(zip(given, dims[1:])):
                 if have is not None and axis == 0 and want != have:
                     raise SpecError(f"--input gives {want} channels but the model takes "
@@ -384,6 +387,8 @@ def _attrs(node: Any) -> dict[str, Any]:
     out = {}
     for a in node.attribute:
         value = helper.get_attribute_value(a)
+        if isinstance(value, list):  # a list of strings (RNN's activations) as str
+            value = [v.decode() if isinstance(v, bytes) else v for v in value]
         out[a.name] = value.decode() if isinstance(value, bytes) else value
     return out
 
@@ -485,8 +490,10 @@ class _Classifier:
             op.unsupported = node.op_type
         if op.item is not None and len(inputs) != 1:
             op.unsupported = f"{node.op_type} reading {len(inputs)} activations"
-        # only the first output may be used (MaxPool's indices, Dropout's mask are not)
-        if any(o in self._read_elsewhere for o in node.output[1:] if o):
+        # only the first output may be used (MaxPool's indices, Dropout's mask are not);
+        # a recurrent op's Y or Y_h is chosen by _fuse_recurrent
+        if not op.extra.get("recurrent") and any(
+                o in self._read_elsewhere for o in node.output[1:] if o):
             op.unsupported = f"{node.op_type} with its second output used"
         return op
 
@@ -558,6 +565,12 @@ class _Classifier:
         have = self.channels(node.input[0]) if self.rank(node.input[0]) == 2 else None
         if have is not None and have != w[0] and not self.resized:
             return f"MatMul whose weight ({_dims(w)}) reads {w[0]} features but its input has {have}"
+        if op.inputs and self.rank(op.inputs[0]) == 3:  # nn.Linear on (N, T, F): every step
+            dims = self.shapes[op.inputs[0]]
+            if dims[2] is not None and dims[2] != w[0]:
+                return f"MatMul whose weight ({_dims(w)}) reads {w[0]} features but its " \
+                       f"input has {dims[2]}"
+            return {"type": "dense", "units": w[1], "bias": False, "time_distributed": True}
         return {"type": "dense", "units": w[1], "bias": False}
 
     # -- normalisation
@@ -604,6 +617,8 @@ class _Classifier:
         rank = self.rank(op.inputs[0]) if op.inputs else None
         axis = a.get("axis", 1 if self.opset < 13 else -1)
         if rank == 2 and axis in (1, -1):
+            return {"type": "softmax"}
+        if rank == 3 and axis in (2, -1):  # a sequence's features, each step on its own
             return {"type": "softmax"}
         if rank == 4 and self.opset >= 13 and axis in (1, -3):
             return {"type": "softmax"}
@@ -676,6 +691,8 @@ class _Classifier:
     def _Reshape(self, node: Any, a: dict, op: _Op) -> Any:
         out = self.shapes.get(op.out)
         target = self.consts.value(node.input[1])
+        if target is not None:  # read by the sequence fusions (_fuse_to_sequence, layouts)
+            op.extra["target"] = [int(v) for v in target.reshape(-1)]
         flat = out is not None and len(out) == 2
         if target is not None:
             flat = target.size == 2 and int(target.reshape(-1)[1]) == -1
@@ -766,6 +783,150 @@ class _Classifier:
 
     def _Identity(self, node: Any, a: dict, op: _Op) -> Any:
         op.alias = True
+
+    # -- sequences
+    def _Transpose(self, node: Any, a: dict, op: _Op) -> Any:
+        """Only around a recurrent op (_fuse_recurrent) or as to_sequence's first half."""
+        rank = self.rank(op.inputs[0]) if op.inputs else None
+        perm = list(a.get("perm", range((rank or 0) - 1, -1, -1)))
+        op.extra["perm"] = perm
+        return f"Transpose {perm} (archcalc reads it around RNN/LSTM/GRU, or with a " \
+               "Reshape as to_sequence)"
+
+    def _Squeeze(self, node: Any, a: dict, op: _Op) -> Any:
+        """Only among a recurrent op's layout nodes (_fuse_recurrent)."""
+        axes = a.get("axes") if self.opset < 13 else self._ints_at(node, 1)
+        if axes:
+            op.extra["squeeze"] = list(axes)
+        return "Squeeze (archcalc reads it around RNN/LSTM/GRU)"
+
+    def _Gather(self, node: Any, a: dict, op: _Op) -> Any:
+        """Gather(weight, ids) along axis 0: an embedding (torch's nn.Embedding). A Gather
+        of one step of a recurrent output is read by _fuse_recurrent."""
+        index = self._const_at(node, 1)
+        if index is not None and index.size == 1:
+            op.extra["index"] = int(index.reshape(()))
+            op.extra["axis"] = int(a.get("axis", 0))
+        w = self.consts.dims(node.input[0])
+        if node.input[0] in self.consts.live or w is None or len(w) != 2 \
+                or a.get("axis", 0) != 0:
+            return "Gather other than an embedding (rows of a constant matrix) or one step " \
+                   "of a recurrent layer's output"
+        return {"type": "embedding", "vocab": w[0], "units": w[1]}
+
+    def _RNN(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._recurrent(node, a, op, "rnn")
+
+    def _LSTM(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._recurrent(node, a, op, "lstm")
+
+    def _GRU(self, node: Any, a: dict, op: _Op) -> Any:
+        return self._recurrent(node, a, op, "gru")
+
+    def _recurrent(self, node: Any, a: dict, op: _Op, kind: str) -> Any:
+        """RNN / LSTM / GRU as one archcalc layer: forward or both directions, zero initial
+        state, PyTorch's activations; return_sequences is decided by the nodes that read
+        its output (_fuse_recurrent)."""
+        op.extra["recurrent"] = True
+        what = node.op_type
+        direction = a.get("direction", "forward")
+        if direction not in ("forward", "bidirectional"):
+            return f"{what} direction {direction} (archcalc's run forward, or both ways)"
+        d, gates = (2 if direction == "bidirectional" else 1), GATES[kind]
+        w = self.consts.dims(node.input[1]) if len(node.input) > 1 else None
+        r = self.consts.dims(node.input[2]) if len(node.input) > 2 else None
+        if w is None or r is None or len(w) != 3 or w[0] != d or w[1] % gates:
+            return f"{what} whose W is not a constant (directions, gates·hidden, features)"
+        h = int(a.get("hidden_size", w[1] // gates))
+        if w[1] != gates * h or r != [d, gates * h, h]:
+            return f"{what} whose W ({_dims(w)}) and R ({_dims(r or [])}) disagree with " \
+                   f"hidden_size {h}"
+        bad = self._recurrent_options(node, a, kind, d)
+        if bad:
+            return bad
+        x = self.shapes.get(node.input[0]) or []
+        layout = int(a.get("layout", 0))
+        op.extra.update(layout=layout, directions=d,
+                        steps=x[1 - layout] if len(x) == 3 else None)
+        item: dict = {"type": kind, "units": h}
+        if kind == "rnn" and a.get("activations", ["Tanh"])[0] == "Relu":
+            item["nonlinearity"] = "relu"
+        if kind == "gru" and not a.get("linear_before_reset", 0):
+            item["reset_after"] = False  # ONNX's default; PyTorch's GRU is linear_before_reset
+        if d == 2:
+            item["bidirectional"] = True
+        biases = self._recurrent_biases(node, d, gates * h)
+        if isinstance(biases, str):
+            return f"{what} {biases}"
+        if biases == 0:
+            item["bias"] = False
+        elif biases == 1:
+            item["biases"] = 1
+        return item
+
+    _ACTIVATIONS = {"lstm": ["Sigmoid", "Tanh", "Tanh"], "gru": ["Sigmoid", "Tanh"]}
+
+    def _recurrent_options(self, node: Any, a: dict, kind: str, d: int) -> str | None:
+        """Why an RNN/LSTM/GRU node computes something archcalc's layer does not, or None."""
+        what = node.op_type
+        for attr in ("clip", "activation_alpha", "activation_beta"):
+            if attr in a:
+                return f"{what} with {attr}"
+        if a.get("input_forget", 0):
+            return f"{what} with input_forget"
+        if kind == "rnn":
+            acts = list(a.get("activations", ["Tanh"] * d))
+            if len(set(acts)) != 1 or acts[0] not in ("Tanh", "Relu"):
+                return f"RNN with activations {acts} (archcalc's rnn is tanh or relu)"
+        elif list(a.get("activations", self._ACTIVATIONS[kind] * d)) != \
+                self._ACTIVATIONS[kind] * d:
+            return f"{what} with activations {a['activations']} (not PyTorch's)"
+        inputs = list(node.input) + [""] * 8
+        if inputs[4]:
+            return f"{what} with sequence_lens (archcalc's sequences have one length)"
+        if kind == "lstm" and inputs[7]:
+            return "LSTM with peepholes (P)"
+        for k in (5, 6):
+            if inputs[k] and not self._zero(inputs[k]):
+                return f"{what} with an initial state (archcalc's recurrent layers start at zero)"
+        return None
+
+    def _zero(self, tensor: str) -> bool:
+        """A tensor known to be zeros: a constant of zeros, or ConstantOfShape of 0 (torch's
+        initial state, shaped by the batch at run time)."""
+        value = self.consts.value(tensor)
+        if value is not None:
+            return not value.any()
+        node = self.consts.producers.get(self.consts._through_identity(tensor))
+        if node is None or node.op_type != "ConstantOfShape" or tensor in self.consts.live:
+            return False
+        fill = next((a.t for a in node.attribute if a.name == "value"), None)
+        return fill is None or not _array(fill, self.consts.display).any()
+
+    def _recurrent_biases(self, node: Any, d: int, gh: int) -> int | str:
+        """How many bias vectors the node's B holds per direction: 0 (no B), 2 (a constant
+        (D, 2·G·H): PyTorch's pair), or 1 when B is Pad(Wb) with G·H zeros after it
+        (archcalc's export of `biases: 1`). Read off the graph, not off the values."""
+        if len(node.input) <= 3 or not node.input[3]:
+            return 0
+        name = self.consts._through_identity(node.input[3])
+        if name in self.consts.live:
+            return "whose B is not a constant"
+        pad = self.consts.producers.get(name)
+        if pad is not None and pad.op_type == "Pad" and len(pad.input) >= 2:
+            inner = self.consts.dims(pad.input[0])
+            amounts = self.consts.value(pad.input[1])
+            mode = _attrs(pad).get("mode", "constant")
+            fill = self.consts.value(pad.input[2]) if len(pad.input) > 2 and pad.input[2] \
+                else None
+            if inner == [d, gh] and amounts is not None and mode == "constant" \
+                    and [int(v) for v in amounts.reshape(-1)] == [0, 0, 0, gh] \
+                    and (fill is None or not fill.any()):
+                return 1
+        b = self.consts.dims(name)
+        if b != [d, 2 * gh]:
+            return f"whose B ({_dims(b or [])}) is not (directions, 2·gates·hidden)"
+        return 2
 
     # -- resizing and padding
     def _Resize(self, node: Any, a: dict, op: _Op) -> Any:
@@ -878,6 +1039,12 @@ def _drop_defaults(item: dict, defaults: dict) -> dict:
 # ---- fusing what an exporter spells in several nodes --------------------------------------
 def _fuse(ops: dict[str, _Op], consumers: dict[str, list[_Op]], consts: _Consts) -> None:
     """Rewrite `ops` (keyed by output tensor) in place; fused-away nodes become aliases."""
+    for op in list(ops.values()):  # first: the layout nodes around them are theirs
+        if op.extra.get("recurrent") and op.unsupported is None:
+            _fuse_recurrent(op, ops, consumers)
+    for op in list(ops.values()):
+        if op.node.op_type == "Reshape" and op.unsupported and not op.extra.get("dead"):
+            _fuse_to_sequence(op, ops, consumers)
     for op in list(ops.values()):
         kind = op.node.op_type
         if kind == "Mul" and len(op.inputs) == 2 and op.merge:
@@ -959,6 +1126,172 @@ def _fuse_maxout(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
         return
     op.item, op.unsupported = {"type": "maxout", "pieces": reshape.extra["maxout_pieces"]}, None
     reshape.unsupported, reshape.alias = None, True
+
+
+# ---- sequences: a recurrent op with the layout nodes around it -----------------------------
+# ONNX's RNN/LSTM/GRU read (T, N, F) (layout 0; (N, T, F) with layout 1) and write Y
+# (T, D, N, H) and Y_h (D, N, H) ((N, T, D, H) and (N, D, H) with layout 1); exporters
+# move those to batch-first around the op (torch.onnx: Transpose, Squeeze, Reshape,
+# Gather of the last step; archcalc: Transpose + Reshape). _fuse_recurrent follows the
+# output through such nodes as named axes — each axis a tuple of atoms: N batch, T steps, D
+# directions (left out when 1), H hidden; a merged axis holds several — until it reads
+# (N, T, D·H) (return_sequences) or (N, D·H) (the last step, PyTorch's h_n).
+def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
+    """The recurrent op becomes one layer from the batch-first sequence before its input
+    Transpose to the batch-first output after its layout nodes: the last of those nodes
+    carries the layer (its name, in an archcalc file, is the layer's), the others go."""
+    node, what = op.node, op.node.op_type
+    layout, d = op.extra["layout"], op.extra["directions"]
+    steps = op.extra.get("steps")
+    source, dead = node.input[0], [op]
+    if layout == 0:
+        before = ops.get(source)
+        if before is None or before.extra.get("perm") != [1, 0, 2] \
+                or _single(source, consumers) is not op:
+            op.unsupported = f"{what} whose input is not a batch-first sequence moved to " \
+                             "(T, N, F) by a Transpose [1, 0, 2]"
+            return
+        source = before.inputs[0]
+        dead.append(before)
+    used = [k for k, t in enumerate(node.output) if t and consumers.get(t)]
+    if len(used) != 1 or used[0] == 2 or steps is None:
+        op.unsupported = (f"{what} with several outputs used" if len(used) > 1 else
+                          f"{what} whose cell state Y_c is used" if used == [2] else
+                          f"{what} whose output is not used" if not used else
+                          f"{what} over an unknown number of steps")
+        return
+    sizes = {"N": None, "T": steps, "D": d, "H": op.item["units"]}
+    directions = ("D",) if d == 2 else ()
+    if used[0] == 0:
+        axes = [("T",), directions, ("N",), ("H",)] if layout == 0 else \
+            [("N",), ("T",), directions, ("H",)]
+    else:
+        axes = [directions, ("N",), ("H",)] if layout == 0 else [("N",), directions, ("H",)]
+    feats = directions + ("H",)
+    tensor, chain, best = node.output[used[0]], [], None
+    while True:
+        if axes in ([("N",), ("T",), feats], [("N",), feats]):
+            best = (len(chain), len(axes) == 3)
+        user = _single(tensor, consumers)
+        axes = _layout_step(user, axes, sizes) if user is not None else None
+        if axes is None:
+            break
+        chain.append(user)
+        tensor = user.out
+    if best is None:
+        op.unsupported = f"{what} whose output is not read back as batch-first (N, T, " \
+                         "D·H) or (N, D·H) by Transpose / Squeeze / Reshape / Gather nodes"
+        return
+    length, sequences = best
+    final, item = chain[length - 1], op.item
+    for gone in dead + chain[:length - 1]:
+        gone.item, gone.merge, gone.unsupported, gone.alias = None, None, None, True
+        gone.extra["dead"] = True
+    final.item = {**item, **({"return_sequences": True} if sequences else {})}
+    final.unsupported, final.merge, final.alias = None, None, False
+    final.inputs = [source]
+    final.extra.update(rnn=node, biases=item.get("biases", 2))
+
+
+def _layout_step(user: _Op, axes: list[tuple], sizes: dict) -> list[tuple] | None:
+    """The named axes after one layout node (Identity, Transpose, Squeeze, Reshape, Gather
+    of the last step or of a size-1 axis), or None for any other node."""
+    kind, extra = user.node.op_type, user.extra
+    if kind == "Identity":
+        return axes
+    if kind == "Transpose":
+        perm = extra.get("perm")
+        return [axes[p] for p in perm] if perm and sorted(perm) == list(range(len(axes))) \
+            else None
+    if kind == "Squeeze":
+        found = extra.get("squeeze")
+        drop = {k % len(axes) for k in found} if found else set()
+        return [a for k, a in enumerate(axes) if k not in drop] \
+            if drop and all(axes[k] == () for k in drop) else None
+    if kind == "Gather" and "index" in extra:
+        k, index = extra["axis"] % len(axes), extra["index"]
+        if axes[k] == () and index in (0, -1):
+            return axes[:k] + axes[k + 1:]
+        # the last step of a one-direction output (a bidirectional one's is not h_n)
+        if axes[k] == ("T",) and sizes["D"] == 1 and index in (-1, sizes["T"] - 1):
+            return axes[:k] + axes[k + 1:]
+        return None
+    if kind == "Reshape" and "target" in extra:
+        return _reshape_axes(axes, extra["target"], sizes)
+    return None
+
+
+def _size(axis: tuple, sizes: dict) -> int | None:
+    if "N" in axis:
+        return None
+    return math.prod(sizes[a] for a in axis)
+
+
+def _reshape_axes(axes: list[tuple], target: list[int], sizes: dict) -> list[tuple] | None:
+    """Reshape's target (0: keep that axis, −1: the rest, n: axes whose sizes multiply to
+    n) as groups of consecutive named axes, merged; None where it splits an axis or the
+    batch's size would be needed."""
+    if target.count(-1) > 1:
+        return None
+    cut = target.index(-1) if -1 in target else len(target)
+    out: list[tuple] = []
+    i = 0
+    for j, want in enumerate(target[:cut]):
+        if want == 0:
+            if i != j or i >= len(axes):
+                return None
+            out.append(axes[i])
+            i += 1
+            continue
+        group, size = (), 1
+        while i < len(axes) and size < want:
+            step = _size(axes[i], sizes)
+            if step is None:
+                return None
+            group, size, i = group + axes[i], size * step, i + 1
+        if size != want:
+            return None
+        out.append(group)
+    tail: list[tuple] = []
+    k = len(axes)
+    for j in range(len(target) - 1, cut, -1):
+        want = target[j]
+        if want == 0:
+            if k - 1 != j or k - 1 < i:
+                return None
+            tail.insert(0, axes[k - 1])
+            k -= 1
+            continue
+        group, size = (), 1
+        while k > i and size < want:
+            step = _size(axes[k - 1], sizes)
+            if step is None:
+                return None
+            group, size, k = axes[k - 1] + group, size * step, k - 1
+        if size != want:
+            return None
+        tail.insert(0, group)
+    if cut < len(target):
+        out.append(tuple(a for axis in axes[i:k] for a in axis))
+    elif i != k:
+        return None
+    return out + tail
+
+
+def _fuse_to_sequence(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
+    """Transpose (N, C, H, W) → (N, W, C, H) + Reshape [0, 0, −1] → to_sequence (axis
+    width); perm [0, 2, 1, 3] → axis height (archcalc's export, x.permute(…).flatten(2))."""
+    moved = ops.get(op.inputs[0]) if len(op.inputs) == 1 else None
+    if moved is None or moved.extra.get("dead") or op.extra.get("target") != [0, 0, -1] \
+            or _single(moved.out, consumers) is not op:
+        return
+    axis = {(0, 3, 1, 2): "width", (0, 2, 1, 3): "height"}.get(tuple(moved.extra.get("perm", ())))
+    if axis is None:
+        return
+    op.item, op.unsupported = {"type": "to_sequence", "axis": axis}, None
+    op.inputs = list(moved.inputs)
+    moved.item, moved.unsupported, moved.alias = None, None, True
+    moved.extra["dead"] = True
 
 
 def _fuse_gelu(op: _Op, ops: dict, consumers: dict, consts: _Consts) -> None:
@@ -1169,7 +1502,9 @@ def _name_ops(ops: list[_Op]) -> str:
     """A unique readable name for every op: the torch module path (the op type appended
     where that module also holds other modules, e.g. a residual block's Add). Returns the
     imported spec's separator, '/': the dots stay readable inside one name."""
-    paths = [_module_path(op.node.name) for op in ops]
+    # a recurrent layer is named by its RNN/LSTM/GRU node (torch's '/rnn/LSTM'), not by the
+    # last of the layout nodes after it
+    paths = [_module_path((op.extra.get("rnn") or op.node).name) for op in ops]
     containers = set()
     for path, _ in paths:
         while "." in path:

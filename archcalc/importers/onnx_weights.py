@@ -11,6 +11,11 @@ initializer and the layer when they disagree. Layouts (the executor's are PyTorc
                       MatMul W (D, units) [+ Add bias (units,)]           → weight (units, D)
     batchnorm         scale, B, mean, var (C,) → weight, bias, running_mean, running_var
     layernorm         Scale, B (C, H, W)                                  → weight, bias
+    embedding         Gather's data (vocab, units)                        → weight
+    rnn, lstm, gru    W (D, G·H, F), R (D, G·H, H), B (D, 2·G·H) = [Wb, Rb], gates in ONNX's
+                      order (LSTM iofc, GRU zrh) → weight_ih, weight_hh, bias_ih, bias_hh
+                      per direction (suffix _reverse for the second), gates in PyTorch's
+                      order (i, f, g, o; r, z, n); `biases: 1` (B = Pad(Wb)) → bias = Wb
 A Conv into which the exporter folded a BatchNormalization is just a Conv with a bias.
 """
 
@@ -22,6 +27,7 @@ import numpy as np
 
 from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
+from archcalc.spec.layers import GATES
 
 Arrays = dict[str, tuple[str, np.ndarray]]   # param short name → (initializer, array)
 
@@ -72,7 +78,44 @@ def layer_arrays(op: Any, consts: Any, display: str) -> Arrays:
         out["weight"], out["bias"] = get(1), get(2)
     elif kind == "dense":
         out.update(_dense(op, consts, display, get))
+    elif kind == "embedding":
+        out["weight"] = get(0)
+    elif kind in GATES:
+        out.update(_recurrent(op, consts, display))
     return {k: v for k, v in out.items() if v is not None}
+
+
+# PyTorch's gate blocks as indices of ONNX's: LSTM i, f, g, o from i, o, f, c; GRU r, z, n
+# from z, r, h (the inverse of archcalc.exporters.onnx_export.ONNX_GATES).
+TORCH_GATES: dict[str, tuple[int, ...]] = {"rnn": (0,), "lstm": (0, 2, 3, 1), "gru": (1, 0, 2)}
+
+
+def _torch_order(kind: str, array: np.ndarray) -> np.ndarray:
+    blocks = np.split(array, len(TORCH_GATES[kind]), axis=0)
+    return np.concatenate([blocks[k] for k in TORCH_GATES[kind]], axis=0)
+
+
+def _recurrent(op: Any, consts: Any, display: str) -> Arrays:
+    """The RNN/LSTM/GRU node's W, R, B (see the module docstring) per direction."""
+    node, kind, name = op.extra["rnn"], op.item["type"], op.name
+    inputs = list(node.input) + [""] * 4
+    w_source, w = _const(consts, inputs[1], name, display)
+    r_source, r = _const(consts, inputs[2], name, display)
+    arrays = {"weight_ih": (w_source, w), "weight_hh": (r_source, r)}
+    if op.item.get("bias", True) and inputs[3]:
+        if op.extra.get("biases") == 1:  # B = Pad(Wb): the vector before the pad
+            pad = consts.producers[consts._through_identity(inputs[3])]
+            arrays["bias"] = _const(consts, pad.input[0], name, display)
+        else:
+            b_source, b = _const(consts, inputs[3], name, display)
+            half = b.shape[-1] // 2
+            arrays["bias_ih"], arrays["bias_hh"] = (b_source, b[..., :half]), \
+                (b_source, b[..., half:])
+    out: Arrays = {}
+    for short, (source, value) in arrays.items():
+        for k, suffix in enumerate(("", "_reverse")[:value.shape[0]]):
+            out[short + suffix] = (source, _torch_order(kind, value[k]))
+    return out
 
 
 def _dense(op: Any, consts: Any, display: str, get) -> Arrays:
