@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcalc.calc.analyze import Analysis
-from archcalc.calc.peak import Envelope, Step, envelope, largest_batch
+from archcalc.calc.analyze import DTYPE_BYTES, Analysis
+from archcalc.calc.peak import Envelope, Step, envelope, largest_batch, static_bytes
 from archcalc.calc.whatif import OPTIMIZER_COPIES
 from archcalc.report import human_bytes
 from archcalc.tables import Grid
@@ -22,9 +22,9 @@ LEFT_OUT = ("Not counted: temporaries inside one layer (im2col columns, masks), 
             "arrays, allocator overhead.")
 
 
-def _top(step: Step, count: int = 3) -> str:
-    shown = ", ".join(f"{name} {human_bytes(size)}" for name, size in step.held[:count])
-    more = len(step.held) - count
+def _top(step: Step) -> str:
+    shown = ", ".join(f"{name} {human_bytes(size)}" for name, size in step.held)
+    more = step.held_count - len(step.held)
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
@@ -46,8 +46,8 @@ def timeline_grid(analysis: Analysis, steps: list[Step], mode: str,
     ]
     return Grid(f"Memory timeline of {analysis.network.name} ({what}), batch {t.batch}, "
                 f"{t.dtype}", ["#", "layer", "phase", "held", "total", "total bytes",
-                               "largest tensors held"], rows, footer, left={2, 6},
-                wrap={6: 60}, drop=[5, 6, 2, 0], styles={peak: "bold"})
+                               "largest tensors held"], rows, footer, left={1, 2, 6},
+                drop=[5, 6, 2, 0], styles={peak: "bold"})  # no wrapping: drawn fast (Drawn)
 
 
 @dataclass
@@ -68,9 +68,12 @@ class Fit:
 def fits(analysis: Analysis, budget: int, optimizers: list[str] | None = None) -> list[Fit]:
     """Inference, then training per optimizer: the largest batch with peak <= budget."""
     out = []
-    cases = [("inference", None)] + [("training", o) for o in optimizers or OPTIMIZER_COPIES]
-    for mode, opt in cases:
-        env: Envelope = envelope(analysis, mode, opt)
+    itemsize = DTYPE_BYTES[analysis.totals.dtype]
+    training = envelope(analysis, "training", "sgd")  # one walk: optimizers differ in static
+    cases = [("inference", None, envelope(analysis, "inference"))] + [
+        ("training", o, Envelope(static_bytes(analysis, "training", o, itemsize), training.lines))
+        for o in optimizers or OPTIMIZER_COPIES]
+    for mode, opt, env in cases:
         n = largest_batch(env, budget)
         out.append(Fit(mode, opt, n, env.peak(n) if n else None, env.peak(n + 1)))
     return out

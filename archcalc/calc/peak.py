@@ -39,6 +39,7 @@ an interpreter keeps past a tensor's last reader, the loss's own arrays.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row
@@ -79,6 +80,7 @@ KEEPS_INPUT = frozenset(k for k, v in KEEPS.items() if "input" in v)
 # The first layer may skip the input gradient (network.py backward, can_skip_dx).
 SKIPS_DX = frozenset({"conv2d", "conv_transpose2d", "dense", "embedding", *RECURRENT})
 MODES = ("inference", "training")
+TOP = 3  # the largest tensors a timeline step names (the rest are counted)
 
 
 @dataclass(eq=False)
@@ -101,9 +103,10 @@ class Step:
     phase: str                       # forward | backward
     held_bytes: int                  # activations and gradients held at this step
     static_bytes: int                # weights (+ gradients + optimizer state in training)
-    held: tuple[tuple[str, int], ...]  # (tensor, bytes), largest first
+    held: tuple[tuple[str, int], ...]  # the TOP largest (tensor, bytes), largest first
     per_image: int = 0               # held_bytes = per_image·N + fixed
     fixed: int = 0
+    held_count: int = 0              # how many tensors are held in all
 
     @property
     def bytes(self) -> int:
@@ -112,7 +115,8 @@ class Step:
     def as_dict(self) -> dict:
         return {"name": self.name, "phase": self.phase, "bytes": self.bytes,
                 "held_bytes": self.held_bytes, "static_bytes": self.static_bytes,
-                "held": [{"tensor": t, "bytes": b} for t, b in self.held]}
+                "held_count": self.held_count,
+                "largest_held": [{"tensor": t, "bytes": b} for t, b in self.held]}
 
 
 @dataclass
@@ -135,14 +139,17 @@ class _Walk:
     """Replays the executor's forward (and backward) on shapes: one Step per layer/merge."""
 
     def __init__(self, analysis: Analysis, training: bool, itemsize: int,
-                 detail: bool = True) -> None:
+                 detail_batch: int | None = None) -> None:
         self.analysis = analysis
-        # detail: each step lists its tensors (the timeline); without it only their sums,
-        # so that a 40,000-layer training walk stays linear (the kept tensors are summed as
-        # they come and go, not listed again at every step).
-        self.detail = detail
-        self.kept_refs: dict[int, list] = {}     # id → [tensor, how many pending lists]
+        # Each step's sums of what it holds are kept as tensors come and go, not summed
+        # again at every step, so a 40,000-layer training walk stays linear. detail_batch:
+        # each step also names its TOP largest tensors at that batch (the timeline), from a
+        # heap of the kept ones: O(log n) a step, never the whole list.
+        self.batch = detail_batch
+        self.kept_refs: dict[int, list] = {}     # id → [tensor, pending lists, heap entry]
         self.kept_sum = [0, 0]                   # per_image, fixed of the distinct kept
+        self.kept_heap: list[tuple[int, int, Tensor]] = []  # (−bytes, order, tensor)
+        self.order = 0
         self.rows: dict[Path, Row] = {r.path: r for r in analysis.rows}
         self.training = training
         self.size = itemsize
@@ -165,14 +172,14 @@ class _Walk:
                 others[id(t)] = t
         per_image = self.kept_sum[0] + sum(t.per_image for t in others.values())
         fixed = self.kept_sum[1] + sum(t.fixed for t in others.values())
-        listed = None
-        if self.detail:  # in the order held, this step's, kept (the timeline's ties)
-            live: dict[int, Tensor] = {}
-            for t in [*self.held, *tensors, *(t for ts in self.pending.values() for t in ts)]:
-                if t is not None:
-                    live[id(t)] = t
-            listed = list(live.values())
-        self.steps.append((name, phase, listed, per_image, fixed))
+        largest = None
+        if self.batch is not None:
+            # ties: a merge's and this step's tensors first, in order, then the kept ones
+            step_own = [(-t.bytes(self.batch), i - len(others), t)
+                        for i, t in enumerate(others.values())]
+            largest = (heapq.nsmallest(TOP, [*self._largest_kept(), *step_own]),
+                       len(self.kept_refs) + len(others))
+        self.steps.append((name, phase, largest, per_image, fixed))
         if done is not None and done in self.pending:
             self._drop(done)
 
@@ -183,11 +190,29 @@ class _Walk:
         for t in tensors:
             ref = self.kept_refs.get(id(t))
             if ref is None:
-                self.kept_refs[id(t)] = [t, 1]
+                entry = None
+                if self.batch is not None:
+                    self.order += 1
+                    entry = (-t.bytes(self.batch), self.order, t)
+                    heapq.heappush(self.kept_heap, entry)
+                self.kept_refs[id(t)] = [t, 1, entry]
                 self.kept_sum[0] += t.per_image
                 self.kept_sum[1] += t.fixed
             else:
                 ref[1] += 1
+
+    def _largest_kept(self) -> list[tuple[int, int, Tensor]]:
+        """The TOP largest kept tensors' heap entries; entries of tensors no longer kept are
+        dropped from the heap as they surface."""
+        found: list[tuple[int, int, Tensor]] = []
+        while self.kept_heap and len(found) < TOP:
+            entry = heapq.heappop(self.kept_heap)
+            ref = self.kept_refs.get(id(entry[2]))
+            if ref is not None and ref[2] is entry:
+                found.append(entry)
+        for entry in found:
+            heapq.heappush(self.kept_heap, entry)
+        return found
 
     def _drop(self, path: Path) -> None:
         for t in self.pending.pop(path):
@@ -373,13 +398,13 @@ def _unpadded_stride1(leaf: Leaf, row: Row) -> bool:
 
 
 # ---- the public functions ----------------------------------------------------------------------
-def _walk(analysis: Analysis, mode: str, itemsize: int, detail: bool = True
-          ) -> list[tuple[str, str, list[Tensor] | None, int, int]]:
-    """(name, phase, the tensors held (detail) or None, their bytes per image, their fixed
-    bytes) per step."""
+def _walk(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None = None
+          ) -> list[tuple[str, str, tuple | None, int, int]]:
+    """(name, phase, (the TOP largest heap entries, how many are held) at detail_batch or
+    None, the bytes per image held, the fixed bytes held) per step."""
     if mode not in MODES:
         raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
-    walk = _Walk(analysis, mode == "training", itemsize, detail)
+    walk = _Walk(analysis, mode == "training", itemsize, detail_batch)
     net = analysis.network
     x = Tensor("input", prod(net.input_shape) * itemsize)
     y, shape, _ = walk.forward(net.root, x, tuple(net.input_shape), True)
@@ -408,10 +433,11 @@ def timeline(analysis: Analysis, mode: str, optimizer: str | None = "adam") -> l
     batch, itemsize = analysis.totals.batch, DTYPE_BYTES[analysis.totals.dtype]
     static = static_bytes(analysis, mode, optimizer, itemsize)
     steps = []
-    for name, phase, tensors, per_image, fixed in _walk(analysis, mode, itemsize):
-        held = sorted(((t.label, t.bytes(batch)) for t in tensors), key=lambda p: -p[1])
-        steps.append(Step(name, phase, per_image * batch + fixed, static, tuple(held),
-                          per_image, fixed))
+    for name, phase, (largest, count), per_image, fixed in _walk(analysis, mode, itemsize,
+                                                                 batch):
+        held = tuple((t.label, -minus) for minus, _, t in largest)
+        steps.append(Step(name, phase, per_image * batch + fixed, static, held,
+                          per_image, fixed, count))
     return steps
 
 
@@ -430,7 +456,7 @@ def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
              dtype: str | None = None) -> Envelope:
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
     lines = {(per_image, fixed)
-             for _, _, _, per_image, fixed in _walk(analysis, mode, itemsize, detail=False)}
+             for _, _, _, per_image, fixed in _walk(analysis, mode, itemsize)}
     return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
 
 
