@@ -388,7 +388,14 @@ _RF_RULES = [
      "e.g. (1/2)); the RF shown is then the most input pixels one output can see"),
 ]
 _NOT_MACS = [("mul", "mul"), ("upsample", "upsampling"), ("pad", "padding"),
-             ("crop", "cropping")]
+             ("crop", "cropping"), ("embedding", "embedding lookups"),
+             ("to_sequence", "to_sequence")]
+# Recurrent layers (README, "Sequences"): said when the network has one, with the sequence
+# shapes the table prints and the dense layer applied at every step, if there is one.
+RECURRENT_RULE = ("rnn, lstm and gru MACs = T·D·G·H·(F + H) per sequence (T steps of F "
+                  "features, H units, G gate blocks: 1 rnn, 3 gru, 4 lstm; D = 2 when "
+                  "bidirectional, else 1); T×F shapes are T steps of F features")
+TIME_DISTRIBUTED_RULE = "a time_distributed dense costs T·in·out (the same layer at each step)"
 
 
 def kind_conventions(analysis: Analysis) -> str | None:
@@ -396,6 +403,11 @@ def kind_conventions(analysis: Analysis) -> str | None:
     the network has, or None."""
     kinds = {row.type for row in analysis.rows}
     parts = [rule for rule_kinds, rule in _KIND_RULES if rule_kinds & kinds]
+    if kinds & {"rnn", "lstm", "gru"}:
+        parts.append(RECURRENT_RULE)
+    # a dense on a T×F input is the time_distributed form (calc.layers.dense refuses others)
+    if any(row.type == "dense" and len(row.input_shape) == 2 for row in analysis.rows):
+        parts.append(TIME_DISTRIBUTED_RULE)
     free = [word for kind, word in _NOT_MACS if kind in kinds]
     if free:
         listed = free[0] if len(free) == 1 else ", ".join(free[:-1]) + " or " + free[-1]

@@ -20,7 +20,7 @@ from archcalc.cli.common import (SEED, FiniteFloatRange, console, input_option,
                                  memory_budget_option, plain, print_wide, wide_option)
 from archcalc.nn import gradcheck as gradcheck_module
 from archcalc.nn.gradcheck import DEFAULT_TOLERANCE, gradcheck
-from archcalc.check import default_budget, refuse_gradcheck
+from archcalc.check import check_input, default_budget, refuse_gradcheck
 from archcalc.limits import MAX_GRADCHECK_BATCH, limit
 from archcalc.spec import load
 from archcalc.tables import Grid
@@ -122,10 +122,15 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
                        "size; a smaller --input (or --samples) is faster", style="dim"))
     start = time.perf_counter()
     with entry_progress():
+        # check's input: standard normal values, or token ids for an embedding spec
         results = gradcheck(network, batch=batch, seed=seed, tolerance=tolerance,
-                            samples=samples or None)
+                            samples=samples or None,
+                            draw_input=lambda rng: check_input(network, rng, batch, "float64"))
     seconds = time.perf_counter() - start
     failed = [r for r in results if not r.ok]
+    if gradcheck_module.reads_token_ids(network):
+        out.print(Text("the input is token ids (drawn from 0 … vocab − 1), which have no "
+                       "gradient: no (input) row", style="dim"))
     # A Grid, so a narrow terminal hides the counts before cutting a layer's name.
     print_wide(Grid("", ["Layer", "Param", "Checked", "Kinks skipped", "Max rel. error", ""],
                     [[r.layer, r.param, f"{r.checked}/{r.size}", str(r.skipped),

@@ -393,10 +393,13 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
     an odd margin goes after). 8×8 → 32×32 is k = 4; 28×28 → 32×32 is 2 pixels of padding
     on every side, as LeCun et al. 1998 padded MNIST for LeNet-5. A flat input of h·w
     values takes the image flattened; of s² values, the image fitted to s×s then flattened.
+    A sequence input [T, F] reads the image row by row (see _fit_sequence).
     """
     n, h, w = images.shape
     _check_fitted_size(n, input_shape, images.dtype.itemsize, source, spec)
     k = plan_fit(h, w, input_shape, source=source, spec=spec)
+    if len(input_shape) == 2:
+        return _fit_sequence(images, input_shape, source=source, spec=spec)
     if len(input_shape) == 1:
         (size,) = input_shape
         if size == h * w:
@@ -417,11 +420,40 @@ def fit_images(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
     return out[:, None], f"{h}×{w} images, " + (", ".join(steps) or "used as they are")
 
 
+def _fit_sequence(images: np.ndarray, input_shape: tuple[int, ...], *, source: str,
+                  spec: str) -> tuple[np.ndarray, str]:
+    """(N, h, w) → (N, T, F): the image fitted to a 1×T×F map by the C×H×W rule (an h×w
+    image into [h, w] is used as it is), then read row by row, top to bottom: step t is
+    row t, its F features that row's pixels from left to right. This is what `to_sequence`
+    with axis height gives for a 1×T×F map, and how the 8×8 digits become 8 steps of 8."""
+    steps, features = input_shape
+    fitted, text = fit_images(images, (1, steps, features), source=source, spec=spec)
+    return fitted[:, 0], (f"{text}, read row by row as {steps} steps of {features} "
+                          "features (step t: row t, left to right)")
+
+
+def _plan_sequence(h: int, w: int, input_shape: tuple[int, ...], *, source: str,
+                   spec: str) -> int:
+    """plan_fit for a [T, F] input: the image must fit a 1×T×F map; the error names the
+    sequence and the input that reads these images row by row."""
+    steps, features = input_shape
+    if steps < h or features < w:
+        raise ArchcalcError(
+            f"dataset '{source}' has {h:,}×{w:,} images; spec '{spec}' takes sequences of "
+            f"{steps:,} steps × {features:,} features, and an image is read row by row (one "
+            f"step per row): {h:,} rows of {w:,} pixels do not fit",
+            fix=f"give the spec input [{h}, {w}] ({h} steps of {w} features), or train it on "
+                f"images of at most {steps}×{features} pixels")
+    return plan_fit(h, w, (1, steps, features), source=source, spec=spec)
+
+
 def plan_fit(h: int, w: int, input_shape: tuple[int, ...], *, source: str,
              spec: str) -> int:
     """Whether h×w grayscale images fit input_shape (see fit_images), from the sizes alone:
     the upscaling factor k (0 for a flat input), or an ArchcalcError."""
     source = echo(source, 80)
+    if len(input_shape) == 2:
+        return _plan_sequence(h, w, input_shape, source=source, spec=spec)
     if len(input_shape) == 1:
         (size,) = input_shape
         side = int(round(size ** 0.5))

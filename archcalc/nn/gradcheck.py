@@ -30,6 +30,7 @@ is deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -169,19 +170,42 @@ def _need_finite(y: np.ndarray, name: str) -> None:
                                            "that multiply (mul merges) or grow the values")
 
 
+def reads_token_ids(network: Network) -> bool:
+    """Whether the network's input is token ids: its first layer is an embedding."""
+    first = next(network.leaves(), None)
+    return first is not None and first.kind == "embedding"
+
+
 def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
               tolerance: float = DEFAULT_TOLERANCE, samples: int | None = None,
-              init: str = "he") -> list[GradResult]:
+              init: str = "he",
+              draw_input: Callable[[np.random.Generator], np.ndarray] | None = None
+              ) -> list[GradResult]:
     """Check every parameter (and the input) of `network` at its input shape.
 
     samples: entries checked per array (None: all of them; each costs six or more forward
     passes).
-    Returns one GradResult per parameter array, in execution order, then one for the input.
+    draw_input(rng): the batch x (batch, *input_shape), float64, drawn from gradcheck's
+    generator; by default standard normal values. A network that reads token ids needs ids
+    (archcalc.check.check_input draws them; the executor does not import the checker), and
+    its input, ids, has no gradient to check.
+    Returns one GradResult per parameter array, in execution order, then one for the input
+    (none for token ids).
     """
+    ids = reads_token_ids(network)
+    if ids and draw_input is None:
+        raise ArchcalcError(f"'{network.name}' reads token ids (its first layer is an "
+                            "embedding), and standard normal values are not ids",
+                            fix="pass draw_input, e.g. lambda rng: archcalc.check.check_input("
+                                "network, rng, batch, 'float64')")
     model = build(network, seed=seed, dtype="float64", init=init)
     model.fix_dropout(True)
     rng = np.random.default_rng([seed, 2])
-    x = rng.standard_normal((batch,) + tuple(network.input_shape))
+    shape = (batch,) + tuple(network.input_shape)
+    x = (np.asarray(draw_input(rng), dtype=np.float64) if draw_input is not None
+         else rng.standard_normal(shape))
+    if x.shape != shape:
+        raise ValueError(f"draw_input gave an array of shape {x.shape}, not {shape}")
     saved = {k: v.copy() for k, v in model.buffers.items()}
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # said below, in one line
@@ -190,10 +214,11 @@ def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
         weights = rng.standard_normal(y.shape)
         loss = _Loss(model, x, weights)
         model.forward(x, training=True)
-        dx = model.backward(weights)
+        dx = model.backward(weights, input_grad=not ids)
         analytic = {k: v.copy() for k, v in model.grads.items()}
-        scale = max([float(np.abs(dx).max())] + [float(np.abs(g).max()) for k, g in
-                                                  analytic.items() if g.size and k not in model.frozen])
+        scale = max([float(np.abs(dx).max()) if not ids else 0.0]
+                    + [float(np.abs(g).max()) for k, g in analytic.items()
+                       if g.size and k not in model.frozen])
         results = []
         for key, array in model.params.items():
             if key in model.frozen:
@@ -201,8 +226,9 @@ def gradcheck(network: Network, *, batch: int = 2, seed: int = 0,
             layer, param = key.rsplit(".", 1)
             results.append(_check_array(loss, array, analytic[key], samples, rng, layer, param,
                                         tolerance, scale))
-        results.append(_check_array(loss, x, dx, samples, rng, "(input)", "input", tolerance,
-                                    scale))
+        if not ids:  # a nudged id is no id: token ids have no gradient
+            results.append(_check_array(loss, x, dx, samples, rng, "(input)", "input",
+                                        tolerance, scale))
     finally:
         for k, v in saved.items():
             model.buffers[k][...] = v

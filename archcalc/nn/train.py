@@ -597,11 +597,12 @@ class Trainer:
     def _check_augment(self) -> None:
         """A shift must leave part of the image (and bounds the padded copy it makes)."""
         shape, t = self.model.input_shape, self.cfg.translate
-        if (t or self.cfg.flip) and len(shape) != 3:
-            raise ArchcalcError(f"augmentation needs C×H×W images; spec '{self.spec}' takes "
-                                "a flat input", fix="drop --translate/--flip")
-        if t and t >= min(shape[1:]):
-            h, w = shape[1:]
+        if (t or self.cfg.flip) and len(shape) not in (2, 3):
+            raise ArchcalcError(f"augmentation needs C×H×W images or [T, F] sequences (an "
+                                f"image read row by row); spec '{self.spec}' takes a flat "
+                                "input", fix="drop --translate/--flip")
+        if t and t >= min(shape[-2:]):
+            h, w = shape[-2:]
             raise ArchcalcError(f"--translate {t} would shift {h}×{w} images by up to {t} "
                                 f"pixels; the most is {min(h, w) - 1}",
                                 fix="a few pixels, e.g. --translate 2, or 0 for none")
@@ -794,12 +795,17 @@ class Trainer:
 
     # ---- one epoch -----------------------------------------------------------------
     def _batch_x(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Training images (n, *input_shape), augmented. A [T, F] sequence is an image read
+        row by row (data.fit_images), so it is shifted and mirrored as the 1×T×F image."""
         x = self.data.train.x(idx, self.dtype)
-        if self.cfg.translate and x.ndim == 4:
-            x = datamod.translate(x, self.cfg.translate, rng)
-        if self.cfg.flip and x.ndim == 4:
-            x = datamod.hflip(x, rng)
-        return x
+        if not (self.cfg.translate or self.cfg.flip) or x.ndim not in (3, 4):
+            return x
+        image = x[:, None] if x.ndim == 3 else x
+        if self.cfg.translate:
+            image = datamod.translate(image, self.cfg.translate, rng)
+        if self.cfg.flip:
+            image = datamod.hflip(image, rng)
+        return image[:, 0] if x.ndim == 3 else image
 
     def step(self, x: np.ndarray, labels: np.ndarray,
              where: str = "a step") -> tuple[float, float]:

@@ -52,8 +52,9 @@ _POSITIVE = {"type": "integer", "exclusiveMinimum": 0, "maximum": 1_000_000_000}
 WIDENED: dict[tuple[str, str], dict] = {
     ("crop", "size"): _POSITIVE,                          # crop: 56 is a 56×56 window
     ("pad", "mode"): {"enum": ["constant", "edge"]},      # NumPy's names for zeros, replicate
-    ("network", "input"): {"type": "string", "pattern":   # input: 3x224x224
-                           r"^\s*\d+(\s*[x×,]\s*\d+){2}\s*$|^\s*\d+\s*$"},
+    # input: 3x224x224, 8x8 (T×F) or 64: one to three sizes, as load.parse_shape reads them
+    ("network", "input"): {"type": "string", "pattern":
+                           r"^\s*\d+(\s*[x×,]\s*\d+){0,2}\s*$"},
 }
 
 # The top-level keys, described here: NetworkSpec gives their types and defaults.
@@ -63,8 +64,9 @@ TOP_DESCRIPTIONS = {
     "description": "Free text.",
     "family": "The group `archcalc list` shows it in: classic, inception, residual, dense, "
               "squeeze, mobile, segmentation or any other word.",
-    "input": "The input shape per image: [C, H, W], [N] for a flat input, or '3x224x224'; "
-             "--input overrides it.",
+    "input": "The input shape per example: [C, H, W]; [T, F], a sequence of T steps of F "
+             "features; [N], a flat input (or T token ids for an embedding); or the text "
+             "'3x224x224'. --input overrides it.",
     "separator": "Joins scope names in layer names: '.' (layer2.0.conv1) or '/' "
                  "(inception_3a/5x5_reduce).",
     "init": "The executor's weight initialiser for this spec (default: he).",
@@ -377,8 +379,8 @@ def _top() -> dict:
     props: dict[str, Any] = {}
     for field, schema in model["properties"].items():
         if field == "input":
-            # [C, H, W] or [N] (NetworkSpec's own check), or the text form
-            schema = {"anyOf": [{**schema, "minItems": n, "maxItems": n} for n in (1, 3)]
+            # [C, H, W], [T, F] or [N] (NetworkSpec's own check), or the text form
+            schema = {"anyOf": [{**schema, "minItems": n, "maxItems": n} for n in (1, 2, 3)]
                       + [WIDENED[("network", "input")]]}
         elif field == "blocks":
             schema = {"type": "object", "default": {}, "additionalProperties": _ref("block"),
