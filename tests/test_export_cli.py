@@ -102,9 +102,60 @@ def test_opset_and_input_options(run, tmp_path):
     assert [o.version for o in proto.opset_import] == [20]
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["N", 1, 28, 28]
-    one_error(run("export", "lenet5", "--onnx", str(tmp_path / "n.onnx"), "--opset", "12"),
-              "--opset 12 is not one archcalc writes (17–21)")
+    result = run("export", "lenet5", "--onnx", str(tmp_path / "n.onnx"), "--opset", "12")
+    assert result.exit_code == 2  # a bad option value, like every other range (click's)
+    assert result.stderr.strip() == ("error: export: invalid value for '--opset': 12 is not in "
+                                     "the range 17<=x<=21 (fix: see 'archcalc export --help')")
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_the_commands_opset_range_is_the_exporters():
+    """cli/export.py keeps its own copy (the exporter imports NumPy): the same figures."""
+    from archcalc.cli.export import DEFAULT_OPSET, OPSET_RANGE
+    from archcalc.exporters.onnx_export import DEFAULT_OPSET as EXPORTER_DEFAULT, OPSETS
+    assert (DEFAULT_OPSET, OPSET_RANGE) == (EXPORTER_DEFAULT, (min(OPSETS), max(OPSETS)))
+
+
+def test_a_failed_second_file_leaves_the_first_target_as_it_was(run, tmp_path, monkeypatch):
+    """Both files are written to temporaries first and renamed only when both are whole: a
+    failure on the second (here its write) leaves the user's old first file in place."""
+    import archcalc.cli.export as export_cmd
+    first, second = tmp_path / "a.onnx", tmp_path / "a.py"
+    first.write_text("OLD")
+    real = export_cmd._torch_text
+
+    def failing(network, weights):
+        data, said = real(network, weights)
+        return _Unwritable(data), said
+
+    class _Unwritable(bytes):
+        pass
+
+    from pathlib import Path
+    original = Path.write_bytes
+
+    def write_bytes(self, data):
+        if isinstance(data, _Unwritable):
+            raise OSError(28, "No space left on device")
+        return original(self, data)
+
+    monkeypatch.setattr(export_cmd, "_torch_text", failing)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    result = run("export", "lenet5", "--onnx", str(first), "--torch", str(second), "--force")
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert first.read_text() == "OLD" and not second.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.onnx"]  # no temporary left
+
+
+@pytest.mark.parametrize("where", ["dir", "missing"])
+def test_a_target_that_cannot_be_a_file_is_refused_before_the_work(run, tmp_path, where):
+    bad = tmp_path / "d" if where == "dir" else tmp_path / "none" / "m.py"
+    if where == "dir":
+        bad.mkdir()
+    first = tmp_path / "m.onnx"
+    one_error(run("export", "lenet5", "--onnx", str(first), "--torch", str(bad)),
+              f"cannot write {bad}")
+    assert not first.exists()
 
 
 def test_no_output_option_is_a_usage_line(run):

@@ -9,6 +9,7 @@ absent: each is made whole in memory first, then written through a temporary fil
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from archcalc.cli.common import SHAPE
 from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
 
-DEFAULT_OPSET = 17  # archcalc.exporters.onnx_export.DEFAULT_OPSET (not imported: numpy)
+# archcalc.exporters.onnx_export's DEFAULT_OPSET and OPSETS, not imported here (it imports
+# NumPy); tests/test_export_cli.py keeps them equal.
+DEFAULT_OPSET, OPSET_RANGE = 17, (17, 21)
 
 
 @main.command("export")
@@ -31,8 +34,8 @@ DEFAULT_OPSET = 17  # archcalc.exporters.onnx_export.DEFAULT_OPSET (not imported
 @click.option("--weights", default=None, metavar="CKPT.npz",
               help="The weights to export (saved by train, or import --weights-out); "
                    "without it, the model file's own or seeded random ones.")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
-              help="ONNX operator set (17–21).")
+@click.option("--opset", type=click.IntRange(*OPSET_RANGE), default=DEFAULT_OPSET,
+              show_default=True, help="ONNX operator set (17–21).")
 @click.option("--input", "input_shape", type=SHAPE, default=None, metavar="CxHxW",
               help="Override the spec's input shape, e.g. 3x227x227.")
 @click.option("--force", is_flag=True, help="Replace output files that exist.")
@@ -48,9 +51,6 @@ def export(spec: str, onnx_out: str | None, torch_out: str | None, weights: str 
       archcalc export my_net.yaml --onnx my_net.onnx --opset 20 --input 3x64x64
     """
     _check_targets(onnx_out, torch_out, force)
-    if onnx_out:
-        from archcalc.exporters.onnx_export import check_opset
-        check_opset(opset)  # before any work: a mistyped option is one line at once
     from archcalc.spec import load
     network = load(spec, input_shape)
     files: list[tuple[str, bytes, str]] = []  # (path, contents, what the status line says)
@@ -69,9 +69,18 @@ def _check_targets(onnx_out: str | None, torch_out: str | None, force: bool) -> 
     if onnx_out and torch_out and os.path.abspath(onnx_out) == os.path.abspath(torch_out):
         raise ArchcalcError(f"--onnx and --torch are the same file, {echo(onnx_out)}",
                             fix="give them different names")
-    # Refused before the (possibly long) export: a user's file is never replaced unasked.
+    # Refused before the (possibly long) export: a user's file is never replaced unasked,
+    # and a target that cannot be a file (a directory, a missing directory) is said at once.
+    from archcalc.fileio import write_error
     for name, option in ((onnx_out, "--onnx"), (torch_out, "--torch")):
-        if name and Path(name).exists() and not Path(name).is_dir() and not force:
+        if not name:
+            continue
+        target = Path(name)
+        if target.is_dir():
+            raise write_error(target, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+        if not Path(os.path.abspath(name)).parent.is_dir():
+            raise write_error(target, FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT)))
+        if target.exists() and not force:
             raise ArchcalcError(f"{echo(name)} exists",
                                 fix=f"pass --force to replace it, or choose another {option}")
 
@@ -124,22 +133,12 @@ def _torch_text(network, weights: str | None) -> tuple[bytes, str]:
 
 
 def _write_all(files: list[tuple[str, bytes, str]]) -> None:
-    """Write each file atomically; if one fails, the files this run created are removed
-    again, so a failed export leaves nothing new behind."""
+    """Write every file to a temporary file beside it first, and rename them into place only
+    when all are written: a write that fails (a full disk, a read-only directory) leaves
+    every target as it was, the user's old files included."""
+    from contextlib import ExitStack
+
     from archcalc.fileio import replacing
-    made: list[Path] = []
-    try:
+    with ExitStack() as stack:  # each replacing() renames on a clean exit, else removes
         for path, data, _ in files:
-            target = Path(path)
-            existed = target.exists()
-            with replacing(target) as tmp:
-                tmp.write_bytes(data)
-            if not existed:
-                made.append(target)
-    except BaseException:
-        for target in made:
-            try:
-                target.unlink()
-            except OSError:
-                pass
-        raise
+            stack.enter_context(replacing(Path(path))).write_bytes(data)
