@@ -115,3 +115,45 @@ def test_a_file_of_tiny_fields_past_the_bound_is_left_to_the_whole_parse(tmp_pat
     monkeypatch.setattr(onnx_wire, "MAX_FIELDS", 101)
     with open(path, "rb") as fh:
         assert onnx_wire.light_bytes(fh, len(data)) == (data, frozenset())
+
+
+def test_a_tensor_with_two_data_fields_is_left_to_the_whole_parse(tmp_path):
+    """protobuf keeps the last raw_data of a tensor: a file whose first one is large (and
+    would be skipped) and whose last holds the values must read as the whole parse reads it."""
+    path, model = _model(tmp_path)
+    shape = next(t for t in model.graph.initializer if t.name == "shape")
+    real = shape.raw_data
+    shape.ClearField("raw_data")
+    big = TensorProto(raw_data=b"\0" * (onnx_wire.LARGE_BYTES + 8)).SerializeToString()
+    last = TensorProto(raw_data=real).SerializeToString()
+    tensor = shape.SerializeToString() + big + last  # raw_data twice, as a crafted file may
+    model.graph.initializer.remove(shape)
+    # a second graph field merges into the first: its initializer joins the list
+    extra = onnx_wire._framed(5, tensor)
+    data = model.SerializeToString() + onnx_wire._framed(7, extra)
+    merged = onnx.ModelProto.FromString(data)
+    kept = next(t for t in merged.graph.initializer if t.name == "shape")
+    assert numpy_helper.to_array(kept).tolist() == [1, -1]  # the last raw_data wins
+    path.write_bytes(data)
+    with open(path, "rb") as fh:
+        assert onnx_wire.light_bytes(fh, path.stat().st_size) is None
+    assert read(path, "m.onnx", None) == convert(load_model(path, "m.onnx"), "m.onnx", None, "m")
+
+
+def test_consecutive_kept_fields_are_copied_as_one_piece(tmp_path, monkeypatch):
+    """A file of many small fields keeps a few slices, not one bytes object per field."""
+    data = b"\x08\x01" * 50_000  # 50,000 ir_version fields
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(data)
+    takes = []
+    real = onnx_wire._Source.take
+
+    def counting(self, begin, end):
+        if end - begin > 10:  # the slices kept (varint reads take at most 10 bytes)
+            takes.append(end - begin)
+        return real(self, begin, end)
+
+    monkeypatch.setattr(onnx_wire._Source, "take", counting)
+    with open(path, "rb") as fh:
+        assert onnx_wire.light_bytes(fh, len(data)) == (data, frozenset())
+    assert takes == [len(data)]

@@ -27,8 +27,9 @@ from typing import BinaryIO
 # scales: at most SMALL_CONSTANT = 1,024 elements) keeps its data.
 LARGE_BYTES = 16 * 1024
 # A file whose top levels hold more fields than this is parsed whole (in C) instead: the
-# walk is Python, and a crafted file of tiny fields must not make it slow.
-MAX_FIELDS = 2_000_000
+# walk is Python, and a crafted file of tiny fields must not make it slow. ResNet-152's file
+# has about 5,000 (a node is one field of the graph: its insides are not walked).
+MAX_FIELDS = 500_000
 
 _MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME = 7, 5, 8
 _TENSOR_DATA = frozenset({4, 5, 7, 9, 10, 11})
@@ -111,32 +112,66 @@ def _framed(number: int, body: bytes) -> bytes:
     return _varint_bytes(number << 3 | 2) + _varint_bytes(len(body)) + body
 
 
+class _Pieces:
+    """The bytes kept, as few slices as possible: consecutive kept fields are one slice
+    (a file of a million tiny fields is not a million bytes objects)."""
+
+    def __init__(self, src: _Source) -> None:
+        self.src, self.parts, self.run = src, [], None
+
+    def keep(self, begin: int, end: int) -> None:
+        if self.run is not None and self.run[1] == begin:
+            self.run[1] = end
+            return
+        self.flush()
+        self.run = [begin, end]
+
+    def add(self, data: bytes) -> None:
+        self.flush()
+        self.parts.append(data)
+
+    def flush(self) -> None:
+        if self.run is not None:
+            self.parts.append(self.src.take(*self.run))
+            self.run = None
+
+    def joined(self) -> bytes:
+        self.flush()
+        return b"".join(self.parts)
+
+
 def _tensor(src: _Source, begin: int, end: int, skipped: set[str]) -> bytes:
-    """A TensorProto's bytes without its large data fields (its name joins `skipped`)."""
-    kept, name, dropped = [], None, False
+    """A TensorProto's bytes without its large data fields (its name joins `skipped`). A
+    tensor with two data fields is left to the whole parse: protobuf's rules for repeats
+    (the last raw_data wins, repeated values concatenate) are not worth copying here."""
+    kept, name, dropped, data_fields = _Pieces(src), None, False, 0
     for number, wire, key_at, value_at, stop in _fields(src, begin, end):
-        if number in _TENSOR_DATA and wire == 2 and stop - value_at > LARGE_BYTES:
-            dropped = True
-            continue
+        if number in _TENSOR_DATA:
+            data_fields += 1
+            if data_fields > 1:
+                raise _Odd
+            if wire == 2 and stop - value_at > LARGE_BYTES:
+                dropped = True
+                continue
         if number == _TENSOR_NAME and wire == 2:
-            name = src.take(value_at, stop)
-        kept.append(src.take(key_at, stop))
+            name = src.take(value_at, stop)  # the last one, as protobuf reads it
+        kept.keep(key_at, stop)
     if dropped:
         try:
             skipped.add((name or b"").decode("utf-8"))
         except UnicodeDecodeError:  # protobuf would refuse the name: let it say so
             raise _Odd from None
-    return b"".join(kept)
+    return kept.joined()
 
 
 def _graph(src: _Source, begin: int, end: int, skipped: set[str]) -> bytes:
-    kept = []
+    kept = _Pieces(src)
     for number, wire, key_at, value_at, stop in _fields(src, begin, end):
         if number == _GRAPH_INITIALIZER and wire == 2:
-            kept.append(_framed(number, _tensor(src, value_at, stop, skipped)))
+            kept.add(_framed(number, _tensor(src, value_at, stop, skipped)))
         else:
-            kept.append(src.take(key_at, stop))
-    return b"".join(kept)
+            kept.keep(key_at, stop)
+    return kept.joined()
 
 
 def light_bytes(handle: BinaryIO, size: int) -> tuple[bytes, frozenset[str]] | None:
@@ -144,13 +179,13 @@ def light_bytes(handle: BinaryIO, size: int) -> tuple[bytes, frozenset[str]] | N
     initializers whose data was left out), or None when the file's structure is not what
     the walk expects (the caller then parses the whole file)."""
     src = _Source(handle, size)
-    kept, skipped = [], set()
+    kept, skipped = _Pieces(src), set()
     try:
         for number, wire, key_at, value_at, stop in _fields(src, 0, size):
             if number == _MODEL_GRAPH and wire == 2:
-                kept.append(_framed(number, _graph(src, value_at, stop, skipped)))
+                kept.add(_framed(number, _graph(src, value_at, stop, skipped)))
             else:
-                kept.append(src.take(key_at, stop))
+                kept.keep(key_at, stop)
+        return kept.joined(), frozenset(skipped)
     except _Odd:
         return None
-    return b"".join(kept), frozenset(skipped)
