@@ -73,14 +73,17 @@ def conventions_grid(analysis, peers) -> Grid:
         ruled.add(len(rows))
         for index, fig in enumerate(peer.figures):
             unit = f" {fig.unit}" if fig.unit else ""
-            rows.append([peer.key if index == 0 else "", fig.label, _number(fig.value) + unit,
+            label = peer.key if peer.complete else f"{peer.key} (incomplete)"
+            rows.append([label if index == 0 else "", fig.label, _number(fig.value) + unit,
                          _number(fig.ours) + unit, _signed(fig.difference)])
     t = analysis.totals
     shape = "×".join(map(str, analysis.network.input_shape))
     footer = [f"{analysis.network.name} at {shape}, batch {t.batch}, {t.dtype}; the network as "
               "one torch module per layer (`archcalc export`), in eval mode. MACs = "
               "multiply-accumulates, FLOPs = 2 × MACs. Each peer's figure follows its rules, "
-              "read from its source; the tools are not run. Why each differs:"]
+              "read from its source; the tools are not run. A peer marked (incomplete) meets "
+              "a layer kind no rule was read for: its figures leave those layers out (named "
+              "below), so the tool's own figure may differ. Why each differs:"]
     return Grid(f"Conventions: {analysis.network.name}",
                 ["Peer", "Figure", "Peer's value", "archcalc", "Difference"], rows,
                 footer=footer, ruled=ruled - {0}, left={1}, drop=[3])
