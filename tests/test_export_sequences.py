@@ -59,7 +59,7 @@ CASES: dict[str, tuple[str, list[int]]] = {
 
 def network(name: str):
     layers, shape = CASES[name]
-    return loads(f"name: {name}\ninput: {shape}\nlayers: {layers}\n")
+    return loads(f"name: seq\ninput: {shape}\nlayers: {layers}\n")
 
 
 def randomised(net, seed: int = 0, noise: float = 0.3):
@@ -175,3 +175,58 @@ def bias_forms(net) -> list:
     """Each recurrent layer's biases (1 or 2), or None without a bias."""
     return [leaf.spec.biases if leaf.spec.bias else None for leaf in net.leaves()
             if leaf.kind in ("rnn", "lstm", "gru")]
+
+
+# ---- PyTorch out --------------------------------------------------------------------------------
+def torch_module(net, model, tmp_path):
+    """The generated file imported, its module built with the executor's weights loaded
+    through the file's own loader."""
+    from archcalc.exporters.torch_export import export
+    from archcalc.nn.weights import save_weights
+    from test_export_torch import import_source
+    exported = export(net)
+    module = import_source(exported.source, tmp_path)
+    save_weights(model, tmp_path / "weights.npz")
+    return module, getattr(module, exported.class_name)(weights=str(tmp_path / "weights.npz"))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_module_equals_the_executor(name, tmp_path):
+    """Outputs (float32, < 1e-4 of the largest), trainable parameters (the calculator's
+    count; `biases: 1`'s zero vector is no parameter), names through the file's mapping."""
+    torch = pytest.importorskip("torch")
+    net = network(name)
+    model = randomised(net)
+    module, torch_net = torch_module(net, model, tmp_path)
+    torch_net.eval()
+    assert sum(p.numel() for p in torch_net.parameters()) == analyze(net).totals.params
+    assert {module.archcalc_name(k) for k in torch_net.state_dict()} == set(model.params)
+    x, ids = inputs(net)
+    with torch.no_grad():
+        got = torch_net(torch.from_numpy(ids)).numpy()
+    assert relative(got, model.forward(x)) < TOLERANCE
+
+
+def test_torch_module_trains_and_its_weights_come_back(tmp_path):
+    """A gradient step in torch on the forms torch has no module for (one bias, the GRU
+    that resets before U_n); save_archcalc_weights; the executor reads them and computes
+    what torch does."""
+    torch = pytest.importorskip("torch")
+    from archcalc.nn.weights import load_weights
+    net = loads("name: t\ninput: [5, 3]\nlayers: [{lstm: {units: 3, biases: 1, "
+                "return_sequences: true, bidirectional: true}}, {gru: {units: 2, "
+                "reset_after: false, biases: 1, bidirectional: true}}, {dense: 2}]\n")
+    model = randomised(net)
+    module, torch_net = torch_module(net, model, tmp_path)
+    x, _ = inputs(net)
+    torch_net(torch.from_numpy(x)).square().sum().backward()
+    with torch.no_grad():
+        for p in torch_net.parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0
+            p.sub_(0.1 * p.grad)
+        got = torch_net(torch.from_numpy(x)).numpy()
+    module.save_archcalc_weights(torch_net, str(tmp_path / "back.npz"))
+    again = build(net, seed=5)
+    load_weights(again, tmp_path / "back.npz", strict=True)
+    assert relative(again.forward(x), got) < TOLERANCE
+    assert relative(again.forward(x), model.forward(x)) > 1e-3  # the step moved it

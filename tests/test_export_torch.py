@@ -21,8 +21,7 @@ import pytest
 
 from archcalc.calc.analyze import analyze
 from archcalc.errors import ArchcalcError
-from archcalc.exporters.torch_export import (KIND_MAP, NOT_EXPORTED_YET, RESERVED, export,
-                                             torch_source)
+from archcalc.exporters.torch_export import KIND_MAP, RESERVED, export, torch_source
 from archcalc.nn.layers import KINDS
 from archcalc.nn.network import build
 from archcalc.nn.weights import load_weights, save_weights
@@ -118,14 +117,7 @@ def check_network(network, tmp_path, *, batch: int = 2, seed: int = 0):
 # ---- the kinds ----------------------------------------------------------------------------------
 
 def test_every_kind_has_a_mapping():
-    # issue 13's sequence kinds are refused in one line until their mapping lands
-    assert set(KIND_MAP) | NOT_EXPORTED_YET == set(MODELS) == set(KINDS)
-    assert not set(KIND_MAP) & NOT_EXPORTED_YET
-
-
-def test_a_kind_not_exported_yet_is_one_line():
-    with pytest.raises(ArchcalcError, match=r"export of gru is not supported yet \(issue 13\)"):
-        export(loads("name: seq\ninput: [4, 3]\nlayers: [{gru: 2}]\n"))
+    assert set(KIND_MAP) == set(MODELS) == set(KINDS)
 
 
 def test_reserved_names_cover_torch():
@@ -214,9 +206,12 @@ def test_flat_input_kinds(tmp_path):
 
 
 def test_cases_cover_every_kind():
+    """Here and in tests/test_export_sequences.py (the sequence kinds and options)."""
+    from test_export_sequences import CASES as SEQUENCE_CASES, network
     seen = {leaf.kind for case, text in CASES.items() if case != "names"
             for leaf in net_of(text).leaves()}
-    assert seen == set(MODELS) - NOT_EXPORTED_YET
+    seen |= {leaf.kind for case in SEQUENCE_CASES for leaf in network(case).leaves()}
+    assert seen == set(MODELS)
 
 
 def test_frozen_batchnorm_keeps_running_statistics(tmp_path):
@@ -336,11 +331,18 @@ def pyflakes_messages(source: str) -> list[str]:
     return out.getvalue().splitlines()
 
 
-@pytest.mark.parametrize("name", bundled_names() + sorted(CASES))
+SEQUENCES = ("stacked_dropout_every_step_dense_softmax", "embedding_lstm_dense",
+             "cnn_to_sequence_width_lstm", "gru_reset_before_bidirectional_one_bias")
+
+
+@pytest.mark.parametrize("name", bundled_names() + sorted(CASES) + list(SEQUENCES))
 def test_reads_like_code_a_person_wrote(name):
     pytest.importorskip("pyflakes")
     if name in CASES:
         network = net_of(CASES[name], extra="separator: /\n" if name == "names" else "")
+    elif name in SEQUENCES:
+        from test_export_sequences import network as sequence_network
+        network = sequence_network(name)
     else:
         network = load(name)
     source = torch_source(network)

@@ -38,7 +38,7 @@ from typing import Callable
 from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
 from archcalc.spec.load import bundled_names
-from archcalc.spec.layers import explicit_pads, pair, same_pads
+from archcalc.spec.layers import GATES, explicit_pads, pair, same_pads
 from archcalc.spec.tree import Leaf, Merge, Network, Path, Sequence, iter_leaves
 
 LINE = 100  # the longest line the file may have
@@ -97,6 +97,8 @@ class Made:
     helpers: tuple[str, ...] = ()
     params: dict[str, tuple[int, ...]] = field(default_factory=dict)
     buffers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # how forward calls it: {module} and {x} filled in (a recurrent layer picks its output)
+    apply: str = "{module}({x})"
 
 
 def _biased(made: Made, spec, out: int) -> Made:
@@ -203,8 +205,54 @@ def _pad(spec, shape) -> Made:
 
 
 def _dense(spec, shape) -> Made:
-    code = call("nn.Linear", shape[0], spec.units, bias=False if not spec.bias else None)
-    return _biased(Made(code, params={"weight": (spec.units, shape[0])}), spec, spec.units)
+    # nn.Linear acts on the last axis: a T×F sequence's every step (time_distributed) too
+    code = call("nn.Linear", shape[-1], spec.units, bias=False if not spec.bias else None)
+    return _biased(Made(code, params={"weight": (spec.units, shape[-1])}), spec, spec.units)
+
+
+def _softmax(spec, shape) -> Made:
+    # over channels (features); over a sequence's features, each step on its own
+    return Made(f"nn.Softmax(dim={2 if len(shape) == 2 else 1})")
+
+
+_TORCH_RECURRENT = {"rnn": "nn.RNN", "lstm": "nn.LSTM", "gru": "nn.GRU"}
+
+
+def _recurrent(spec, shape) -> Made:
+    """One nn.RNN / nn.LSTM / nn.GRU (batch_first), or the file's ResetBeforeGRU for
+    reset_after: false (torch's GRU resets after U_n only); `biases: 1` through one_bias.
+    Its arrays are the executor's, named as torch names them (weight_ih_l0 for weight_ih)."""
+    f, h = shape[-1], spec.units
+    gh = GATES[spec.type] * h
+    one = spec.bias and spec.biases == 1
+    args = dict(batch_first=True, bias=False if not spec.bias else None,
+                bidirectional=True if spec.bidirectional else None)
+    if spec.type == "rnn" and spec.nonlinearity == "relu":
+        args["nonlinearity"] = "relu"
+    helpers: tuple[str, ...] = ()
+    if spec.type == "gru" and not spec.reset_after:
+        code = call("ResetBeforeGRU", f, h, bias=args["bias"],
+                    bidirectional=args["bidirectional"], one_bias=True if one else None)
+        helpers = ("ResetBeforeGRU",)
+    else:
+        code = call(_TORCH_RECURRENT[spec.type], f, h, **args)
+        if one:
+            code, helpers = f"one_bias({code})", ("one_bias",)
+    params: dict[str, tuple[int, ...]] = {}
+    for suffix in ("", "_reverse") if spec.bidirectional else ("",):
+        params.update({f"weight_ih{suffix}": (gh, f), f"weight_hh{suffix}": (gh, h)})
+        if spec.bias:
+            params.update({f"bias{suffix}": (gh,)} if one else
+                          {f"bias_ih{suffix}": (gh,), f"bias_hh{suffix}": (gh,)})
+    if spec.return_sequences:
+        return Made(code, helpers, params, apply="{module}({x})[0]")
+    return Made(code, helpers + ("last_state",), params, apply="last_state({module}({x}))")
+
+
+def _embedding(spec, shape) -> Made:
+    # the ids may come as floats holding whole numbers (archcalc's executor takes them so)
+    return Made(call("nn.Embedding", spec.vocab, spec.units),
+                params={"weight": (spec.vocab, spec.units)}, apply="{module}({x}.long())")
 
 
 def _batchnorm(spec, shape) -> Made:
@@ -233,10 +281,6 @@ def _plain(code: str, helper: str | None = None):
     return lambda spec, shape: Made(code, (helper,) if helper else ())
 
 
-# Sequence kinds (issue 13) the exporter does not write yet: a spec using one is refused in
-# one line. The next step of issue 13 maps them and empties this set.
-NOT_EXPORTED_YET: frozenset[str] = frozenset({"rnn", "lstm", "gru", "embedding", "to_sequence"})
-
 KIND_MAP: dict[str, Callable[..., Made]] = {
     "conv2d": _conv2d,
     "conv_transpose2d": _conv_transpose2d,
@@ -262,13 +306,16 @@ KIND_MAP: dict[str, Callable[..., Made]] = {
     "elu": lambda spec, shape: Made(call("nn.ELU", spec.alpha if spec.alpha != 1.0 else None)),
     "sigmoid": _plain("nn.Sigmoid()"),
     "tanh": _plain("nn.Tanh()"),
-    "softmax": _plain("nn.Softmax(dim=1)"),
+    "softmax": _softmax,
     "hardsigmoid": _plain("nn.Hardsigmoid()"),
     "hardswish": _plain("nn.Hardswish()"),
     "silu": _plain("nn.SiLU()"),
     "gelu": lambda spec, shape: Made(call("nn.GELU", approximate=spec.approximate
                                           if spec.approximate != "none" else None)),
     "maxout": lambda spec, shape: Made(call("Maxout", spec.pieces), ("Maxout",)),
+    "rnn": _recurrent, "lstm": _recurrent, "gru": _recurrent,
+    "embedding": _embedding,
+    "to_sequence": lambda spec, shape: Made(call("ToSequence", spec.axis), ("ToSequence",)),
 }
 
 
@@ -404,6 +451,91 @@ class SymmetricPad2d(nn.Module):
         x = torch.cat([x[:, :, :, :left].flip(3), x, x[:, :, :, w - right:].flip(3)], 3)
         return torch.cat([x[:, :, :top].flip(2), x, x[:, :, h - bottom:].flip(2)], 2)
 ''', ()),
+    "ToSequence": ('''
+class ToSequence(nn.Module):
+    """A C×H×W map as a sequence (CRNN): axis "width" gives W steps of C·H features (step t
+    is column t), "height" H steps of C·W."""
+
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2) if self.axis == "width" else x.permute(0, 2, 1, 3)
+        return x.flatten(2)
+''', ()),
+    "last_state": ('''
+def last_state(result):
+    """(N, D·H): the last step of an nn.RNN / nn.LSTM / nn.GRU's (output, h_n) — an LSTM's
+    h_n is (h_n, c_n)'s first — with its D directions side by side: the forward one after
+    step T, the backward one after step 1 (torch's h_n, archcalc's last step)."""
+    h_n = result[1][0] if isinstance(result[1], tuple) else result[1]
+    return torch.cat(tuple(h_n), 1)
+''', ()),
+    "one_bias": ('''
+def one_bias(layer):
+    """An nn.RNN / nn.LSTM / nn.GRU with one bias vector per direction (Keras's form), as
+    archcalc's `biases: 1`: bias_l0 (bias_l0_reverse) takes bias_ih's place and bias_hh
+    becomes a zero buffer, neither trained nor saved. torch's layer reads its arrays by
+    the names in _flat_weights_names, so those follow."""
+    names, renamed = layer._flat_weights_names, {}
+    for k, name in enumerate(names):
+        value = layer._parameters.pop(name) if name.startswith("bias_") else None
+        if value is None:
+            continue
+        if name.startswith("bias_ih"):
+            names[k] = renamed[name] = name.replace("bias_ih", "bias")
+            layer.register_parameter(names[k], value)
+        else:
+            layer.register_buffer(name, torch.zeros_like(value.detach()), persistent=False)
+    layer._all_weights = [[renamed.get(n, n) for n in group] for group in layer._all_weights]
+    layer._init_flat_weights()
+    return layer
+''', ()),
+    "ResetBeforeGRU": ('''
+class ResetBeforeGRU(nn.Module):
+    """A GRU whose reset gate multiplies h before U_n (Cho et al. 2014; Keras's
+    reset_after=False): n = tanh(W_n·x + b_in + U_n·(r⊙h) + b_hn); nn.GRU resets after U_n.
+    Gates r, z, n and arrays named as nn.GRU's (weight_ih_l0 …; one_bias: one bias_l0 per
+    direction); batch-first; returns (output, h_n) as nn.GRU does."""
+
+    def __init__(self, input_size, hidden_size, bias=True, bidirectional=False,
+                 one_bias=False):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.suffixes = ["", "_reverse"] if bidirectional else [""]
+        gates, bound = 3 * hidden_size, hidden_size ** -0.5
+        shapes = {"weight_ih": (gates, input_size), "weight_hh": (gates, hidden_size)}
+        if bias:
+            shapes.update({"bias": (gates,)} if one_bias else
+                          {"bias_ih": (gates,), "bias_hh": (gates,)})
+        for suffix in self.suffixes:
+            for name, shape in shapes.items():
+                value = torch.empty(shape).uniform_(-bound, bound)
+                self.register_parameter(f"{name}_l0{suffix}", nn.Parameter(value))
+
+    def forward(self, x):
+        h_size, outputs, last = self.hidden_size, [], []
+        for suffix in self.suffixes:
+            arrays = {name: getattr(self, f"{name}_l0{suffix}", None)
+                      for name in ("weight_ih", "weight_hh", "bias", "bias_ih", "bias_hh")}
+            w_hh, b_hh = arrays["weight_hh"], arrays["bias_hh"]
+            b_rz, b_n = (None, None) if b_hh is None else (b_hh[:2 * h_size], b_hh[2 * h_size:])
+            b_x = arrays["bias"] if arrays["bias"] is not None else arrays["bias_ih"]
+            xw = F.linear(x, arrays["weight_ih"], b_x)
+            h = x.new_zeros(x.shape[0], h_size)
+            steps = list(range(x.shape[1]))
+            out = [h] * len(steps)
+            for t in steps[::-1] if suffix else steps:
+                r, z = torch.sigmoid(xw[:, t, :2 * h_size]
+                                     + F.linear(h, w_hh[:2 * h_size], b_rz)).chunk(2, 1)
+                n = torch.tanh(xw[:, t, 2 * h_size:] + F.linear(r * h, w_hh[2 * h_size:], b_n))
+                h = (1 - z) * n + z * h
+                out[t] = h
+            outputs.append(torch.stack(out, 1))
+            last.append(h)
+        return torch.cat(outputs, 2), torch.stack(last)
+''', ()),
     "Maxout": ('''
 class Maxout(nn.Module):
     """Output channel j is the largest of input channels j·pieces … j·pieces + pieces − 1."""
@@ -509,6 +641,26 @@ def archcalc_name(key):
 def torch_key(name):
     \"\"\"The state_dict key of an archcalc array name (archcalc_name's inverse).\"\"\"
     layer, array = name.rsplit(".", 1)
+    return {to_torch} + "." + array
+"""
+
+
+_NAMING_RECURRENT = """
+def archcalc_name(key):
+    \"\"\"The archcalc name of a state_dict key:
+    {key} → {name}.\"\"\"
+    layer, array = key.rsplit(".", 1){to_archcalc}
+    if layer in RECURRENT:  # torch numbers the arrays of its stacked layers: weight_ih_l0
+        array = array.replace("_l0", "", 1)
+    return layer + "." + array
+
+
+def torch_key(name):
+    \"\"\"The state_dict key of an archcalc array name (archcalc_name's inverse).\"\"\"
+    layer, array = name.rsplit(".", 1)
+    if layer in RECURRENT:
+        base, reverse = (array[:-8], "_reverse") if array.endswith("_reverse") else (array, "")
+        array = base + "_l0" + reverse
     return {to_torch} + "." + array
 """
 
@@ -658,6 +810,8 @@ class _Module:
     weighted: list[Path] = field(default_factory=list)
     frozen: list[str] = field(default_factory=list)
     frozen_bn: list[str] = field(default_factory=list)
+    applies: dict[Path, str] = field(default_factory=dict)   # Made.apply of each leaf
+    recurrent: list[str] = field(default_factory=list)       # their arrays torch suffixes _l0
 
 
 def export(network: Network, weights=None) -> Exported:
@@ -670,10 +824,6 @@ def export(network: Network, weights=None) -> Exported:
     module = _Module()
     made_scopes: set[tuple[str, ...]] = set()
     for leaf in leaves:
-        if leaf.kind in NOT_EXPORTED_YET:
-            raise ArchcalcError(f"export of {leaf.kind} is not supported yet (issue 13)",
-                                layer=network.display(leaf.path), file=network.file,
-                                fix="export a spec without sequence layers")
         path = naming.path[leaf.path]
         for depth in range(1, len(path)):
             scope = path[:depth]
@@ -686,6 +836,9 @@ def export(network: Network, weights=None) -> Exported:
         module.params.update({f"{name}.{k}": v for k, v in made.params.items()})
         module.buffers.update({f"{name}.{k}": v for k, v in made.buffers.items()})
         module.init.append(f"{scopes.access(path)} = {made.code}")
+        module.applies[leaf.path] = made.apply
+        if leaf.kind in GATES:
+            module.recurrent.append(name)
         if made.params or made.buffers:
             module.weighted.append(leaf.path)
         if not leaf.trainable and made.params:
@@ -694,7 +847,7 @@ def export(network: Network, weights=None) -> Exported:
                 module.frozen_bn.append(scopes.access(path))
     if weights is not None:
         _check_weights(weights, {**module.params, **module.buffers})
-    forward = _Forward(scopes, naming.path)
+    forward = _Forward(scopes, naming.path, module.applies)
     forward.sequence(network.root, "x", "x", 0)
     cls = class_name(network.name)
     text = _File(network, cls, naming, module, weights).text(forward.lines)
@@ -708,8 +861,9 @@ class _Forward:
 
     LETTERS = "xyzuvwst"
 
-    def __init__(self, scopes: _Scopes, paths: dict[Path, tuple[str, ...]]) -> None:
-        self.scopes, self.paths = scopes, paths
+    def __init__(self, scopes: _Scopes, paths: dict[Path, tuple[str, ...]],
+                 applies: dict[Path, str]) -> None:
+        self.scopes, self.paths, self.applies = scopes, paths, applies
         self.lines: list[str] = []
 
     def var(self, depth: int, index: int | None) -> str:
@@ -721,8 +875,9 @@ class _Forward:
         current = src
         for child in seq.children:
             if isinstance(child, Leaf):
-                self.lines.append(f"{dst} = {self.scopes.access(self.paths[child.path])}"
-                                  f"({current})")
+                module = self.scopes.access(self.paths[child.path])
+                self.lines.append(f"{dst} = " + self.applies[child.path].format(module=module,
+                                                                               x=current))
                 current = dst
             elif isinstance(child, Sequence):
                 current = self.sequence(child, current, dst, depth)
@@ -794,15 +949,19 @@ class _File:
         self.network, self.cls, self.naming, self.module = network, cls, naming, module
         self.weights = weights
         self.rule, self.renamed = naming.mapping(module.weighted)
-        self.identity = self.rule == "same" and not self.renamed
+        self.identity = self.rule == "same" and not self.renamed and not module.recurrent
 
     def first_key(self, torch: bool, differing: bool = False) -> str | None:
         """A weight's state_dict key (torch) or archcalc name: the first layer's, or with
-        `differing` the first whose two names differ."""
+        `differing` the first whose two names differ (a recurrent layer's always do:
+        weight_ih_l0, weight_ih)."""
         for path in self.module.weighted:
             names = ".".join(self.naming.path[path]), self.network.display(path)
-            if not differing or names[0] != names[1]:
-                return names[0 if torch else 1] + ".weight"
+            arrays = ("weight_ih_l0", "weight_ih") \
+                if names[1] in self.module.recurrent else ("weight", "weight")
+            keys = names[0] + "." + arrays[0], names[1] + "." + arrays[1]
+            if not differing or keys[0] != keys[1]:
+                return keys[0 if torch else 1]
         return None
 
     def docstring(self) -> list[str]:
@@ -816,8 +975,12 @@ class _File:
             build = f"    model = {cls}()  # loads WEIGHTS; {cls}(weights=None) starts afresh"
         key = self.first_key(True)
         keys = f"({key} ...)" if key else "(this one has no weights)"
+        dims = ", ".join(map(str, net.input_shape))
+        first = next(net.leaves(), None)
+        sample = f"torch.randint({first.spec.vocab}, (8, {dims}))" \
+            if first is not None and first.kind == "embedding" else f"torch.rand(8, {dims})"
         return [f'"""{net.name}, exported by archcalc from {origin}.', "", build,
-                f"    y = model(torch.rand(8, {', '.join(map(str, net.input_shape))}))",
+                f"    y = model({sample})",
                 '    save_archcalc_weights(model, "trained.npz")',
                 f"    # then: archcalc evaluate {spec} trained.npz", "",
                 "The submodules carry the spec's layer names, so state_dict() keys read like "
@@ -830,6 +993,9 @@ class _File:
         if self.rule == "separator":
             out.append(f"SEPARATOR = {lit(self.network.separator)}  # archcalc joins scope "
                        "names with it")
+        if self.module.recurrent:
+            out += _wrap(f"RECURRENT = {{{', '.join(lit(n) for n in self.module.recurrent)}}}",
+                         "")
         if self.renamed:
             pairs = ", ".join(f"{lit(t)}: {lit(a)}" for t, a in self.renamed.items())
             out += ["# layers torch names otherwise than the spec (torch's name: the spec's)",
@@ -847,9 +1013,14 @@ class _File:
         if self.renamed:
             to_archcalc = f"RENAMED.get(layer, {to_archcalc})"
             to_torch = f"TORCH_NAMES.get(layer, {to_torch})"
-        text = _NAMING.format(key=repr(self.first_key(True, True)),
-                              name=repr(self.first_key(False, True)),
-                              to_archcalc=to_archcalc, to_torch=to_torch)
+        if self.module.recurrent:  # the layer's archcalc name first, then its arrays'
+            template = _NAMING_RECURRENT
+            to_archcalc = "" if to_archcalc == "layer" else f"\n    layer = {to_archcalc}"
+        else:
+            template = _NAMING
+        text = template.format(key=repr(self.first_key(True, True)),
+                               name=repr(self.first_key(False, True)),
+                               to_archcalc=to_archcalc, to_torch=to_torch)
         return text.split("\n")
 
     def io(self) -> list[str]:
