@@ -128,15 +128,15 @@ def gradcheck_command(spec: str, input_shape, batch: int, seed: int, tolerance: 
                             draw_input=lambda rng: check_input(network, rng, batch, "float64"))
     seconds = time.perf_counter() - start
     failed = [r for r in results if not r.ok]
-    if gradcheck_module.reads_token_ids(network):
-        out.print(Text("the input is token ids (drawn from 0 … vocab − 1), which have no "
-                       "gradient: no (input) row", style="dim"))
     # A Grid, so a narrow terminal hides the counts before cutting a layer's name.
     print_wide(Grid("", ["Layer", "Param", "Checked", "Kinks skipped", "Max rel. error", ""],
                     [[r.layer, r.param, f"{r.checked}/{r.size}", str(r.skipped),
                       f"{r.error:.2e}", "✓" if r.ok else "✗"] for r in results],
                     left={1}, drop=[3, 2],
                     styles={i: "bold red" for i, r in enumerate(results) if not r.ok}))
+    if gradcheck_module.reads_token_ids(network):
+        out.print(Text("the input is token ids (drawn from 0 … vocab − 1), which have no "
+                       "gradient: no (input) row", style="dim"))
     if failed:
         first = failed[0]
         why = ("every checked entry crossed a kink" if first.checked == 0

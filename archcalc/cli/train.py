@@ -211,8 +211,9 @@ def plot_curves(history: list[train.EpochRecord], path: Path) -> bool:
 @click.option("--restore-best/--no-restore-best", default=True, show_default=True,
               help="With --patience, end on the best epoch's weights.")
 @click.option("--translate", type=click.IntRange(min=0), default=None,
-              help="Augmentation: shift each image by up to N pixels [default: 2 for "
-                   "digits on a C×H×W input, else 0].")
+              help="Augmentation: shift each image by up to N pixels (a [T, F] input: its "
+                   "T×F image, rows as steps) [default: 2 for digits on a C×H×W input, "
+                   "else 0].")
 @click.option("--flip", is_flag=True, help="Augmentation: mirror half the images left-right.")
 @click.option("--val-split", type=FiniteFloat(0, 0.9), default=0.1, show_default=True,
               help="Fraction of the training images held out for validation.")
@@ -328,6 +329,7 @@ def _removed_if_left_empty(out: Path):
 
 
 def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
+    train.check_image_input(net, net.name)    # before any data is read
     lr = o["lr"] or DEFAULT_LR[o["optimizer"]]
     from archcalc.nn import schedules
     schedules.parse(o["schedule"]).check(lr, o["epochs"], o["schedule"])

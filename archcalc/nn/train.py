@@ -541,6 +541,19 @@ def check_reconstruction(input_shape: tuple[int, ...], output_shape: tuple[int, 
                             fix="drop --class-weights")
 
 
+def check_image_input(network, spec: str) -> None:
+    """The trainer feeds images: as C×H×W, flat, or [T, F] sequences read row by row
+    (data.fit_images). A network whose first layer is an embedding reads token ids, which no
+    image is; refused before any data is read, not at the first batch's pixel 0.0625."""
+    first = next(network.leaves(), None)
+    if first is not None and first.kind == "embedding":
+        raise ArchcalcError(
+            f"spec '{spec}' reads token ids (its first layer '{network.display(first.path)}' "
+            "is an embedding); the training data are images, whose pixels are not ids",
+            fix="train a spec whose input is [T, F] (an image read row by row: T rows of F "
+                "pixels) or C×H×W")
+
+
 def pixel_threshold(loss: str, last_kind: str) -> float:
     """Where an output value counts as ink (1) rather than background (0): 0.5 for values
     (mse, mae, or a sigmoid output), 0 for bce's logits (σ(0) = 0.5)."""
@@ -573,6 +586,7 @@ class Trainer:
         self.eval_batch = EVAL_BATCH                     # the CLI lowers it to fit memory
         self.saved_epoch: int | None = None             # the epoch of the checkpoint on disk
         check_config(config)  # refuses an unknown loss or monitor too
+        check_image_input(model.network, self.spec)
         self._check_augment()
         self.optimizer = optim.make(config.optimizer, config.lr)
         self.schedule = schedules.parse(config.schedule)
