@@ -555,3 +555,102 @@ def test_torchs_default_graph_name_gives_way_to_the_file_name(tmp_path):
     path = export(model, (1, 8, 8), tmp_path / "edge_detector.onnx")
     assert onnx.load(path).graph.name == "main_graph"
     assert load(path).name == "edge_detector"
+
+
+# ---- sequences (issue 13): nn.RNN / nn.LSTM / nn.GRU as torch.onnx writes them -------------------
+class _LastStep(nn.Module):
+    """out[:, -1] of the sequence: the last step (one direction), then a classifier."""
+
+    def __init__(self, rnn, classes=3):
+        super().__init__()
+        self.rnn, self.fc = rnn, nn.Linear(rnn.hidden_size, classes)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+class _HiddenState(nn.Module):
+    """h_n[-1]: the last layer's final state (one direction), then a classifier."""
+
+    def __init__(self, rnn, classes=3):
+        super().__init__()
+        self.rnn, self.fc = rnn, nn.Linear(rnn.hidden_size, classes)
+
+    def forward(self, x):
+        h = self.rnn(x)[1]
+        return self.fc((h[0] if isinstance(h, tuple) else h)[-1])
+
+
+class _EveryStep(nn.Module):
+    """Every step's output (both directions), a Linear on each: logits per step."""
+
+    def __init__(self, rnn, embed=None, classes=3):
+        super().__init__()
+        self.embed, self.rnn = embed, rnn
+        self.fc = nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), classes)
+
+    def forward(self, x):
+        return self.fc(self.rnn(self.embed(x) if self.embed is not None else x)[0])
+
+
+SEQUENCE_MODULES = {
+    "lstm_last_step": lambda: _LastStep(nn.LSTM(4, 5, batch_first=True)),
+    "gru_h_n": lambda: _HiddenState(nn.GRU(4, 5, batch_first=True)),
+    "rnn_h_n": lambda: _HiddenState(nn.RNN(4, 5, batch_first=True, nonlinearity="relu")),
+    "lstm_two_layers_last_step": lambda: _LastStep(nn.LSTM(4, 5, num_layers=2,
+                                                           batch_first=True)),
+    "lstm_bidirectional_every_step": lambda: _EveryStep(
+        nn.LSTM(4, 3, batch_first=True, bidirectional=True)),
+    "gru_bidirectional_no_bias_every_step": lambda: _EveryStep(
+        nn.GRU(4, 3, batch_first=True, bidirectional=True, bias=False)),
+    "rnn_bidirectional_every_step": lambda: _EveryStep(
+        nn.RNN(4, 3, batch_first=True, bidirectional=True)),
+    "embedding_gru_every_step": lambda: _EveryStep(nn.GRU(6, 4, batch_first=True),
+                                                   embed=nn.Embedding(11, 6)),
+}
+
+
+@pytest.mark.parametrize("name", list(SEQUENCE_MODULES))
+def test_torch_recurrent_modules(name, tmp_path):
+    """torch.onnx's RNN/LSTM/GRU with the Transpose / Squeeze / Reshape / Gather nodes it
+    writes around them: torch's parameter count, FlopCounterMode's FLOPs / 2 as MACs, and
+    onnxruntime's logits on the file computed by the executor on the imported weights."""
+    ort = pytest.importorskip("onnxruntime")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archcalc.importers import imported_weights, load_with_weights
+    from archcalc.nn.network import build
+    torch.manual_seed(0)
+    model = SEQUENCE_MODULES[name]().eval()
+    steps, n = 6, 2
+    x = torch.randint(0, 11, (n, steps)) if "embedding" in name else torch.randn(n, steps, 4)
+    path = str(tmp_path / f"{name}.onnx")
+    torch.onnx.export(model, (x,), path, dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}})
+    analysis = analyze(load(path))
+    assert analysis.totals.params == sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False):
+        with FlopCounterMode(display=False) as flops:
+            model(x)
+    assert analysis.totals.macs * 2 * n == flops.get_total_flops()
+
+    network, table = load_with_weights(path, None)
+    executor = build(network)
+    executor.load_state_dict(imported_weights(network, table, path), strict=True)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x.numpy()})[0]
+    got = executor.forward(x.numpy().astype("float32"))
+    assert got.shape == want.shape
+    assert abs(got - want).max() < 1e-4 * abs(want).max()
+
+
+def test_bidirectional_last_step_of_the_sequence_is_refused_by_name(tmp_path):
+    """out[:, -1] of a bidirectional layer is not its h_n (the backward half has seen one
+    step): no archcalc layer computes it; the error names the Gather and says why."""
+    model = _EveryStep(nn.LSTM(4, 3, batch_first=True, bidirectional=True))
+    model.forward = lambda x: model.fc(model.rnn(x)[0][:, -1])
+    path = str(tmp_path / "bi_last.onnx")
+    torch.onnx.export(model, (torch.randn(1, 5, 4),), path, dynamo=False)
+    with pytest.raises(ArchcalcError, match=r"1 ONNX node .*a bidirectional one's is h_n, "
+                                            r"not out\[:, -1\]\) \(node '/Gather'"):
+        load(path)

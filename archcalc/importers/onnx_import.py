@@ -810,8 +810,8 @@ class _Classifier:
         w = self.consts.dims(node.input[0])
         if node.input[0] in self.consts.live or w is None or len(w) != 2 \
                 or a.get("axis", 0) != 0:
-            return "Gather other than an embedding (rows of a constant matrix) or one step " \
-                   "of a recurrent layer's output"
+            return "Gather other than an embedding or the last step of a one-direction " \
+                   "recurrent output (a bidirectional one's is h_n, not out[:, -1])"
         return {"type": "embedding", "vocab": w[0], "units": w[1]}
 
     def _RNN(self, node: Any, a: dict, op: _Op) -> Any:
@@ -891,17 +891,25 @@ class _Classifier:
                 return f"{what} with an initial state (archcalc's recurrent layers start at zero)"
         return None
 
+    _SELECTS = frozenset({"Identity", "Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape",
+                          "Expand"})
+
     def _zero(self, tensor: str) -> bool:
-        """A tensor known to be zeros: a constant of zeros, or ConstantOfShape of 0 (torch's
-        initial state, shaped by the batch at run time)."""
-        value = self.consts.value(tensor)
-        if value is not None:
-            return not value.any()
-        node = self.consts.producers.get(self.consts._through_identity(tensor))
-        if node is None or node.op_type != "ConstantOfShape" or tensor in self.consts.live:
-            return False
-        fill = next((a.t for a in node.attribute if a.name == "value"), None)
-        return fill is None or not _array(fill, self.consts.display).any()
+        """A tensor known to be zeros: a constant of zeros, ConstantOfShape of 0 (torch's
+        initial state, shaped by the batch at run time), or a selection of either (a stack's
+        state sliced per layer, a zero Expanded: the values move but stay zero)."""
+        while tensor not in self.consts.live:
+            value = self.consts.value(tensor)
+            if value is not None:
+                return not value.any()
+            node = self.consts.producers.get(tensor)
+            if node is not None and node.op_type == "ConstantOfShape":
+                fill = next((a.t for a in node.attribute if a.name == "value"), None)
+                return fill is None or not _array(fill, self.consts.display).any()
+            if node is None or node.op_type not in self._SELECTS or not node.input:
+                return False
+            tensor = node.input[0]
+        return False
 
     def _recurrent_biases(self, node: Any, d: int, gh: int) -> int | str:
         """How many bias vectors the node's B holds per direction: 0 (no B), 2 (a constant
@@ -1037,11 +1045,13 @@ def _drop_defaults(item: dict, defaults: dict) -> dict:
 
 
 # ---- fusing what an exporter spells in several nodes --------------------------------------
-def _fuse(ops: dict[str, _Op], consumers: dict[str, list[_Op]], consts: _Consts) -> None:
+def _fuse(ops: dict[str, _Op], consumers: dict[str, list[_Op]], consts: _Consts,
+          sink: str = "") -> None:
     """Rewrite `ops` (keyed by output tensor) in place; fused-away nodes become aliases."""
+    needed = _ancestors(ops, sink)
     for op in list(ops.values()):  # first: the layout nodes around them are theirs
         if op.extra.get("recurrent") and op.unsupported is None:
-            _fuse_recurrent(op, ops, consumers)
+            _fuse_recurrent(op, ops, consumers, needed)
     for op in list(ops.values()):
         if op.node.op_type == "Reshape" and op.unsupported and not op.extra.get("dead"):
             _fuse_to_sequence(op, ops, consumers)
@@ -1136,7 +1146,21 @@ def _fuse_maxout(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
 # output through such nodes as named axes — each axis a tuple of atoms: N batch, T steps, D
 # directions (left out when 1), H hidden; a merged axis holds several — until it reads
 # (N, T, D·H) (return_sequences) or (N, D·H) (the last step, PyTorch's h_n).
-def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
+def _ancestors(ops: dict[str, _Op], sink: str) -> set[str]:
+    """The tensors `sink` is computed from (itself included), through every node input and
+    every output (an RNN's Y_h is its second)."""
+    producer = {o: op for op in ops.values() for o in op.node.output if o}
+    seen, stack = set(), [sink]
+    while stack:
+        t = stack.pop()
+        if t in seen or t not in producer:
+            continue
+        seen.add(t)
+        stack.extend(i for i in producer[t].node.input if i in producer)
+    return seen
+
+
+def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict, needed: set[str]) -> None:
     """The recurrent op becomes one layer from the batch-first sequence before its input
     Transpose to the batch-first output after its layout nodes: the last of those nodes
     carries the layer (its name, in an archcalc file, is the layer's), the others go."""
@@ -1144,7 +1168,9 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
     layout, d = op.extra["layout"], op.extra["directions"]
     steps = op.extra.get("steps")
     source, dead = node.input[0], [op]
-    if layout == 0:
+    if layout == 0 and ops.get(source) is not None and ops[source].extra.get("time_major"):
+        pass  # the layer below (torch's num_layers > 1) hands its time-major output on
+    elif layout == 0:
         before = ops.get(source)
         if before is None or before.extra.get("perm") != [1, 0, 2] \
                 or _single(source, consumers) is not op:
@@ -1153,7 +1179,9 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
             return
         source = before.inputs[0]
         dead.append(before)
-    used = [k for k, t in enumerate(node.output) if t and consumers.get(t)]
+    # the outputs the graph's output depends on (torch also concatenates a stack's h_n)
+    used = [k for k, t in enumerate(node.output)
+            if t and any(set(c.node.output) & needed for c in consumers.get(t, []))]
     if len(used) != 1 or used[0] == 2 or steps is None:
         op.unsupported = (f"{what} with several outputs used" if len(used) > 1 else
                           f"{what} whose cell state Y_c is used" if used == [2] else
@@ -1173,6 +1201,12 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
         if axes in ([("N",), ("T",), feats], [("N",), feats]):
             best = (len(chain), len(axes) == 3)
         user = _single(tensor, consumers)
+        if best is None and chain and axes == [("T",), ("N",), feats] and user is not None \
+                and user.extra.get("recurrent") and user.extra.get("layout") == 0 \
+                and user.node.input[0] == tensor:
+            best = (len(chain), True)  # time-major into the next layer (torch's stacks)
+            chain[-1].extra["time_major"] = True
+            break
         axes = _layout_step(user, axes, sizes) if user is not None else None
         if axes is None:
             break
@@ -1619,7 +1653,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
     for op in ops.values():
         for t in dict.fromkeys(op.inputs):
             consumers.setdefault(t, []).append(op)
-    _fuse(ops, consumers, consts)
+    _fuse(ops, consumers, consts, sink)
     fan_in = sum(len(op.inputs) for op in ops.values() if op.merge)
     if fan_in > MAX_MERGE_INPUTS:
         raise SpecError(f"the graph's Add/Concat/Mul nodes read {fan_in:,} inputs together, "
