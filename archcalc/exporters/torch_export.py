@@ -17,7 +17,11 @@
   does not require numpy, and the file should run wherever torch does.
 
 Every layer kind maps through KIND_MAP (one entry per kind, see the test that compares it
-with the spec's registry). Where nn has no module for a kind's exact arithmetic (maxout,
+with the spec's registry). Sequences: rnn / lstm / gru are nn.RNN / nn.LSTM / nn.GRU
+(batch_first; the last step is their h_n, directions side by side, via last_state), whose
+arrays torch names weight_ih_l0 for archcalc's weight_ih (the file's archcalc_name /
+torch_key map them); `biases: 1` is one_bias (bias_l0 in bias_ih's place, bias_hh a zero
+buffer) and a GRU with reset_after: false the file's ResetBeforeGRU. Where nn has no module for a kind's exact arithmetic (maxout,
 crops, NumPy's symmetric padding, TensorFlow's "same" or uneven padding), the file defines
 a small class for it, and only the ones the spec uses.
 
