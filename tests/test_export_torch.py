@@ -382,3 +382,49 @@ def test_torch_is_not_imported_by_the_exporter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ['x""" + __import__("os").getcwd() + """', "a\\N{b}\\x", "q'\"z"])
+def test_a_hostile_spec_name_stays_text_in_the_generated_file(name, tmp_path):
+    """The spec's name reaches the module's docstrings: quotes and backslashes are escaped,
+    so no name can close the docstring and run as code (nor break the file's compilation)."""
+    import json
+    network = loads(json.dumps({"name": name, "input": [1, 4, 4],
+                                "layers": [{"conv": {"filters": 1, "kernel": 3}}]}),
+                    json_mode=True)
+    text = torch_source(network)
+    path = tmp_path / "hostile.py"
+    path.write_text(text, encoding="utf-8")
+    py_compile.compile(str(path), doraise=True)
+    code = compile(text, str(path), "exec")
+    assert "__import__" not in code.co_names and "getcwd" not in code.co_names
+    doc = next(line for line in text.splitlines() if "exported by archcalc" in line)
+    assert json.dumps(name)[1:-1] in doc
+
+
+def test_weights_for_the_module_are_checked_as_the_executor_checks_them(tmp_path):
+    """NaN and non-float arrays are refused at export (as the ONNX path refuses them), and a
+    format-1 .npz (arrays under their own names) loads in the generated module."""
+    torch = pytest.importorskip("torch")
+    network = load("lenet5")
+    model = build(network, seed=3)
+    state = {**model.params, **model.buffers}
+    bad = dict(state, **{"conv1.weight": np.full_like(state["conv1.weight"], np.nan)})
+    np.savez(tmp_path / "nan.npz", **bad)
+    with pytest.raises(ArchcalcError, match="NaN or infinite"):
+        torch_source(network, weights=tmp_path / "nan.npz")
+    np.savez(tmp_path / "int.npz", **dict(state, **{"fc1.bias": np.zeros(120, np.int64)}))
+    with pytest.raises(ArchcalcError, match="holds int64 values"):
+        torch_source(network, weights=tmp_path / "int.npz")
+    np.savez(tmp_path / "v1.npz", **state)  # format 1: no header, names as members
+    path = tmp_path / "lenet_v1.py"
+    path.write_text(torch_source(network, weights=tmp_path / "v1.npz"), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("lenet_v1", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.Lenet5().eval()
+    x = np.random.default_rng(0).standard_normal((2, *network.input_shape)).astype(np.float32)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    want = model.forward(x)
+    assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want))

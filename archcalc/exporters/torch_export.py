@@ -567,8 +567,13 @@ def _with_dependencies(names: set[str]) -> list[str]:
 _IO = '''
 def read_archcalc_npz(path):
     """{name: tensor} of the model in an archcalc .npz (weights or checkpoint, format 2: a
-    JSON "header" member lists the names, member "model/<i>" holds array i)."""
+    JSON "header" member lists the names, member "model/<i>" holds array i; format 1 holds
+    each array under its own name)."""
     with zipfile.ZipFile(path) as archive:
+        members = archive.namelist()
+        if "header.npy" not in members:  # format 1 (older files): arrays under their names
+            return {m[:-4]: _from_npy(archive.read(m)) for m in members
+                    if m.endswith(".npy") and not m.startswith("@")}
         header = json.loads(_from_npy(archive.read("header.npy")))
         names = header["parts"]["model"]
         return {name: _from_npy(archive.read(f"model/{i}.npy")) for i, name in enumerate(names)}
@@ -670,6 +675,13 @@ def torch_key(name):
 
 
 # ---- naming -------------------------------------------------------------------------------------
+
+def quoted(text: object) -> str:
+    """User text (a spec's name or path) for a docstring or a comment of the generated file:
+    one line, every quote, backslash and control character escaped, so no name can end the
+    docstring and become code (or fail to compile, as a stray \\N would)."""
+    return json.dumps(str(text))[1:-1]
+
 
 def class_name(name: str) -> str:
     """CamelCase of a spec name: resnet18 → Resnet18, vgg16_bn → Vgg16Bn."""
@@ -983,10 +995,10 @@ class _File:
         first = next(net.leaves(), None)
         sample = f"torch.randint({first.spec.vocab}, (8, {dims}))" \
             if first is not None and first.kind == "embedding" else f"torch.rand(8, {dims})"
-        return [f'"""{net.name}, exported by archcalc from {origin}.', "", build,
-                f"    y = model({sample})",
+        return [f'"""{quoted(net.name)}, exported by archcalc from {quoted(origin)}.', "",
+                build, f"    y = model({sample})",
                 '    save_archcalc_weights(model, "trained.npz")',
-                f"    # then: archcalc evaluate {spec} trained.npz", "",
+                f"    # then: archcalc evaluate {quoted(spec)} trained.npz", "",
                 "The submodules carry the spec's layer names, so state_dict() keys read like "
                 "the spec", f"{keys}. Needs torch only.", '"""']
 
@@ -1040,7 +1052,7 @@ class _File:
     def module_class(self, forward: list[str]) -> list[str]:
         m, shape = self.module, "×".join(str(v) for v in self.network.input_shape)
         default = "WEIGHTS" if self.weights is not None else "None"
-        out = [f"class {self.cls}(nn.Module):", f'    """{self.network.name}: N×{shape} in."""',
+        out = [f"class {self.cls}(nn.Module):", f'    """{quoted(self.network.name)}: N×{shape} in."""',
                "", f"    def __init__(self, weights={default}):", "        super().__init__()"]
         for line in m.init:
             out += _wrap(line, "        ")
@@ -1091,3 +1103,6 @@ def _check_weights(weights, wanted: dict[str, tuple[int, ...]]) -> None:
     if extra:
         raise ArchcalcError(f"weights: array '{echo(extra[0], 80)}' is not in this spec",
                             file=path, fix=fix)
+    from archcalc.nn.network import check_values
+    for name, array in state.items():  # real, finite floats, as the executor loads them
+        check_values(name, array, path, "float32")

@@ -67,7 +67,7 @@ class _MergeNode:
         self.factors: list[np.ndarray] | None = None  # branch outputs (mul, training)
 
 
-def _check_values(name: str, arr: np.ndarray, source: str | None, dtype: np.dtype) -> None:
+def check_values(name: str, arr: np.ndarray, source: str | None, dtype: np.dtype) -> None:
     """A weight is a real float and finite: a complex, integer-coded, text, date or record
     array is not weights (copying it would cast silently or crash mid-run), and a NaN or inf
     weight makes every output NaN."""
@@ -195,7 +195,7 @@ class Model:
                 raise ArchcalcError(f"weights: array '{name}' has shape {_fmt(shape) or 'scalar'}, "
                                     f"the model needs {_fmt(target.shape)}", file=source,
                                     fix="load weights saved from the same spec and input shape")
-            _check_values(name, np.asarray(state[name]), source, target.dtype)
+            check_values(name, np.asarray(state[name]), source, target.dtype)
         if strict:
             extra = [k for k in state if k not in wanted]
             if extra:
