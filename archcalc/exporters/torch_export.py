@@ -571,7 +571,7 @@ def read_archcalc_npz(path):
     each array under its own name)."""
     with zipfile.ZipFile(path) as archive:
         members = archive.namelist()
-        if "header.npy" not in members:  # format 1 (older files): arrays under their names
+        if "header.npy" not in members:
             return {m[:-4]: _from_npy(archive.read(m)) for m in members
                     if m.endswith(".npy") and not m.startswith("@")}
         header = json.loads(_from_npy(archive.read("header.npy")))
