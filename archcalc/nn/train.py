@@ -612,9 +612,9 @@ class Trainer:
         """A shift must leave part of the image (and bounds the padded copy it makes)."""
         shape, t = self.model.input_shape, self.cfg.translate
         if (t or self.cfg.flip) and len(shape) not in (2, 3):
-            raise ArchcalcError(f"augmentation needs C×H×W images or [T, F] sequences (an "
-                                f"image read row by row); spec '{self.spec}' takes a flat "
-                                "input", fix="drop --translate/--flip")
+            # (a [T, F] sequence is shifted as its T×F image: see _batch_x)
+            raise ArchcalcError(f"augmentation needs C×H×W images; spec '{self.spec}' takes "
+                                "a flat input", fix="drop --translate/--flip")
         if t and t >= min(shape[-2:]):
             h, w = shape[-2:]
             raise ArchcalcError(f"--translate {t} would shift {h}×{w} images by up to {t} "
