@@ -329,3 +329,17 @@ def test_dropout_in_training_mode_is_not_taken_for_inference_dropout(run, tmp_pa
         assert result.exit_code == 0, result.output
         assert [(i["type"], i["rate"]) for i in read(path, "m.onnx", None)["layers"]] == \
             [("dropout", 0.25)]
+
+
+def test_a_gemm_bias_that_is_not_one_per_unit_is_refused_as_a_damaged_file(run, tmp_path):
+    """ONNX lets Gemm's C broadcast; a dense layer's bias is one value per unit: 7 for 10
+    units is refused (summary counted 10 while check refused the file), named as damage."""
+    inits = [numpy_helper.from_array(np.zeros((10, 192), np.float32), "G"),
+             numpy_helper.from_array(np.zeros(7, np.float32), "B")]
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "G", "B"], ["y"], name="fc", transB=1)]
+    path = _save(tmp_path, _model(nodes, inits))
+    text = _one_line_error(run("summary", path),
+                           "Gemm whose bias (7) is not one value per unit (10)")
+    assert text.endswith("(fix: the file's attributes contradict its weights (damaged or "
+                         "edited by hand): export the model again)")

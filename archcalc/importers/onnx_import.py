@@ -551,8 +551,12 @@ class _Classifier:
             return "Gemm (transposed input, alpha ≠ 1, or a weight that is not a constant)"
         units, reads = (w[0], w[1]) if a.get("transB", 0) else (w[1], w[0])
         has_bias = len(node.input) > 2 and bool(node.input[2])
+        bias = self.consts.dims(node.input[2]) if has_bias else None
+        if bias is not None and bias not in ([units], [1, units]):
+            # C may broadcast in ONNX, but a dense layer's bias is one value per unit
+            return f"Gemm whose bias ({_dims(bias)}) is not one value per unit ({units})"
         bad = self.disagreement(node, [], w, reads, units)
-        if bad and "bias" not in bad:  # a Gemm's bias C may broadcast (1×units, a scalar)
+        if bad and "bias" not in bad:  # the bias was checked above ([1, units] is fine)
             return bad
         if has_bias and _num(a.get("beta", 1.0)) != 1:
             return "Gemm with beta ≠ 1"
@@ -1673,6 +1677,13 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                        if len(bad) == 1 else
                        (f"{len(bad)} ONNX nodes archcalc cannot express, one a line below",
                         report))
+        damaged = any(w in (op.unsupported or "") for op in bad
+                      for w in ("disagrees", "does not match", "not one value per unit",
+                                "input channels but"))
+        if damaged:  # attributes that contradict the weights: not a missing mapping
+            raise ArchcalcError(what, file=display, items=items,
+                                fix="the file's attributes contradict its weights (damaged or "
+                                    "edited by hand): export the model again")
         raise ArchcalcError(what, file=display, items=items,
                             fix="archcalc maps Conv, ConvTranspose, BatchNormalization, pools, "
                                 "Gemm/MatMul, Flatten, Resize, Pad, LRN, Dropout, activations "
