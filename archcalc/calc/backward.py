@@ -59,8 +59,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcalc.calc.shapes import prod
-from archcalc.spec.layers import GATES, RECURRENT, pair
+from archcalc.spec.layers import GATES, RECURRENT
 from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
 
 WEIGHTED_KINDS: frozenset[str] = frozenset({"conv2d", "conv_transpose2d", "dense", *RECURRENT})
@@ -89,7 +88,7 @@ def backward_costs(analysis) -> list[BackwardCost]:
         if leaf.kind in RECURRENT:
             costs.append(_recurrent_cost(row.name, leaf, row.input_shape, input_carries))
             continue
-        macs = _gradient_macs(leaf, row.input_shape, row.output_shape)
+        macs = row.macs  # dX = dW = the forward MACs for conv, transposed conv and dense
         costs.append(BackwardCost(row.name, macs if input_carries else 0,
                                   macs if leaf.trainable else 0))
     return costs
@@ -98,20 +97,6 @@ def backward_costs(analysis) -> list[BackwardCost]:
 def backward_totals(costs: list[BackwardCost]) -> tuple[int, int]:
     """(dX, dW) MACs per image, summed over the rows."""
     return sum(c.dx_macs for c in costs), sum(c.dw_macs for c in costs)
-
-
-def _gradient_macs(leaf: Leaf, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    """dX MACs = dW MACs of one weighted layer, per image (the formulas in the module
-    docstring). in_shape/out_shape: C×H×W for convolutions, (features,) for dense."""
-    spec = leaf.spec
-    if leaf.kind == "dense":  # (features,) → (units,), or (T, features) → (T, units)
-        return prod(in_shape) * out_shape[-1]
-    kh, kw = pair(spec.kernel)
-    if leaf.kind == "conv2d":
-        # output pixels × filters × one kernel window over C_in/groups channels
-        return prod(out_shape[1:]) * out_shape[0] * kh * kw * (in_shape[0] // spec.groups)
-    # conv_transpose2d: input pixels × input channels × one kernel into C_out/groups channels
-    return prod(in_shape[1:]) * in_shape[0] * kh * kw * (out_shape[0] // spec.groups)
 
 
 def _recurrent_cost(name: str, leaf: Leaf, in_shape: tuple[int, ...],

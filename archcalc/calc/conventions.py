@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Iterator
+from typing import Callable
 
 from archcalc.calc.analyze import Analysis, Row
 from archcalc.calc.shapes import prod
 from archcalc.spec.layers import explicit_pads, pair
-from archcalc.spec.tree import Leaf, Merge, Node, Path, Sequence
+from archcalc.spec.tree import Leaf, Path
 
 PEERS: tuple[str, ...] = ("torchinfo", "fvcore", "thop", "ptflops_pytorch", "ptflops_aten",
                           "pytorch_flop_counter", "keras", "netscope")
@@ -153,17 +153,6 @@ SEQUENCE_UNREAD = frozenset({"rnn", "lstm", "gru", "embedding"})
 def _unread_sequence(row: Row) -> bool:
     """A recurrent layer or an embedding, or a dense applied at every step of a sequence."""
     return row.type in SEQUENCE_UNREAD or (row.type == "dense" and len(row.input_shape) == 2)
-
-
-def _leaves(node: Node) -> Iterator[Leaf]:
-    if isinstance(node, Leaf):
-        yield node
-    elif isinstance(node, Sequence):
-        for child in node.children:
-            yield from _leaves(child)
-    elif isinstance(node, Merge):
-        for branch in node.branches:
-            yield from _leaves(branch)
 
 
 def _figure(key: str, label: str, parts: dict, ours: int, ours_label: str,
@@ -695,7 +684,7 @@ def _caffe_pool_size(row: Row, leaf: Leaf | None) -> tuple[int, int] | None:
 
 def conventions(analysis: Analysis) -> list[Peer]:
     """Every peer's figures for the analysed network, at the analysis's batch and dtype."""
-    ctx = _Context(analysis, {leaf.path: leaf for leaf in _leaves(analysis.network.root)},
+    ctx = _Context(analysis, {leaf.path: leaf for leaf in analysis.network.leaves()},
                    analysis.totals.batch, analysis.totals.dtype_bytes)
     return [_torchinfo(ctx), _fvcore(ctx), _thop(ctx), _ptflops(ctx, aten=False),
             _ptflops(ctx, aten=True), _flop_counter(ctx), _keras(ctx), _netscope(ctx)]
