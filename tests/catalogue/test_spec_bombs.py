@@ -237,9 +237,10 @@ CASES += [
          files={"net.yaml": HEAD + "layers:\n  - conv: {filters: 4, kernel: " + "x" * 100_000
                 + "}\n"}),
     Case("spec_long_list_echo", ["summary", "net.yaml"],
-         "error: net.yaml:2: 'input': value error, input must be [C, H, W] (or [N] for a flat "
-         "input) (got [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,…) (fix: "
-         "input: [C, H, W] with positive integers, e.g. [3, 224, 224])",
+         "error: net.yaml:2: 'input': value error, input must be [C, H, W], [T, F] (a "
+         "sequence of T steps of F features) or [N] (a flat input, or T token ids) (got [1, 1, "
+         "1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,…) (fix: input: [C, H, W] with "
+         "positive integers, e.g. [3, 224, 224]; [T, F] for a sequence, [T] for token ids)",
          files={"net.yaml": "name: t\ninput: [" + ", ".join(["1"] * 50_000)
                 + "]\nlayers: [relu]\n"}),
     # Shapes: say what the numbers are.
@@ -265,14 +266,16 @@ CASES += [
     Case("spec_input_zero", ["summary", "lenet5", "--input", "0x28x28"],
          "error: summary: invalid value for '--input': bad input shape '0x28x28': every size "
          "must be at least 1 (fix: e.g. --input 3x224x224)", code=2),
+    # Two sizes are a sequence (T steps × F features, issue 13): a conv cannot take one.
     Case("spec_input_two_sizes", ["summary", "lenet5", "--input", "28x28"],
-         "error: summary: invalid value for '--input': bad input shape '28x28': 2 sizes, need "
-         "C×H×W (3 sizes) or N (1, a flat input) (fix: e.g. --input 3x224x224)", code=2),
+         "error: lenet5.yaml:9: layer 'conv1': conv2d needs a C×H×W input, got 28×28 (a "
+         "sequence of T steps × F features) (fix: move the layer before 'to_sequence', or give "
+         "the spec a C×H×W input)"),
     Case("spec_input_field_over_limit", ["summary", "net.yaml"],
          "error: net.yaml:2: 'input': value error, bad input shape '1x1000000001x1': "
          "1,000,000,001 is more than 1,000,000,000 (10⁹), the largest size archcalc takes "
          "(got '1x1000000001x1') (fix: input: [C, H, W] with positive integers, e.g. "
-         "[3, 224, 224])",
+         "[3, 224, 224]; [T, F] for a sequence, [T] for token ids)",
          files={"net.yaml": "name: t\ninput: 1x1000000001x1\nlayers: [relu]\n"}),
 ]
 
