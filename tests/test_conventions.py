@@ -143,6 +143,66 @@ def test_a_kind_without_a_rule_is_named_not_zero():
     assert "maxout (1)" in got["netscope"]["why"][-1]
 
 
+SEQ = """
+name: seq
+input: [3, 4]
+layers:
+  - lstm: 2
+  - dense: 1
+"""
+# By hand: lstm F 4, H 2, T 3: weights 4·2·(4 + 2) = 48, biases b_ih + b_hh 2·8 = 16, MACs
+# 3·8·6 = 144; dense 2 → 1: 2 weights, 1 bias, 2 MACs. archcalc: params 67, MACs 146.
+
+
+def test_sequence_rules_by_hand():
+    got = figures(SEQ)
+    # every weight and bias once per step: 3·64; dense 2 + 1 (its bias once)
+    assert got["torchinfo"]["total_mult_adds"] == 192 + 3
+    # count_lstm: 3 steps × (4 gate blocks × (2·6 + 2 + 2·2) + 3·2 + 2); dense 2
+    assert got["thop"]["macs"] == 3 * (4 * 18 + 8) + 2
+    # rnn_flops_counter_hook: 3 × (8·4 + 8·2 + 10·2 + 8 + 8); dense 2 + 1
+    assert got["ptflops_pytorch"]["macs"] == 3 * 84 + 3
+    # nn.LSTM on CPU is aten.mkldnn_rnn_layer: 0 for ptflops's aten backend and PyTorch
+    assert got["ptflops_aten"]["macs"] == 3
+    assert got["pytorch_flop_counter"]["forward"] == 2 * 2
+    assert got["fvcore"]["FlopCountAnalysis"] == 2  # aten::lstm: skipped
+    assert got["keras"]["count_params"] == 67 - 8  # Keras's LSTM: one bias of 4H
+    assert all(got[p]["complete"] for p in PEERS if p != "netscope")
+
+
+def test_a_left_out_layer_is_one_reason_with_its_count():
+    """Netscope has no rule for an LSTM: its figures leave it out, and the whole of the
+    difference is one reason naming it (not batch norm, not "other")."""
+    got = figures(SEQ)["netscope"]
+    assert (got["macc"], got["param"], got["complete"]) == (2, 3, False)
+    kept = analyze(loads(SEQ)).rows[0].activations  # what the LSTM keeps for BPTT
+    left = [line for line in got["why"] if "left out" in line]
+    assert left == [
+        f"{key}: −{n} left out: 1 layer of kind lstm (1) — no rule read from the tool's "
+        "source for them" for key, n in (("macc", 144), ("activation", kept), ("param", 64))]
+    assert not any("batch norm" in line for line in got["why"])
+
+
+def test_thop_params_name_what_is_not_counted():
+    """thop counts parameters of hooked modules: an LSTM's are counted, an embedding's
+    are not, and neither is attributed to batch-norm buffers."""
+    text = """
+name: mixed
+input: [6]
+layers:
+  - embedding: {vocab: 10, units: 4}
+  - lstm: 3
+  - dense: 4
+  - batchnorm
+"""
+    got = figures(text)["thop"]
+    # embedding 40 not counted; lstm 4·3·7 + 24 = 108, dense 3·4 + 4 = 16, bn γ β 8 counted
+    assert got["params"] == 108 + 16 + 8
+    lines = [line for line in got["why"] if line.startswith("params:")]
+    assert [line.split(" ")[1] for line in lines] == ["−8", "−40"]
+    assert "running mean" in lines[0] and "does not hook" in lines[1]
+
+
 # ---- the command --------------------------------------------------------------------------------
 
 def run(*args):

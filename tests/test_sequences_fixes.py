@@ -90,9 +90,9 @@ def test_the_footer_states_the_recurrent_rule_and_it_gives_the_table_macs(run, w
 
 
 def test_the_footer_says_the_time_distributed_rule_and_nothing_for_a_cnn(run):
-    lstm = " ".join(run("summary", str(EXAMPLES / "lstm_digits.yaml")).output.split())
+    lstm = " ".join(run("summary", str(EXAMPLES.parent / "specs" / "lstm_digits.yaml")).output.split())
     assert "a time_distributed dense costs T·in·out" in lstm
-    analysis = analyze(load(str(EXAMPLES / "lstm_digits.yaml")))
+    analysis = analyze(load(str(EXAMPLES.parent / "specs" / "lstm_digits.yaml")))
     td = analysis.rows[0]
     assert td.type == "dense" and td.macs == math.prod(td.input_shape) * td.output_shape[1]
     lenet = " ".join(run("summary", "lenet5").output.split())

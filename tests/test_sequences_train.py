@@ -83,10 +83,10 @@ def _short_run(path: Path, epochs: int, **kw) -> train.Result:
 
 
 def test_lstm_digits_learns_in_a_few_epochs():
-    """examples/lstm_digits.yaml, seed 0, 4 epochs at the documented defaults: the loss falls
+    """specs/lstm_digits.yaml, seed 0, 4 epochs at the documented defaults: the loss falls
     every epoch and the test accuracy is far above chance (10 classes: 10%). Its 20-epoch
     figure (about 97%) is a measurement in docs/training.md, not a test."""
-    result = _short_run(EXAMPLES / "lstm_digits.yaml", 4)
+    result = _short_run(EXAMPLES.parent / "specs" / "lstm_digits.yaml", 4)
     losses = [r.train_loss for r in result.history]
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.8 * losses[0]
     assert result.history[-1].train_acc > result.history[0].train_acc
@@ -105,7 +105,7 @@ def test_28x28_images_into_8_steps_of_8_is_one_line(run, tmp_path):
     (tmp_path / "fmnist").mkdir()
     directory = make_idx_dir(tmp_path / "fmnist", n_train=20, n_test=10, size=28)
     out = tmp_path / "run"
-    result = run("train", str(EXAMPLES / "lstm_digits.yaml"), "--data", f"idx:{directory}",
+    result = run("train", str(EXAMPLES.parent / "specs" / "lstm_digits.yaml"), "--data", f"idx:{directory}",
                  "--out", str(out))
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
