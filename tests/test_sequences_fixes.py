@@ -90,7 +90,8 @@ def test_the_footer_states_the_recurrent_rule_and_it_gives_the_table_macs(run, w
 
 
 def test_the_footer_says_the_time_distributed_rule_and_nothing_for_a_cnn(run):
-    lstm = " ".join(run("summary", str(EXAMPLES.parent / "specs" / "lstm_digits.yaml")).output.split())
+    spec = EXAMPLES.parent / "specs" / "lstm_digits.yaml"
+    lstm = " ".join(run("summary", str(spec)).output.split())
     assert "a time_distributed dense costs T·in·out" in lstm
     analysis = analyze(load(str(EXAMPLES.parent / "specs" / "lstm_digits.yaml")))
     td = analysis.rows[0]

@@ -105,8 +105,8 @@ def test_28x28_images_into_8_steps_of_8_is_one_line(run, tmp_path):
     (tmp_path / "fmnist").mkdir()
     directory = make_idx_dir(tmp_path / "fmnist", n_train=20, n_test=10, size=28)
     out = tmp_path / "run"
-    result = run("train", str(EXAMPLES.parent / "specs" / "lstm_digits.yaml"), "--data", f"idx:{directory}",
-                 "--out", str(out))
+    spec = EXAMPLES.parent / "specs" / "lstm_digits.yaml"
+    result = run("train", str(spec), "--data", f"idx:{directory}", "--out", str(out))
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output

@@ -614,9 +614,9 @@ def _ptflops_aten(row: Row, leaf: Leaf | None):
 
 
 PTFLOPS_REASONS = {
-    "bias": "bias adds: conv bias once per output value, dense bias once per unit "
-            "(at every step of a sequence) (pytorch_ops.py conv_flops_counter_hook / linear_flops_counter_hook; "
-            "aten_ops.py conv_flop_count / addmm_flop)",
+    "bias": "bias adds: conv bias once per output value, dense bias once per unit (at "
+            "every step of a sequence) (pytorch_ops.py conv_flops_counter_hook / "
+            "linear_flops_counter_hook; aten_ops.py conv_flop_count / addmm_flop)",
     "norm": "batch norm: 2 per input value (layer norm: 1) (pytorch_ops.py "
             "bn_flops_counter_hook)",
     "activation": "activations: ReLU/ELU/GELU 2 per value (the module hook plus the patched "
