@@ -156,11 +156,11 @@ def test_an_initializer_of_the_wrong_shape_names_both(tmp_path):
     inits = {"w": rng.standard_normal((4, 6), dtype=np.float32),
              "fc.bias": rng.standard_normal(5, dtype=np.float32)}   # 5 biases for 4 units
     path = dense_file(tmp_path, nodes, inits, "bad.onnx")
-    network, table = load_with_weights(path, None)
+    # refused when the graph is read, before any weight is: the bias does not fit the units
     with pytest.raises(ArchcalcError) as info:
-        imported_weights(network, table, path)
+        load_with_weights(path, None)
     line = info.value.render()
-    assert "'fc.bias' has shape 5" in line and "layer 'fc' needs its bias as 4" in line
+    assert "Gemm whose bias (5) is not one value per unit (4) (node '/fc/Gemm', #0)" in line
     assert "\n" not in line
 
 

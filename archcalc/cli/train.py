@@ -234,7 +234,7 @@ def train_command(spec, **opts):
       archcalc train lenet5 --optimizer momentum --lr 0.05 --schedule step:5,0.5
       archcalc train lenet5 --resume runs/lenet5 --epochs 30
       archcalc train lenet5 --weights runs/lenet5/checkpoint.npz --freeze conv1 --freeze conv2
-      archcalc train examples/lstm_digits.yaml   # input [8, 8]: each image row by row
+      archcalc train lstm_digits                 # input [8, 8]: each image row by row
 
     A spec whose input is [T, F] reads each image row by row: step t is row t, its F
     features that row's pixels (the image first fitted to T×F as for a 1×T×F input).
