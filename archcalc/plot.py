@@ -104,11 +104,8 @@ def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None,
     (a full disk leaves no partial image). Returns the path written and the depth the rows
     were folded to (bounded_rows may fold more than asked)."""
     out = Path(out)
-    if out.suffix.lower().lstrip(".") not in FORMATS:  # before importing matplotlib
-        image_format(out, {})
     with _quiet_matplotlib():
-        Figure = _matplotlib()
-        fmt = image_format(out, Figure().canvas.get_supported_filetypes())
+        Figure, fmt = _figure_class(out)
         rows, used = bounded_rows(analysis, depth)
         if not rows:
             raise ArchcalcError(f"{echo(analysis.network.name)} has no layer with parameters, "
@@ -118,6 +115,15 @@ def plot_layers(analysis: Analysis, out: str | Path, depth: int | None = None,
         with replacing(out) as tmp:
             _save(_draw(Figure, analysis, rows), tmp, fmt, out)
     return out, used
+
+
+def _figure_class(out: Path):
+    """(matplotlib's Figure class, the image format `out`'s suffix names). An unknown suffix
+    is refused before matplotlib is imported."""
+    if out.suffix.lower().lstrip(".") not in FORMATS:
+        image_format(out, {})
+    Figure = _matplotlib()
+    return Figure, image_format(out, Figure().canvas.get_supported_filetypes())
 
 
 def _save(fig, tmp: Path, fmt: str, out: Path) -> None:
@@ -154,11 +160,8 @@ def plot_timeline(analysis: Analysis, steps, mode: str, optimizer: str | None,
     static part (weights, gradients, optimizer state) as a band under it, backward steps
     shaded, the peak marked with its layer. Written whole or not at all, like plot_layers."""
     out = Path(out)
-    if out.suffix.lower().lstrip(".") not in FORMATS:  # before importing matplotlib
-        image_format(out, {})
     with _quiet_matplotlib():
-        Figure = _matplotlib()
-        fmt = image_format(out, Figure().canvas.get_supported_filetypes())
+        Figure, fmt = _figure_class(out)
         with replacing(out) as tmp:
             _save(_draw_timeline(Figure, analysis, steps, mode, optimizer), tmp, fmt, out)
     return out

@@ -356,50 +356,41 @@ class PaddedConv2d(nn.Conv2d):
         return F.conv2d(F.pad(x, pads, mode=mode), self.weight, self.bias, self.stride, 0,
                         self.dilation, self.groups)
 ''', ("same_padding",)),
+    "PaddedPool": ('''
+class PaddedPool:
+    """A pool with uneven padding (left, right, top, bottom) or "same", padded with `fill`
+    before the pool runs (the base class's own padding is even only)."""
+
+    def __init__(self, kernel_size, stride, pads, ceil_mode=False):
+        super().__init__(kernel_size, stride, ceil_mode=ceil_mode)
+        self.pads = pads
+
+    def forward(self, x):
+        pads = self.pads
+        if pads == "same":
+            pads = same_padding(x, self.kernel_size, self.stride)
+        y = super().forward(F.pad(x, pads, value=self.fill))
+        if self.ceil_mode:
+            # drop a last window that starts in the bottom (right) padding: torch drops
+            # those in its own padding, not in padding F.pad added
+            rows = -(-(x.shape[2] + pads[2]) // self.stride[0])
+            cols = -(-(x.shape[3] + pads[0]) // self.stride[1])
+            y = y[:, :, :rows, :cols]
+        return y
+''', ("same_padding",)),
     "PaddedMaxPool2d": ('''
-class PaddedMaxPool2d(nn.MaxPool2d):
-    """nn.MaxPool2d with uneven padding (left, right, top, bottom) or "same"; the padding
-    holds -inf, so it never wins."""
+class PaddedMaxPool2d(PaddedPool, nn.MaxPool2d):
+    """nn.MaxPool2d padded with -inf, which never wins."""
 
-    def __init__(self, kernel_size, stride, pads, ceil_mode=False):
-        super().__init__(kernel_size, stride, ceil_mode=ceil_mode)
-        self.pads = pads
-
-    def forward(self, x):
-        pads = self.pads
-        if pads == "same":
-            pads = same_padding(x, self.kernel_size, self.stride)
-        y = super().forward(F.pad(x, pads, value=float("-inf")))
-        if self.ceil_mode:
-            # drop a last window that starts in the bottom (right) padding: torch drops
-            # those in its own padding, not in padding F.pad added
-            rows = -(-(x.shape[2] + pads[2]) // self.stride[0])
-            cols = -(-(x.shape[3] + pads[0]) // self.stride[1])
-            y = y[:, :, :rows, :cols]
-        return y
-''', ("same_padding",)),
+    fill = float("-inf")
+''', ("PaddedPool",)),
     "PaddedAvgPool2d": ('''
-class PaddedAvgPool2d(nn.AvgPool2d):
-    """nn.AvgPool2d with uneven padding (left, right, top, bottom) or "same"; the padded
-    zeros count in the average, as nn.AvgPool2d counts its own."""
+class PaddedAvgPool2d(PaddedPool, nn.AvgPool2d):
+    """nn.AvgPool2d padded with zeros, which count in the average as nn.AvgPool2d counts
+    its own."""
 
-    def __init__(self, kernel_size, stride, pads, ceil_mode=False):
-        super().__init__(kernel_size, stride, ceil_mode=ceil_mode)
-        self.pads = pads
-
-    def forward(self, x):
-        pads = self.pads
-        if pads == "same":
-            pads = same_padding(x, self.kernel_size, self.stride)
-        y = super().forward(F.pad(x, pads))
-        if self.ceil_mode:
-            # drop a last window that starts in the bottom (right) padding: torch drops
-            # those in its own padding, not in padding F.pad added
-            rows = -(-(x.shape[2] + pads[2]) // self.stride[0])
-            cols = -(-(x.shape[3] + pads[0]) // self.stride[1])
-            y = y[:, :, :rows, :cols]
-        return y
-''', ("same_padding",)),
+    fill = 0.0
+''', ("PaddedPool",)),
     "CroppedConvTranspose2d": ('''
 class CroppedConvTranspose2d(nn.ConvTranspose2d):
     """nn.ConvTranspose2d that crops uneven amounts (top, bottom, left, right) off its full
@@ -556,9 +547,12 @@ class Maxout(nn.Module):
 
 def _with_dependencies(names: set[str]) -> list[str]:
     """The helpers `names` need, each once, dependencies first, in HELPERS' order."""
-    wanted = set(names)
-    for name in names:
-        wanted.update(HELPERS[name][1])
+    wanted, todo = set(), list(names)
+    while todo:  # a helper's helpers too (PaddedMaxPool2d → PaddedPool → same_padding)
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(HELPERS[name][1])
     return [name for name in HELPERS if name in wanted]
 
 
