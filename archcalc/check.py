@@ -235,18 +235,22 @@ def largest_fitting_batch(analysis: Analysis, budget: int, upto: int) -> int:
     return lo
 
 
-def refuse_if_over(analysis: Analysis, batch: int, budget: int | None) -> MemoryEstimate:
+def refuse_if_over(analysis: Analysis, batch: int, budget: int | None,
+                   what: str = "a check", fix: str | None = None) -> MemoryEstimate:
+    """The estimate, or one line if it is over the budget. `what` names the run ("a check",
+    "an export's forward pass"); `fix` replaces the --batch advice for a command that runs
+    batch 1 only."""
     estimate = estimate_memory(analysis, batch)
     if budget is None or estimate.total <= budget:
         return estimate
-    fits = largest_fitting_batch(analysis, budget, batch)
-    hint = f"--batch {fits} fits" if fits else "even batch 1 does not fit"
+    if fix is None:
+        fits = largest_fitting_batch(analysis, budget, batch)
+        hint = f"--batch {fits} fits" if fits else "even batch 1 does not fit"
+        fix = f"use a smaller --batch ({hint}) or a smaller --input, or raise --memory-budget"
     raise ArchcalcError(
-        f"a check of {analysis.network.name} at batch {batch} needs about "
+        f"{what} of {analysis.network.name} at batch {batch} needs about "
         f"{fmt_bytes(estimate.total)} ({estimate.describe()}), more than the memory budget "
-        f"of {fmt_bytes(budget)}",
-        fix=f"use a smaller --batch ({hint}) or a smaller --input, "
-            "or raise --memory-budget")
+        f"of {fmt_bytes(budget)}", fix=fix)
 
 
 # A pooling offset is one NumPy pass over the output (memory-bound): measured here at about a
@@ -255,30 +259,143 @@ def refuse_if_over(analysis: Analysis, batch: int, budget: int | None) -> Memory
 POOL_OFFSET_WORK = 10
 
 
+# The recurrent executor runs its steps one at a time in Python: each step is a few small
+# NumPy calls whatever its size, so T steps cost T times a fixed overhead that MACs do not
+# show (a 4-unit GRU over 3·10⁶ steps is 4·10⁸ MACs, yet a minute). Measured on this machine
+# (2-core AMD EPYC, batch 1, units 4, bidirectional, T = 20,000): forward 2.3 µs a step for
+# rnn, 10.1 for lstm, 9.4 for gru; backward 5.3, 14.9, 15.4 µs. In work units at ~3·10⁹ a
+# second, rounded up: (forward, backward) per step and direction.
+RECURRENT_STEP_WORK = {"rnn": (7_000, 16_000), "lstm": (30_000, 45_000),
+                       "gru": (30_000, 47_000)}
+WORK_PER_SECOND = 3 * 10**9  # vgg16's 1.5·10¹⁰ MACs in ~5 s
+
+
+def recurrent_steps(analysis: Analysis) -> list[tuple[str, int]]:
+    """(kind, steps) of every rnn/lstm/gru: T of its input, twice when bidirectional."""
+    leaves = {leaf.path: leaf for leaf in analysis.network.leaves()}
+    return [(row.type, row.input_shape[0] * (2 if leaves[row.path].spec.bidirectional else 1))
+            for row in analysis.rows if row.type in RECURRENT_STEP_WORK]
+
+
+def step_work(analysis: Analysis, backward: bool = False) -> int:
+    """The recurrent layers' per-step overhead of one forward pass, or of one backward pass."""
+    return sum(steps * RECURRENT_STEP_WORK[kind][1 if backward else 0]
+               for kind, steps in recurrent_steps(analysis))
+
+
 def pass_work(analysis: Analysis, batch: int, pool_weight: int = 1) -> int:
     """One forward pass in work units: MACs, pooling window offsets (× `pool_weight`) and
-    values made for the batch, plus a fixed cost per layer call."""
+    values made for the batch, plus a fixed cost per layer call and per recurrent step."""
     totals = analysis.totals
     return (batch * (totals.macs + pool_weight * _pool_work(analysis) + totals.activations)
-            + GRADCHECK_LAYER_WORK * len(analysis.rows))
+            + GRADCHECK_LAYER_WORK * len(analysis.rows) + step_work(analysis))
 
 
-def check_work(analysis: Analysis, batch: int) -> int:
-    """A check's forward pass, pooling offsets weighted by POOL_OFFSET_WORK."""
-    return pass_work(analysis, batch, POOL_OFFSET_WORK)
+def check_work(analysis: Analysis, batch: int, build: bool = True) -> int:
+    """A check's forward pass, pooling offsets weighted by POOL_OFFSET_WORK. `build`: also
+    the executor's build, itself a batch-1 pass on zeros, counted by its recurrent steps only
+    (its other work is a batch-1 share of the check's); measured: `check` of a 4-unit GRU
+    over 3·10⁶ steps took 113 s, 56 s of it the build; estimated 3.6·10¹¹ units, ~120 s."""
+    return pass_work(analysis, batch, POOL_OFFSET_WORK) + (step_work(analysis) if build else 0)
 
 
-def refuse_long_check(analysis: Analysis, batch: int) -> None:
+def _too_much_work(what: str, work: int, allowed: int, steps: int, fix: str) -> ArchcalcError:
+    """The work line. With recurrent steps it names them and the time they take (the line
+    without them is unchanged)."""
+    if not steps:
+        return ArchcalcError(
+            f"{what} is about {work:,} units of work (MACs + 10 per pooling offset + values "
+            f"+ 50,000 a layer), more than the {allowed:,} allowed (~3·10⁹ a second)", fix=fix)
+    return ArchcalcError(
+        f"{what} is about {work:,} units of work, ~{_seconds(work)} here ({steps:,} "
+        f"recurrent steps run one at a time), more than the {allowed:,} allowed "
+        f"(~{_seconds(allowed)})", fix=fix)
+
+
+def _seconds(work: int) -> str:
+    """Work units as the time they take here: '60 s', '0.33 s'."""
+    seconds = work / WORK_PER_SECOND
+    return f"{seconds:,.0f} s" if seconds >= 10 else f"{seconds:.2g} s"
+
+
+def refuse_long_check(analysis: Analysis, batch: int, what: str = "a check",
+                      fix: str | None = None, build: bool = True) -> None:
     """A spec that fits in memory may still take hours (a 301×301 pool over 64×200×200 is
-    2·10¹¹ operations): refuse it before building, with the numbers."""
-    work, allowed = check_work(analysis, batch), limit("MAX_CHECK_WORK")
+    2·10¹¹ operations; a GRU over 3·10⁶ steps is 6·10⁶ Python steps): refuse it before
+    building, with the numbers. `what`/`fix` as refuse_if_over's; `build` as check_work's
+    (False when the build's pass is the only one)."""
+    work, allowed = check_work(analysis, batch, build), limit("MAX_CHECK_WORK")
     if work > allowed:
+        steps = sum(n for _, n in recurrent_steps(analysis))
+        shorter = "a shorter sequence (T) in the spec, " if steps else ""
+        raise _too_much_work(
+            f"{what} of {analysis.network.name} at batch {batch}", work, allowed, steps,
+            (fix or f"{shorter}a smaller --batch or --input")
+            + "; or raise the limit: ARCHCALC_MAX_CHECK_WORK=<larger number>")
+
+
+# ---- trace's estimate ----------------------------------------------------------------------
+# `archcalc trace` prints one example's forward and backward pass in float64 (batch 1). With
+# --full every value becomes a Python float in a list and then a line of text: ~100 bytes each.
+FULL_VALUE_BYTES = 100
+
+
+def backward_bytes(memory: MemoryEstimate) -> int:
+    """What a backward pass adds to a forward's estimate: the parameters' gradients and a
+    copy of them (gradcheck's analytic copy; trace's --lr step), and the gradient of each
+    kept activation."""
+    return 2 * memory.param_bytes + memory.activation_bytes
+
+
+def _smaller_trace(analysis: Analysis, memory: MemoryEstimate) -> str:
+    """What to shrink in the spec: the layers when their parameters dominate, else the input."""
+    if memory.param_bytes > memory.activation_bytes:
+        return "fewer units (or a smaller vocab) in the spec"
+    if recurrent_steps(analysis):
+        return "a shorter sequence (T) in the spec"
+    return "a smaller input in the spec"
+
+
+def refuse_trace(analysis: Analysis, budget: int | None, full: bool = False,
+                 lr: bool = False) -> MemoryEstimate:
+    """One line before anything is allocated if a trace of `analysis` (float64, batch 1) is
+    over the memory budget or MAX_CHECK_WORK. Its work: the forward pass as check counts it,
+    the backward's (twice the MACs, the recurrent steps' backward overhead) and (`lr`) the
+    forward after an --lr step. The same bound as check's: a trace is one example's pass, and the
+    bound is about a machine's minutes, not the reader's patience (T = 100,000 steps, about
+    7 s, is summarised per array unless --full)."""
+    memory = estimate_memory(analysis, 1)
+    # and the backward's scratch: as much as the largest layer keeps (the gradients of its
+    # gates or columns, made from those arrays); measured peak of a 20,000-step GRU's trace
+    # (tracemalloc): 14.9 MB, forward + backward_bytes alone 14.1 MB, with this 21 MB.
+    itemsize = analysis.totals.dtype_bytes
+    extra = (backward_bytes(memory)
+             + max((row.activations for row in analysis.rows), default=0) * itemsize)
+    if full:
+        totals = analysis.totals
+        extra += 2 * (totals.activations + totals.input_values) * FULL_VALUE_BYTES
+    total = memory.total + extra
+    name = analysis.network.name
+    smaller = _smaller_trace(analysis, memory)
+    if budget is not None and total > budget:
         raise ArchcalcError(
-            f"a check of {analysis.network.name} at batch {batch} is about {work:,} units of "
-            f"work (MACs + 10 per pooling offset + values + 50,000 a layer), more than the "
-            f"{allowed:,} allowed (~3·10⁹ a second)",
-            fix="a smaller --batch or --input; or raise the limit: "
-                "ARCHCALC_MAX_CHECK_WORK=<larger number>")
+            f"a trace of {name} needs about {fmt_bytes(total)} in float64 (activations "
+            f"{fmt_bytes(memory.activation_bytes)}, parameters {fmt_bytes(memory.param_bytes)}, "
+            f"gradients{' and printed values' if full else ''} {fmt_bytes(extra)}), more than "
+            f"the memory budget of {fmt_bytes(budget)}",
+            fix=smaller + ("; without --full" if full else "") + "; or raise --memory-budget")
+    # build's pass, the traced forward, its backward (twice the MACs), and with --lr one
+    # more forward (J after the step). Measured: T = 100,000 (a bidirectional 4-unit GRU)
+    # 7.2 s; estimated 2.1·10¹⁰ units, ~7 s.
+    forwards = 3 if lr else 2
+    work = (forwards * check_work(analysis, 1, build=False) + 2 * analysis.totals.macs
+            + step_work(analysis, backward=True))
+    allowed = limit("MAX_CHECK_WORK")
+    if work > allowed:
+        raise _too_much_work(f"a trace of {name}", work, allowed,
+                             sum(n for _, n in recurrent_steps(analysis)), f"{smaller}; or raise the limit: "
+                             "ARCHCALC_MAX_CHECK_WORK=<larger number>")
+    return memory
 
 
 # ---- gradcheck's estimate ------------------------------------------------------------------
@@ -321,9 +438,7 @@ def estimate_gradcheck(analysis: Analysis, batch: int, samples: int | None) -> G
     totals = analysis.totals
     itemsize = totals.dtype_bytes
     output_values = batch * prod(analysis.output_shape)
-    extra = (2 * base.param_bytes  # the gradients and gradcheck's analytic copy of them
-             + base.activation_bytes  # backward's gradient of each kept activation
-             + GRADCHECK_OUTPUTS * output_values * itemsize)
+    extra = backward_bytes(base) + GRADCHECK_OUTPUTS * output_values * itemsize
 
     def checked(size: int, arrays: int) -> int:
         return size if samples is None else min(size, arrays * samples)
@@ -369,8 +484,9 @@ def refuse_gradcheck(analysis: Analysis, batch: int, samples: int | None, budget
         raise ArchcalcError(
             f"a gradcheck of {name} checks about {estimate.entries:,} entries × "
             f"up to {GRADCHECK_MAX_PASSES} forward passes of {estimate.work // max(estimate.passes, 1):,} "
-            f"units each (MACs + values + 50,000 a layer) = {estimate.work:,}, more than the "
-            f"{max_work:,} allowed (~3·10⁹ a second)",
+            f"units each (MACs + values + 50,000 a layer"
+            f"{' + recurrent steps' if recurrent_steps(analysis) else ''}) = {estimate.work:,}, "
+            f"more than the {max_work:,} allowed (~3·10⁹ a second)",
             fix=f"{_fewer_samples(samples)}, a smaller --input or --batch; or "
                 "raise the limit: ARCHCALC_MAX_GRADCHECK_WORK=<larger number>")
     return estimate

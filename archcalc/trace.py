@@ -284,6 +284,7 @@ def _read_value_file(path: Path, ref: str, option: str) -> np.ndarray:
     from archcalc.spec.load import decode, read_bounded
     from archcalc.spec.yamlio import parse_text
 
+    _refuse_not_a_file(path, ref, option)
     if path.suffix.lower() == ".npy":
         return _read_npy(path, ref, option)
     data = read_bounded(path, ref)  # MAX_SPEC_BYTES: a few tens of thousands of numbers
@@ -292,8 +293,32 @@ def _read_value_file(path: Path, ref: str, option: str) -> np.ndarray:
     except ArchcalcError as exc:
         raise exc.located(file=ref) from None
     if isinstance(raw, str):  # a .txt file of numbers parses as one YAML string
-        return np.asarray(parse_numbers(raw, option))
+        try:
+            return np.asarray(parse_numbers(raw, option))
+        except ArchcalcError as exc:
+            raise exc.located(file=ref) from None
     return np.asarray(nested_numbers(raw, f"{option} file", ref)[1])
+
+
+VALUE_FORMS = ("numbers separated by commas, a .json/.yaml/.txt/.npy file of them, "
+               "or random")
+
+
+def _refuse_not_a_file(path: Path, ref: str, option: str) -> None:
+    """A directory, a FIFO or a device is not a file of values: said as such, with the forms
+    VALUES takes (the spec reader's refusal would call it "not a spec file")."""
+    import stat
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # unreadable: the reader says why
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)"
+            if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    raise ArchcalcError(f"{option} {echo(ref, 80)} is {kind}, not a file of values",
+                        fix=f"give {VALUE_FORMS}")
 
 
 def _read_npy(path: Path, ref: str, option: str) -> np.ndarray:
@@ -337,9 +362,11 @@ def nested_numbers(obj: Any, what: str, file: str | None,
                              layer=layer, fix=fix)
 
     def walk(node: Any, parent: Any) -> tuple[tuple[int, ...], list[float]]:
+        if isinstance(node, dict):  # the parser's own mapping class is no name for a user
+            raise fail("an object (a mapping of keys), not a list of numbers", node,
+                       "write numbers (0.15, -2, 1e-3) in nested lists")
         if isinstance(node, bool) or not isinstance(node, (int, float, list)):
-            shown = echo(node, 40) if not isinstance(node, (dict, list)) else type(node).__name__
-            raise fail(f"'{shown}' is not a number", parent,
+            raise fail(f"'{echo(node, 40)}' is not a number", parent,
                        "write numbers (0.15, -2, 1e-3) in nested lists")
         if not isinstance(node, list):
             value = float(node)

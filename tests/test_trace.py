@@ -8,6 +8,7 @@ differences of the executor's forward pass.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
@@ -358,3 +359,114 @@ def test_value_files(tmp_path):
     first, said = read_values("random", "--input", 3, 0)
     assert len(first) == 3 and said == "random (seed 0)"
     assert not np.array_equal(first, read_values("random", "--input", 3, 1)[0])
+
+
+# ---- forecasts before anything is allocated (review of issue 13) ---------------------------
+
+HUGE_T = "name: huge_t\ninput: [1000000000, 2]\nlayers:\n  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n"
+HUGE_UNITS = "name: huge_units\ninput: [4, 8]\nlayers:\n  - lstm: {units: 100000}\n  - dense: 10\n"
+HUGE_VOCAB = ("name: huge_vocab\ninput: [3]\nlayers:\n  - embedding: {vocab: 1000000000, "
+              "units: 1000}\n  - rnn: 2\n  - dense: 2\n")
+EMB = "name: emb\ninput: [5]\nlayers:\n  - embedding: {vocab: 7, units: 3}\n  - lstm: 2\n  - dense: 2\n"
+
+
+def _nothing_built(monkeypatch):
+    """Any build or random draw fails the test: a refusal must come before them."""
+    import archcalc.check
+    import archcalc.nn.network
+
+    def boom(*args, **kwargs):
+        raise AssertionError("allocated before the forecast refused")
+    monkeypatch.setattr(archcalc.nn.network, "build", boom)
+    monkeypatch.setattr(archcalc.check, "check_input", boom)
+
+
+@pytest.mark.parametrize("text, shrink", [(HUGE_T, "a shorter sequence (T)"),
+                                          (HUGE_UNITS, "fewer units"),
+                                          (HUGE_VOCAB, "fewer units (or a smaller vocab)")])
+def test_a_trace_over_the_memory_budget_is_refused_first(run, write_spec, monkeypatch, text,
+                                                         shrink):
+    """These grew to 23 GB (big T) or allocated before a generic out-of-memory line."""
+    _nothing_built(monkeypatch)
+    result = run("trace", write_spec(text), "--input", "random", "--target", "1",
+                 "--memory-budget", "2GB")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs about" in lines[0] and "memory budget of 2.0 GB" in lines[0]
+    assert shrink in lines[0] and "raise --memory-budget" in lines[0], lines[0]
+
+
+def test_the_trace_memory_forecast_covers_the_run(write_spec):
+    """The forecast (float64 forward + backward) bounds what a small trace really holds."""
+    import tracemalloc
+
+    from archcalc.calc import analyze
+    from archcalc.check import refuse_trace
+    network = load(write_spec(HUGE_T.replace("1000000000", "20000")))
+    analysis = analyze(network, batch=1, dtype="float64")
+    refuse_trace(analysis, None)
+    with pytest.raises(ArchcalcError, match="needs about") as refused:
+        refuse_trace(analysis, 1)
+    forecast = float(re.search(r"needs about ([0-9.]+) MB", str(refused.value)).group(1)) * 1e6
+    tracemalloc.start()
+    run_trace(network, input_values=np.zeros(40_000), target=[0.0, 0.0])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= forecast <= 2 * peak
+
+
+def test_a_long_recurrent_trace_is_refused_with_its_time(run, write_spec, monkeypatch):
+    """T = 100,000 took 7.2 s: the per-step cost is in the work estimate (a lower limit
+    makes it refuse; before, MACs alone were ~10⁸)."""
+    _nothing_built(monkeypatch)
+    monkeypatch.setenv("ARCHCALC_MAX_CHECK_WORK", str(10**10))
+    result = run("trace", write_spec(HUGE_T.replace("1000000000", "100000")), "--input", "random")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "units of work, ~7.2 s here (200,000 recurrent steps" in line, line
+    assert "a shorter sequence (T)" in line and "ARCHCALC_MAX_CHECK_WORK" in line
+
+
+def test_random_input_of_an_embedding_is_token_ids(run, write_spec):
+    result = run("trace", write_spec(EMB), "--input", "random", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    ids = np.asarray(json.loads(result.stdout)["input"]["values"])
+    assert ids.shape == (5,) and np.array_equal(ids, np.round(ids)) and ids.min() >= 0
+    assert ids.max() <= 6
+
+
+@pytest.mark.parametrize("value, message, fix", [
+    ("1e300", "1e+300 (example 1, step 1) is not a token id: outside the vocabulary of 7 ids",
+     "map the ids into 0 … 6"),
+    ("1.5", "the value 1.5 (example 1, step 1) is not a whole number, so not a token id",
+     "whole numbers in 0 … 6"),
+    ("9", "token id 9 (example 1, step 1) is outside the vocabulary of 7 ids",
+     "vocab: 10 or more"),
+])
+def test_a_bad_token_id_is_one_short_line(run, write_spec, value, message, fix):
+    spec = write_spec(EMB)
+    result = run("trace", spec, "--input", f"{value},1,2,3,4")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "\n" not in line and len(line.replace(spec, "")) <= 200, line  # 1e300 gave ~600
+    assert message in line and fix in line, line
+
+
+def test_an_input_that_is_not_a_file_of_values(run, tmp_path):
+    import os
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.npy").mkdir()
+    (tmp_path / "g.txt").write_text("1 2 3\n4 5 six\n")
+    (tmp_path / "o.json").write_text('{"a": 1}')
+    for ref, said in ((fifo, "is a named pipe (FIFO), not a file of values"),
+                      (tmp_path / "dir.npy", "is a directory, not a file of values"),
+                      ("/dev/zero", "is a device, not a file of values")):
+        result = run("trace", "backprop_example", "--input", str(ref))
+        assert result.exit_code == 1 and said in result.stderr, result.stderr
+        assert "spec file" not in result.stderr and ".txt/.npy file" in result.stderr
+    result = run("trace", "backprop_example", "--input", str(tmp_path / "g.txt"))
+    assert "g.txt" in result.stderr and "'six' is not a number" in result.stderr
+    result = run("trace", "backprop_example", "--input", str(tmp_path / "o.json"))
+    assert "an object (a mapping of keys), not a list of numbers" in result.stderr
+    assert "Dict" not in result.stderr

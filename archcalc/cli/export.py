@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from archcalc.cli import main
-from archcalc.cli.common import SHAPE
+from archcalc.cli.common import SHAPE, memory_budget_option
 from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
 
@@ -39,8 +39,9 @@ DEFAULT_OPSET, OPSET_RANGE = 17, (17, 21)
 @click.option("--input", "input_shape", type=SHAPE, default=None, metavar="CxHxW",
               help="Override the spec's input shape, e.g. 3x227x227.")
 @click.option("--force", is_flag=True, help="Replace output files that exist.")
+@memory_budget_option
 def export(spec: str, onnx_out: str | None, torch_out: str | None, weights: str | None,
-           opset: int, input_shape, force: bool) -> None:
+           opset: int, input_shape, force: bool, memory_budget: int | None) -> None:
     """Write SPEC as an ONNX model and/or a PyTorch module, with its weights.
 
     \b
@@ -55,6 +56,7 @@ def export(spec: str, onnx_out: str | None, torch_out: str | None, weights: str 
     network = load(spec, input_shape)
     files: list[tuple[str, bytes, str]] = []  # (path, contents, what the status line says)
     if onnx_out:
+        _refuse_too_large(network, memory_budget)
         files.append((onnx_out, *_onnx_bytes(spec, network, weights, opset)))
     if torch_out:
         files.append((torch_out, *_torch_text(network, weights)))
@@ -83,6 +85,18 @@ def _check_targets(onnx_out: str | None, torch_out: str | None, force: bool) -> 
         if target.exists() and not force:
             raise ArchcalcError(f"{echo(name)} exists",
                                 fix=f"pass --force to replace it, or choose another {option}")
+
+
+def _refuse_too_large(network, memory_budget: int | None) -> None:
+    """check's forecast of the build and one batch-1 forward pass, before either happens."""
+    from archcalc.calc import analyze
+    from archcalc.check import default_budget, refuse_if_over, refuse_long_check
+    analysis = analyze(network, batch=1)
+    budget = memory_budget if memory_budget is not None else default_budget()
+    what = "an ONNX export (one forward pass)"
+    fix = "a smaller --input, fewer units or a shorter T in the spec"
+    refuse_if_over(analysis, 1, budget, what=what, fix=f"{fix}; or raise --memory-budget")
+    refuse_long_check(analysis, 1, what=what, fix=fix, build=False)  # build's pass is the one
 
 
 def _onnx_bytes(spec: str, network, weights: str | None, opset: int) -> tuple[bytes, str]:

@@ -9,7 +9,7 @@ import json
 import click
 
 from archcalc.cli import main
-from archcalc.cli.common import SEED, FiniteFloatRange, print_lines
+from archcalc.cli.common import SEED, FiniteFloatRange, memory_budget_option, print_lines
 from archcalc.errors import ArchcalcError
 from archcalc.limits import echo
 
@@ -39,13 +39,17 @@ from archcalc.limits import echo
                    "summarised (shape, min, max, mean).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@memory_budget_option
 def trace_command(spec: str, weights: str | None, input_values: str, target: str | None,
-                  loss: str, lr: float | None, seed: int, full: bool, fmt: str) -> None:
+                  loss: str, lr: float | None, seed: int, full: bool, fmt: str,
+                  memory_budget: int | None) -> None:
     """Print every number of one example's forward and backward pass: each layer's
     pre-activations (z) and activations (a), the loss, then every gradient (of each
     activation and each parameter) with the chain rule's factors, ∂J/∂a, ∂a/∂z, ∂z/∂θ.
 
-    Runs in float64, batch 1, in training mode (as a training step would).
+    Runs in float64, batch 1, in training mode (as a training step would). Its memory
+    (--memory-budget) and work (ARCHCALC_MAX_CHECK_WORK, as `check`'s) are estimated from
+    the spec first, and a trace over either is refused before anything is allocated.
 
     \b
     Examples:
@@ -59,6 +63,7 @@ def trace_command(spec: str, weights: str | None, input_values: str, target: str
     from archcalc.trace import beside, read_values, run_trace
 
     network = load(spec)
+    _refuse_too_large(network, memory_budget, full, lr is not None)
     if weights is None:
         found = beside(locate(spec))
         weights = str(found) if found is not None else None
@@ -68,7 +73,10 @@ def trace_command(spec: str, weights: str | None, input_values: str, target: str
     size = 1
     for dim in network.input_shape:
         size *= dim
-    values, _ = read_values(input_values, "--input", size, seed)
+    if input_values.strip().lower() == "random":
+        values = _random_input(network, seed)
+    else:
+        values, _ = read_values(input_values, "--input", size, seed)
     wanted = None
     if target is not None:
         if target.strip().lower() == "random":
@@ -83,3 +91,20 @@ def trace_command(spec: str, weights: str | None, input_values: str, target: str
         return
     from archcalc.trace_report import lines
     print_lines(lines(data))
+
+
+def _refuse_too_large(network, memory_budget: int | None, full: bool, lr: bool) -> None:
+    """check's forecast, from the spec alone: one line before anything is allocated."""
+    from archcalc.calc import analyze
+    from archcalc.check import default_budget, refuse_trace
+    budget = memory_budget if memory_budget is not None else default_budget()
+    refuse_trace(analyze(network, batch=1, dtype="float64"), budget, full, lr)
+
+
+def _random_input(network, seed: int):
+    """--input random: check's input (standard normal values, or token ids in 0 … vocab − 1
+    for an embedding spec), drawn from the seed's own generator, flat (C order)."""
+    import numpy as np
+
+    from archcalc.check import check_input
+    return check_input(network, np.random.default_rng([seed, 2]), 1, "float64").reshape(-1)

@@ -338,15 +338,7 @@ class Embedding(Layer):
         bad = ~np.isfinite(x) | (x != np.round(x)) | (x < 0) | (x >= vocab)
         if bad.any():
             n, t = np.argwhere(bad)[0]
-            value = x[n, t]
-            what = (f"token id {value:g}" if np.isfinite(value) and value == round(value)
-                    else f"the value {value:g} is not a token id and")
-            raise ArchcalcError(
-                f"{what} (example {n + 1}, step {t + 1}) is outside the vocabulary of {vocab:,} "
-                f"ids (0 … {vocab - 1:,})",
-                fix=(f"give the embedding vocab: {int(value) + 1:,} or more, or " if
-                     np.isfinite(value) and value == round(value) and value >= vocab else "")
-                + f"map the ids into 0 … {vocab - 1:,}")
+            raise _not_an_id(float(x[n, t]), f"example {n + 1}, step {t + 1}", vocab)
         return x.astype(np.intp)
 
     def forward(self, x: np.ndarray, training: bool, inplace: bool) -> np.ndarray:
@@ -365,6 +357,27 @@ class Embedding(Layer):
         else:
             self.zero_grad("weight")
         return np.zeros_like(x) if self.need_dx else None
+
+
+# A vocabulary past this is a typo, not a table (the spec language's MAX_SIZE): an id beyond it
+# is not worth a "make the vocab that large" advice.
+_LARGEST_VOCAB = 10**9
+
+
+def _not_an_id(value: float, where: str, vocab: int) -> ArchcalcError:
+    """One short line for a value that is not a token id of 0 … vocab − 1 (`where`: example
+    and step)."""
+    ids = f"0 … {vocab - 1:,}"
+    if not np.isfinite(value) or value != round(value):
+        return ArchcalcError(f"the value {value:.6g} ({where}) is not a whole number, so not a "
+                             "token id", fix=f"give token ids, whole numbers in {ids}")
+    if value < 0 or value >= _LARGEST_VOCAB:
+        return ArchcalcError(f"{value:.6g} ({where}) is not a token id: outside the vocabulary "
+                             f"of {vocab:,} ids ({ids})", fix=f"map the ids into {ids}")
+    return ArchcalcError(f"token id {int(value):,} ({where}) is outside the vocabulary of "
+                         f"{vocab:,} ids ({ids})",
+                         fix=f"give the embedding vocab: {int(value) + 1:,} or more, or map "
+                             f"the ids into {ids}")
 
 
 class ToSequence(Layer):
