@@ -392,8 +392,9 @@ def refuse_trace(analysis: Analysis, budget: int | None, full: bool = False,
             + step_work(analysis, backward=True))
     allowed = limit("MAX_CHECK_WORK")
     if work > allowed:
-        raise _too_much_work(f"a trace of {name}", work, allowed,
-                             sum(n for _, n in recurrent_steps(analysis)), f"{smaller}; or raise the limit: "
+        steps = sum(n for _, n in recurrent_steps(analysis))
+        raise _too_much_work(f"a trace of {name}", work, allowed, steps,
+                             f"{smaller}; or raise the limit: "
                              "ARCHCALC_MAX_CHECK_WORK=<larger number>")
     return memory
 

@@ -224,3 +224,34 @@ def test_a_failed_second_write_leaves_no_first_file(run, tmp_path):
     one_error(run("export", "lenet5", "--onnx", str(model), "--torch",
                   str(tmp_path / "missing" / "m.py")), "cannot write")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, said", [
+    ("input: [1000000000, 2]\nlayers:\n  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n",
+     "needs about 176.0 GB"),
+    ("input: [4, 8]\nlayers:\n  - lstm: {units: 100000}\n  - dense: 10\n", "needs about 160.0 GB"),
+])
+def test_an_export_over_the_memory_budget_is_refused_before_the_build(run, tmp_path, monkeypatch,
+                                                                      text, said):
+    """The batch-1 pass that learns the shapes used 7.9 GB before 'out of memory'."""
+    import archcalc.nn.network
+    monkeypatch.setattr(archcalc.nn.network, "build", lambda *a, **k: pytest.fail("built"))
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\n" + text)
+    result = run("export", str(spec), "--onnx", str(tmp_path / "x.onnx"), "--memory-budget", "2GB")
+    one_error(result, "an ONNX export (one forward pass) of big at batch 1", said,
+              "more than the memory budget of 2.0 GB", "raise --memory-budget")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_long_export_is_refused_with_its_time(run, tmp_path, monkeypatch):
+    """A 4-unit GRU over 3·10⁶ steps exported in 59 s: the steps are in the work estimate."""
+    import archcalc.nn.network
+    monkeypatch.setattr(archcalc.nn.network, "build", lambda *a, **k: pytest.fail("built"))
+    monkeypatch.setenv("ARCHCALC_MAX_CHECK_WORK", str(10**11))
+    spec = tmp_path / "long.yaml"
+    spec.write_text("name: long\ninput: [3000000, 2]\nlayers:\n"
+                    "  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n")
+    result = run("export", str(spec), "--onnx", str(tmp_path / "x.onnx"))
+    one_error(result, "~60 s here (6,000,000 recurrent steps", "a shorter T",
+              "ARCHCALC_MAX_CHECK_WORK")

@@ -111,3 +111,42 @@ def test_check_fails_when_the_executor_makes_other_shapes(monkeypatch):
     result = run_check(loads(SPECS["crnn"]), batch=1)
     assert not result.ok
     assert result.first_failure.name == "seq1"
+
+
+def test_a_long_sequence_is_refused_by_its_steps_before_the_build(monkeypatch):
+    """A 4-unit GRU over 3·10⁶ steps is ~4·10⁸ MACs yet 113 s of Python steps (build and
+    forward): its work now counts each step, so a limit it passed before refuses it, with
+    the time and the fix, before anything is built."""
+    import archcalc.check
+    spec = loads("name: long\ninput: [3000000, 2]\nlayers:\n"
+                 "  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n")
+    monkeypatch.setattr(archcalc.check, "build", lambda *a, **k: pytest.fail("built"))
+    monkeypatch.setenv("ARCHCALC_MAX_CHECK_WORK", str(10**11))  # MACs alone: 5·10⁸
+    with pytest.raises(Exception) as refused:
+        run_check(spec)
+    text = refused.value.render()
+    assert "6,000,000 recurrent steps run one at a time" in text, text
+    seconds = float(text.split(" units of work, ~")[1].split(" s here")[0])
+    assert 60 <= seconds <= 240  # measured: 113 s on a 2-core AMD EPYC
+    assert "a shorter sequence (T)" in text and "ARCHCALC_MAX_CHECK_WORK" in text
+
+
+def test_the_step_cost_is_the_executors(monkeypatch):
+    """The estimate of a 4,000-step GRU's forward pass against its measured time: within a
+    factor of 4 either way (the per-step overhead dominates; a shared machine is noisy)."""
+    import time
+
+    import numpy as np
+
+    from archcalc.calc import analyze
+    from archcalc.check import WORK_PER_SECOND, check_input, check_work
+    from archcalc.nn import build
+    spec = loads("name: steps\ninput: [4000, 2]\nlayers:\n"
+                 "  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n")
+    model = build(spec)
+    x = check_input(spec, np.random.default_rng(0), 1, "float32")
+    start = time.perf_counter()
+    model.forward(x, training=False)
+    measured = time.perf_counter() - start
+    estimated = check_work(analyze(spec, batch=1), 1, build=False) / WORK_PER_SECOND
+    assert estimated / 4 <= measured <= estimated * 4, (measured, estimated)

@@ -363,11 +363,13 @@ def test_value_files(tmp_path):
 
 # ---- forecasts before anything is allocated (review of issue 13) ---------------------------
 
-HUGE_T = "name: huge_t\ninput: [1000000000, 2]\nlayers:\n  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n"
+HUGE_T = ("name: huge_t\ninput: [1000000000, 2]\nlayers:\n"
+          "  - gru: {units: 4, bidirectional: true}\n  - dense: 2\n")
 HUGE_UNITS = "name: huge_units\ninput: [4, 8]\nlayers:\n  - lstm: {units: 100000}\n  - dense: 10\n"
 HUGE_VOCAB = ("name: huge_vocab\ninput: [3]\nlayers:\n  - embedding: {vocab: 1000000000, "
               "units: 1000}\n  - rnn: 2\n  - dense: 2\n")
-EMB = "name: emb\ninput: [5]\nlayers:\n  - embedding: {vocab: 7, units: 3}\n  - lstm: 2\n  - dense: 2\n"
+EMB = ("name: emb\ninput: [5]\nlayers:\n  - embedding: {vocab: 7, units: 3}\n  - lstm: 2\n"
+       "  - dense: 2\n")
 
 
 def _nothing_built(monkeypatch):
