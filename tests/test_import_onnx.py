@@ -654,3 +654,76 @@ def test_bidirectional_last_step_of_the_sequence_is_refused_by_name(tmp_path):
     with pytest.raises(ArchcalcError, match=r"1 ONNX node .*a bidirectional one's is h_n, "
                                             r"not out\[:, -1\]\) \(node '/Gather'"):
         load(path)
+
+
+# ---- review 13: a refused RNN/LSTM/GRU is named with its reason, not its layout nodes -------
+def _lstm_file(tmp_path, *, layout=0, tail="Reshape", w_features=3, hidden=4, **attrs):
+    """input (N, 5, 3) → [Transpose (T, N, F) | Identity] → LSTM (rec, node #1) → Y_h read
+    back batch-first by Transpose + Reshape, Reshape (layout 1) or Squeeze."""
+    import numpy as np
+    from onnx import numpy_helper as nh
+    rng = np.random.default_rng(0)
+    inits = [nh.from_array(rng.standard_normal((1, 16, w_features)).astype("float32"), "W"),
+             nh.from_array(rng.standard_normal((1, 16, 4)).astype("float32"), "R"),
+             nh.from_array(np.array([0, -1], "int64"), "shp"),
+             nh.from_array(np.array([0], "int64"), "ax")]
+    if layout:
+        attrs["layout"] = 1
+    first = helper.make_node("Identity" if layout else "Transpose", ["x"], ["xt"],
+                             **({} if layout else {"perm": [1, 0, 2]}))
+    rec = helper.make_node("LSTM", ["xt", "W", "R"], ["Y", "Y_h"], name="rec",
+                           hidden_size=hidden, **attrs)
+    if tail == "Squeeze":
+        after = [helper.make_node("Squeeze", ["Y_h", "ax"], ["y"], name="sq")]
+    elif layout:
+        after = [helper.make_node("Reshape", ["Y_h", "shp"], ["y"], name="flat")]
+    else:
+        after = [helper.make_node("Transpose", ["Y_h"], ["yt"], name="yt", perm=[1, 0, 2]),
+                 helper.make_node("Reshape", ["yt", "shp"], ["y"], name="flat")]
+    return graph_file(tmp_path, [first, rec, *after], inits, shape=("N", 5, 3))
+
+
+@pytest.mark.parametrize("layout, tail", [(0, "Reshape"), (1, "Reshape"), (0, "Squeeze")])
+@pytest.mark.parametrize("attrs, why", [
+    ({"direction": "reverse"}, r"LSTM direction reverse"),
+    ({"clip": 0.5}, r"LSTM with clip"),
+    ({"input_forget": 1}, r"LSTM with input_forget"),
+    ({"activations": ["Relu", "Tanh", "Tanh"]}, r"LSTM with activations \['Relu'"),
+    ({"hidden": 5}, r"LSTM whose W .* disagree with hidden_size 5"),
+])
+def test_refused_recurrent_node_named_with_its_reason(tmp_path, layout, tail, attrs, why):
+    """The error names node 'rec' (#1) and why, not the Transpose / Squeeze / Reshape it
+    would have fused (nor 'its output leads nowhere' with layout 1); --partial's first
+    unsupported node is the LSTM too."""
+    path = _lstm_file(tmp_path, layout=layout, tail=tail, **attrs)
+    with pytest.raises(ArchcalcError, match=rf"1 ONNX node archcalc cannot express: {why}.*"
+                                            r"\(node 'rec', #1\)"):
+        load(path)
+    model = onnx.load(path)
+    with pytest.raises(ArchcalcError, match=r"first unsupported node, node 'rec' \(LSTM, #1\)"):
+        onnx_import.convert(model, path, None, partial=True)
+
+
+def test_the_same_lstm_without_the_refused_attribute_imports(tmp_path):
+    """The refusals above come from the attribute: the same graph without it reads as one
+    lstm layer with torch's parameter count 4·H·(F + H) (no B: no biases)."""
+    for layout, tail in [(0, "Reshape"), (1, "Reshape"), (0, "Squeeze")]:
+        analysis = analyze(load(_lstm_file(tmp_path, layout=layout, tail=tail)))
+        assert kinds(analysis) == ["lstm"]
+        assert analysis.rows[0].trainable_params == sum(
+            p.numel() for p in torch.nn.LSTM(3, 4, bias=False).parameters())
+
+
+def test_lstm_weight_reading_other_features_than_its_input_is_damaged(tmp_path):
+    """W (1, 16, 4) over an input of 3 features: onnxruntime cannot run the file, and the
+    importer refuses it (as Conv/Gemm weights that disagree with their input) rather than
+    count 4·H·(F + H) for F = 3 while the file holds the weights of F = 4."""
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    path = _lstm_file(tmp_path, w_features=4)
+    with pytest.raises(Exception):
+        ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+            None, {"x": np.zeros((1, 5, 3), "float32")})
+    with pytest.raises(ArchcalcError, match=r"LSTM whose W \(1×16×4\) reads 4 input features "
+                                            r"but its input has 3 .*damaged"):
+        load(path)

@@ -190,6 +190,28 @@ BAD = {
                              ["layer 'gru1'", "embedding", "[T, F]"]),
     "batchnorm on a sequence": ("name: s\ninput: [5, 3]\nlayers: [bn]\n",
                                 ["layer 'bn1'", "layernorm"]),
+    # review 13: concat joins axis 0 (time for a sequence): refused, with the ways to write it
+    "concat of sequences": ("name: s\ninput: [6, 4]\nlayers: [{concat: [[{lstm: {units: 3, "
+                            "return_sequences: true}}], [{gru: {units: 3, return_sequences: "
+                            "true}}]]}]\n",
+                            ["layer 'concat1'", "concat of sequence branches",
+                             "6×3 (6 steps × 3 features)", "return_sequences: false", "add"]),
+    "concat of sequences of other features": (
+        "name: s\ninput: [6, 4]\nlayers: [{concat: [[{lstm: {units: 3, return_sequences: "
+        "true, bidirectional: true}}], [{dense: {units: 5, time_distributed: true}}]]}]\n",
+        ["concat of sequence branches", "6×6", "6×5", "return_sequences: false"]),
+    "add of a sequence and a last step": (
+        "name: s\ninput: [6, 4]\nlayers: [{add: [[{lstm: 3}], [{lstm: {units: 3, "
+        "return_sequences: true}}]]}]\n",
+        ["layer 'add1'", "3 (3 features, no steps)", "6×3 (6 steps × 3 features)",
+         "set return_sequences the same"]),
+    "mul of sequences of other features": (
+        "name: s\ninput: [1, 4]\nlayers: [{mul: [[{lstm: {units: 3, return_sequences: true}}], "
+        "[{gru: {units: 2, return_sequences: true}}]]}]\n",
+        ["layer 'mul1'", "1×3 (1 step × 3 features)", "1×2 (1 step × 2 features)",
+         "same units"]),
+    "dense after one step": ("name: s\ninput: [1, 4]\nlayers: [{dense: 2}]\n",
+                             ["a sequence of 1 step × 4 features"]),
     "embedding of a map": ("name: s\ninput: [3, 8, 8]\nlayers: [{embedding: {vocab: 3, "
                            "units: 2}}]\n", ["layer 'embed1'", "token ids"]),
 }
@@ -206,6 +228,9 @@ def test_bad_input_is_one_line(case, tmp_path):
     assert len(err.splitlines()) == 1 and "Traceback" not in result.output, err
     for needle in needles:
         assert needle in err, (needle, err)
+    # a sequence merge gives no conv advice (strides, 'same' padding, 1×1 convs, C×1×1 gates)
+    for conv in ("stride", "'same' padding", "1×1 conv", "×1×1", "1 steps"):
+        assert conv not in err, (conv, err)
     with pytest.raises(ShapeError):
         analyze(loads(text))
 

@@ -337,6 +337,9 @@ class _Walker:
             shape = self.mul_shape(merge, name, outs)
         elif merge.mode == "add":
             for label, other in outs[1:]:
+                if other.shape != first.shape and _sequence_merge(outs):
+                    raise self.sequence_mismatch("add", merge, name, (first_label, first),
+                                                 (label, other))
                 if other.shape != first.shape:
                     raise ShapeError(
                         f"add needs equal shapes: {first_label} gives {fmt_shape(first.shape)}, "
@@ -345,6 +348,8 @@ class _Walker:
                         fix="use a projection shortcut (1×1 conv with the same stride and filters)")
             shape = first.shape
         else:
+            if _sequence_merge(outs):
+                raise self.sequence_concat(merge, name, outs)
             for label, other in outs[1:]:
                 if len(other.shape) != len(first.shape) or other.shape[1:] != first.shape[1:]:
                     raise ShapeError(
@@ -377,6 +382,9 @@ class _Walker:
         with the same C that broadcasts over H×W (squeeze-and-excitation)."""
         full_label, full = max(outs, key=lambda item: prod(item[1].shape))
         for label, other in outs:
+            if other.shape != full.shape and _sequence_merge(outs):
+                raise self.sequence_mismatch("mul", merge, name, (full_label, full),
+                                             (label, other))
             gate = (len(other.shape) == len(full.shape) == 3 and other.shape[0] == full.shape[0]
                     and other.shape[1:] == (1, 1))
             if other.shape != full.shape and not gate:
@@ -389,6 +397,34 @@ class _Walker:
                         "branches equal shapes")
         return full.shape
 
+    def sequence_concat(self, merge: Merge, name: str,
+                        outs: list[tuple[str, _State]]) -> ShapeError:
+        """concat joins axis 0: the channels of a C×H×W map, but the steps of a T×F sequence
+        (Keras's Concatenate and torch.cat(dim=-1) join the features). Rather than count
+        either silently, a sequence branch is refused with the ways to write it."""
+        shapes = ", ".join(f"{label} gives {_seq_shape(o.shape)}" for label, o in outs)
+        return ShapeError(
+            f"concat of sequence branches is not supported (it would join the steps, not the "
+            f"features): {shapes}", file=self.net.file, line=merge.line, layer=name,
+            fix="end each branch with return_sequences: false to join their last steps' "
+                "features, use add or mul for equal T×F, or one bidirectional layer (it joins "
+                "its two directions' features per step)")
+
+    def sequence_mismatch(self, mode: str, merge: Merge, name: str, one: tuple[str, _State],
+                          two: tuple[str, _State]) -> ShapeError:
+        """add / mul of branches where one gives a sequence and the shapes differ: the
+        advice is about return_sequences and units, not strides and 1×1 convs."""
+        (label_a, a), (label_b, b) = one, two
+        if len(a.shape) != len(b.shape):
+            fix = ("set return_sequences the same on every branch's last recurrent layer: "
+                   "true for every step's output, false for the last step's")
+        else:
+            fix = ("give every branch's last layer the same units (a bidirectional layer "
+                   "gives 2·units per step) and the branches the same steps")
+        return ShapeError(f"{mode} needs equal shapes: {label_a} gives {_seq_shape(a.shape)}, "
+                          f"{label_b} gives {_seq_shape(b.shape)}", file=self.net.file,
+                          line=merge.line, layer=name, fix=fix)
+
     def lrn_notes(self) -> list[str]:
         """One note per distinct LRN function: 'norm1, norm2: lrn in the sum form ...'."""
         notes = []
@@ -397,6 +433,26 @@ class _Walker:
                 f"{names[0]} and {len(names) - 1} more lrn layers")
             notes.append(f"{elide(who, 120)}: {form}")
         return notes
+
+
+def _sequence_merge(outs: list[tuple[str, _State]]) -> bool:
+    """Whether a merge's branches include a T×F sequence (the only 2-d shape)."""
+    return any(len(o.shape) == 2 for _, o in outs)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _seq_shape(shape: tuple[int, ...]) -> str:
+    """A branch's shape in a sequence merge's message: '6×3 (6 steps × 3 features)', or
+    '3 (3 features: one step)' for a vector."""
+    if len(shape) == 2:
+        return (f"{fmt_shape(shape)} ({_plural(shape[0], 'step')} × "
+                f"{_plural(shape[1], 'feature')})")
+    if len(shape) == 1:
+        return f"{fmt_shape(shape)} ({_plural(shape[0], 'feature')}, no steps)"
+    return fmt_shape(shape)
 
 
 _SEQUENCE_KINDS = frozenset({"rnn", "lstm", "gru", "embedding", "to_sequence"})

@@ -834,24 +834,34 @@ class _Classifier:
         op.extra["recurrent"] = True
         what = node.op_type
         direction = a.get("direction", "forward")
-        if direction not in ("forward", "bidirectional"):
-            return f"{what} direction {direction} (archcalc's run forward, or both ways)"
         d, gates = (2 if direction == "bidirectional" else 1), GATES[kind]
         w = self.consts.dims(node.input[1]) if len(node.input) > 1 else None
         r = self.consts.dims(node.input[2]) if len(node.input) > 2 else None
-        if w is None or r is None or len(w) != 3 or w[0] != d or w[1] % gates:
-            return f"{what} whose W is not a constant (directions, gates·hidden, features)"
-        h = int(a.get("hidden_size", w[1] // gates))
+        x = self.shapes.get(node.input[0]) or []
+        layout = int(a.get("layout", 0))
+        # Set before any refusal: _fuse_recurrent follows the layout nodes of a refused
+        # node too, so that the error names it and its reason, not a Transpose next to it.
+        h = int(a.get("hidden_size", w[1] // gates if w and len(w) == 3 else 0))
+        op.extra.update(layout=layout, directions=d, units=h,
+                        steps=x[1 - layout] if len(x) == 3 and layout in (0, 1) else None)
+        if direction not in ("forward", "bidirectional"):
+            return f"{what} direction {direction} (archcalc's run forward, or both ways)"
+        if w is None or r is None:
+            return f"{what} whose W or R is not a constant"
+        if len(w) != 3 or w[0] != d or w[1] % gates:
+            return f"{what} whose W ({_dims(w)}) does not match (directions {d}, " \
+                   f"{gates}·hidden, features)"
         if w[1] != gates * h or r != [d, gates * h, h]:
-            return f"{what} whose W ({_dims(w)}) and R ({_dims(r or [])}) disagree with " \
+            return f"{what} whose W ({_dims(w)}) and R ({_dims(r)}) disagree with " \
                    f"hidden_size {h}"
+        # the importer's summary counts W as the input's F features (as Conv's channels)
+        features = x[2] if len(x) == 3 and not self.resized else None
+        if features and features != w[2]:
+            return f"{what} whose W ({_dims(w)}) reads {w[2]} input features but its " \
+                   f"input has {features}"
         bad = self._recurrent_options(node, a, kind, d)
         if bad:
             return bad
-        x = self.shapes.get(node.input[0]) or []
-        layout = int(a.get("layout", 0))
-        op.extra.update(layout=layout, directions=d,
-                        steps=x[1 - layout] if len(x) == 3 else None)
         item: dict = {"type": kind, "units": h}
         if kind == "rnn" and a.get("activations", ["Tanh"])[0] == "Relu":
             item["nonlinearity"] = "relu"
@@ -937,7 +947,7 @@ class _Classifier:
                 return 1
         b = self.consts.dims(name)
         if b != [d, 2 * gh]:
-            return f"whose B ({_dims(b or [])}) is not (directions, 2·gates·hidden)"
+            return f"whose B ({_dims(b or [])}) does not match (directions, 2·gates·hidden)"
         return 2
 
     # -- resizing and padding
@@ -1054,7 +1064,7 @@ def _fuse(ops: dict[str, _Op], consumers: dict[str, list[_Op]], consts: _Consts,
     """Rewrite `ops` (keyed by output tensor) in place; fused-away nodes become aliases."""
     needed = _ancestors(ops, sink)
     for op in list(ops.values()):  # first: the layout nodes around them are theirs
-        if op.extra.get("recurrent") and op.unsupported is None:
+        if op.extra.get("recurrent"):
             _fuse_recurrent(op, ops, consumers, needed)
     for op in list(ops.values()):
         if op.node.op_type == "Reshape" and op.unsupported and not op.extra.get("dead"):
@@ -1169,7 +1179,10 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict, needed: set[s
     Transpose to the batch-first output after its layout nodes: the last of those nodes
     carries the layer (its name, in an archcalc file, is the layer's), the others go."""
     node, what = op.node, op.node.op_type
+    refused = op.unsupported  # its own reason: the layout nodes are still its own
     layout, d = op.extra["layout"], op.extra["directions"]
+    if layout not in (0, 1):
+        return
     steps = op.extra.get("steps")
     source, dead = node.input[0], [op]
     if layout == 0 and ops.get(source) is not None and ops[source].extra.get("time_major"):
@@ -1178,8 +1191,8 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict, needed: set[s
         before = ops.get(source)
         if before is None or before.extra.get("perm") != [1, 0, 2] \
                 or _single(source, consumers) is not op:
-            op.unsupported = f"{what} whose input is not a batch-first sequence moved to " \
-                             "(T, N, F) by a Transpose [1, 0, 2]"
+            op.unsupported = refused or f"{what} whose input is not a batch-first " \
+                                        "sequence moved to (T, N, F) by a Transpose [1, 0, 2]"
             return
         source = before.inputs[0]
         dead.append(before)
@@ -1187,12 +1200,12 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict, needed: set[s
     used = [k for k, t in enumerate(node.output)
             if t and any(set(c.node.output) & needed for c in consumers.get(t, []))]
     if len(used) != 1 or used[0] == 2 or steps is None:
-        op.unsupported = (f"{what} with several outputs used" if len(used) > 1 else
+        op.unsupported = refused or (f"{what} with several outputs used" if len(used) > 1 else
                           f"{what} whose cell state Y_c is used" if used == [2] else
                           f"{what} whose output is not used" if not used else
                           f"{what} over an unknown number of steps")
         return
-    sizes = {"N": None, "T": steps, "D": d, "H": op.item["units"]}
+    sizes = {"N": None, "T": steps, "D": d, "H": op.extra["units"]}
     directions = ("D",) if d == 2 else ()
     if used[0] == 0:
         axes = [("T",), directions, ("N",), ("H",)] if layout == 0 else \
@@ -1217,14 +1230,19 @@ def _fuse_recurrent(op: _Op, ops: dict[str, _Op], consumers: dict, needed: set[s
         chain.append(user)
         tensor = user.out
     if best is None:
-        op.unsupported = f"{what} whose output is not read back as batch-first (N, T, " \
-                         "D·H) or (N, D·H) by Transpose / Squeeze / Reshape / Gather nodes"
+        op.unsupported = refused or f"{what} whose output is not read back as batch-first " \
+                         "(N, T, D·H) or (N, D·H) by Transpose / Squeeze / Reshape / Gather nodes"
         return
     length, sequences = best
     final, item = chain[length - 1], op.item
     for gone in dead + chain[:length - 1]:
         gone.item, gone.merge, gone.unsupported, gone.alias = None, None, None, True
         gone.extra["dead"] = True
+    if refused:  # one unsupported node where the layer would be, named as the recurrent one
+        final.item, final.merge, final.alias, final.unsupported = None, None, False, refused
+        final.inputs = [source]
+        final.extra["culprit"] = op
+        return
     final.item = {**item, **({"return_sequences": True} if sequences else {})}
     final.unsupported, final.merge, final.alias = None, None, False
     final.inputs = [source]
@@ -1574,8 +1592,15 @@ def _name_ops(ops: list[_Op]) -> str:
 def unsupported_report(ops: list[_Op]) -> list[str]:
     """One item per unsupported node: what it is, its name and its position in the graph (the
     error prints at most errors.MAX_ITEMS of them, one a line, then a count)."""
-    return [f"{echo(op.unsupported, 160)} (node '{echo(op.node.name or op.out, 60)}', "
-            f"#{op.index})" for op in ops]
+    return [f"{echo(op.unsupported, 160)} "
+            f"(node '{echo(_culprit(op).node.name or op.out, 60)}', #{_culprit(op).index})"
+            for op in ops]
+
+
+def _culprit(op: _Op) -> _Op:
+    """The node an unsupported op stands for: a refused RNN/LSTM/GRU's own node, where the
+    last of its layout nodes carries the refusal (_fuse_recurrent); else the op itself."""
+    return op.extra.get("culprit", op)
 
 
 def convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
@@ -1678,8 +1703,9 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                        (f"{len(bad)} ONNX nodes archcalc cannot express, one a line below",
                         report))
         damaged = any(w in (op.unsupported or "") for op in bad
-                      for w in ("disagrees", "does not match", "not one value per unit",
-                                "input channels but"))
+                      for w in ("disagrees", "disagree with", "does not match",
+                                "not one value per unit", "input channels but",
+                                "input features but"))
         if damaged:  # attributes that contradict the weights: not a missing mapping
             raise ArchcalcError(what, file=display, items=items,
                                 fix="the file's attributes contradict its weights (damaged or "
@@ -1767,14 +1793,15 @@ def _cut(layers: list[_Op], ops: dict[str, _Op], source: str, output: str,
     main path — the chain of immediate post-dominators from the input, which every path
     to the output passes — whose computation needs no unsupported node. Cutting there
     leaves whole the sequences and merges before it, and no branch half-read."""
-    first = min((op for op in layers if op.unsupported), key=lambda op: op.index)
+    first = min((op for op in layers if op.unsupported), key=lambda op: _culprit(op).index)
     ipdom = _Structure(layers, source, _resolved_sink(ops, output), display).ipdom
     cut, tensor = source, ipdom.get(source)
     while tensor is not None and not any(op.unsupported for op in _needed(ops, tensor)):
         cut, tensor = tensor, ipdom.get(tensor)
-    where = _where(first)
+    where = _where(_culprit(first))
     if cut == source:
-        why = "" if first.unsupported == first.node.op_type else f" ({first.unsupported})"
+        why = "" if first.unsupported == _culprit(first).node.op_type \
+            else f" ({first.unsupported})"
         raise ArchcalcError(f"no layer comes before the first unsupported node, "
                             f"{where}{why}: nothing to analyse", file=display,
                             fix="archcalc maps Conv, ConvTranspose, BatchNormalization, "
