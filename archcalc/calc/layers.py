@@ -264,7 +264,8 @@ def dense(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
         return LayerMath((steps, units), features * units, units if leaf.spec.bias else 0, 0,
                          steps * features * units)
     if len(shape) == 2:
-        raise ShapeError(f"dense after a sequence of {shape[0]} step{'' if shape[0] == 1 else 's'} × "
+        steps = f"{shape[0]} step{'' if shape[0] == 1 else 's'}"
+        raise ShapeError(f"dense after a sequence of {steps} × "
                          f"{shape[1]} feature{'' if shape[1] == 1 else 's'}: "
                          "which step does it read?", layer=name,
                          fix="return_sequences: false on the recurrent layer before it (the "
