@@ -25,6 +25,7 @@ from archcalc.spec.resolve import _BLOCK_KEYS, _COMPOSITE_KEYS  # noqa: E402
 from archcalc.spec.schema import (DIALECT, IN_BLOCK, TOP_DESCRIPTIONS, WIDENED,  # noqa: E402
                                   schema, schema_text)
 from archcalc.spec.yamlio import parse_text  # noqa: E402
+from test_fuzz_specs import _paths  # noqa: E402 - one walk of a spec's values for both fuzzers
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = schema()
@@ -244,16 +245,6 @@ JUNK = st.one_of(st.none(), st.integers(-2, 300), st.floats(0, 2), st.sampled_fr
 
 BOOLEAN_KEYS = {"inline"} | {field for model in MODELS.values()
                              for field, info in model.model_fields.items() if info.annotation is bool}
-
-
-def _paths(obj, prefix=()):
-    yield prefix
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _paths(value, prefix + (key,))
-    elif isinstance(obj, list):
-        for index, value in enumerate(obj):
-            yield from _paths(value, prefix + (index,))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
