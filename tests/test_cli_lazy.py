@@ -43,3 +43,12 @@ def test_summary_loads_neither_numpy_nor_the_executor_nor_other_commands():
 def test_help_lists_every_command():
     loaded = _modules_after("--help")
     assert {f"archcalc.cli.{module}" for module in COMMANDS.values()} <= loaded
+
+
+def test_version_loads_no_spec_language_and_no_command():
+    """`archcalc --version` needs click alone: not pydantic's spec models (0.12 s), not a
+    command's module (issue 14: start-up is a feature)."""
+    loaded = _modules_after("--version")
+    assert not any(m.startswith("archcalc.spec") for m in loaded), sorted(loaded)
+    commands = {f"archcalc.cli.{module}" for module in COMMANDS.values()}
+    assert not commands & loaded, sorted(commands & loaded)

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_SIZE, SEED_MAX, echo
-from archcalc.spec import parse_shape
 from archcalc.tables import Drawn, Grid, plain, wrap_words  # noqa: F401 - plain: for commands
 
 
@@ -60,7 +59,7 @@ class AppGroup(click.Group):
         # Output still buffered when the command ends is written here, not by the interpreter
         # at exit (where a full disk would be "Exception ignored" and exit code 120).
         from archcalc.cli.encoding import ascii_fallback
-        from archcalc.spec.yamlio import stack_room
+        from archcalc.limits import stack_room
 
         if sys.stdout is None:
             stdout_closed()
@@ -264,7 +263,14 @@ SEED = click.IntRange(0, SEED_MAX)
 COUNT = click.IntRange(1, MAX_SIZE)  # filters, units, groups, channels, strides
 
 
-SHAPE = ParsedParam("CxHxW", parse_shape, tuple)  # 3x224x224, or N for a flat input
+def _parse_shape(text: str) -> tuple[int, ...]:
+    """archcalc.spec's parse_shape, imported when an option is parsed: the spec language
+    (pydantic, its models) costs 0.12 s that `archcalc --version` and `--help` need not pay."""
+    from archcalc.spec import parse_shape
+    return parse_shape(text)
+
+
+SHAPE = ParsedParam("CxHxW", _parse_shape, tuple)  # 3x224x224, or N for a flat input
 
 DTYPES = click.Choice(["float16", "float32", "float64"])
 

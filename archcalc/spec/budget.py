@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from archcalc.errors import SpecError
-from archcalc.limits import limit, raise_hint
+from archcalc.limits import limit, max_depth, raise_hint
 from archcalc.spec.layers import ALIASES
 from archcalc.spec.tree import MERGE_MODES
-from archcalc.spec.yamlio import line_of, max_depth
+from archcalc.spec.yamlio import line_of
 
 COMPOSITES = (*MERGE_MODES, "repeat", "use", "sequence", "layers")
 FORMS = ("repeat", "use", *MERGE_MODES, "sequence", "layers")  # the resolver's precedence

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, fiel
 from archcalc.errors import ArchcalcError, SpecError
 from archcalc.importers import (IMPORTERS, check_partial, from_keras_json, is_keras_json,
                                 is_model_file, read_model)
-from archcalc.limits import MAX_SIZE, echo, limit, raise_hint
+from archcalc.limits import MAX_SIZE, echo, limit, max_depth, raise_hint, stack_room
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.text import check_text
 from archcalc.spec.tree import Network
-from archcalc.spec.yamlio import brief, line_of, max_depth, parse_text, stack_room
+from archcalc.spec.yamlio import brief, line_of, parse_text
 
 _SHAPE_RE = re.compile(r"^\s*\d+(\s*[x×,]\s*\d+)*\s*$")
 

@@ -26,14 +26,14 @@ from typing import Any, Callable
 from pydantic import TypeAdapter, ValidationError
 
 from archcalc.errors import SpecError
-from archcalc.limits import echo, elide, limit, raise_hint
+from archcalc.limits import echo, elide, limit, max_depth, raise_hint
 from archcalc.spec.budget import COMPOSITES, FORMS, Forecast, is_kind_map, looks_like_item
 from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import (ALIASES, LIST_SHORTHAND, MODELS, NAME_PREFIX, SCALAR_FIELD,
                                   LayerSpec)
 from archcalc.spec.text import check_text
 from archcalc.spec.tree import MERGE_MODES, Leaf, Merge, Node, Path, Sequence
-from archcalc.spec.yamlio import brief, line_of, max_depth
+from archcalc.spec.yamlio import brief, line_of
 
 _LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
 # The keys each composite form takes (besides its own keyword).

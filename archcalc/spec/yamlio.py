@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import yaml
 
-from archcalc.errors import ArchcalcError, SpecError
-from archcalc.limits import echo, limit, raise_hint
+from archcalc.errors import SpecError
+from archcalc.limits import echo, limit, max_depth, raise_hint, stack_room
 
 
 class LineDict(dict):
@@ -254,46 +252,6 @@ def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
-
-
-# Python frames one level of nesting costs (composer, constructor, resolver: about 5; twice
-# that for room) and the most the recursion limit is ever raised to. At that limit no command
-# overflows the C stack (measured: specs nested 1,890 deep through blocks, lists and branches
-# run summary, check, compare, report, gradcheck and plot; 9,000 deep stop at the recursion
-# limit with one line, never a crash).
-_FRAMES_PER_LEVEL = 10
-_MAX_RECURSION = 20_000
-# The deepest nesting archcalc can follow: ARCHCALC_MAX_SPEC_DEPTH may not go past it.
-DEPTH_CEILING = (_MAX_RECURSION - 1000) // _FRAMES_PER_LEVEL
-
-
-def max_depth() -> int:
-    """MAX_SPEC_DEPTH, refused past DEPTH_CEILING (a deeper spec would reach Python's
-    recursion limit in some walk of its tree however the limit were raised)."""
-    depth = limit("MAX_SPEC_DEPTH")
-    if depth > DEPTH_CEILING:
-        raise ArchcalcError(f"ARCHCALC_MAX_SPEC_DEPTH={depth:,} is more than {DEPTH_CEILING:,}, "
-                            "the deepest nesting archcalc can follow",
-                            fix=f"give at most {DEPTH_CEILING}, or flatten the spec's nesting")
-    return depth
-
-
-@contextmanager
-def stack_room() -> Iterator[None]:
-    """Raise Python's recursion limit to what MAX_SPEC_DEPTH levels of nesting need, for a
-    whole command (the boundary, archcalc.cli.common) or a library call that reads a spec:
-    parsing, resolving and every later walk of the tree recurse once per level. The depth
-    limits are checked before the recursion gets there, so a refused spec never reaches it."""
-    try:
-        depth = min(limit("MAX_SPEC_DEPTH"), DEPTH_CEILING)
-    except ArchcalcError:  # a bad ARCHCALC_MAX_SPEC_DEPTH is said by the command that reads it
-        depth = DEPTH_CEILING
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old, _FRAMES_PER_LEVEL * depth + 1000))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 def brief(value: Any, limit_chars: int = 60) -> str:
