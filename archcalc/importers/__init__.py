@@ -104,6 +104,41 @@ def state_for(model: Any, table: dict, display: str) -> dict:
     return _module(WEIGHTS, display).state_for(model, table, display)
 
 
+def dims_text(dims: Any) -> str:
+    """A shape for an error line: 16×3×3×3, or 'scalar'."""
+    return "×".join(map(str, dims)) or "scalar"
+
+
+def match_state(model: Any, table: dict, display: str, *, holder: str, fix_missing: str,
+                shape_of: Any, fix_shape: str) -> dict:
+    """{"<layer>.<param>": array} of a built executor Model from a format's table
+    ({layer name: {param: (where the file keeps it, array)}}): every array the model has
+    must be there with the model's shape, else one line naming the layer (and where the
+    file keeps the array) and nothing is loaded. The format gives its words: `holder` (the
+    file, as "the file holds no ..." says it), `shape_of(source, dims)` (the mismatch's
+    opening words) and the two fixes."""
+    state: dict = {}
+    for layer_name, layer in model.layers.items():
+        wanted = [*layer.param_names, *layer.buffer_names]
+        if not wanted:
+            continue
+        arrays = table.get(layer.spec.name or layer_name, {})
+        for short in wanted:
+            key = layer.key(short)
+            need = model.params.get(key, model.buffers.get(key))
+            if short not in arrays:
+                raise ArchcalcError(f"weights: {holder} holds no {short} for layer "
+                                    f"'{echo(layer_name, 60)}'", file=display, fix=fix_missing)
+            source, value = arrays[short]
+            if tuple(value.shape) != tuple(need.shape):
+                raise ArchcalcError(
+                    f"weights: {shape_of(source, dims_text(value.shape))}, layer "
+                    f"'{echo(layer_name, 60)}' needs its {short} as {dims_text(need.shape)}",
+                    file=display, fix=fix_shape)
+            state[key] = value
+    return state
+
+
 def imported_weights(network: Any, table: dict, display: str, dtype: str = "float32") -> dict:
     """The state the executor loads for `network` (built here to learn every shape)."""
     from archcalc.nn.network import build

@@ -30,16 +30,13 @@ from typing import Any
 import numpy as np
 
 from archcalc.errors import ArchcalcError
+from archcalc.importers import dims_text, match_state
 from archcalc.limits import echo, limit
 
 Arrays = dict[str, tuple[str, np.ndarray]]   # param short name → (h5 path, array)
 WEIGHTS_MEMBER = "model.weights.h5"
 REQUIRES = "h5py"  # reads WEIGHTS_MEMBER; the architecture needs nothing
 SAVE_AGAIN = "save the model again with model.save('model.keras') (Keras 3)"
-
-
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "×".join(map(str, shape)) or "scalar"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +117,7 @@ def _fitted(node: Any, variables: list, display: str) -> dict[str, Arrays]:
     try:
         return _node_arrays(node, variables, display)
     except (ValueError, IndexError, TypeError):
-        shapes = ", ".join(_fmt(v.shape) for _, v in variables)
+        shapes = ", ".join(dims_text(v.shape) for _, v in variables)
         raise ArchcalcError(f"weights: the variables of Keras layer '{echo(node.keras_name, 60)}'"
                             f" ({echo(node.cls, 40)}) have shapes {echo(shapes, 120)}, which do "
                             "not fit the layer", file=display, fix=SAVE_AGAIN) from None
@@ -137,7 +134,7 @@ def _safe_dataset(dataset: Any, path: str, display: str, most: int | None) -> No
                             file=display, fix=SAVE_AGAIN)
     declared = int(dataset.size) * dataset.dtype.itemsize
     if most is not None and declared > most:
-        raise ArchcalcError(f"weights: {echo(path, 80)} declares {_fmt(dataset.shape)} values "
+        raise ArchcalcError(f"weights: {echo(path, 80)} declares {dims_text(dataset.shape)} values "
                             f"({declared:,} bytes), more than the {most:,} bytes of "
                             f"{WEIGHTS_MEMBER}", file=display, fix=SAVE_AGAIN)
 
@@ -251,25 +248,7 @@ def state_for(model: Any, table: dict[str, Arrays], display: str) -> dict[str, n
     """{"<layer>.<param>": array} for a built executor Model of the imported network; one
     line naming the h5 variable and the layer when a shape disagrees or an array is missing
     (nothing is loaded then)."""
-    state: dict[str, np.ndarray] = {}
-    for layer_name, layer in model.layers.items():
-        wanted = [*layer.param_names, *layer.buffer_names]
-        if not wanted:
-            continue
-        arrays = table.get(layer.spec.name or layer_name, {})
-        for short in wanted:
-            key = layer.key(short)
-            need = model.params.get(key, model.buffers.get(key))
-            if short not in arrays:
-                raise ArchcalcError(f"weights: the Keras file holds no {short} for layer "
-                                    f"'{echo(layer_name, 60)}'", file=display,
-                                    fix=SAVE_AGAIN)
-            source, value = arrays[short]
-            if tuple(value.shape) != tuple(need.shape):
-                raise ArchcalcError(
-                    f"weights: {echo(source, 80)} has shape {_fmt(tuple(value.shape))} in "
-                    f"archcalc's layout, layer '{echo(layer_name, 60)}' needs its {short} as "
-                    f"{_fmt(tuple(need.shape))}", file=display,
-                    fix="give the input the model was saved for (--input)")
-            state[key] = value
-    return state
+    return match_state(model, table, display, holder="the Keras file", fix_missing=SAVE_AGAIN,
+                       shape_of=lambda source, dims: (f"{echo(source, 80)} has shape {dims} "
+                                                      "in archcalc's layout"),
+                       fix_shape="give the input the model was saved for (--input)")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from archcalc.errors import ArchcalcError, SpecError
+from archcalc.importers import dims_text
 from archcalc.limits import echo, limit
 from archcalc.spec.layers import GATES
 
@@ -327,10 +328,6 @@ class _Consts:
             return None
 
 
-def _dims(dims: Any) -> str:
-    return "×".join(map(str, dims)) or "scalar"
-
-
 def _array(tensor: Any, display: str, name: str = "") -> Any:
     """A TensorProto's NumPy array. Data kept in an external file is never read (its
     'location' may name any file: /dev/zero, ../../etc/passwd), and a tensor whose dims
@@ -452,18 +449,18 @@ class _Classifier:
         hand-edited file: the summary would count one and the weights hold the other), or
         None. reads: the input channels (features) the weight reads; units: its outputs."""
         if kernel and list(kernel) != list(w[2:]):
-            return (f"{node.op_type} whose kernel_shape {_dims(kernel)} disagrees with its "
-                    f"weight's {_dims(w[2:])}")
+            return (f"{node.op_type} whose kernel_shape {dims_text(kernel)} disagrees with its "
+                    f"weight's {dims_text(w[2:])}")
         have = self.channels(node.input[0])
         if self.resized and node.op_type in ("Gemm", "MatMul"):
             have = None
         if have is not None and have != reads:
-            return (f"{node.op_type} whose weight ({_dims(w)}) reads {reads} input channels "
+            return (f"{node.op_type} whose weight ({dims_text(w)}) reads {reads} input channels "
                     f"but its input has {have}")
         if len(node.input) > 2 and node.input[2]:
             bias = self.consts.dims(node.input[2])
             if bias is not None and bias != [units]:
-                return (f"{node.op_type} whose bias ({_dims(bias)}) does not match its "
+                return (f"{node.op_type} whose bias ({dims_text(bias)}) does not match its "
                         f"{units} outputs")
         return None
 
@@ -554,7 +551,7 @@ class _Classifier:
         bias = self.consts.dims(node.input[2]) if has_bias else None
         if bias is not None and bias not in ([units], [1, units]):
             # C may broadcast in ONNX, but a dense layer's bias is one value per unit
-            return f"Gemm whose bias ({_dims(bias)}) is not one value per unit ({units})"
+            return f"Gemm whose bias ({dims_text(bias)}) is not one value per unit ({units})"
         bad = self.disagreement(node, [], w, reads, units)
         if bad and "bias" not in bad:  # the bias was checked above ([1, units] is fine)
             return bad
@@ -568,11 +565,11 @@ class _Classifier:
             return "MatMul (of two activations, or a weight that is not 2-D)"
         have = self.channels(node.input[0]) if self.rank(node.input[0]) == 2 else None
         if have is not None and have != w[0] and not self.resized:
-            return f"MatMul whose weight ({_dims(w)}) reads {w[0]} features but its input has {have}"
+            return f"MatMul whose weight ({dims_text(w)}) reads {w[0]} features but its input has {have}"
         if op.inputs and self.rank(op.inputs[0]) == 3:  # nn.Linear on (N, T, F): every step
             dims = self.shapes[op.inputs[0]]
             if dims[2] is not None and dims[2] != w[0]:
-                return f"MatMul whose weight ({_dims(w)}) reads {w[0]} features but its " \
+                return f"MatMul whose weight ({dims_text(w)}) reads {w[0]} features but its " \
                        f"input has {dims[2]}"
             return {"type": "dense", "units": w[1], "bias": False, "time_distributed": True}
         return {"type": "dense", "units": w[1], "bias": False}
@@ -849,15 +846,15 @@ class _Classifier:
         if w is None or r is None:
             return f"{what} whose W or R is not a constant"
         if len(w) != 3 or w[0] != d or w[1] % gates:
-            return f"{what} whose W ({_dims(w)}) does not match (directions {d}, " \
+            return f"{what} whose W ({dims_text(w)}) does not match (directions {d}, " \
                    f"{gates}·hidden, features)"
         if w[1] != gates * h or r != [d, gates * h, h]:
-            return f"{what} whose W ({_dims(w)}) and R ({_dims(r)}) disagree with " \
+            return f"{what} whose W ({dims_text(w)}) and R ({dims_text(r)}) disagree with " \
                    f"hidden_size {h}"
         # the importer's summary counts W as the input's F features (as Conv's channels)
         features = x[2] if len(x) == 3 and not self.resized else None
         if features and features != w[2]:
-            return f"{what} whose W ({_dims(w)}) reads {w[2]} input features but its " \
+            return f"{what} whose W ({dims_text(w)}) reads {w[2]} input features but its " \
                    f"input has {features}"
         bad = self._recurrent_options(node, a, kind, d)
         if bad:
@@ -947,7 +944,7 @@ class _Classifier:
                 return 1
         b = self.consts.dims(name)
         if b != [d, 2 * gh]:
-            return f"whose B ({_dims(b or [])}) does not match (directions, 2·gates·hidden)"
+            return f"whose B ({dims_text(b or [])}) does not match (directions, 2·gates·hidden)"
         return 2
 
     # -- resizing and padding

@@ -26,14 +26,11 @@ from typing import Any
 import numpy as np
 
 from archcalc.errors import ArchcalcError
+from archcalc.importers import match_state
 from archcalc.limits import echo
 from archcalc.spec.layers import GATES
 
 Arrays = dict[str, tuple[str, np.ndarray]]   # param short name → (initializer, array)
-
-
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "×".join(map(str, shape)) or "scalar"
 
 
 def _const(consts: Any, name: str, layer: str, display: str) -> tuple[str, np.ndarray]:
@@ -139,26 +136,8 @@ def state_for(model: Any, table: dict[str, Arrays], display: str) -> dict[str, n
     """{"<layer>.<param>": array} for a built executor Model of the imported network; one
     line naming the initializer and the layer when a shape disagrees or an array is
     missing (nothing is loaded then)."""
-    state: dict[str, np.ndarray] = {}
-    for layer_name, layer in model.layers.items():
-        wanted = [*layer.param_names, *layer.buffer_names]
-        if not wanted:
-            continue
-        leaf = layer.spec.name or layer_name
-        arrays = table.get(leaf, {})
-        for short in wanted:
-            key = layer.key(short)
-            need = model.params.get(key, model.buffers.get(key))
-            if short not in arrays:
-                raise ArchcalcError(f"weights: the file holds no {short} for layer "
-                                    f"'{echo(layer_name, 60)}'", file=display,
-                                    fix="export the model with its weights as initializers")
-            source, value = arrays[short]
-            if tuple(value.shape) != tuple(need.shape):
-                raise ArchcalcError(
-                    f"weights: initializer '{echo(source, 60)}' has shape "
-                    f"{_fmt(tuple(value.shape))}, layer '{echo(layer_name, 60)}' needs its "
-                    f"{short} as {_fmt(tuple(need.shape))}", file=display,
-                    fix="re-export the model; archcalc reads PyTorch's layouts")
-            state[key] = value
-    return state
+    return match_state(model, table, display, holder="the file",
+                       fix_missing="export the model with its weights as initializers",
+                       shape_of=lambda source, dims: (f"initializer '{echo(source, 60)}' has "
+                                                      f"shape {dims}"),
+                       fix_shape="re-export the model; archcalc reads PyTorch's layouts")
