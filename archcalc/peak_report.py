@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from archcalc.calc.analyze import DTYPE_BYTES, Analysis
-from archcalc.calc.peak import Envelope, Step, envelope, largest_batch, static_bytes
-from archcalc.calc.whatif import OPTIMIZER_COPIES
+from archcalc.calc.analyze import Analysis
+from archcalc.calc.peak import Step, envelopes, largest_batch
 from archcalc.report import human_bytes
 from archcalc.tables import Grid
 
@@ -68,11 +67,9 @@ class Fit:
 def fits(analysis: Analysis, budget: int, optimizers: list[str] | None = None) -> list[Fit]:
     """Inference, then training per optimizer: the largest batch with peak <= budget."""
     out = []
-    itemsize = DTYPE_BYTES[analysis.totals.dtype]
-    training = envelope(analysis, "training", "sgd")  # one walk: optimizers differ in static
-    cases = [("inference", None, envelope(analysis, "inference"))] + [
-        ("training", o, Envelope(static_bytes(analysis, "training", o, itemsize), training.lines))
-        for o in optimizers or OPTIMIZER_COPIES]
+    inference, training = envelopes(analysis, optimizers)
+    cases = [("inference", None, inference)] + [("training", o, env)
+                                                for o, env in training.items()]
     for mode, opt, env in cases:
         n = largest_batch(env, budget)
         out.append(Fit(mode, opt, n, env.peak(n) if n else None, env.peak(n + 1)))

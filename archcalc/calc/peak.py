@@ -460,17 +460,24 @@ def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
     return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
 
 
+def envelopes(analysis: Analysis, optimizers=None, dtype: str | None = None
+              ) -> tuple[Envelope, dict[str, Envelope]]:
+    """(inference's envelope, training's per optimizer): one walk of the training step
+    serves every optimizer, which differ in their static bytes only."""
+    itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
+    training = envelope(analysis, "training", "sgd", dtype)
+    return envelope(analysis, "inference", None, dtype), {
+        opt: Envelope(static_bytes(analysis, "training", opt, itemsize), training.lines)
+        for opt in optimizers or OPTIMIZER_COPIES}
+
+
 def peaks(analysis: Analysis, batch: int = 1, dtype: str = "float32") -> Peaks:
     """Peak inference bytes and peak training bytes per optimizer for `batch` images."""
     if dtype not in DTYPE_BYTES:
         raise ArchcalcError(f"unknown dtype '{dtype}'", fix="float16, float32 or float64")
-    inference = envelope(analysis, "inference", None, dtype).peak(batch)
-    training = envelope(analysis, "training", "sgd", dtype)
-    sgd = training.static
-    itemsize = DTYPE_BYTES[dtype]
-    per_opt = {opt: training.peak(batch) - sgd + static_bytes(analysis, "training", opt, itemsize)
-               for opt in OPTIMIZER_COPIES}
-    return Peaks(batch, dtype, inference, per_opt)
+    inference, training = envelopes(analysis, dtype=dtype)
+    return Peaks(batch, dtype, inference.peak(batch),
+                 {opt: env.peak(batch) for opt, env in training.items()})
 
 
 def peak_fields(analysis: Analysis) -> dict:
