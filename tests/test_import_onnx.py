@@ -727,3 +727,15 @@ def test_lstm_weight_reading_other_features_than_its_input_is_damaged(tmp_path):
     with pytest.raises(ArchcalcError, match=r"LSTM whose W \(1×16×4\) reads 4 input features "
                                             r"but its input has 3 .*damaged"):
         load(path)
+
+
+@pytest.mark.parametrize("attrs, damaged", [({"hidden": 5}, True), ({"direction": "reverse"},
+                                                                   False)])
+def test_a_refused_recurrent_node_gets_the_fix_of_its_kind(tmp_path, attrs, damaged):
+    """W and R that contradict hidden_size are damage (export again); a reverse direction is
+    a form archcalc does not map (the list of what it maps)."""
+    with pytest.raises(ArchcalcError) as info:
+        load(_lstm_file(tmp_path, **attrs))
+    fix = info.value.fix
+    assert fix.startswith("the file's attributes contradict its weights") == damaged
+    assert fix.startswith("archcalc maps Conv") == (not damaged)

@@ -56,6 +56,12 @@ class _Op:
     extra: dict = field(default_factory=dict)
 
 
+class _Damaged(str):
+    """A reason a node is refused that is damage, not a missing mapping: its attributes
+    contradict its weights (the file was damaged or edited by hand). The error's fix says
+    to export again instead of listing what archcalc maps."""
+
+
 _EXPORTER_GRAPH_NAMES = frozenset({"main_graph", "torch_jit", "torch-jit-export"})
 
 
@@ -449,19 +455,19 @@ class _Classifier:
         hand-edited file: the summary would count one and the weights hold the other), or
         None. reads: the input channels (features) the weight reads; units: its outputs."""
         if kernel and list(kernel) != list(w[2:]):
-            return (f"{node.op_type} whose kernel_shape {dims_text(kernel)} disagrees with its "
-                    f"weight's {dims_text(w[2:])}")
+            return _Damaged(f"{node.op_type} whose kernel_shape {dims_text(kernel)} disagrees "
+                            f"with its weight's {dims_text(w[2:])}")
         have = self.channels(node.input[0])
         if self.resized and node.op_type in ("Gemm", "MatMul"):
             have = None
         if have is not None and have != reads:
-            return (f"{node.op_type} whose weight ({dims_text(w)}) reads {reads} input channels "
-                    f"but its input has {have}")
+            return _Damaged(f"{node.op_type} whose weight ({dims_text(w)}) reads {reads} input "
+                            f"channels but its input has {have}")
         if len(node.input) > 2 and node.input[2]:
             bias = self.consts.dims(node.input[2])
             if bias is not None and bias != [units]:
-                return (f"{node.op_type} whose bias ({dims_text(bias)}) does not match its "
-                        f"{units} outputs")
+                return _Damaged(f"{node.op_type} whose bias ({dims_text(bias)}) does not match "
+                                f"its {units} outputs")
         return None
 
     def op(self, node: Any, index: int, live: set[str]) -> _Op:
@@ -551,7 +557,8 @@ class _Classifier:
         bias = self.consts.dims(node.input[2]) if has_bias else None
         if bias is not None and bias not in ([units], [1, units]):
             # C may broadcast in ONNX, but a dense layer's bias is one value per unit
-            return f"Gemm whose bias ({dims_text(bias)}) is not one value per unit ({units})"
+            return _Damaged(f"Gemm whose bias ({dims_text(bias)}) is not one value per unit "
+                            f"({units})")
         bad = self.disagreement(node, [], w, reads, units)
         if bad and "bias" not in bad:  # the bias was checked above ([1, units] is fine)
             return bad
@@ -846,16 +853,16 @@ class _Classifier:
         if w is None or r is None:
             return f"{what} whose W or R is not a constant"
         if len(w) != 3 or w[0] != d or w[1] % gates:
-            return f"{what} whose W ({dims_text(w)}) does not match (directions {d}, " \
-                   f"{gates}·hidden, features)"
+            return _Damaged(f"{what} whose W ({dims_text(w)}) does not match (directions {d}, "
+                            f"{gates}·hidden, features)")
         if w[1] != gates * h or r != [d, gates * h, h]:
-            return f"{what} whose W ({dims_text(w)}) and R ({dims_text(r)}) disagree with " \
-                   f"hidden_size {h}"
+            return _Damaged(f"{what} whose W ({dims_text(w)}) and R ({dims_text(r)}) disagree "
+                            f"with hidden_size {h}")
         # the importer's summary counts W as the input's F features (as Conv's channels)
         features = x[2] if len(x) == 3 and not self.resized else None
         if features and features != w[2]:
-            return f"{what} whose W ({dims_text(w)}) reads {w[2]} input features but its " \
-                   f"input has {features}"
+            return _Damaged(f"{what} whose W ({dims_text(w)}) reads {w[2]} input features but "
+                            f"its input has {features}")
         bad = self._recurrent_options(node, a, kind, d)
         if bad:
             return bad
@@ -868,7 +875,7 @@ class _Classifier:
             item["bidirectional"] = True
         biases = self._recurrent_biases(node, d, gates * h)
         if isinstance(biases, str):
-            return f"{what} {biases}"
+            return type(biases)(f"{what} {biases}")  # a _Damaged reason stays one
         if biases == 0:
             item["bias"] = False
         elif biases == 1:
@@ -944,7 +951,8 @@ class _Classifier:
                 return 1
         b = self.consts.dims(name)
         if b != [d, 2 * gh]:
-            return f"whose B ({dims_text(b or [])}) does not match (directions, 2·gates·hidden)"
+            return _Damaged(f"whose B ({dims_text(b or [])}) does not match (directions, "
+                            "2·gates·hidden)")
         return 2
 
     # -- resizing and padding
@@ -1699,11 +1707,7 @@ def _convert(model: Any, display: str, input_shape: tuple[int, ...] | None,
                        if len(bad) == 1 else
                        (f"{len(bad)} ONNX nodes archcalc cannot express, one a line below",
                         report))
-        damaged = any(w in (op.unsupported or "") for op in bad
-                      for w in ("disagrees", "disagree with", "does not match",
-                                "not one value per unit", "input channels but",
-                                "input features but"))
-        if damaged:  # attributes that contradict the weights: not a missing mapping
+        if any(isinstance(op.unsupported, _Damaged) for op in bad):
             raise ArchcalcError(what, file=display, items=items,
                                 fix="the file's attributes contradict its weights (damaged or "
                                     "edited by hand): export the model again")
