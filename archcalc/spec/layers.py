@@ -65,7 +65,7 @@ def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, 
 
 
 class _Layer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     name: str | None = Field(
         None, description="The layer's name in tables, errors and checkpoints (default: the "
                           "kind's prefix and a counter in its scope: conv1, relu2, fc1).")

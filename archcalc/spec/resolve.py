@@ -23,19 +23,17 @@ from collections import Counter
 from contextlib import contextmanager
 from typing import Any, Callable
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from archcalc.errors import SpecError
 from archcalc.limits import echo, elide, limit, max_depth, raise_hint
 from archcalc.spec.budget import COMPOSITES, FORMS, Forecast, is_kind_map, looks_like_item
 from archcalc.spec.expr import ExprError, problem, substitute
-from archcalc.spec.layers import (ALIASES, LIST_SHORTHAND, MODELS, NAME_PREFIX, SCALAR_FIELD,
-                                  LayerSpec)
+from archcalc.spec.layers import (ALIASES, LIST_SHORTHAND, MODELS, NAME_PREFIX, SCALAR_FIELD)
 from archcalc.spec.text import check_text
 from archcalc.spec.tree import MERGE_MODES, Leaf, Merge, Node, Path, Sequence
 from archcalc.spec.yamlio import brief, line_of
 
-_LAYER_ADAPTER: TypeAdapter = TypeAdapter(LayerSpec)
 # The keys each composite form takes (besides its own keyword).
 _COMPOSITE_KEYS = {
     "use": {"use", "with", "name", "trainable"},
@@ -127,7 +125,7 @@ def validate_leaf(params: dict, *, line: int | None, layer: str | None,
     outside any block), to explain a formula that did not compute."""
     kind = params["type"]
     try:
-        return _LAYER_ADAPTER.validate_python(dict(params))
+        return MODELS[kind].model_validate(params)
     except ValidationError as exc:
         message, fix = _pydantic_message(exc, kind, args)
         raise SpecError(message, line=line, layer=layer, fix=fix) from None
