@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import archcalc.cli
-from archcalc.cli import COMMANDS, main
+import click
+
+from archcalc.cli import COMMANDS, SHORT_HELP, main
 
 
 def test_the_lazy_table_names_every_command_the_modules_register():
@@ -40,9 +42,47 @@ def test_summary_loads_neither_numpy_nor_the_executor_nor_other_commands():
         assert module not in loaded, module
 
 
-def test_help_lists_every_command():
+def test_help_lists_every_command_without_loading_any():
+    """`archcalc --help` lists the commands from SHORT_HELP: no command module, no NumPy, no
+    pydantic spec models, not even rich (issue 14: --help under 0.1 s)."""
     loaded = _modules_after("--help")
-    assert {f"archcalc.cli.{module}" for module in COMMANDS.values()} <= loaded
+    commands = {f"archcalc.cli.{module}" for module in COMMANDS.values()}
+    assert not commands & loaded, sorted(commands & loaded)
+    assert not any(m.startswith(("archcalc.spec", "archcalc.tables", "numpy")) for m in loaded)
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom archcalc.cli import main\n"
+                           "main(['--help'])\nprint(sorted(sys.modules))"],
+                          capture_output=True, text=True, timeout=120)
+    assert "'rich'" not in done.stdout and "'pydantic'" not in done.stdout
+
+
+def test_the_short_help_table_is_each_commands_own_short_help():
+    for info in pkgutil.iter_modules(archcalc.cli.__path__):
+        importlib.import_module(f"archcalc.cli.{info.name}")
+    assert set(SHORT_HELP) == set(COMMANDS)
+    for name, command in main.commands.items():
+        for limit in (10**6, 60, 45, 20):
+            assert (click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit)
+                    == command.get_short_help_str(limit)), (name, limit)
+
+
+def test_the_lazy_command_list_is_clicks_own_list(monkeypatch):
+    """The list --help prints from the table equals the one click prints from the loaded
+    commands, at a wide and a narrow terminal."""
+    for columns in ("120", "50"):
+        monkeypatch.setenv("COLUMNS", columns)
+        lazy = subprocess.run([sys.executable, "-m", "archcalc", "--help"], capture_output=True,
+                              text=True, timeout=120).stdout
+        code = ("import importlib, pkgutil, click, archcalc.cli\n"
+                "from archcalc.cli import main\n"
+                "for i in pkgutil.iter_modules(archcalc.cli.__path__):\n"
+                "    importlib.import_module('archcalc.cli.' + i.name)\n"
+                "ctx = click.Context(main, info_name='archcalc')\n"
+                "f = ctx.make_formatter()\n"
+                "click.Group.format_commands(main, ctx, f)\n"
+                "print(f.getvalue(), end='')")
+        eager = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=120).stdout
+        assert eager.startswith("Commands:") and eager in lazy, (columns, eager, lazy)
 
 
 def test_version_loads_no_spec_language_and_no_command():

@@ -9,13 +9,27 @@ import os
 import sys
 from typing import Any, Callable, NoReturn
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.console import Console, Group
-from rich.table import Table
 
 from archcalc.errors import ArchcalcError
 from archcalc.limits import MAX_SIZE, SEED_MAX, echo
-from archcalc.tables import Drawn, Grid, plain, wrap_words  # noqa: F401 - plain: for commands
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich (and archcalc.tables, built on it) loads with the first table: `--help`, `--version`
+# and a command that fails on its input never pay its 25 ms.
+_TABLES = ("Drawn", "Grid", "plain", "wrap_words")
+
+
+def __getattr__(name: str) -> Any:
+    """archcalc.tables' names, re-exported for commands, loaded on first use (PEP 562)."""
+    if name in _TABLES:
+        from archcalc import tables
+        return getattr(tables, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class AppGroup(click.Group):
@@ -185,11 +199,13 @@ def _raised_writing_stdout(exc: OSError) -> bool:
     (click.echo's `file`, a rich Console's `self`, a stream's `self`). A write error carries
     no file name and a failed write drops its buffer, so the traceback is the only witness."""
     streams = [sys.stdout, getattr(sys.stdout, "buffer", None), sys.__stdout__]
+    rich_console = sys.modules.get("rich.console")  # no Console exists before rich loads
+    console_type = rich_console.Console if rich_console is not None else ()
     tb = exc.__traceback__
     while tb is not None:
         for name in ("self", "file", "stream"):
             obj = tb.tb_frame.f_locals.get(name)
-            if isinstance(obj, Console):
+            if isinstance(obj, console_type):
                 obj = obj.file
             if obj is not None and any(obj is s for s in streams):
                 return True
@@ -301,6 +317,8 @@ dtype_option = click.option("--dtype", type=DTYPES, default="float32", show_defa
 
 def console(width: int | None = None) -> Console:
     """The console every table goes to; tests fix the width (COLUMNS) and get no colour."""
+    from rich.console import Console
+
     out = Console(width=width, soft_wrap=False, highlight=False)
     if out.width < 40:  # COLUMNS=0 printed nothing, COLUMNS=1 a character a line
         out.width = 40
@@ -349,6 +367,11 @@ def print_wide(renderable, width: int | None = None) -> Console:
     needs more columns than the console has, the console is widened (a terminal wraps) rather
     than cells cut. Returns the console used, for the lines that follow the table: wrapped
     to the terminal after a fitted table, never wrapped after a full one."""
+    from rich.console import Console, Group
+    from rich.table import Table
+
+    from archcalc.tables import Drawn, Grid
+
     out = console(width)
     if isinstance(renderable, Grid):
         if width is None and fitting(out):
@@ -373,6 +396,8 @@ def print_wide(renderable, width: int | None = None) -> Console:
 def _print_streamed(out: Console, parts: list) -> None:
     """Print a Group part by part, a Drawn table as text in chunks of lines: the same bytes
     as out.print(Group(...)) without holding a 100,000-row table's segments at once."""
+    from archcalc.tables import Drawn
+
     file = out.file  # named `file` for _raised_writing_stdout
     for part in parts:
         if not isinstance(part, Drawn):
@@ -390,6 +415,8 @@ def _print_streamed(out: Console, parts: list) -> None:
 def print_lines(lines) -> None:
     """Lines of text (formulas, a layer's arithmetic): wrapped at spaces to a terminal,
     never inside a number, continuation lines indented; unchanged in a pipe or with --wide."""
+    from archcalc.tables import wrap_words
+
     out = console()
     fit = fitting(out)
     for line in lines:
