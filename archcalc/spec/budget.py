@@ -80,11 +80,15 @@ class Forecast:
         if not isinstance(items, list):
             items = [items]
         lines = getattr(items, "item_lines", None) or [line_of(items) or line] * len(items)
-        total = NOTHING
+        layers = work = 0  # plain ints: a 100,000-item list makes no Cost per item
         for item, item_line in zip(items, lines):
             where = line_of(item) or item_line
-            total = self.check(total + ONE_STEP + self.item(item, depth, where), where)
-        return total
+            cost = self.item(item, depth, where)
+            layers += cost.layers
+            work += cost.work + 1  # ONE_STEP: reading the item
+            if layers > self.max_layers or work > self.max_work:
+                self.check(Cost(layers, work), where)
+        return Cost(layers, work)
 
     def item(self, item: Any, depth: int, line: int | None) -> Cost:
         if depth > self.max_depth:

@@ -119,16 +119,18 @@ _FIXES = {
 }
 
 
-def validate_leaf(params: dict, *, line: int | None, layer: str | None,
+def validate_leaf(params: dict, *, line: int | None, layer: Callable[[], str | None],
                   args: tuple[str, ...] | None = ()) -> Any:
-    """The layer's pydantic model. `args`: the names of the block arguments in scope (None
-    outside any block), to explain a formula that did not compute."""
+    """The layer's pydantic model (its kind's own: only the kinds a spec uses are built).
+    `layer()` names the layer for an error line (made only on error: a 100,000-layer spec
+    joins no paths); `args`: the names of the block arguments in scope (None outside any
+    block), to explain a formula that did not compute."""
     kind = params["type"]
     try:
         return MODELS[kind].model_validate(params)
     except ValidationError as exc:
         message, fix = _pydantic_message(exc, kind, args)
-        raise SpecError(message, line=line, layer=layer, fix=fix) from None
+        raise SpecError(message, line=line, layer=layer(), fix=fix) from None
 
 
 def _key_line(mapping: Any, key: str) -> int | None:
@@ -278,6 +280,11 @@ class Resolver:
             raise SpecError(f"cannot read layer item {brief(item)}", line=line,
                             layer=scope.display(str(name)) if name else None,
                             fix="write a layer kind such as 'relu' or {conv: {...}}")
+        if len(item) == 1:  # {conv: {...}}, {dense: 4096}: the commonest item, read directly
+            key = next(iter(item))
+            if isinstance(key, str) and key in ALIASES:
+                return [self._leaf(self._kind_params(key, item[key], line, scope), scope, name,
+                                   line)]
         if "name" in item and name is None and not is_kind_map(item):
             name = item["name"]
         if "type" in item:
@@ -375,7 +382,7 @@ class Resolver:
         leaf_name = scope.claim(name, line) if name is not None else scope.derive(
             NAME_PREFIX[params["type"]])
         params["name"] = leaf_name
-        spec = validate_leaf(params, line=line, layer=scope.display(leaf_name),
+        spec = validate_leaf(params, line=line, layer=lambda: scope.display(leaf_name),
                              args=self.args[-1] if self.args else None)
         path = scope.path + (leaf_name,)
         if line:
