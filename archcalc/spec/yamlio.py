@@ -34,63 +34,43 @@ class LineList(list):
     item_lines: list[int] | None = None  # the line of each element (scalars have no .line)
 
 
-class _Loader(yaml.SafeLoader):
-    """A SafeLoader that bounds nesting and size while it composes, and measures the composed
-    graph with its aliases expanded before constructing anything from it."""
+# ---- where the events come from ---------------------------------------------------------------
+# libyaml (PyYAML's C extension) scans and parses ~40× faster than PyYAML's pure-Python reader,
+# scanner and parser (a 100,000-layer spec: 0.17 s against 7 s). Either only gives events: the
+# one builder below turns them into values, so every bound, tag, number and key rule is the
+# same code whichever parser ran.
+try:
+    from yaml.cyaml import CParser as _CParser
+except ImportError:  # PyYAML built without libyaml: the pure-Python parser alone
+    _CParser = None
 
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._nodes = 0        # nodes composed, each alias once
-        self._depth = 0        # lists and mappings open around the node being composed
-        self._shared = False   # a list or mapping has an anchor: aliases may multiply it
-        self._max_nodes = limit("MAX_SPEC_NODES")
-        self._max_depth = max_depth()
+LIBYAML = _CParser is not None
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        # Called once per node: kept lean (the 100,000-layer spec composes 1.5M nodes).
-        self._nodes += 1
-        if self._nodes > self._max_nodes:
-            raise _too_many(self.peek_event().start_mark.line + 1)
-        return yaml.SafeLoader.compose_node(self, parent, index)
 
-    def compose_scalar_node(self, anchor: Any) -> Any:
-        event = self.peek_event()
-        _check_tag(event)
-        if event.style is None and event.tag is None:  # a plain scalar: its type is guessed
-            _check_number(event.value, event.start_mark)
-        return yaml.SafeLoader.compose_scalar_node(self, anchor)
+class _Resolver(yaml.resolver.Resolver):
+    """SafeLoader's implicit types, with archcalc's numbers (yaml_implicit_resolvers is set
+    below, once _number_resolvers is defined)."""
 
-    def compose_sequence_node(self, anchor: Any) -> Any:
-        _check_tag(self.peek_event())
-        self._open(anchor)
-        try:
-            return yaml.SafeLoader.compose_sequence_node(self, anchor)
-        finally:
-            self._depth -= 1
 
-    def compose_mapping_node(self, anchor: Any) -> Any:
-        _check_tag(self.peek_event())
-        self._open(anchor)
-        try:
-            return yaml.SafeLoader.compose_mapping_node(self, anchor)
-        finally:
-            self._depth -= 1
+class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _Resolver):
+    """PyYAML's pure-Python reader, scanner and parser: the events of a text. It is the
+    reference: whenever libyaml refuses a text, this one reads it again and says why in
+    PyYAML's words, so an error never depends on whether libyaml is installed."""
 
-    def _open(self, anchor: Any) -> None:
-        # The composer recurses once per level: refuse deep nesting before Python's stack does.
-        self._depth += 1
-        if self._depth > self._max_depth:
-            raise _too_deep(self.peek_event().start_mark.line + 1)
-        self._shared = self._shared or anchor is not None
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        _Resolver.__init__(self)
 
-    def get_single_node(self) -> Any:
-        node = super().get_single_node()
-        # Without an anchored list or mapping the graph is a tree (an alias of a scalar is one
-        # value) and composing it counted it exactly; with one, measure the expansion.
-        if node is not None and self._shared:
-            check_expansion(node)
-        return node
 
+def _events(text: str, pure: bool) -> Any:
+    """An event source for `text`: libyaml's when it is installed and the text holds no
+    character YAML refuses (the pure reader refuses those before reading anything, with the
+    character's own position; libyaml would count it in UTF-8 bytes, later)."""
+    if pure or _CParser is None or yaml.reader.Reader.NON_PRINTABLE.search(text):
+        return _Loader(text)
+    return _CParser(text)
 
 # ---- what YAML may say in a spec ------------------------------------------------------------
 # Explicit tags that only restate what a value is; every other tag (!!python/object:...,
@@ -152,7 +132,6 @@ def _number_resolvers() -> dict:
     return table
 
 
-_Loader.yaml_implicit_resolvers = _number_resolvers()
 
 
 def _too_many(line: int | None) -> SpecError:
@@ -165,94 +144,293 @@ def _too_deep(line: int | None) -> SpecError:
                      line=line, fix=raise_hint("MAX_SPEC_DEPTH"))
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return node.value
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    return []
+# ---- events → values, bounded while they are read ---------------------------------------------
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_MERGE = "tag:yaml.org,2002:merge"
+_VALUE = "tag:yaml.org,2002:value"
+_NO_KEY = object()     # a mapping waiting for its next key
+_MERGE_KEY = object()  # the key `<<`: its value is merged into the mapping
+_CONSTRUCTORS = yaml.constructor.SafeConstructor.yaml_constructors
+_SCALARS = yaml.constructor.SafeConstructor()  # builds the rarer scalars (bool, float, ...)
 
 
-def check_expansion(root: yaml.Node) -> None:
-    """Refuse a node graph whose aliases expand past MAX_SPEC_NODES values or
-    MAX_SPEC_DEPTH levels, or that contains itself (`&a [*a]`).
+class _Open:
+    """A list or mapping whose end event has not come yet. `size` counts it and every value
+    below it with aliases expanded; `deepest` is the nesting of its deepest child."""
 
-    One iterative post-order walk over the distinct nodes, memoised by node identity, so the
-    cost is linear in the file however large the expansion is; sizes saturate just past the
-    limit, so no count grows into a huge integer. The error points at the smallest value
-    that crosses the limit: the anchor or alias that multiplies."""
-    max_values, deepest = limit("MAX_SPEC_NODES"), max_depth()
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        key = id(node)
-        if not children_done and key in size:  # measured already (an alias seen again)
-            continue
-        kids = _children(node)
-        if not children_done:
-            if key in on_path:  # reached again below itself: an alias inside its own anchor
-                raise SpecError("a value contains itself through an alias (*name)",
-                                line=node.start_mark.line + 1,
-                                fix="an anchor (&name) cannot be used inside its own value")
-            on_path.add(key)
-            stack.append((node, True))
-            stack.extend((kid, False) for kid in kids if id(kid) not in size)
-            continue
-        on_path.discard(key)
-        total = 1 + sum(size[id(kid)] for kid in kids)
-        size[key] = min(total, max_values + 1)
-        nested = isinstance(node, yaml.CollectionNode)
-        depth[key] = nested + max((depth[id(kid)] for kid in kids), default=0)
-        if total > max_values:
-            raise _too_many(node.start_mark.line + 1)
-        if depth[key] > deepest:
-            raise _too_deep(node.start_mark.line + 1)
+    __slots__ = ("value", "is_map", "mark", "anchor", "size", "deepest", "key", "key_line",
+                 "merged", "marks")
+
+    def __init__(self, value: Any, is_map: bool, mark: Any, anchor: str | None,
+                 keep_marks: bool) -> None:
+        self.value, self.is_map, self.mark, self.anchor = value, is_map, mark, anchor
+        self.size, self.deepest = 1, 0
+        self.key, self.key_line = _NO_KEY, 0
+        self.merged: list[LineDict] = []
+        self.marks: list | None = [] if keep_marks else None
 
 
-def _key(loader: _Loader, key_node: yaml.Node) -> Hashable:
-    key = loader.construct_object(key_node, deep=True)
-    if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
-        raise SpecError(f"a key must be a name, got {brief(key)}",
-                        line=key_node.start_mark.line + 1, fix="write name: value")
-    return key
+def _kind(value: Any) -> str:
+    """PyYAML's name for the node a value came from (ScalarNode.id and the others)."""
+    return ("mapping" if isinstance(value, LineDict) else
+            "sequence" if isinstance(value, LineList) else "scalar")
 
 
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
-    # Duplicates among the mapping's own keys are an error; keys merged in with `<<: *anchor`
-    # may be overridden (they come first after flatten_mapping, so the last one wins).
-    own: set = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = _key(loader, key_node)
-        if key in own:
-            raise SpecError(f"duplicate key '{echo(key)}'", line=key_node.start_mark.line + 1,
-                            fix="keep one of them; YAML would silently drop the first")
-        own.add(key)
-    loader.flatten_mapping(node)
+class _Builder:
+    """Turns one document's events into LineDict / LineList / scalars, iteratively (no
+    recursion, so nesting costs no Python stack), in one pass linear in the events.
+
+    Bounds, checked as the events arrive (the work done before an error is at most the
+    file's own events): MAX_SPEC_NODES values once aliases are expanded (an alias adds the
+    size of its anchor's value, so a billion-laughs file is refused at the list where the
+    count crosses, without expanding anything), MAX_SPEC_DEPTH levels (with aliases
+    expanded too), tags, YAML 1.1-only numbers, duplicate and unhashable keys, and an
+    alias inside its own anchor. An alias shares its anchor's value, as PyYAML does."""
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+        self.resolve = _Resolver().resolve
+        self.anchors: dict[str, tuple | _Open] = {}  # name → (value, size, depth, mark)
+        self.plain: dict[str, str] = {}  # a plain scalar's text → its resolved tag
+        # A plain scalar's text → its value, for text and decimal integers (the same value
+        # wherever the text is, key or value; `<<` and `=` are not among them).
+        self.known: dict[str, Any] = {}
+        self.item_marks: dict[int, list] = {}  # id(anchored or merged list) → its items' marks
+        self.count = 0  # events of values seen, an alias once (the file's own size)
+        self.max_nodes = limit("MAX_SPEC_NODES")
+        self.max_depth = max_depth()
+
+    def document(self) -> Any:
+        """The single document's value (None for an empty stream)."""
+        events = self.events
+        events.get_event()  # stream start
+        if events.check_event(yaml.StreamEndEvent):
+            return None
+        events.get_event()  # document start
+        value, mark = self.value()
+        events.get_event()  # document end
+        if not events.check_event(yaml.StreamEndEvent):
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream", mark,
+                "but found another document", events.get_event().start_mark)
+        return value
+
+    def value(self) -> tuple[Any, Any]:
+        """The next value and the mark where it starts."""
+        stack: list[_Open] = []
+        get = self.events.get_event
+        known = self.known
+        scalar_event = yaml.ScalarEvent
+        while True:
+            event = get()
+            kind = type(event)
+            if (kind is scalar_event and stack and event.anchor is None and event.tag is None
+                    and self.count < self.max_nodes):
+                # The common case, inline (most of a spec's events): an untagged scalar seen
+                # before, or a quoted one (text), added to the list or mapping it is in.
+                value = event.value if event.style else known.get(event.value, _NO_KEY)
+                if value is not _NO_KEY:
+                    self.count += 1
+                    top = stack[-1]
+                    if top.is_map:
+                        self._add(top, value, 1, 0, event.start_mark)
+                    else:
+                        top.size += 1
+                        top.value.append(value)
+                        top.value.item_lines.append(event.start_mark.line + 1)
+                        if top.marks is not None:
+                            top.marks.append(event.start_mark)
+                    continue
+            if kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+                done = self._close(stack.pop())
+            else:
+                self.count += 1
+                if self.count > self.max_nodes:
+                    raise _too_many(event.start_mark.line + 1)
+                if kind is yaml.ScalarEvent:
+                    done = self._scalar(event, stack[-1] if stack else None)
+                elif kind is yaml.AliasEvent:
+                    done = self._alias(event)
+                else:
+                    stack.append(self._open(event, kind is yaml.MappingStartEvent,
+                                            stack[-1] if stack else None, len(stack) + 1))
+                    continue
+            if not stack:
+                return done[0], done[3]
+            self._add(stack[-1], *done)
+
+    # ---- one event -----------------------------------------------------------------------
+    def _anchor(self, event: Any) -> None:
+        first = self.anchors.get(event.anchor)
+        if first is not None:
+            mark = first.mark if isinstance(first, _Open) else first[3]
+            raise yaml.composer.ComposerError(
+                f"found duplicate anchor {event.anchor!r}; first occurrence", mark,
+                "second occurrence", event.start_mark)
+
+    def _scalar(self, event: Any, parent: _Open | None) -> tuple:
+        if event.anchor is not None:
+            self._anchor(event)
+        text, tag, mark = event.value, event.tag, event.start_mark
+        if tag is not None:
+            _check_tag(event)
+        # A plain scalar (style None from PyYAML's parser, '' from libyaml's): its type is
+        # guessed.
+        if tag is None and not event.style:
+            tag = self.plain.get(text)
+            if tag is None:  # each distinct text checked and resolved once ('relu', '16')
+                _check_number(text, mark)
+                tag = self.plain[text] = self.resolve(yaml.ScalarNode, text, event.implicit)
+                if tag == _STR and event.anchor is None:
+                    self.known[text] = text
+        elif tag is None or tag == "!":
+            tag = self.resolve(yaml.ScalarNode, text, event.implicit)
+        is_key = parent is not None and parent.is_map and parent.key is _NO_KEY
+        if tag == _STR:
+            value = text
+        elif tag == _INT and event.tag is None and text.isdigit():  # the common number
+            value = int(text)
+            if not event.style and event.anchor is None:
+                self.known[text] = value
+        elif is_key and tag == _MERGE:
+            value = _MERGE_KEY
+        elif is_key and tag == _VALUE:  # the key '=' is text (SafeConstructor.flatten_mapping)
+            value = text
+        else:
+            value = self._construct(tag, event)
+        done = (value, 1, 0, mark)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = done
+        return done
+
+    def _construct(self, tag: str, event: Any) -> Any:
+        """A scalar of another type (bool, float, null, timestamp), or the error PyYAML's
+        SafeConstructor gives for its tag."""
+        if tag in (_SEQ, _MAP):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a {'sequence' if tag == _SEQ else 'mapping'} node, "
+                "but found scalar", event.start_mark)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
+                               style=event.style or None)
+        build = _CONSTRUCTORS.get(tag) or _CONSTRUCTORS[None]  # None: construct_undefined
+        return build(_SCALARS, node)
+
+    def _alias(self, event: Any) -> tuple:
+        target = self.anchors.get(event.anchor)
+        if target is None:
+            raise yaml.composer.ComposerError(None, None, f"found undefined alias "
+                                              f"{event.anchor!r}", event.start_mark)
+        if isinstance(target, _Open):  # `&a [*a]`: the value would contain itself
+            raise SpecError("a value contains itself through an alias (*name)",
+                            line=target.mark.line + 1,
+                            fix="an anchor (&name) cannot be used inside its own value")
+        return target
+
+    def _open(self, event: Any, is_map: bool, parent: _Open | None, depth: int) -> _Open:
+        if event.anchor is not None:
+            self._anchor(event)
+        tag, mark = event.tag, event.start_mark
+        if tag is not None:
+            _check_tag(event)
+        if depth > self.max_depth:  # refused before Python's stack or memory is at stake
+            raise _too_deep(mark.line + 1)
+        if tag is not None and tag not in ("!", _MAP if is_map else _SEQ):
+            want = ("sequence" if tag == _SEQ else "mapping" if tag == _MAP else "scalar")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a {want} node, but found "
+                f"{'mapping' if is_map else 'sequence'}", mark)
+        merging = parent is not None and parent.key is _MERGE_KEY
+        value: Any = LineDict() if is_map else LineList()
+        value.line = mark.line + 1
+        if is_map:
+            value.key_lines = {}
+        else:
+            value.item_lines = []
+        frame = _Open(value, is_map, mark, event.anchor,
+                      not is_map and (merging or event.anchor is not None))
+        if event.anchor is not None:
+            self.anchors[event.anchor] = frame
+        return frame
+
+    def _add(self, frame: _Open, value: Any, size: int, depth: int, mark: Any) -> None:
+        frame.size += size
+        if frame.size > self.max_nodes:  # only aliases get here: the events were counted
+            raise _too_many(frame.mark.line + 1)
+        if depth > frame.deepest:
+            frame.deepest = depth
+        if not frame.is_map:
+            frame.value.append(value)
+            frame.value.item_lines.append(mark.line + 1)
+            if frame.marks is not None:
+                frame.marks.append(mark)
+        elif frame.key is _NO_KEY:
+            self._key(frame, value, mark)
+        elif frame.key is _MERGE_KEY:
+            frame.merged += self._mergeable(frame, value, mark)
+            frame.key = _NO_KEY
+        else:
+            frame.value[frame.key] = value
+            frame.value.key_lines[frame.key] = frame.key_line
+            frame.key = _NO_KEY
+
+    def _key(self, frame: _Open, key: Any, mark: Any) -> None:
+        if key is not _MERGE_KEY:
+            if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+                raise SpecError(f"a key must be a name, got {brief(key)}", line=mark.line + 1,
+                                fix="write name: value")
+            if key in frame.value:
+                raise SpecError(f"duplicate key '{echo(key)}'", line=mark.line + 1,
+                                fix="keep one of them; YAML would silently drop the first")
+        frame.key, frame.key_line = key, mark.line + 1
+
+    def _mergeable(self, frame: _Open, value: Any, mark: Any) -> list[LineDict]:
+        """The mappings `<<: value` merges in: one mapping or a list of them."""
+        if isinstance(value, LineDict):
+            return [value]
+        if isinstance(value, LineList):
+            for item, item_mark in zip(value, self.item_marks[id(value)]):
+                if not isinstance(item, LineDict):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", frame.mark,
+                        f"expected a mapping for merging, but found {_kind(item)}", item_mark)
+            return list(value)
+        raise yaml.constructor.ConstructorError(
+            "while constructing a mapping", frame.mark, "expected a mapping or list of "
+            f"mappings for merging, but found {_kind(value)}", mark)
+
+    def _close(self, frame: _Open) -> tuple:
+        depth = frame.deepest + 1
+        if depth > self.max_depth:  # only aliases get here: open lists were counted
+            raise _too_deep(frame.mark.line + 1)
+        value = frame.value
+        if frame.merged:
+            value = _merged(frame.merged, value)
+        if frame.marks is not None:
+            self.item_marks[id(value)] = frame.marks
+        done = (value, frame.size, depth, frame.mark)
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = done
+        return done
+
+
+def _merged(sources: list[LineDict], own: LineDict) -> LineDict:
+    """`<<` merge keys resolved: the merged mappings' keys first (the first mapping that has
+    a key gives its value, as the YAML merge-key spec says), then the mapping's own keys,
+    which override them. Each merged mapping is read once: the cost is its size, which the
+    expansion count has already bounded."""
     out = LineDict()
-    out.line = node.start_mark.line + 1
-    out.key_lines = {}
-    for key_node, value_node in node.value:
-        key = _key(loader, key_node)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
+    out.line, out.key_lines = own.line, {}
+    for source in sources:
+        for key, item in source.items():
+            if key not in out:
+                out[key] = item
+                out.key_lines[key] = source.key_lines[key]
+    for key, item in own.items():
+        out[key] = item
+        out.key_lines[key] = own.key_lines[key]
     return out
-
-
-def _sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
-    out = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    out.line = node.start_mark.line + 1
-    out.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
-
 
 def brief(value: Any, limit_chars: int = 60) -> str:
     """repr(value) cut to about `limit_chars` characters, built piece by piece so that a value
@@ -292,13 +470,15 @@ def _repr_pieces(value: Any, limit_chars: int) -> Iterator[str]:
             yield "<a number too long to show>"
 
 
-def parse_text(text: str, *, json_mode: bool = False) -> Any:
-    """Parse spec text; raise SpecError with the line of a syntax error."""
+def parse_text(text: str, *, json_mode: bool = False, pure: bool = False) -> Any:
+    """Parse spec text; raise SpecError with the line of a syntax error. pure: read it with
+    PyYAML's pure-Python parser even when libyaml is installed (the same values and errors,
+    ~40× slower to parse; tests compare both)."""
     with stack_room():
-        return _parse_text(text, json_mode)
+        return _parse_text(text, json_mode, pure)
 
 
-def _parse_text(text: str, json_mode: bool) -> Any:
+def _parse_text(text: str, json_mode: bool, pure: bool = False) -> Any:
     if json_mode:
         # JSON's own parser gives JSON's syntax errors; the YAML loader (JSON is YAML) then
         # gives the same line numbers and duplicate-key checks as a YAML spec.
@@ -314,7 +494,7 @@ def _parse_text(text: str, json_mode: bool) -> Any:
         # whitespace between tokens, which YAML refuses as indentation (json.dump(indent='\t')).
         text = text.replace("\t", " ")
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return _read(text, pure)
     except SpecError:
         raise
     except yaml.YAMLError:
@@ -325,6 +505,24 @@ def _parse_text(text: str, json_mode: bool) -> Any:
     # Valid JSON that YAML still reads otherwise (a key past 1,024 characters, a character
     # YAML text cannot hold): JSON's own reading, without line numbers, is the file's meaning.
     return _parse_json(text)
+
+
+# What libyaml may refuse in its own words: the pure parser then reads the text again.
+_PARSER_ERRORS = (yaml.reader.ReaderError, yaml.scanner.ScannerError, yaml.parser.ParserError)
+
+
+def _read(text: str, pure: bool) -> Any:
+    """The text's single YAML document as values (None if it has none). A syntax error found
+    by libyaml is said by the pure-Python parser, which reads the text again from its start
+    (so its first error is the one reported, in PyYAML's words and columns); only a broken
+    file pays for that second reading."""
+    events = _events(text, pure)
+    if isinstance(events, _Loader):
+        return _Builder(events).document()
+    try:
+        return _Builder(events).document()
+    except _PARSER_ERRORS:
+        return _Builder(_Loader(text)).document()
 
 
 def _parse_json(text: str) -> Any:
