@@ -15,7 +15,12 @@ What it measures, per network (batch 1 at the spec's input, and LeNet-5 at batch
   - next to numpy's own float32 matrix-product rate on this machine (an n×n @ n×n product,
     2·n³ FLOPs, timed in turns with the executor's runs so that both see the same load),
     the ceiling an im2col + GEMM convolution can approach.
-torch runs with as many threads as numpy's BLAS. This is a script, not a test.
+torch runs with as many threads as numpy's BLAS (--threads, or numpy's count). This is a
+script, not a test.
+
+`rows(quick)` gives the issue-14 rows (benchmarks/run.py): VGG16 at batch 1 (goal: within
+1.3× of PyTorch) and ResNet-50 at batch 1 (information), both sides with their DEFAULT
+threads, timed in blocks that take turns (executor, pause, torch, pause, ...); medians.
 """
 
 from __future__ import annotations
@@ -495,6 +500,66 @@ def print_goals(results: list[dict[str, Any]]) -> None:
         if vgg and vgg.get("conv_of_gemm"):
             print(f"        VGG16's conv layers alone: {vgg['numpy_conv_gflops']:.1f} GFLOP/s "
                   f"= {100 * vgg['conv_of_gemm']:.0f}% of {vgg['gemm_gflops']:.1f}")
+
+
+def turns(fns: dict[str, Callable[[], Any]], rounds: int, block: int) -> dict[str, float]:
+    """Median seconds of each function, run in blocks of `block` calls that take turns
+    (a a a, pause, b b b, pause, a a a, ...) `rounds` times, one untimed warm-up call
+    opening every block. Blocks rather than alternate calls, because each library's worker
+    threads must go to sleep before the other's run (see `settle`); turns, so that a change
+    of load on a shared machine hits both alike."""
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            fn()
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - start)
+            settle()
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+ROWS_GOALS = {"vgg16": 1.3, "resnet50": None}  # issue 14, goal 3 (ResNet-50: information)
+
+
+def rows(quick: bool) -> list[dict]:
+    """Issue 14's forward rows: VGG16 and ResNet-50 at batch 1, executor / PyTorch."""
+    print(f"forward: {cpu_model()}, {os.cpu_count()} cores, load average "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}, numpy BLAS {blas_threads()} "
+          f"threads, torch {torch.get_num_threads() if torch is not None else '—'} threads",
+          file=sys.stderr)
+    out = []
+    for name, goal in ROWS_GOALS.items():
+        network = load(name)
+        model = build(network, seed=0)
+        x = np.random.default_rng(1).standard_normal((1, *network.input_shape),
+                                                     dtype=np.float32)
+        fns: dict[str, Callable[[], Any]] = {"numpy": lambda: model.forward(x, training=False)}
+        if torch is not None:
+            module = TorchTranslator(network, model.params, model.buffers).module()
+            xt = torch.from_numpy(x)
+
+            def torch_forward():
+                with torch.inference_mode():
+                    return module(xt)
+            fns["torch"] = torch_forward
+        got = turns(fns, 3 if quick else 5, 3 if quick else 5)
+        what = f"{'VGG16' if name == 'vgg16' else 'ResNet-50'} forward, batch 1 (float32, " \
+               "default threads)"
+        row = {"what": what, "archcalc": f"{got['numpy'] * 1e3:.1f} ms", "peer": "—",
+               "ratio": None, "goal": f"≤ {goal}× PyTorch" if goal else "(information)",
+               "met": None}
+        if "torch" in got:
+            ratio = got["numpy"] / got["torch"]
+            row.update(peer=f"PyTorch {got['torch'] * 1e3:.1f} ms", ratio=ratio,
+                       met=ratio <= goal if goal else None)
+        else:
+            row["note"] = "PyTorch is not installed: pip install torch to compare"
+        out.append(row)
+    print(f"forward: load average at the end {', '.join(f'{v:.2f}' for v in os.getloadavg())}",
+          file=sys.stderr)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,11 @@ their gradients, the data), against the calculator's forward+backward estimate f
 batch (2 × kept activations × batch × 4 bytes, torchinfo's "forward/backward pass size").
 Measured before torch is imported, so that only the executor is counted.
 
-Thread counts matter on a small machine: NumPy's BLAS takes OPENBLAS_NUM_THREADS (set it
-before starting Python), PyTorch takes --torch-threads (default: its own choice).
+Thread counts matter on a small machine. Both sides run with their defaults unless told
+otherwise: NumPy's BLAS takes OPENBLAS_NUM_THREADS (set it before starting Python), the
+executor's own chunk threads archcalc.nn.base.THREADS (--threads), PyTorch --torch-threads.
+
+`rows(quick)` gives the issue-14 rows (benchmarks/run.py): batch 64 and 256, default threads.
 """
 
 from __future__ import annotations
@@ -29,13 +32,23 @@ import statistics
 import time
 import tracemalloc
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from archcalc.calc import analyze          # the benchmark may compare with the calculator
-from archcalc.nn import build
-from archcalc.nn import data as datamod
-from archcalc.nn.train import TrainConfig, Trainer
-from archcalc.spec import load
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from machine import cpu_model, load_average  # noqa: E402
+
+from archcalc.calc import analyze  # noqa: E402 - the benchmark may compare with the calculator          # the benchmark may compare with the calculator
+from archcalc.nn import build  # noqa: E402
+from archcalc.nn import data as datamod  # noqa: E402
+from archcalc.nn.train import TrainConfig, Trainer  # noqa: E402
+from archcalc.spec import load  # noqa: E402
+
+GOALS = {64: 1.3, 256: 1.5}  # issue 14, goal 3: executor / PyTorch at most this
 
 
 def executor_trainer(spec: str, seed: int = 0) -> Trainer:
@@ -130,23 +143,59 @@ def speed(spec: str, batch: int, steps: int, torch) -> tuple[float, float | None
     return time_steps({"ours": lambda: trainer.step(x, y)}, steps)["ours"], None, gap
 
 
+def rows(quick: bool) -> list[dict]:
+    """Issue 14's LeNet-5 rows: one step at batch 64 and 256, executor vs PyTorch, both with
+    their default threads, taking turns in blocks of 20 steps; medians."""
+    steps = 60 if quick else 200
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    print(f"train_step: {cpu_model()}, {os.cpu_count()} cores, load average {load_average()}, "
+          f"PyTorch {'%d threads' % torch.get_num_threads() if torch else 'not installed'}",
+          file=sys.stderr)
+    out = []
+    for batch, goal in GOALS.items():
+        ours, theirs, _ = speed("lenet5", batch, steps, torch)
+        row = {"what": f"LeNet-5 training step, batch {batch} (SGD + momentum, float32, "
+                       "default threads)",
+               "archcalc": f"{ours * 1e3:.2f} ms", "peer": "—", "ratio": None,
+               "goal": f"≤ {goal}× PyTorch", "met": None}
+        if theirs is None:
+            row["note"] = "PyTorch is not installed: pip install torch to compare"
+        else:
+            ratio = ours / theirs
+            row.update(peer=f"PyTorch {theirs * 1e3:.2f} ms", ratio=ratio, met=ratio <= goal)
+        out.append(row)
+    print(f"train_step: load average at the end {load_average()}", file=sys.stderr)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="lenet5")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="the executor's chunk threads (archcalc.nn.base.THREADS; "
+                             "default: the cores this process may use)")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--cols-mib", type=float, default=None,
                         help="Cap the executor's im2col buffers (archcalc.nn.conv."
                              "MAX_COLS_BYTES) to trade speed for peak memory.")
     args = parser.parse_args()
+    if args.threads is not None:
+        from archcalc.nn import base
+        base.THREADS = args.threads
     if args.cols_mib is not None:
         from archcalc.nn import conv
         conv.MAX_COLS_BYTES = int(args.cols_mib * 2**20)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    from archcalc.nn import base
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {load_average()}, "
           f"Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"executor threads {base.THREADS}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
           + (f", im2col buffers capped at {args.cols_mib:g} MiB" if args.cols_mib else ""))
     print("\nmemory of a training step (executor; tracemalloc peak above the weights and data)")
@@ -173,6 +222,7 @@ def main() -> None:
             line += (f"   PyTorch {theirs * 1e3:8.2f} ms   ratio {ours / theirs:5.2f}×   "
                      f"(first-step loss gap {gap:.1e})")
         print(line + f"   {batch / ours:,.0f} images/s")
+    print(f"load average at the end: {load_average()}")
 
 
 if __name__ == "__main__":

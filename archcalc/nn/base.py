@@ -9,12 +9,51 @@ optimizer may replace an array in `model.params` and the layer still sees it.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from archcalc.errors import ShapeError
 from archcalc.nn.init import initialise
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Threads the executor's layers split independent chunks of work over (im2col copies, the
+# products and col2im adds of separate images). NumPy releases the GIL in copies, ufuncs
+# and BLAS, so two chunks really run at once. 1 runs every chunk in the calling thread (the
+# sequential path, which the tests compare the threaded one against).
+THREADS = min(_cores(), 8)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def parallel(fn, parts: list) -> list:
+    """[fn(part) for part in parts], parts[1:] on a process-wide pool of THREADS − 1 workers
+    and parts[0] in the calling thread (so a caller never waits for a pool busy with
+    another caller's work to run its own first part). fn must not call parallel itself."""
+    global _pool
+    if len(parts) <= 1:
+        return [fn(part) for part in parts]
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < len(parts) - 1:
+            _pool = ThreadPoolExecutor(max(THREADS - 1, len(parts) - 1),
+                                       thread_name_prefix="archcalc-nn")
+        pool = _pool
+    futures = [pool.submit(fn, part) for part in parts[1:]]
+    try:
+        first = fn(parts[0])
+    finally:  # never return (or raise) while a worker may still write into shared arrays
+        wait(futures)
+    return [first] + [f.result() for f in futures]
 
 
 @dataclass

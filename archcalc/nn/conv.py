@@ -33,7 +33,8 @@ from __future__ import annotations
 import numpy as np
 
 from archcalc.errors import ShapeError
-from archcalc.nn.base import Layer
+from archcalc.nn import base
+from archcalc.nn.base import Layer, parallel
 from archcalc.nn.padding import check_pads, fold, pad_mode
 from archcalc.nn.windows import check_fits, out_size, pad, patches, resolve_pads, span
 from archcalc.spec.layers import explicit_pads, pair
@@ -47,6 +48,9 @@ CACHE_COLS_BYTES = 2 * 2**20
 # buffers live at once, next to every cached activation, and a training step's peak is there)
 BACKWARD_COLS_BYTES = 1 * 2**20
 MIN_CHUNK_COLS = 1024  # ... but give each chunk's product at least this many columns (both)
+# below this many bytes of columns a layer runs in the calling thread: handing chunks to
+# the pool costs tens of microseconds
+PARALLEL_MIN_BYTES = 256 * 2**10
 
 
 def chunks(n: int, rows: int, bytes_per_row: int, limit: int | None = None):
@@ -291,21 +295,63 @@ def _pointwise(x, weight, bias, stride, y) -> None:
 
 def _im2col_forward(x, weight, bias, pads, kernel, stride, dilation, y) -> None:
     """y (N, F, H_out, W_out) (+ bias (F, 1)) filled chunk by chunk from cache-sized
-    im2col buffers."""
+    im2col buffers; the chunks are split over base.THREADS threads (each writes its own
+    part of y, with its own buffers)."""
     n, c = x.shape[:2]
-    f, ho, wo = y.shape[1:]
-    g = weight.shape[0]
+    ho, wo = y.shape[2:]
     view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
     row_bytes = c * kernel[0] * kernel[1] * wo * x.itemsize
+    blocks = _blocks(n, ho, row_bytes, CACHE_COLS_BYTES, wo)
+    parallel(lambda part: _forward_blocks(part, view, weight, bias, y),
+             _split(blocks, base.THREADS, row_bytes, whole_images=False))
+
+
+def _blocks(n: int, rows: int, row_bytes: int, target: int, wo: int) -> list:
+    """The chunks (n0, n1, r0, r1) of one product: about `target` bytes of columns each (but
+    at least MIN_CHUNK_COLS columns, at most MAX_COLS_BYTES), and, when the work is worth
+    threads (PARALLEL_MIN_BYTES), small enough that every thread gets at least one."""
     min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
-    limit = min(MAX_COLS_BYTES, max(CACHE_COLS_BYTES, min_bytes))
-    blocks = list(chunks(n, ho, row_bytes, limit))
+    total = n * rows * row_bytes
+    if base.THREADS > 1 and total >= PARALLEL_MIN_BYTES:
+        target = min(target, -(-total // base.THREADS))
+    limit = min(MAX_COLS_BYTES, max(target, min_bytes))
+    return list(chunks(n, rows, row_bytes, limit))
+
+
+def _split(blocks: list, parts: int, row_bytes: int, whole_images: bool) -> list[list]:
+    """Contiguous runs of blocks, at most `parts`, of about equal work (output rows), for
+    the threads; with whole_images the runs are cut only where an image starts (the input
+    gradient's col2im adds of one image's row blocks overlap: one thread must do them all)."""
+    if parts <= 1 or len(blocks) <= 1 or _rows(blocks) * row_bytes < PARALLEL_MIN_BYTES:
+        return [blocks]
+    total = _rows(blocks)
+    runs, current, done = [], [], 0
+    for block in blocks:
+        starts_image = block[2] == 0
+        if (current and len(runs) < parts - 1 and (starts_image or not whole_images)
+                and done >= total * (len(runs) + 1) / parts):
+            runs.append(current)
+            current = []
+        current.append(block)
+        done += (block[1] - block[0]) * (block[3] - block[2])
+    runs.append(current)
+    return runs
+
+
+def _rows(blocks) -> int:
+    return sum((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks)
+
+
+def _forward_blocks(blocks, view, weight, bias, y) -> None:
+    """Fill y's part of these blocks: im2col each into a buffer, multiply, place."""
+    f, ho, wo = y.shape[1:]
+    g = weight.shape[0]
+    k = view.shape[1] * view.shape[2] * view.shape[3]
     # one buffer for every chunk's columns and one for its product, reused: a fresh
     # allocation per chunk would fault its pages in again each time
     most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks) * wo
-    k = c * kernel[0] * kernel[1]
-    cols_buf = np.empty(k * most, dtype=x.dtype)
-    prod_buf = np.empty(f * most, dtype=x.dtype)
+    cols_buf = np.empty(k * most, dtype=y.dtype)
+    prod_buf = np.empty(f * most, dtype=y.dtype)
     for n0, n1, r0, r1 in blocks:
         part = view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5)
         m = (n1 - n0) * (r1 - r0) * wo
@@ -334,76 +380,108 @@ def conv_grads(dy, weight, shape, pads, kernel, stride, dilation, *, x=None, dw=
     `pads` to the map the windows slide over) with weight (G, F/G, C/G·kH·kW), given
     dy (N, F, H_out, W_out): accumulate dw (G, F/G, C/G·kH·kW) (if not None; then x, the
     unpadded input, is needed) over blocks of images × output rows; return dx (N, C, H, W)
-    if need_dx (else None). dx alone is also a transposed convolution's forward pass."""
+    if need_dx (else None). dx alone is also a transposed convolution's forward pass.
+    The blocks are split over base.THREADS threads by whole images (dx of two images never
+    overlaps), each with its own buffers and its own partial dw, summed at the end."""
     n, c, h, w = shape
-    f, ho, wo = dy.shape[1:]
-    g = weight.shape[0]
+    wo = dy.shape[3]
     k = c * kernel[0] * kernel[1]
     hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
     # at stride 1, dx is built from "wide" column gradients (whole padded rows, see
     # col2im_flat): their rows are W_pad long instead of W_out
     wide = need_dx and stride == (1, 1)
     row_bytes = k * (wp if wide else wo) * dy.itemsize
-    min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
-    limit = min(MAX_COLS_BYTES, max(BACKWARD_COLS_BYTES, min_bytes))
-    blocks = list(chunks(n, ho, row_bytes, limit))
-    most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks)  # n·rows
-    # reused across chunks: fresh buffers would fault their pages in again each time
+    blocks = _blocks(n, dy.shape[2], row_bytes, BACKWARD_COLS_BYTES, wo)
+    job = _Grads(dy, weight, shape, pads, kernel, stride, dilation, wide)
     if dw is not None:
-        view = patches(pad(x, pads), kernel, stride, dilation, (ho, wo))
-        cols_buf = np.empty(k * most * wo, dtype=dy.dtype)
-        dw_part = np.empty_like(dw) if len(blocks) > 1 else dw
-    if dw is not None or not wide:
-        dy_buf = np.empty(f * most * wo, dtype=dy.dtype)
-    if need_dx:
-        dcols_buf = np.empty(k * most * (wp if wide else wo), dtype=dy.dtype)
-        w_t = weight.transpose(0, 2, 1)
-        if wide:
-            # the padded dx, flat, with (kW−1)·D_w spare elements at the end that the
-            # last row's wrap-around may touch (col2im_flat)
-            flat = np.zeros(n * c * hp * wp + (kernel[1] - 1) * dilation[1], dtype=dy.dtype)
-            dyw_buf = np.empty(f * most * wp, dtype=dy.dtype)
-        else:
-            dx = np.zeros(shape, dtype=dy.dtype)
-    for n0, n1, r0, r1 in blocks:
-        nb, rb = n1 - n0, r1 - r0
-        m = nb * rb * wo
-        if dw is not None or not wide:
-            dyb = dy_buf[:f * m].reshape(f, nb, rb, wo)
-            np.copyto(dyb, dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3))
-            dyb = dyb.reshape(g, f // g, m)
-        if dw is not None:
-            cols = cols_buf[:k * m].reshape(c, kernel[0], kernel[1], nb, rb, wo)
-            np.copyto(cols, view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5))
-            np.matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
-            if dw_part is not dw:
-                dw += dw_part
-        if not need_dx:
-            continue
-        if not wide:
-            dcols = np.matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
-            col2im(dcols.reshape(c, kernel[0], kernel[1], nb, rb, wo), dx[n0:n1], r0,
-                   pads, stride, dilation)
-            continue
-        mw = nb * rb * wp
-        dyw = dyw_buf[:f * mw].reshape(f, nb, rb, wp)
-        # zero gradient in the extra columns, so their column gradients are 0 and the
-        # flat adds may run over them (non-finite weights would break this, but they
-        # already stop training)
-        dyw[..., wo:] = 0
-        dyw[..., :wo] = dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)
-        dcols = np.matmul(w_t, dyw.reshape(g, f // g, mw),
-                          out=dcols_buf[:k * mw].reshape(g, k // g, mw))
-        col2im_flat(dcols.reshape(c, kernel[0], kernel[1], nb, rb * wp), flat, n0, r0,
-                    (hp, wp), dilation)
+        job.view = patches(pad(x, pads), kernel, stride, dilation, dy.shape[2:])
+    if need_dx and wide:
+        # the padded dx, flat, with (kW−1)·D_w spare elements at the end (peak.py counts
+        # them; col2im_flat no longer writes there, see its docstring)
+        job.flat = np.zeros(n * c * hp * wp + (kernel[1] - 1) * dilation[1], dtype=dy.dtype)
+    elif need_dx:
+        job.dx = np.zeros(shape, dtype=dy.dtype)
+    runs = _split(blocks, base.THREADS, row_bytes, whole_images=need_dx)
+    parts = parallel(lambda run: job.run(run, dw if run is runs[0] else None,
+                                         dw is not None, need_dx), runs)
+    for part in parts[1:]:
+        if part is not None:
+            dw += part
     if not need_dx:
         return None
     if not wide:
-        return dx
-    dxp = flat[:n * c * hp * wp].reshape(n, c, hp, wp)
+        return job.dx
+    dxp = job.flat[:n * c * hp * wp].reshape(n, c, hp, wp)
     if not any(pads):
         return dxp
     return np.ascontiguousarray(dxp[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w])
+
+
+class _Grads:
+    """One conv_grads call's shared arrays (dy, the weight, the input's patch view, the dx
+    being built) and the work of one thread over its run of blocks."""
+
+    view = flat = dx = None
+
+    def __init__(self, dy, weight, shape, pads, kernel, stride, dilation, wide) -> None:
+        self.dy, self.weight, self.shape, self.pads = dy, weight, shape, pads
+        self.kernel, self.stride, self.dilation, self.wide = kernel, stride, dilation, wide
+
+    def run(self, blocks, dw, want_w: bool, need_dx: bool):
+        """Accumulate this run's weight gradient into dw (a new array if dw is None and
+        want_w; returned) and add its column gradients into dx (or flat)."""
+        dy, weight, kernel, wide = self.dy, self.weight, self.kernel, self.wide
+        n, c, h, w = self.shape
+        f, wo = dy.shape[1], dy.shape[3]
+        g = weight.shape[0]
+        k = c * kernel[0] * kernel[1]
+        hp = h + self.pads[0] + self.pads[1]
+        wp = w + self.pads[2] + self.pads[3]
+        most = max((n1 - n0) * (r1 - r0) for n0, n1, r0, r1 in blocks)  # n·rows
+        # reused across chunks: fresh buffers would fault their pages in again each time
+        if want_w:
+            if dw is None:
+                dw = np.zeros_like(weight)
+            cols_buf = np.empty(k * most * wo, dtype=dy.dtype)
+            dw_part = np.empty_like(dw)
+        if want_w or not wide:
+            dy_buf = np.empty(f * most * wo, dtype=dy.dtype)
+        if need_dx:
+            dcols_buf = np.empty(k * most * (wp if wide else wo), dtype=dy.dtype)
+            w_t = weight.transpose(0, 2, 1)
+            if wide:
+                dyw_buf = np.empty(f * most * wp, dtype=dy.dtype)
+        for n0, n1, r0, r1 in blocks:
+            nb, rb = n1 - n0, r1 - r0
+            m = nb * rb * wo
+            if want_w or not wide:
+                dyb = dy_buf[:f * m].reshape(f, nb, rb, wo)
+                np.copyto(dyb, dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3))
+                dyb = dyb.reshape(g, f // g, m)
+            if want_w:
+                cols = cols_buf[:k * m].reshape(c, kernel[0], kernel[1], nb, rb, wo)
+                np.copyto(cols, self.view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5))
+                np.matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
+                dw += dw_part
+            if not need_dx:
+                continue
+            if not wide:
+                dcols = np.matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
+                col2im(dcols.reshape(c, kernel[0], kernel[1], nb, rb, wo), self.dx[n0:n1],
+                       r0, self.pads, self.stride, self.dilation)
+                continue
+            mw = nb * rb * wp
+            dyw = dyw_buf[:f * mw].reshape(f, nb, rb, wp)
+            # zero gradient in the extra columns, so their column gradients are 0 and the
+            # flat adds may run over them (non-finite weights would break this, but they
+            # already stop training)
+            dyw[..., wo:] = 0
+            dyw[..., :wo] = dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)
+            dcols = np.matmul(w_t, dyw.reshape(g, f // g, mw),
+                              out=dcols_buf[:k * mw].reshape(g, k // g, mw))
+            col2im_flat(dcols.reshape(c, kernel[0], kernel[1], nb, rb * wp), self.flat, n0,
+                        r0, (hp, wp), self.dilation)
+        return dw if want_w else None
 
 
 def col2im_flat(dcols: np.ndarray, flat: np.ndarray, n0: int, r0: int, plane, dilation) -> None:
@@ -417,9 +495,8 @@ def col2im_flat(dcols: np.ndarray, flat: np.ndarray, n0: int, r0: int, plane, di
     offset, the whole block of rows is one contiguous run of rows·W_pad elements per image
     and channel. So each offset is one add with inner loops rows·W_pad long, instead of
     W_out long (LeNet-5's second conv, batch 256, one thread: col2im 11 ms per step
-    instead of 19 ms, measured 2026-11-22). The zero columns
-    land on the next row's first columns (or, in the last row, the next plane's or the spare
-    elements), adding nothing."""
+    instead of 19 ms, measured 2026-11-22). The zero columns land on the next row's first
+    columns, adding nothing; in the last row they are cut off (see below)."""
     c, kh, kw, n, length = dcols.shape
     hp, wp = plane
     size = flat.itemsize
@@ -433,8 +510,13 @@ def col2im_flat(dcols: np.ndarray, flat: np.ndarray, n0: int, r0: int, plane, di
         (dilation[0] * wp * size, dilation[1] * size, c * hp * wp * size, hp * wp * size, size))
     for i in range(kh):
         for j in range(kw):
-            target = targets[i, j]
-            target += dcols[:, i, j].transpose(1, 0, 2)
+            # the last j·D_w values of every (image, channel) run are zero columns that
+            # would land past the run's own rows (on the next plane or the spare values):
+            # skipping them keeps each image's adds inside its own plane, so threads
+            # working on different images never touch the same element
+            cut = length - j * dilation[1]
+            target = targets[i, j, :, :, :cut]
+            target += dcols[:, i, j, :, :cut].transpose(1, 0, 2)
 
 
 def clipped(offset: int, before: int, stride: int, first: int, last: int, size: int):
