@@ -39,6 +39,11 @@ from archcalc.spec import load
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01,
               "rmsprop": 0.001, "adam": 0.001}
 
+# The bundled recipe for Fashion-MNIST (specs/fashion_cnn.yaml, its `train:` defaults) and
+# what it measured (docs/training.md, benchmarks/fashion.py): told to a run on
+# Fashion-MNIST with a spec that brings no recipe of its own.
+FASHION_RECIPE = ("fashion_cnn", "@@MEASURED@@")
+
 
 class BatchSize(click.ParamType):
     """A whole number >= 1, or "full" for full-batch gradient descent (stored as 0)."""
@@ -227,9 +232,13 @@ def train_command(spec, **opts):
     """Train SPEC with the NumPy executor and write history.json, metrics.json,
     checkpoint.npz and curves.png to --out.
 
+    A spec may carry a recipe, a top-level `train:` mapping of these options' defaults
+    (fashion_cnn does): an option given on the command line overrides it.
+
     \b
     Examples:
       archcalc train lenet5
+      archcalc train fashion_cnn --data fashion-mnist   # its recipe: 10 epochs, >= 91%
       archcalc train lenet5 --data fashion-mnist --epochs 10 --translate 2 --flip
       archcalc train lenet5 --optimizer momentum --lr 0.05 --schedule step:5,0.5
       archcalc train lenet5 --resume runs/lenet5 --epochs 30
@@ -300,6 +309,7 @@ def _train(spec, o, term) -> None:
         raise ArchcalcError("--resume and --weights exclude each other",
                             fix="--resume continues a run; --weights starts a new one")
     net = load(spec, o["input_shape"])
+    o["_from"] = apply_recipe(net, o, _given(o))
     ckpt = None
     if o["resume"]:
         o["resume"] = _checkpoint_path(o["resume"])
@@ -330,6 +340,93 @@ def _removed_if_left_empty(out: Path):
             except OSError:
                 pass
         raise
+
+
+def _given(opts: dict) -> set[str]:
+    """The options given on the command line (or by environment variables): the rest may
+    take the spec's `train:` defaults."""
+    ctx = click.get_current_context()
+    return {k for k in opts if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE,
+                                                               ParameterSource.ENVIRONMENT)}
+
+
+def apply_recipe(net, opts: dict, given: set[str]) -> dict[str, str]:
+    """Put the spec's `train:` defaults into `opts` for the options not in `given`; check
+    the values only the trainer can (a schedule's grammar, a data source) as the spec's
+    mistakes (file, line, train.KEY). Returns where each recipe key's value came from:
+    'spec', or 'command line' when an option given there won (for the intro)."""
+    recipe = getattr(net, "train", None)
+    if recipe is None:
+        return {}
+    values = dict(recipe.values)
+    _check_recipe(net, recipe, values)
+    came: dict[str, str] = {}
+    for key, value in values.items():
+        param = _PARAM.get(key, key)
+        if param in given:
+            came[key] = "command line"
+            continue
+        if key == "lr" and "optimizer" in given and opts["optimizer"] != values.get("optimizer"):
+            # the spec's rate is tuned for its optimizer, not for the one asked for
+            came[key] = f"not used: it is for {values.get('optimizer') or 'adam'}"
+            continue
+        opts[param] = datamod.Source(value) if key == "data" else value
+        came[key] = "spec"
+    return came
+
+
+def _check_recipe(net, recipe, values: dict) -> None:
+    """The keys whose grammar belongs to the trainer, checked before anything is read."""
+    from archcalc.nn import schedules
+    where = net.file
+    try:
+        if "schedule" in values:
+            key = "schedule"
+            schedules.parse(values["schedule"])
+        if "data" in values:
+            key = "data"
+            datamod.parse_source(values["data"])
+    except ArchcalcError as exc:
+        raise recipe.error(key, exc.message, exc.fix or "see docs/training.md", where) from None
+
+
+def _recipe_lines(net, came: dict[str, str], opts: dict) -> list[str]:
+    """What the intro says about the spec's `train:` defaults: which it took, and which the
+    command line overrode."""
+    recipe = getattr(net, "train", None)
+    if recipe is None:
+        return []
+    def show(key, value):
+        if key == "batch_size" and value == 0:
+            value = "full"
+        return f"{key} {str(value).lower() if isinstance(value, bool) else value}"
+    taken = [show(k, v) for k, v in recipe.values.items() if came.get(k) == "spec"]
+    lines = [f"recipe: {net.name}'s train: gives " + (", ".join(taken) or "nothing used here")]
+    over = [f"{option_text(k)} {show(k, opts[_PARAM.get(k, k)]).split(' ', 1)[1]} (spec: "
+            f"{show(k, v).split(' ', 1)[1]})" for k, v in recipe.values.items()
+            if came.get(k) == "command line"]
+    if over:
+        lines.append("        the command line overrides " + ", ".join(over))
+    dropped = [f"lr {recipe.values['lr']:g} ({came['lr']})"] if came.get("lr", "").startswith("not") else []
+    if dropped:
+        lines.append("        the spec's " + ", ".join(dropped))
+    return lines
+
+
+def option_text(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def fashion_note(net, source: str) -> str | None:
+    """One line pointing a Fashion-MNIST run of a spec without its own recipe at the
+    bundled one."""
+    if getattr(net, "train", None) is not None:
+        return None
+    if str(source).partition(":")[0].strip().lower() not in datamod.FASHION_NAMES:
+        return None
+    name, measured = FASHION_RECIPE
+    return (f"a recipe for Fashion-MNIST is bundled: `archcalc train {name} --data "
+            f"fashion-mnist` ({measured})")
 
 
 def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
@@ -378,6 +475,11 @@ def _run(net, ckpt, out_dir: Path, o: dict, term) -> None:
     elif o["weights"]:
         trainer.start_from(o["weights"])
     _intro(out_con, net, data, cfg, model, trainer, o["resume"], augment_default, init)
+    for line in _recipe_lines(net, o.get("_from", {}), o):
+        out_con.print(line, markup=False)
+    note = fashion_note(net, o["source"])
+    if note:
+        out_con.print(f"note: {note}", markup=False)
     try:
         with bar:
             result = trainer.fit()

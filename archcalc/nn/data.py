@@ -512,7 +512,8 @@ class Source(str):
 
 
 SOURCE_FIX = "--data digits, fashion-mnist, fashion-mnist:DIR or idx:DIR"
-_FASHION = ("fashion-mnist", "fashion_mnist", "fashion")
+FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashion")  # --data spellings
+_FASHION = FASHION_NAMES
 
 
 def parse_source(text: str) -> Source:

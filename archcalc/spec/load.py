@@ -15,6 +15,7 @@ from archcalc.errors import ArchcalcError, SpecError
 from archcalc.importers import (IMPORTERS, check_partial, from_keras_json, is_keras_json,
                                 is_model_file, read_model)
 from archcalc.limits import MAX_SIZE, echo, limit, max_depth, raise_hint, stack_room
+from archcalc.spec.recipe import Recipe, TrainDefaults, inline_schema, train_error
 from archcalc.spec.resolve import Resolver, nearest
 from archcalc.spec.text import check_text
 from archcalc.spec.tree import Network
@@ -60,6 +61,9 @@ class NetworkSpec(BaseModel):
     init: Literal["he", "xavier", "lecun"] | None = None  # the executor's default initialiser
     blocks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     layers: list[Any] = Field(min_length=1)
+    # `archcalc train`'s defaults for this network (archcalc.spec.recipe); its schema is
+    # written inline, so that the top level's schema needs no $defs of its own
+    train: TrainDefaults | None = Field(None, json_schema_extra=inline_schema)
 
     @field_validator("input", mode="before")
     @classmethod
@@ -83,6 +87,7 @@ _TOP_FIXES = {
     "separator": "separator: '.' or '/'",
     "init": "init: he, xavier or lecun",
     "name": "name: a string",
+    "train": "train: {epochs: 10, lr: 0.003, ...}, the defaults of archcalc train",
 }
 
 
@@ -259,6 +264,8 @@ def from_dict(raw: Any, *, file: str | None = None,
         err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         field = str(err["loc"][0]) if err["loc"] else ""
         key_line = (getattr(raw, "key_lines", None) or {}).get(field) or line_of(raw)
+        if field == "train":                  # one line naming train.KEY and its line
+            raise train_error(exc, raw.get("train"), file, key_line) from None
         if err["type"] == "extra_forbidden":
             hint = nearest(field, list(NetworkSpec.model_fields))
             raise SpecError(f"unknown top-level key '{echo(field)}'", file=file, line=key_line,
@@ -290,5 +297,7 @@ def from_dict(raw: Any, *, file: str | None = None,
         raise SpecError("the spec nests too deeply for archcalc to follow", file=file,
                         fix="flatten the nesting of blocks, repeats and branches") from None
     shape = tuple(input_shape) if input_shape is not None else tuple(spec.input)
+    recipe = (None if spec.train is None else
+              Recipe.of(spec.train, raw.get("train"), key_lines.get("train")))
     return Network(spec.name, shape, root, spec.separator, spec.source, file, resolver.lines,
-                   spec.init, spec.family)
+                   spec.init, spec.family, recipe)

@@ -73,6 +73,9 @@ TOP_DESCRIPTIONS = {
     "blocks": "Reusable parameterised blocks: name: {args: [...], layers: [...]}, used as "
               "{use: name, with: [...]}.",
     "layers": "The network: a list of items applied in order.",
+    "train": "Training defaults for `archcalc train` (a recipe): each key is one of its "
+             "options (batch_size is --batch-size); an option given on the command line "
+             "wins.",
 }
 
 

@@ -8,7 +8,7 @@ joins it for display ("layer2.0.conv1", or "inception_3a/5x5_reduce" with "/").
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 from archcalc.spec.layers import LayerSpec
 
@@ -72,6 +72,8 @@ class Network:
     lines: dict[Path, int] = field(default_factory=dict, compare=False)
     init: str | None = None  # he | xavier | lecun: how the executor draws weights by default
     family: str | None = None  # the group `archcalc list` shows it in
+    # the spec's `train:` mapping (archcalc.spec.recipe.Recipe): archcalc train's defaults
+    train: Any = field(default=None, compare=False)
 
     def display(self, path: Path) -> str:
         return self.separator.join(path)
