@@ -441,12 +441,24 @@ class _Cells(Sequence):
         self._rows, self._columns, self._size = rows, columns, size
         # One tuple of counts per row, printed after the columns (summary --training).
         self._extra = extra
+        self._memo: dict[tuple, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def _cells(self, index: int) -> list[str]:
-        cells = summary_cells(self._rows[index], self._columns, self._size)
+        row = self._rows[index]
+        # The cells' text depends on a few fields, which repeat from row to row in a long
+        # network (shapes, counts, receptive fields): each distinct one is formatted once.
+        key = (row.type == "input", row.input_shape, row.output_shape, row.params,
+               row.weights, row.biases, row.trainable_params, row.macs, row.activations,
+               row.kernel, row.receptive_field, row.effective_stride)
+        tail = self._memo.get(key)
+        if tail is None:
+            tail = summary_cells(row, self._columns, self._size)[2:]
+            if len(self._memo) < 4096:
+                self._memo[key] = tail
+        cells = [row.name, row.type, *tail]
         if self._extra is not None:
             cells += [f"{value:,}" if value else "—" for value in self._extra[index]]
         return cells

@@ -273,6 +273,7 @@ class _Scan:
         headers = list(grid.headers)
         widest = [cell_len(h) for h in headers]
         lines: list[str] | None = []
+        wide: set[int] = set()  # columns with a cell wider than its length (表, 😀)
         plain = not grid.wrap and not _NOT_PLAIN.search("".join(headers))
         if plain:
             count = len(headers)
@@ -284,7 +285,12 @@ class _Scan:
                     break
                 lines.append(line)
                 for column, cell in enumerate(cells):
-                    n = len(cell) if cell.isascii() else cell_len(cell)
+                    if cell.isascii():
+                        n = len(cell)
+                    else:
+                        n = cell_len(cell)
+                        if n != len(cell):
+                            wide.add(column)
                     if n > widest[column]:
                         widest[column] = n
         self.plain = plain
@@ -292,6 +298,7 @@ class _Scan:
         self.widest: dict[bool, list[int]] = {False: widest} if plain else {}
         self.headers = headers
         self.changed: set[int] = set()  # the columns abbreviating changes
+        self.wide = wide
 
     def measure_short(self, numeric: set[int]) -> None:
         """The widest cells with figures abbreviated, in one more pass over the lines."""
@@ -304,7 +311,12 @@ class _Scan:
                     if short != cell:
                         changed.add(column)
                         cell = short
-                n = len(cell) if cell.isascii() else cell_len(cell)
+                if cell.isascii():
+                    n = len(cell)
+                else:
+                    n = cell_len(cell)
+                    if n != len(cell):
+                        self.wide.add(column)
                 if n > widest[column]:
                     widest[column] = n
         self.widest[True] = widest
@@ -349,6 +361,11 @@ class Drawn:
         self._layout = [(" " * before, " " * after, width - before - after, right)
                         for (before, after), width, right in zip(self.pads, self.widths,
                                                                   self.right)]
+        # Rows of a plain grid whose shown cells all take one cell a character, and whose
+        # widths came from those very cells (no name cut), are one str.format call a row.
+        self._formats: dict[tuple[str, str, str], str] | None = (
+            {} if name is None and grid._plain() and not (grid._scan.wide & set(self.shown))
+            else None)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(self.width, self.width)
@@ -399,21 +416,33 @@ class Drawn:
         yield [(chars.get_bottom(widths), "")]
 
     def _row_text(self, cells: list[str], left: str, divider: str, right: str) -> str:
-        """An unstyled row's line: "".join of _row's pieces' text, ~3× faster (an ASCII cell
-        is padded by str.rjust / str.ljust; any other goes through _row)."""
+        """An unstyled row's line: "".join of _row's pieces' text, without the pieces."""
+        if self._formats is not None:
+            form = self._formats.get((left, divider, right))
+            if form is None:
+                form = self._formats[(left, divider, right)] = self._format(left, divider, right)
+            return form.format(*[cell.rstrip() if right_justified else cell
+                                 for cell, right_justified in zip(cells, self.right)])
         parts = []
         for cell, (before, after, room, right_justified) in zip(cells, self._layout):
-            if cell.isascii():
-                if right_justified:
-                    cell = cell.rstrip()
-                if len(cell) <= room:
-                    parts.append(before + (cell.rjust(room) if right_justified
-                                           else cell.ljust(room)) + after)
-                    continue
-            parts.append(None)  # drawn by _row below
-        if None in parts:
-            return "".join(text for text, _ in self._row(cells, left, divider, right, ""))
+            if right_justified:
+                cell = cell.rstrip()
+            n = len(cell) if cell.isascii() else cell_len(cell)
+            if n > room:  # a header over cut names: _row cuts it
+                return "".join(text for text, _ in self._row(cells, left, divider, right, ""))
+            fill = " " * (room - n)
+            parts.append(before + fill + cell + after if right_justified
+                         else before + cell + fill + after)
         return left + divider.join(parts) + right
+
+    def _format(self, left: str, divider: str, right: str) -> str:
+        """The format string of a row: every cell fits its column (the widths are the widest
+        cells), and str.format pads by characters, which are cells here."""
+        def escape(text: str) -> str:
+            return text.replace("{", "{{").replace("}", "}}")
+        fields = [escape(before) + "{:" + (">" if right_justified else "<") + f"{room}}}"
+                  + escape(after) for before, after, room, right_justified in self._layout]
+        return escape(left) + escape(divider).join(fields) + escape(right)
 
     def _row(self, cells: list[str], left: str, divider: str, right: str,
              style: str) -> list[tuple[str, str]]:

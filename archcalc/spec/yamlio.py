@@ -132,6 +132,7 @@ def _number_resolvers() -> dict:
     return table
 
 
+_Resolver.yaml_implicit_resolvers = _number_resolvers()
 
 
 def _too_many(line: int | None) -> SpecError:
@@ -149,7 +150,6 @@ _STR = "tag:yaml.org,2002:str"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _MERGE = "tag:yaml.org,2002:merge"
-_VALUE = "tag:yaml.org,2002:value"
 _NO_KEY = object()     # a mapping waiting for its next key
 _MERGE_KEY = object()  # the key `<<`: its value is merged into the mapping
 _CONSTRUCTORS = yaml.constructor.SafeConstructor.yaml_constructors
@@ -195,7 +195,7 @@ class _Builder:
         self.anchors: dict[str, tuple | _Open] = {}  # name → (value, size, depth, mark)
         self.plain: dict[str, str] = {}  # a plain scalar's text → its resolved tag
         # A plain scalar's text → its value, for text and decimal integers (the same value
-        # wherever the text is, key or value; `<<` and `=` are not among them).
+        # wherever the text is, key or value; `<<` is not among them).
         self.known: dict[str, Any] = {}
         self.item_marks: dict[int, list] = {}  # id(anchored or merged list) → its items' marks
         self.count = 0  # events of values seen, an alias once (the file's own size)
@@ -296,8 +296,6 @@ class _Builder:
                 self.known[text] = value
         elif is_key and tag == _MERGE:
             value = _MERGE_KEY
-        elif is_key and tag == _VALUE:  # the key '=' is text (SafeConstructor.flatten_mapping)
-            value = text
         else:
             value = self._construct(tag, event)
         done = (value, 1, 0, mark)
