@@ -147,7 +147,7 @@ def _flat_at_limit() -> str:
     """A flat file of conv layers with as many YAML values as MAX_SPEC_NODES and
     MAX_SPEC_BYTES allow (17 values a layer)."""
     count = min((limit("MAX_SPEC_NODES") - 20) // 17,
-                (limit("MAX_SPEC_BYTES") - len(HEAD)) // (len(CONV) + 3))
+                (limit("MAX_SPEC_BYTES") - len(HEAD)) // (len(CONV) + 5))  # "  - " and "\n"
     return HEAD + f"  - {CONV}\n" * count
 
 

@@ -276,8 +276,11 @@ class _Walker:
     def bounded(self, name: str, rf, jump):
         """(rf, jump), or (None, None) with a note once they outgrow RF_DIGITS digits."""
         limit = 10 ** RF_DIGITS
+        values = (*rf, *jump)
+        if all(type(v) is int and -limit <= v <= limit for v in values):
+            return rf, jump  # the common case, without making four Fractions
         if all(abs(v.numerator) <= limit and v.denominator <= limit
-               for v in map(Fraction, (*rf, *jump))):
+               for v in map(Fraction, values)):
             return rf, jump
         self.notes.append(f"{name}: the receptive field is not followed past this layer: its "
                           f"exact value or effective stride needs more than {RF_DIGITS} digits "
