@@ -43,6 +43,7 @@ def tiny_chunks(monkeypatch):
     monkeypatch.setattr(conv, "BACKWARD_COLS_BYTES", 512)
     monkeypatch.setattr(conv, "MIN_CHUNK_COLS", 4)
     monkeypatch.setattr(conv, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(base, "SPLIT_MIN_BYTES", 0)  # relu and max pooling by images
 
 
 def arrays(case, n, dtype=np.float64, seed=0):
@@ -176,6 +177,8 @@ LAYERS = [
     ("maxpool: {kernel: 3, stride: 2, padding: 1}", (3, 11, 10)),
     ("maxpool: {kernel: 2}", (3, 12, 12)),
     ("avgpool: {kernel: 3, stride: 2, padding: 1, ceil_mode: true}", (3, 10, 11)),
+    ("maxpool: {kernel: 2, ceil_mode: true}", (2, 9, 7)),
+    ("relu", (3, 5, 6)),
 ]
 
 
@@ -196,6 +199,8 @@ def _torch_layer(torch, model, layer: str, x):
         return F.conv_transpose2d(x, P["weight"], P["bias"], pair(spec.stride),
                                   pair(spec.padding), pair(spec.output_padding), spec.groups,
                                   pair(spec.dilation)), P
+    if layer == "relu":
+        return F.relu(x), P
     spec = model.network.root.children[0].spec
     from archcalc.spec.layers import pair
     pool = F.max_pool2d if layer.startswith("maxpool") else F.avg_pool2d
@@ -212,6 +217,7 @@ def test_layers_match_torch_forward_and_every_gradient(layer, shape, threads, ti
     monkeypatch.setattr(base, "THREADS", threads)
     model = build(loads(_spec(layer, shape)), seed=1, dtype="float64")
     x = np.random.default_rng(2).standard_normal((4, *shape))
+    x[0, 0, 0, :2] = x[0, 0, 0, 2]  # ties: the first offset of a window keeps the gradient
     y = model.forward(x, training=True)
     dy = np.random.default_rng(3).standard_normal(y.shape)
     dx = model.backward(dy)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from archcalc.errors import ShapeError
-from archcalc.nn.base import Layer
+from archcalc.nn.base import Layer, by_images
 
 
 class _Elementwise(Layer):
@@ -80,11 +80,22 @@ class HardSigmoid(_Clipped):
 
 
 class ReLU(_Kinked):
+    """The two passes split over threads by images (base.by_images) when large."""
+
     def apply(self, x, out):
-        return np.maximum(x, 0, out=out)
+        by_images(lambda part: np.maximum(x[part], 0, out=out[part]), x)
+        return out
 
     def grad(self, dy, y):
-        return dy * (y > 0)
+        dx = np.empty_like(dy)
+
+        def part(p):
+            # the 0/1 factor written straight as floats, then multiplied in place: a third
+            # faster than dy * (y > 0), which converts a boolean temporary
+            np.greater(y[p], 0, out=dx[p])
+            dx[p] *= dy[p]
+        by_images(part, dx)
+        return dx
 
 
 class LeakyReLU(_Kinked):

@@ -30,6 +30,8 @@ the chunking and memory bounds above.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from archcalc.errors import ShapeError
@@ -48,6 +50,22 @@ CACHE_COLS_BYTES = 2 * 2**20
 # buffers live at once, next to every cached activation, and a training step's peak is there)
 BACKWARD_COLS_BYTES = 1 * 2**20
 MIN_CHUNK_COLS = 1024  # ... but give each chunk's product at least this many columns (both)
+# ... and the weight gradient's product dy (F/G × m) @ colsᵀ (m × C/G·kH·kW), whose inner
+# dimension m is the chunk's output positions, at most this many: OpenBLAS slows down 5×
+# past it (LeNet-5's first conv, batch 256, one thread: 0.77 ms per step at m = 6,272,
+# 3.89 ms at m = 10,192, measured 2026-11-30)
+WEIGHT_GRAD_MAX_COLS = 6144
+# One product at a time, even when the chunks run in threads: OpenBLAS gives every product
+# above a small size to its own threads, and a second caller whose product needs them spins
+# until they are free, on a core the first one needs (measured on 2 cores under load: a
+# LeNet-5 step at batch 256 went from 116 ms to 85 ms, lower quartiles, with the lock).
+# The threads overlap their copies and col2im adds with the other's product instead.
+_BLAS = threading.Lock()
+
+
+def _matmul(*args, **kwargs):
+    with _BLAS:
+        return np.matmul(*args, **kwargs)
 # below this many bytes of columns a layer runs in the calling thread: handing chunks to
 # the pool costs tens of microseconds
 PARALLEL_MIN_BYTES = 256 * 2**10
@@ -306,15 +324,19 @@ def _im2col_forward(x, weight, bias, pads, kernel, stride, dilation, y) -> None:
              _split(blocks, base.THREADS, row_bytes, whole_images=False))
 
 
-def _blocks(n: int, rows: int, row_bytes: int, target: int, wo: int) -> list:
+def _blocks(n: int, rows: int, row_bytes: int, target: int, wo: int,
+            max_cols: int | None = None) -> list:
     """The chunks (n0, n1, r0, r1) of one product: about `target` bytes of columns each (but
-    at least MIN_CHUNK_COLS columns, at most MAX_COLS_BYTES), and, when the work is worth
-    threads (PARALLEL_MIN_BYTES), small enough that every thread gets at least one."""
+    at least MIN_CHUNK_COLS columns, at most MAX_COLS_BYTES and, if given, about max_cols
+    output positions), and, when the work is worth threads (PARALLEL_MIN_BYTES), small
+    enough that every thread gets at least one."""
     min_bytes = -(-MIN_CHUNK_COLS // wo) * row_bytes
     total = n * rows * row_bytes
     if base.THREADS > 1 and total >= PARALLEL_MIN_BYTES:
         target = min(target, -(-total // base.THREADS))
     limit = min(MAX_COLS_BYTES, max(target, min_bytes))
+    if max_cols is not None:
+        limit = min(limit, max(1, max_cols // wo) * row_bytes)
     return list(chunks(n, rows, row_bytes, limit))
 
 
@@ -359,13 +381,13 @@ def _forward_blocks(blocks, view, weight, bias, y) -> None:
         np.copyto(cols, part)
         cols = cols.reshape(g, k // g, m)
         if n1 - n0 == 1 and r1 - r0 == ho:  # one whole image: write straight into y
-            np.matmul(weight, cols, out=y[n0].reshape(g, f // g, ho * wo))
+            _matmul(weight, cols, out=y[n0].reshape(g, f // g, ho * wo))
             if bias is not None:
                 y[n0].reshape(f, ho * wo)[:] += bias
             continue
         # matmul into a strided slice of y would leave BLAS (measured: 5× slower), so
         # the product goes to a contiguous buffer and is copied into place
-        prod = np.matmul(weight, cols, out=prod_buf[:f * m].reshape(g, f // g, m))
+        prod = _matmul(weight, cols, out=prod_buf[:f * m].reshape(g, f // g, m))
         if bias is not None:
             prod.reshape(f, m)[:] += bias
         if n1 - n0 == 1:
@@ -391,7 +413,8 @@ def conv_grads(dy, weight, shape, pads, kernel, stride, dilation, *, x=None, dw=
     # col2im_flat): their rows are W_pad long instead of W_out
     wide = need_dx and stride == (1, 1)
     row_bytes = k * (wp if wide else wo) * dy.itemsize
-    blocks = _blocks(n, dy.shape[2], row_bytes, BACKWARD_COLS_BYTES, wo)
+    blocks = _blocks(n, dy.shape[2], row_bytes, BACKWARD_COLS_BYTES, wo,
+                     WEIGHT_GRAD_MAX_COLS if dw is not None else None)
     job = _Grads(dy, weight, shape, pads, kernel, stride, dilation, wide)
     if dw is not None:
         job.view = patches(pad(x, pads), kernel, stride, dilation, dy.shape[2:])
@@ -461,12 +484,12 @@ class _Grads:
             if want_w:
                 cols = cols_buf[:k * m].reshape(c, kernel[0], kernel[1], nb, rb, wo)
                 np.copyto(cols, self.view[n0:n1, :, :, :, r0:r1].transpose(1, 2, 3, 0, 4, 5))
-                np.matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
+                _matmul(dyb, cols.reshape(g, k // g, m).transpose(0, 2, 1), out=dw_part)
                 dw += dw_part
             if not need_dx:
                 continue
             if not wide:
-                dcols = np.matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
+                dcols = _matmul(w_t, dyb, out=dcols_buf[:k * m].reshape(g, k // g, m))
                 col2im(dcols.reshape(c, kernel[0], kernel[1], nb, rb, wo), self.dx[n0:n1],
                        r0, self.pads, self.stride, self.dilation)
                 continue
@@ -477,7 +500,7 @@ class _Grads:
             # already stop training)
             dyw[..., wo:] = 0
             dyw[..., :wo] = dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)
-            dcols = np.matmul(w_t, dyw.reshape(g, f // g, mw),
+            dcols = _matmul(w_t, dyw.reshape(g, f // g, mw),
                               out=dcols_buf[:k * mw].reshape(g, k // g, mw))
             col2im_flat(dcols.reshape(c, kernel[0], kernel[1], nb, rb * wp), self.flat, n0,
                         r0, (hp, wp), self.dilation)

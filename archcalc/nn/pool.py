@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from archcalc.errors import ShapeError
-from archcalc.nn.base import Layer
+from archcalc.nn.base import Layer, by_images
 from archcalc.nn.windows import check_fits, offset_slice, out_size, pad, resolve_pads
 from archcalc.spec.layers import pair
 
@@ -142,22 +142,13 @@ class MaxPool(_Pool):
         pads, extra, kernel, stride, out_hw = geometry
         frame = self.frame(x.shape, geometry)
         xp = self.padded(x, pads, frame)
-        y = argmax = None
-        for k, rows, cols in self.offsets(kernel, stride, out_hw, frame):
-            window = xp[:, :, rows, cols]
-            if y is None:
-                y = window.copy()
-                if training:  # which offset won, as small an integer as the kernel allows
-                    argmax = np.full(y.shape, k, dtype=np.min_scalar_type(kernel[0] * kernel[1]))
-                    won, stamp = np.empty(y.shape, dtype=bool), np.empty_like(argmax)
-                continue
-            if training:  # strictly greater: on a tie the first offset keeps the gradient
-                np.greater(window, y, out=won)
-                # offsets come in increasing order, so argmax < k so far: max(argmax, k·won)
-                # sets k exactly where this offset won. (A masked copyto took 4.6× longer on
-                # a 256×6×28×28 map, measured 2026-11-22.)
-                np.maximum(argmax, np.multiply(won, argmax.dtype.type(k), out=stamp), out=argmax)
-            np.maximum(y, window, out=y)
+        offsets = list(self.offsets(kernel, stride, out_hw, frame))
+        y = np.empty(x.shape[:2] + tuple(out_hw), dtype=x.dtype)
+        # which offset won, as small an integer as the kernel allows
+        argmax = (np.empty(y.shape, dtype=np.min_scalar_type(kernel[0] * kernel[1]))
+                  if training else None)
+        by_images(lambda p: _max_windows(xp[p], offsets, y[p],
+                                         None if argmax is None else argmax[p]), x)
         self.cache = (x.shape, x.dtype, geometry, argmax) if training else None
         return y
 
@@ -197,12 +188,37 @@ class MaxPool(_Pool):
         s0, s1, s2, s3 = dx.strides
         tiles = np.lib.stride_tricks.as_strided(
             dx, (n, c, ho, kh, wo, kw), (s0, s1, s2 * kh, s2, s3 * kw, s3))
-        k = 0
-        for i in range(kh):
-            for j in range(kw):
-                np.multiply(dy, argmax == k, out=tiles[:, :, :, i, :, j])
-                k += 1
+
+        def part(p):
+            for i in range(kh):
+                for j in range(kw):
+                    np.multiply(dy[p], argmax[p] == i * kw + j, out=tiles[p, :, :, i, :, j])
+        by_images(part, dx)
         return dx
+
+
+def _max_windows(xp, offsets, y, argmax) -> None:
+    """y (n, C, H_out, W_out) = the max over the windows of the padded input xp, offset by
+    offset (k, rows, cols) in increasing k; argmax (same shape, or None) = the first k that
+    reached it."""
+    temps = None
+    for k, rows, cols in offsets:
+        window = xp[:, :, rows, cols]
+        if temps is None:
+            np.copyto(y, window)
+            if argmax is not None:
+                argmax.fill(k)
+            temps = (np.empty(y.shape, dtype=bool), np.empty_like(argmax)) \
+                if argmax is not None else ()
+            continue
+        if argmax is not None:  # strictly greater: on a tie the first offset keeps the gradient
+            won, stamp = temps
+            np.greater(window, y, out=won)
+            # offsets come in increasing order, so argmax < k so far: max(argmax, k·won)
+            # sets k exactly where this offset won. (A masked copyto took 4.6× longer on
+            # a 256×6×28×28 map, measured 2026-11-22.)
+            np.maximum(argmax, np.multiply(won, argmax.dtype.type(k), out=stamp), out=argmax)
+        np.maximum(y, window, out=y)
 
 
 class AvgPool(_Pool):
