@@ -213,7 +213,7 @@ def _env() -> dict[str, str]:
 
 
 def _row(what: str, run: Run, peer_run: Run | None, peer_name: str, goal: float) -> dict:
-    return {"what": what, "archcalc": f"{secs(run)}, {mb(run)}",
+    return {"what": what, "archcalc": f"{secs(run)} (CPU {run.cpu:.2f} s), {mb(run)}",
             "peer": f"{peer_name} {secs(peer_run)}" if peer_run else "—",
             "ratio": run.wall / peer_run.wall if peer_run else None,
             "goal": f"< {goal:g} s", "met": run.wall < goal}
