@@ -24,7 +24,7 @@ from rich import box
 from rich.cells import cell_len, set_cell_size
 from rich.console import Console, ConsoleOptions, Group
 from rich.measure import Measurement
-from rich.segment import Segment
+from rich.segment import Segment, Segments
 from rich.table import Table
 from rich.text import Text
 
@@ -461,6 +461,27 @@ class Drawn:
                 pieces.append((divider, ""))
         pieces.append((right, ""))
         return pieces
+
+
+def print_streamed(out: Console, group: Group, chunk: int = 1000) -> None:
+    """out.print(group), the same bytes, with each Drawn table in it printed `chunk` lines at
+    a time: rich renders a whole print call before writing it, which for a 100,000-row table
+    on a terminal held every row's segments (~70 MB) until the last was drawn."""
+    for part in group.renderables:
+        if not isinstance(part, Drawn):
+            out.print(part)
+            continue
+        segments: list[Segment] = []
+        lines = 0
+        for segment in part.__rich_console__(out, out.options):
+            segments.append(segment)
+            if segment.text == "\n":
+                lines += 1
+                if lines == chunk:
+                    out.print(Segments(segments))
+                    segments, lines = [], 0
+        if segments:
+            out.print(Segments(segments))
 
 
 def _measure(table: Table) -> int:

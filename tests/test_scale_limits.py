@@ -6,6 +6,7 @@ The timings themselves are benchmarks/scale.py's: no test here asserts a time.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import random
@@ -131,3 +132,26 @@ def test_one_scan_measures_every_column_as_the_rows_do(seed):
             rich_table = grid._rich_table(table.hidden, table.short, table.name)
             out.print(rich_table)
             assert "".join(table.text(out)) == out.file.getvalue()
+
+
+@pytest.mark.parametrize("width", [60, 100, 250])
+def test_a_fitted_table_printed_in_chunks_equals_it_printed_at_once(width):
+    """On a terminal (colour, fitted to its width) summary prints the table a chunk of lines
+    at a time: the bytes are those of one console.print of the fitted table."""
+    from archcalc.tables import print_streamed
+
+    analysis = _long_analysis(400)
+    analysis.rows[3] = dataclasses.replace(analysis.rows[3], name="表格" + "x" * 30)
+
+    def terminal() -> Console:
+        return Console(width=width, file=io.StringIO(), color_system="truecolor",
+                       force_terminal=True, highlight=False, soft_wrap=False)
+
+    grid = report.summary_grid(analysis)
+    once = terminal()
+    once.print(grid.fit(width))
+    for chunk in (7, 1000):
+        chunked = terminal()
+        print_streamed(chunked, report.summary_grid(analysis).fit(width), chunk=chunk)
+        assert chunked.file.getvalue() == once.file.getvalue()
+    assert once.file.getvalue().count("\n") > 400

@@ -160,12 +160,26 @@ def summary(spec: str, input_shape, batch: int, dtype: str, depth: int | None, f
     elif fmt == "markdown":
         click.echo(report.to_markdown(analysis, depth, columns, training))
     else:
-        print_wide(report.summary_grid(analysis, depth, columns, training))
+        _print_table(report.summary_grid(analysis, depth, columns, training))
     if partial:  # on stderr, so that JSON and CSV stay parseable
         from archcalc.importers.onnx_import import partial_note
         note = partial_note({"source": network.source or ""})
         if note:
             click.echo(f"note: {echo(spec)}: {note}", err=True)
+
+
+def _print_table(grid: Grid) -> None:
+    """The summary table: fitted to a terminal and printed a thousand rows at a time (the
+    same bytes as print_wide, which renders the whole fitted table before writing it), or
+    in full to a pipe or file by print_wide, which streams it."""
+    from archcalc.cli.common import _exact_hint, console, fitting
+    from archcalc.tables import print_streamed
+
+    out = console()
+    if fitting(out):
+        print_streamed(out, grid.fit(out.width, _exact_hint()))
+    else:
+        print_wide(grid)
 
 
 @main.command()
