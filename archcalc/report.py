@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import math
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -432,6 +433,12 @@ def summary_cells(row: Row, columns: Sequence[Column] | None = None, size: int =
     return [row.name, row.type] + [_table_cell(c, row, size) for c in columns or _chosen(None)]
 
 
+# Every field of a Row but where it is (path, line) and its name: what a row's figures are.
+_figures = operator.attrgetter(*[f.name for f in dataclasses.fields(Row)
+                                 if f.name not in ("path", "name", "line")])
+_MEMO_ROWS = 4096  # distinct rows remembered: a long network repeats a few kinds of layer
+
+
 class _Cells(Sequence):
     """The summary table's rows, made when read: a 100,000-layer table is drawn in two
     passes (widths, then lines) without holding 800,000 cell strings."""
@@ -448,15 +455,14 @@ class _Cells(Sequence):
 
     def _cells(self, index: int) -> list[str]:
         row = self._rows[index]
-        # The cells' text depends on a few fields, which repeat from row to row in a long
-        # network (shapes, counts, receptive fields): each distinct one is formatted once.
-        key = (row.type == "input", row.input_shape, row.output_shape, row.params,
-               row.weights, row.biases, row.trainable_params, row.macs, row.activations,
-               row.kernel, row.receptive_field, row.effective_stride)
+        # Past the name, the cells depend on the row's figures, which repeat from row to row
+        # in a long network (shapes, counts, receptive fields): each distinct set is
+        # formatted once.
+        key = _figures(row)
         tail = self._memo.get(key)
         if tail is None:
             tail = summary_cells(row, self._columns, self._size)[2:]
-            if len(self._memo) < 4096:
+            if len(self._memo) < _MEMO_ROWS:
                 self._memo[key] = tail
         cells = [row.name, row.type, *tail]
         if self._extra is not None:
@@ -505,12 +511,30 @@ def iter_json(analysis: Analysis, chunk: int = 1000, training: bool = False) -> 
         yield before + '"layers": []' + after
         return
     yield before + '"layers": [\n'
+    memo: dict[tuple, str] = {}
     for start in range(0, len(analysis.rows), chunk):
         part = analysis.rows[start:start + chunk]
-        text = ",\n".join("    " + _indented(_row_dict(row, pairs, start + i), "    ")
+        text = ",\n".join(_row_json(row, pairs, start + i, memo)
                           for i, row in enumerate(part))
         yield ("" if start == 0 else ",\n") + text
     yield "\n  ]" + after
+
+
+def _row_json(row: Row, pairs: list[tuple[int, int]] | None, index: int,
+              memo: dict[tuple, str]) -> str:
+    """A layer's JSON object as iter_json writes it (indented by 4): its name, then the rest,
+    which depends only on the row's figures and is written once per distinct set of them."""
+    key = (_figures(row), pairs[index] if pairs is not None else None)
+    rest = memo.get(key)
+    if rest is None:
+        fields = _row_dict(row, pairs, index)
+        if next(iter(fields)) != "name":  # the name is not first: no shared rest
+            return "    " + _indented(fields, "    ")
+        del fields["name"]
+        rest = _indented(fields, "    ")[1:]  # after the "{"
+        if len(memo) < _MEMO_ROWS:
+            memo[key] = rest
+    return '    {\n      "name": ' + _STRING(row.name) + "," + rest
 
 
 def _row_dict(row: Row, pairs: list[tuple[int, int]] | None, index: int) -> dict:
