@@ -208,6 +208,9 @@ class Grid:
         """Each row's shown cells as the table prints them (abbreviated, name cut)."""
         shown = [i for i in range(len(self.headers)) if i not in hidden]
         abbreviated = self._numeric(hidden) if short else set()
+        if not hidden and not abbreviated and not name:  # every cell as it is
+            yield from map(list, self._rows())
+            return
         for row in self._rows():
             cells = [_short(row[i]) if i in abbreviated else row[i] for i in shown]
             if name and shown[0] == 0:
@@ -261,6 +264,10 @@ class Grid:
 
 # Joins a plain row's cells in the scan's packed line: a control code, so no plain cell has it.
 _SEP = "\x1f"
+# _NOT_PLAIN in a packed line, less the separators (a cell's own \x1f changes their count).
+_NOT_PLAIN_PACKED = re.compile("[\x00-\x1e\x7f\x85\u2028\u2029]")
+# A cell of a packed line that ends in whitespace (what str.rstrip would strip).
+_TRAILING = re.compile("[^\\S\x1f](?:\x1f|$)")
 
 
 class _Scan:
@@ -271,54 +278,66 @@ class _Scan:
 
     def __init__(self, grid: Grid) -> None:
         headers = list(grid.headers)
-        widest = [cell_len(h) for h in headers]
-        lines: list[str] | None = []
-        wide: set[int] = set()  # columns with a cell wider than its length (表, 😀)
-        plain = not grid.wrap and not _NOT_PLAIN.search("".join(headers))
-        if plain:
-            count = len(headers)
-            for cells in grid.rows:
-                line = _SEP.join(cells)
-                # A cell holding _SEP holds a control code: caught here too (the count).
-                if _NOT_PLAIN.search(line.replace(_SEP, "")) or len(cells) != count:
-                    plain = False
-                    break
-                lines.append(line)
-                for column, cell in enumerate(cells):
-                    if cell.isascii():
-                        n = len(cell)
-                    else:
-                        n = cell_len(cell)
-                        if n != len(cell):
-                            wide.add(column)
-                    if n > widest[column]:
-                        widest[column] = n
-        self.plain = plain
-        self.lines = lines if plain else None
-        self.widest: dict[bool, list[int]] = {False: widest} if plain else {}
         self.headers = headers
+        self.widest: dict[bool, list[int]] = {}
         self.changed: set[int] = set()  # the columns abbreviating changes
-        self.wide = wide
+        self.wide: set[int] = set()  # columns with a cell wider than its length (表, 😀)
+        self.trailing = False  # a cell ends in whitespace (a right-justified one is stripped)
+        self.lines: list[str] | None = None
+        self.plain = not grid.wrap and not _NOT_PLAIN.search("".join(headers))
+        if not self.plain:
+            return
+        widest = [cell_len(h) for h in headers]
+        lines: list[str] = []
+        chunk: list[Sequence[str]] = []
+        for cells in grid.rows:
+            line = _SEP.join(cells)
+            # A cell holding _SEP holds a control code: the count of separators catches it.
+            if line.count(_SEP) != len(headers) - 1 or _NOT_PLAIN_PACKED.search(line):
+                self.plain = False
+                return
+            lines.append(line)
+            if not self.trailing and _TRAILING.search(line):
+                self.trailing = True
+            chunk.append(cells)
+            if len(chunk) == 1000:
+                self._measure(chunk, widest)
+                chunk = []
+        self._measure(chunk, widest)
+        self.lines = lines
+        self.widest[False] = widest
+
+    def _measure(self, rows: list[Sequence[str]], widest: list[int]) -> None:
+        """Widen `widest` to the rows' cells, a column at a time (len in C for ASCII)."""
+        for column, cells in enumerate(zip(*rows)):
+            if all(map(str.isascii, cells)):
+                n = max(map(len, cells))
+            else:
+                n = 0
+                for cell in cells:
+                    width = len(cell) if cell.isascii() else cell_len(cell)
+                    if width != len(cell):
+                        self.wide.add(column)
+                    n = max(n, width)
+            if n > widest[column]:
+                widest[column] = n
 
     def measure_short(self, numeric: set[int]) -> None:
         """The widest cells with figures abbreviated, in one more pass over the lines."""
         widest = [cell_len(h) for h in self.headers]
-        changed = self.changed
+        chunk: list[list[str]] = []
         for line in self.lines or ():
-            for column, cell in enumerate(line.split(_SEP)):
-                if column in numeric:
-                    short = _short(cell)
-                    if short != cell:
-                        changed.add(column)
-                        cell = short
-                if cell.isascii():
-                    n = len(cell)
-                else:
-                    n = cell_len(cell)
-                    if n != len(cell):
-                        self.wide.add(column)
-                if n > widest[column]:
-                    widest[column] = n
+            cells = line.split(_SEP)
+            for column in numeric:
+                short = _short(cells[column])
+                if short != cells[column]:
+                    self.changed.add(column)
+                    cells[column] = short
+            chunk.append(cells)
+            if len(chunk) == 1000:
+                self._measure(chunk, widest)
+                chunk = []
+        self._measure(chunk, widest)
         self.widest[True] = widest
 
 
@@ -421,6 +440,8 @@ class Drawn:
             form = self._formats.get((left, divider, right))
             if form is None:
                 form = self._formats[(left, divider, right)] = self._format(left, divider, right)
+            if not self.grid._scan.trailing:
+                return form.format(*cells)
             return form.format(*[cell.rstrip() if right_justified else cell
                                  for cell, right_justified in zip(cells, self.right)])
         parts = []
