@@ -238,14 +238,20 @@ class _Builder:
                 if value is not _NO_KEY:
                     self.count += 1
                     top = stack[-1]
-                    if top.is_map:
-                        self._add(top, value, 1, 0, event.start_mark)
-                    else:
+                    key = top.key
+                    if not top.is_map:
                         top.size += 1
                         top.value.append(value)
                         top.value.item_lines.append(event.start_mark.line + 1)
                         if top.marks is not None:
                             top.marks.append(event.start_mark)
+                    elif key is _NO_KEY or key is _MERGE_KEY:
+                        self._add(top, value, 1, 0, event.start_mark)
+                    else:  # a mapping's value
+                        top.size += 1
+                        top.value[key] = value
+                        top.value.key_lines[key] = top.key_line
+                        top.key = _NO_KEY
                     continue
             if kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
                 done = self._close(stack.pop())
