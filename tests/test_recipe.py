@@ -143,3 +143,15 @@ def test_the_schema_checks_the_train_keys_as_archcalc_does():
     assert errors(RECIPE) == []
     for old in sorted(BAD):
         assert errors(RECIPE.replace(old, BAD[old][0])), BAD[old]
+
+
+def test_evaluate_reads_the_recipes_data_set_unless_told(run, write_spec, tmp_path):
+    spec = write_spec(RECIPE)
+    out = tmp_path / "a"
+    assert run("train", spec, "--out", str(out), "--epochs", "1").exit_code == 0
+    missing = tmp_path / "no-such-dir"
+    other = write_spec(RECIPE.replace("  flip: true", f"  data: idx:{missing}"), "other.yaml")
+    result = run("evaluate", other, str(out))
+    assert result.exit_code == 1 and str(missing) in result.output, result.output
+    result = run("evaluate", other, str(out), "--data", "digits")
+    assert result.exit_code == 0 and "test accuracy" in result.output, result.output

@@ -42,7 +42,7 @@ DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 0.01,
 # The bundled recipe for Fashion-MNIST (specs/fashion_cnn.yaml, its `train:` defaults) and
 # what it measured (docs/training.md, benchmarks/fashion.py): told to a run on
 # Fashion-MNIST with a spec that brings no recipe of its own.
-FASHION_RECIPE = ("fashion_cnn", "@@MEASURED@@")
+FASHION_RECIPE = ("fashion_cnn", "91.68% test accuracy in 10 epochs, seed 0")
 
 
 class BatchSize(click.ParamType):
@@ -407,9 +407,8 @@ def _recipe_lines(net, came: dict[str, str], opts: dict) -> list[str]:
             if came.get(k) == "command line"]
     if over:
         lines.append("        the command line overrides " + ", ".join(over))
-    dropped = [f"lr {recipe.values['lr']:g} ({came['lr']})"] if came.get("lr", "").startswith("not") else []
-    if dropped:
-        lines.append("        the spec's " + ", ".join(dropped))
+    if came.get("lr", "").startswith("not"):
+        lines.append(f"        the spec's lr {recipe.values['lr']:g} ({came['lr']})")
     return lines
 
 
@@ -740,8 +739,9 @@ def _finish(out, result: train.Result, trainer: train.Trainer, out_dir: Path, da
 @main.command("evaluate")
 @click.argument("spec")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--data", "source", default="digits", show_default=True,
-              help="digits (embedded), fashion-mnist[:DIR], or idx:DIR.")
+@click.option("--data", "source", default="digits",
+              help="digits (embedded), fashion-mnist[:DIR], or idx:DIR [default: the "
+                   "spec's train: data, else digits].")
 @input_option()
 def evaluate_command(spec, checkpoint, source, input_shape):
     """Test accuracy and confusion matrix of SPEC with the weights in CHECKPOINT (a
@@ -752,6 +752,9 @@ def evaluate_command(spec, checkpoint, source, input_shape):
       archcalc evaluate lenet5 runs/lenet5/checkpoint.npz --data digits
     """
     net = load(spec, input_shape)
+    opts = {"source": source}
+    apply_recipe(net, opts, _given(opts))  # a recipe's data set is evaluate's default too
+    source = opts["source"]
     checkpoint = _checkpoint_path(checkpoint)
     ckpt = train.read_checkpoint(checkpoint)      # every field of its meta record checked
     # the loss (and class weights) the run was trained with; no augmentation when scoring

@@ -48,8 +48,9 @@ class TrainDefaults(BaseModel):
     data: str | None = Field(None, max_length=4096, description=(
         "The data set, as --data takes it: digits, fashion-mnist[:DIR] or idx:DIR."))
     epochs: _Epochs | None = Field(None, description="--epochs.")
-    batch_size: Annotated[int, Strict(), Field(ge=1)] | Literal["full"] | None = Field(None, description=(
-        "--batch-size: examples per step, or 'full' for the whole training set."))
+    batch_size: Annotated[int, Strict(), Field(ge=1)] | Literal["full"] | None = Field(
+        None, description="--batch-size: examples per step, or 'full' for the whole "
+                          "training set.")
     optimizer: Literal[OPTIMIZER_NAMES] | None = Field(None, description="--optimizer.")
     lr: _Rate | None = Field(None, description=(
         "--lr, the initial learning rate. It goes with this mapping's optimizer: a "
@@ -114,7 +115,8 @@ def train_error(exc: ValidationError, raw: Any, file: str | None,
     if err["type"] == "extra_forbidden":
         hint = nearest(key, fields)
         return SpecError(f"unknown key 'train.{echo(key)}'", file=file, line=where,
-                         fix=f"did you mean '{hint}'?" if hint else "train keys: " + ", ".join(fields))
+                         fix=f"did you mean '{hint}'?" if hint
+                         else "train keys: " + ", ".join(fields))
     got = brief(raw.get(key)) if key in raw else brief(err.get("input"))
     msg = _message(key, err)
     return SpecError(f"'train.{key}': {msg} (got {got})", file=file, line=where,
@@ -127,7 +129,8 @@ def _message(key: str, err: dict) -> str:
     if key == "batch_size":
         return "must be a whole number >= 1 or 'full'"
     if field is not None and err["type"] in ("literal_error", "enum"):
-        return "must be one of " + ", ".join(OPTIMIZER_NAMES if key == "optimizer" else MONITOR_NAMES)
+        names = OPTIMIZER_NAMES if key == "optimizer" else MONITOR_NAMES
+        return "must be one of " + ", ".join(names)
     text = str(err["msg"]).removeprefix("Value error, ")
     return text[:1].lower() + text[1:]
 
@@ -144,8 +147,9 @@ class Recipe:
     'full' is 0, as the CLI stores it), the line of each key, and the line of `train:`."""
 
     values: dict[str, Any]
-    lines: dict[str, int] = field(default_factory=dict)
-    line: int | None = None
+    # where they were written: two recipes with the same values are the same recipe
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
+    line: int | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, model: TrainDefaults, raw: Any, line: int | None) -> "Recipe":
