@@ -485,24 +485,29 @@ class Drawn:
 
 
 def print_streamed(out: Console, group: Group, chunk: int = 1000) -> None:
-    """out.print(group), the same bytes, with each Drawn table in it printed `chunk` lines at
-    a time: rich renders a whole print call before writing it, which for a 100,000-row table
-    on a terminal held every row's segments (~70 MB) until the last was drawn."""
+    """out.print(group), the same bytes, with each Drawn table in it written `chunk` lines
+    at a time: rich renders a whole print call before writing it, which for a 100,000-row
+    table on a terminal held every row's segments (~70 MB) until the last was drawn. An
+    unstyled line (every row but a styled one) is written as its text, which is what rich
+    writes for it; a styled one (title, header) is printed by rich."""
     for part in group.renderables:
         if not isinstance(part, Drawn):
             out.print(part)
             continue
-        segments: list[Segment] = []
-        lines = 0
-        for segment in part.__rich_console__(out, out.options):
-            segments.append(segment)
-            if segment.text == "\n":
-                lines += 1
-                if lines == chunk:
-                    out.print(Segments(segments))
-                    segments, lines = [], 0
-        if segments:
-            out.print(Segments(segments))
+        text: list[str] = []
+        for pieces in part.lines(out, out.options):
+            if len(pieces) == 1 and not pieces[0][1]:
+                text.append(pieces[0][0] + "\n")
+                if len(text) >= chunk:
+                    out.file.write("".join(text))
+                    text.clear()
+                continue
+            if text:
+                out.file.write("".join(text))
+                text.clear()
+            out.print(Segments([Segment(piece, out.get_style(style) if style else None)
+                                for piece, style in pieces] + [Segment.line()]))
+        out.file.write("".join(text))
 
 
 def _measure(table: Table) -> int:
