@@ -73,6 +73,10 @@ def time_steps(steps_by_name: dict, rounds: int, block: int = 20,
     times: dict[str, list[float]] = {name: [] for name in steps_by_name}
     for start in range(0, rounds, block):
         for name, step in steps_by_name.items():
+            # let the other library's worker threads go to sleep first: OpenBLAS's spin
+            # for up to ~0.1 s after a product, libgomp's for a while after a region, and
+            # a spinning thread takes a core from the block being timed
+            time.sleep(0.2)
             # re-warm after the other ran: BLAS and OpenMP threads of the one before may
             # still be spinning for a few milliseconds
             for _ in range(warmup if start == 0 else 3):

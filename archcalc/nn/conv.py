@@ -450,6 +450,14 @@ class _Grads:
         self.dy, self.weight, self.shape, self.pads = dy, weight, shape, pads
         self.kernel, self.stride, self.dilation, self.wide = kernel, stride, dilation, wide
 
+    def weight_by_rows(self) -> np.ndarray:
+        """The weight (G, F/G, C/G·kH·kW) as (G, kH·C/G, kW·F/G): row (i, c), column (j, f)
+        holds W[f, c, i, j], the product col2im_flat's shifted columns need."""
+        g, fg, _ = self.weight.shape
+        kh, kw = self.kernel
+        w5 = self.weight.reshape(g, fg, -1, kh, kw)
+        return np.ascontiguousarray(w5.transpose(0, 3, 2, 4, 1)).reshape(g, -1, kw * fg)
+
     def run(self, blocks, dw, want_w: bool, need_dx: bool):
         """Accumulate this run's weight gradient into dw (a new array if dw is None and
         want_w; returned) and add its column gradients into dx (or flat)."""
@@ -469,11 +477,15 @@ class _Grads:
             dw_part = np.empty_like(dw)
         if want_w or not wide:
             dy_buf = np.empty(f * most * wo, dtype=dy.dtype)
-        if need_dx:
-            dcols_buf = np.empty(k * most * (wp if wide else wo), dtype=dy.dtype)
+        if need_dx and not wide:
+            dcols_buf = np.empty(k * most * wo, dtype=dy.dtype)
             w_t = weight.transpose(0, 2, 1)
-            if wide:
-                dyw_buf = np.empty(f * most * wp, dtype=dy.dtype)
+        if need_dx and wide:
+            kh, kw = kernel
+            dyw_buf = np.empty(f * most * wp, dtype=dy.dtype)
+            shifted_buf = np.empty(kw * f * most * wp, dtype=dy.dtype)
+            dcols_buf = np.empty(kh * c * most * wp, dtype=dy.dtype)
+            w_rows = self.weight_by_rows()
         for n0, n1, r0, r1 in blocks:
             nb, rb = n1 - n0, r1 - r0
             m = nb * rb * wo
@@ -493,53 +505,67 @@ class _Grads:
                 col2im(dcols.reshape(c, kernel[0], kernel[1], nb, rb, wo), self.dx[n0:n1],
                        r0, self.pads, self.stride, self.dilation)
                 continue
-            mw = nb * rb * wp
-            dyw = dyw_buf[:f * mw].reshape(f, nb, rb, wp)
+            length = rb * wp
+            dyw = dyw_buf[:f * nb * length].reshape(f, nb, rb, wp)
             # zero gradient in the extra columns, so their column gradients are 0 and the
-            # flat adds may run over them (non-finite weights would break this, but they
-            # already stop training)
+            # shifted runs below may carry them over a row's end (non-finite weights would
+            # break this, but they already stop training)
             dyw[..., wo:] = 0
             dyw[..., :wo] = dy[n0:n1, :, r0:r1].transpose(1, 0, 2, 3)
-            dcols = _matmul(w_t, dyw.reshape(g, f // g, mw),
-                              out=dcols_buf[:k * mw].reshape(g, k // g, mw))
-            col2im_flat(dcols.reshape(c, kernel[0], kernel[1], nb, rb * wp), self.flat, n0,
-                        r0, (hp, wp), self.dilation)
+            shifted = shifted_buf[:kw * f * nb * length].reshape(g, kw, f // g, nb, length)
+            shift_columns(dyw.reshape(g, f // g, nb, length), shifted, self.dilation[1])
+            dcols = _matmul(w_rows, shifted.reshape(g, kw * f // g, nb * length),
+                            out=dcols_buf[:kh * c * nb * length].reshape(g, kh * c // g,
+                                                                         nb * length))
+            col2im_flat(dcols.reshape(g, kh, c // g, nb, length), self.flat, n0, r0,
+                        (hp, wp), self.dilation)
         return dw if want_w else None
 
 
+def shift_columns(dyw: np.ndarray, shifted: np.ndarray, dilation: int) -> None:
+    """shifted[g, j, f, n, q] = dyw[g, f, n, q − j·D_w] (0 where q < j·D_w): dyw (G, F/G,
+    n, rows·W_pad) is the output gradient on the wide grid, each run of rows·W_pad values
+    one image's rows of one filter; shifted (G, kW, F/G, n, rows·W_pad). Each copy moves
+    whole runs, so it costs about as much as a plain copy of dyw."""
+    for j in range(shifted.shape[1]):
+        s = j * dilation
+        if s:
+            shifted[:, j, :, :, :s] = 0
+        shifted[:, j, :, :, s:] = dyw[..., :dyw.shape[-1] - s]
+
+
 def col2im_flat(dcols: np.ndarray, flat: np.ndarray, n0: int, r0: int, plane, dilation) -> None:
-    """Stride-1 col2im over whole rows. dcols (C, kH, kW, n, rows·W_pad): the gradient of
-    the columns of output rows r0 … r0+rows−1 of images n0 … n0+n−1, computed on a grid
-    W_pad wide (the columns past W_out are zero). flat: the padded dx (N, C, H_pad, W_pad)
-    flattened, plus (kW−1)·D_w spare elements.
+    """Stride-1 col2im over whole rows, one add per kernel row. dcols (G, kH, C/G, n,
+    rows·W_pad): for kernel row i, the input gradient that output rows r0 … r0+rows−1 of
+    images n0 … n0+n−1 send to padded input rows r0+i·D_h … (already summed over the
+    kernel's columns j, see below). flat: the padded dx (N, C, H_pad, W_pad) flattened,
+    plus (kW−1)·D_w spare elements (which nothing here touches any more).
 
     At stride 1 output (y, x) under kernel offset (i, j) reads padded input (y + i·D_h,
-    x + j·D_w), i.e. flat index (y + i·D_h)·W_pad + x + j·D_w of its plane: for a fixed
-    offset, the whole block of rows is one contiguous run of rows·W_pad elements per image
-    and channel. So each offset is one add with inner loops rows·W_pad long, instead of
-    W_out long (LeNet-5's second conv, batch 256, one thread: col2im 11 ms per step
-    instead of 19 ms, measured 2026-11-22). The zero columns land on the next row's first
-    columns, adding nothing; in the last row they are cut off (see below)."""
-    c, kh, kw, n, length = dcols.shape
+    x + j·D_w), i.e. flat index (y + i·D_h)·W_pad + x + j·D_w of its plane. On a grid
+    W_pad wide (zero gradient past W_out), the offset j is a shift of the run by j·D_w:
+    shift_columns makes kW shifted copies of dy, so that one product
+        (kH·C/G × kW·F/G) @ (kW·F/G × n·rows·W_pad)
+    sums over j and f at once, and what is left per kernel row i is one add of whole
+    contiguous runs rows·W_pad long (inner loops that long, not W_out), shifted by i·D_h
+    rows. kH adds per chunk instead of kH·kW, of C·kH rows instead of C·kH·kW: LeNet-5's
+    second conv at batch 256, one thread, col2im 3.6 → 0.8 ms per step (2026-11-30; 19 ms
+    before whole rows, 2026-11-22). The runs end inside each image's own plane (the last
+    row reaches padded row H_out − 1 + (kH−1)·D_h = H_pad − 1), so threads working on
+    different images never touch the same element."""
+    g, kh, cg, n, length = dcols.shape
     hp, wp = plane
+    c = g * cg
     size = flat.itemsize
-    # one view (kH, kW, n, C, rows·W_pad) for all offsets (they overlap one another, but
-    # each add below writes through one offset only); one as_strided call per chunk, as
-    # its Python overhead per call (~10 µs) was a fifth of the adds' time
-    # bounds: the last element is at most N·C·H_pad·W_pad + (kW−1)·D_w − 1, since at
-    # stride 1 H_out + (kH−1)·D_h = H_pad
+    # one view (kH, n, G, C/G, rows·W_pad) for all kernel rows (they overlap one another,
+    # but each add below writes through one row only)
     targets = np.lib.stride_tricks.as_strided(
-        flat[n0 * c * hp * wp + r0 * wp:], (kh, kw, n, c, length),
-        (dilation[0] * wp * size, dilation[1] * size, c * hp * wp * size, hp * wp * size, size))
+        flat[n0 * c * hp * wp + r0 * wp:], (kh, n, g, cg, length),
+        (dilation[0] * wp * size, c * hp * wp * size, cg * hp * wp * size, hp * wp * size,
+         size))
     for i in range(kh):
-        for j in range(kw):
-            # the last j·D_w values of every (image, channel) run are zero columns that
-            # would land past the run's own rows (on the next plane or the spare values):
-            # skipping them keeps each image's adds inside its own plane, so threads
-            # working on different images never touch the same element
-            cut = length - j * dilation[1]
-            target = targets[i, j, :, :, :cut]
-            target += dcols[:, i, j, :, :cut].transpose(1, 0, 2)
+        target = targets[i]
+        target += dcols[:, i].transpose(2, 0, 1, 3)
 
 
 def clipped(offset: int, before: int, stride: int, first: int, last: int, size: int):
