@@ -184,6 +184,13 @@ def stages(path: Path) -> dict[str, float]:
     from archcalc.spec.load import from_dict
     from archcalc.spec.yamlio import parse_text
 
+    from archcalc.cli.inspect import _fewer_collections
+
+    with _fewer_collections():  # as the commands run
+        return _stages(path, parse_text, from_dict, analyze, report, print_wide)
+
+
+def _stages(path, parse_text, from_dict, analyze, report, print_wide) -> dict[str, float]:
     out: dict[str, float] = {}
     start = time.perf_counter()
     raw = parse_text(path.read_text(encoding="utf-8"), json_mode=path.suffix == ".json")
