@@ -24,11 +24,12 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # The spec limits admit a 100,000-layer spec (issue 14: e.g. dense and relu alternating,
     # 1.1 MB and 200,000 values as YAML or JSON) and are calibrated (tests/test_scale_bounds.py,
     # ARCHCALC_SLOW_TESTS=1): the worst spec inside all of them — 100,000 conv layers with
-    # every field, from a repeat — is validated in 3.2 s and 250 MB, summarised as a table in
-    # 4.3 s and 270 MB and as JSON in 6.5 s and 325 MB (CPU, 2-core AMD EPYC, load ~4); a
-    # flat file at MAX_SPEC_BYTES in < 2.2 s and 120 MB. Work is linear in each: reading
-    # (libyaml's events) ~1 µs a YAML value, a layer ~25-60 µs and ~2.5 KB through load,
-    # analyze and the table; a bomb is refused by its count before it is built.
+    # every field, from a repeat — is validated in 2.6 s and 250 MB, summarised as a table in
+    # 4.2 s and 270 MB and as JSON in 6.6 s and 325 MB (CPU time, 2-core AMD EPYC, load ~4);
+    # 100,000 merges in < 4.2 s and 190 MB, a flat file at MAX_SPEC_BYTES in < 1.9 s and
+    # 105 MB. The work is linear in each: reading ~1.5 µs a YAML value (libyaml's events), a
+    # layer ~15-60 µs and ~1.2-2.5 KB through load, analyze and the table; a bomb is refused
+    # by its count before it is built.
     "MAX_SPEC_BYTES": (2 * 1024 * 1024, "bytes in one spec file"),
     "MAX_SPEC_NODES": (400_000, "YAML values in a spec once its aliases (*anchor) are expanded"),
     "MAX_SPEC_DEPTH": (500, "nesting depth of a spec (lists, mappings, blocks, repeats)"),
