@@ -10,6 +10,7 @@ import json
 import math
 import operator
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
@@ -259,15 +260,21 @@ class Column:
     meaning: str
     value: Callable[[Row, int], int | str]  # (row, bytes per value of the dtype)
     numeric: bool = True
+    # What a text column's cell depends on (a table formats each distinct one once); a
+    # count's cell depends on its value alone.
+    key: Callable[[Row], Any] | None = None
 
 
 COLUMNS: dict[str, Column] = {c.name: c for c in [
     Column("input", "Input", "the layer's input shape C×H×W",
-           lambda r, _: "" if r.type == "input" else fmt_shape(r.input_shape), numeric=False),
+           lambda r, _: "" if r.type == "input" else fmt_shape(r.input_shape), numeric=False,
+           key=lambda r: (r.type == "input", r.input_shape)),
     Column("output", "Output", "its output shape",
-           lambda r, _: fmt_shape(r.output_shape), numeric=False),
+           lambda r, _: fmt_shape(r.output_shape), numeric=False,
+           key=lambda r: r.output_shape),
     Column("kernel", "Kernel", "Kh×Kw of a convolution or pooling (adaptive: its largest bin)",
-           lambda r, _: "×".join(map(str, r.kernel)) if r.kernel else "", numeric=False),
+           lambda r, _: "×".join(map(str, r.kernel)) if r.kernel else "", numeric=False,
+           key=lambda r: (r.type == "input", r.kernel)),
     Column("params", "Params", "all parameters: trainable + non-trainable",
            lambda r, _: r.params),
     Column("weights", "Weights", "kernels, weight matrices and normalisation γ (no biases)",
@@ -283,7 +290,8 @@ COLUMNS: dict[str, Column] = {c.name: c for c in [
     Column("bytes", "Act. bytes", "those activations in bytes of --dtype",
            lambda r, size: r.activations * size),
     Column("rf", "RF /stride", "receptive field and effective stride at the output, in "
-           "input pixels", lambda r, _: "" if r.type == "input" else rf_text(r), numeric=False),
+           "input pixels", lambda r, _: "" if r.type == "input" else rf_text(r), numeric=False,
+           key=lambda r: (r.type == "input", r.receptive_field, r.effective_stride)),
 ]}
 DEFAULT_COLUMNS = ("input", "output", "params", "macs", "activations", "rf")
 # What a narrow terminal hides first (torchinfo and Keras users read name, type, output,
@@ -449,6 +457,20 @@ class _Cells(Sequence):
         # One tuple of counts per row, printed after the columns (summary --training).
         self._extra = extra
         self._memo: dict[tuple, list[str]] = {}
+        self._column_memo: list[dict] = [{} for _ in columns]  # per column: its key → cell
+
+    def _cell(self, column: Column, memo: dict, row: Row) -> str:
+        """_table_cell, each distinct count, shape or receptive field formatted once."""
+        key = column.value(row, self._size) if column.numeric else (
+            column.key(row) if column.key is not None else None)
+        if key is None:
+            return _table_cell(column, row, self._size)
+        cell = memo.get(key)
+        if cell is None:
+            if len(memo) >= _MEMO_ROWS:
+                memo.clear()
+            cell = memo[key] = _table_cell(column, row, self._size)
+        return cell
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -461,7 +483,8 @@ class _Cells(Sequence):
         key = _figures(row)
         tail = self._memo.get(key)
         if tail is None:
-            tail = summary_cells(row, self._columns, self._size)[2:]
+            tail = [self._cell(column, cache, row) for column, cache in
+                    zip(self._columns, self._column_memo)]
             if len(self._memo) < _MEMO_ROWS:
                 self._memo[key] = tail
         cells = [row.name, row.type, *tail]
