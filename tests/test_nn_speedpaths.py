@@ -229,3 +229,34 @@ def test_layers_match_torch_forward_and_every_gradient(layer, shape, threads, ti
     for short, p in P.items():
         np.testing.assert_allclose(model.grads[f"{model.records[0].name}.{short}"],
                                    p.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_a_forked_child_gets_a_working_pool(tiny_chunks, monkeypatch):
+    """The pool's threads do not survive a fork: a child that convolves must not hand its
+    chunks to threads it does not have (it would wait for ever)."""
+    import os
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    monkeypatch.setattr(base, "THREADS", 2)
+    case = CASES[0]
+    x, weight, bias, dy = arrays(case, 3)
+    expected = ours(case, x, weight, bias, dy, 2, monkeypatch)[1]  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the threaded path ran and agreed
+        try:
+            got = ours(case, x, weight, bias, dy, 2, monkeypatch)[1]
+            os._exit(0 if np.allclose(got, expected) else 1)
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+            os._exit(2)
+    import signal
+    import time
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung on the executor's thread pool")

@@ -36,6 +36,17 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _after_fork() -> None:
+    """A forked child inherits the pool object but none of its threads (work handed to it
+    would never run), and perhaps a lock held by a thread it does not have: start afresh."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def parallel(fn, parts: list) -> list:
     """[fn(part) for part in parts], parts[1:] on a process-wide pool of THREADS − 1 workers
     and parts[0] in the calling thread (so a caller never waits for a pool busy with

@@ -18,7 +18,15 @@ im2col at all: its input, subsampled by the stride, already is the column matrix
 Backward works in chunks too (about BACKWARD_COLS_BYTES, same reused-buffer scheme): it
 recomputes each chunk's cols for the weight gradient and scatters the chunk's column
 gradient straight into dx with one vectorised add per kernel offset (col2im), clipped to
-the unpadded input so that no padded copy of dx is needed.
+the unpadded input so that no padded copy of dx is needed (at stride 1, one per kernel row
+into a flat padded dx: col2im_flat).
+
+The chunks of one call are split over base.THREADS threads (NumPy releases the GIL in its
+copies, adds and BLAS calls): each thread has its own buffers and its own partial weight
+gradient; the input gradient is split by whole images, as one image's chunks add into the
+same pixels. At stride 1 the input gradient's product runs over kW shifted copies of dy
+(shift_columns), so that it sums over the kernel's columns itself and col2im_flat is left
+with kH adds of whole rows per chunk.
 
 Those two products (conv_forward; conv_grads, the weight and input gradients) are all the
 layers here compute. conv2d's padding_mode pads a copy by its rule (archcalc.nn.padding)
@@ -30,6 +38,7 @@ the chunking and memory bounds above.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -61,14 +70,23 @@ WEIGHT_GRAD_MAX_COLS = 6144
 # LeNet-5 step at batch 256 went from 116 ms to 85 ms, lower quartiles, with the lock).
 # The threads overlap their copies and col2im adds with the other's product instead.
 _BLAS = threading.Lock()
+# below this many bytes of columns a layer runs in the calling thread: handing chunks to
+# the pool costs tens of microseconds
+PARALLEL_MIN_BYTES = 256 * 2**10
 
 
 def _matmul(*args, **kwargs):
     with _BLAS:
         return np.matmul(*args, **kwargs)
-# below this many bytes of columns a layer runs in the calling thread: handing chunks to
-# the pool costs tens of microseconds
-PARALLEL_MIN_BYTES = 256 * 2**10
+
+
+def _after_fork() -> None:  # a lock held by another thread at fork stays held in the child
+    global _BLAS
+    _BLAS = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def chunks(n: int, rows: int, bytes_per_row: int, limit: int | None = None):
