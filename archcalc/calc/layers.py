@@ -425,8 +425,10 @@ KINDS = {
 
 
 def layer_math(leaf: Leaf, shape: tuple[int, ...], name: str) -> LayerMath:
-    _sequence_guard(leaf, tuple(shape), name)
-    result = KINDS[leaf.kind](leaf, tuple(shape), name)
+    shape = tuple(shape)
+    if len(shape) == 2:  # the only shape _sequence_guard refuses
+        _sequence_guard(leaf, shape, name)
+    result = KINDS[leaf.kind](leaf, shape, name)
     if not leaf.trainable:  # frozen: its weights still count, as non-trainable (Keras)
         result.non_trainable += result.trainable
         result.trainable = 0
