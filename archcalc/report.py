@@ -599,7 +599,9 @@ def _indented(value, pad: str) -> str:
             if prefix is None:
                 if type(key) is not str:
                     return json.dumps(value, indent=2).replace("\n", "\n" + pad)
-                prefix = _KEYS[(inner, key)] = inner + _STRING(key) + ": "
+                prefix = inner + _STRING(key) + ": "
+                if len(_KEYS) < 1000:  # a layer's few keys; never a user's many
+                    _KEYS[(inner, key)] = prefix
             kind = type(item)
             parts.append(prefix + (int.__repr__(item) if kind is int else
                                    _STRING(item) if kind is str else
