@@ -43,6 +43,10 @@ ODD = [
     "? " + "k" * 1100 + "\n: 1\n", "a: [a: 1, b]\n", "a: {? b}\n", "a: [1,2,]\n",
     "a: {b: [1, {c: [&q 2, *q]}]}\n", "a: &a [1, 2]\nb: &b [*a, *a]\nc: [*b, *b, *b]\n",
     "a: true\nb: Yes\nc: off\nd: ~\ne: null\nf: NULL\n",
+    # libyaml reads these and PyYAML refuses them (found by fuzzing the bundled specs):
+    "a: {b: c?d}\n", "a: [c?d]\n", "a: {b?: 1}\n", "a: [x ?y]\n", "a: {b: 1 ?}\n",
+    "a:\t1\n", "a: b\tc\n", "a: [1,\t2]\n", "- a\t# c\n", "a: \t\n", "a: {b:\t1}\n",
+    "a: |#x\n  b\n", "a: >-#\n  b\n", "a: | #c\n  b\n", "# what?\na: [1, 2]\n",
 ]
 ODD_JSON = ['{"a": 1, "a": 2}', '{"a": [1, 2,]}', '{"' + "k" * 1100 + '": 1}', '[1, 2',
             '{"a":\t1}', '{"a": 1e309}', '{"a": NaN}', "[" * 600 + "]" * 600]
@@ -87,6 +91,20 @@ def test_libyaml_and_pure_python_agree_on_the_catalogue_and_odd_texts():
         assert fast == pure, case_id
         outcomes.add(fast[0])
     assert outcomes == {"ok", "error"}  # the corpus has both
+
+
+@needs_libyaml
+def test_texts_libyaml_reads_more_kindly_go_to_pure_python():
+    """A tab, a '?' or a comment glued to a block scalar's indicator: PyYAML refuses some
+    of these where libyaml reads them, so such a text is read by PyYAML's parser."""
+    for text in ("a: [c?d]\n", "a:\t1\n", "a: |#x\n  b\n"):
+        assert isinstance(yamlio._events(text, pure=False), yamlio._Loader)
+        with pytest.raises(SpecError, match="malformed YAML"):
+            parse_text(text)
+    assert not isinstance(yamlio._events("a: [1, 2]\n", pure=False), yamlio._Loader)
+    # In JSON a '?' is inside a string, read alike by both.
+    assert not isinstance(yamlio._events('{"a": "b?"}', pure=False, json_mode=True),
+                          yamlio._Loader)
 
 
 @needs_libyaml
