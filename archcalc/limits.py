@@ -24,8 +24,9 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     # The spec limits admit a 100,000-layer spec (issue 14: e.g. dense and relu alternating,
     # 1.1 MB and 200,000 values as YAML or JSON) and are calibrated (tests/test_scale_bounds.py,
     # ARCHCALC_SLOW_TESTS=1): the worst spec inside all of them — 100,000 conv layers with
-    # every field, from a repeat — is validated in 2.6 s and 250 MB, summarised as a table in
-    # 4.2 s and 270 MB and as JSON in 6.6 s and 325 MB (CPU time, 2-core AMD EPYC, load ~4);
+    # every field, from a repeat — is validated in 2.6-2.9 s and 250 MB, summarised as a
+    # table in 4.0-4.2 s and 270 MB and as JSON in 6.5-6.6 s and 325 MB (CPU time, two runs,
+    # 2-core AMD EPYC at load ~4);
     # 100,000 merges in < 5 s and 190 MB, a flat file at MAX_SPEC_BYTES in < 2 s and
     # 105 MB. The work is linear in each: reading ~1.5 µs a YAML value (libyaml's events), a
     # layer ~15-60 µs and ~1.2-2.5 KB through load, analyze and the table; a bomb is refused
