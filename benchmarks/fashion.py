@@ -76,29 +76,38 @@ def measure(spec: str, seeds: list[int], blas_threads: int | None = None) -> dic
     return record
 
 
-def row_of(record: dict | None) -> dict:
-    """The benchmark table's row for a measured record (None: not measured yet)."""
-    row = {"what": f"Fashion-MNIST, the bundled recipe (`archcalc train {SPEC} --data "
-                   "fashion-mnist`): test accuracy and wall time per seed",
-           "peer": PEER, "ratio": None,
-           "goal": f"≥ {GOAL_ACC:.0%} every seed, ≤ 10 epochs, < {GOAL_SECONDS / 60:.0f} min",
-           "archcalc": "not measured", "met": None}
+def rows_of(record: dict | None) -> list[dict]:
+    """The benchmark table's two rows for a measured record (None: not measured yet): the
+    accuracy goal and the time goal, each met or not on its own."""
+    what = f"Fashion-MNIST, the bundled recipe (`archcalc train {SPEC} --data fashion-mnist`)"
+    acc = {"what": f"{what}: test accuracy per seed, 10 epochs", "peer": PEER, "ratio": None,
+           "goal": f"≥ {GOAL_ACC:.0%} on every seed, ≤ 10 epochs", "archcalc": "not measured",
+           "met": None}
+    time = {"what": f"{what}: wall time of the whole command per seed", "peer": "—",
+            "ratio": None, "goal": f"< {GOAL_SECONDS / 60:.0f} min on 2 cores",
+            "archcalc": "not measured", "met": None}
     if not record or not record.get("seeds"):
-        row["note"] = "run python benchmarks/fashion.py (minutes per seed) to measure"
-        return row
+        for row in (acc, time):
+            row["note"] = "run python benchmarks/fashion.py (minutes per seed) to measure"
+        return [acc, time]
     seeds = record["seeds"]
     accs = [s["test_acc"] for s in seeds]
     walls = [s["wall_s"] for s in seeds]
-    ids = [s["seed"] for s in seeds]
-    row["archcalc"] = (f"{min(accs):.2%}–{max(accs):.2%} (mean {sum(accs) / len(accs):.2%}), "
-                       f"{min(walls):.0f}–{max(walls):.0f} s, seeds {ids[0]}–{ids[-1]}")
-    row["met"] = (min(accs) >= GOAL_ACC and max(walls) < GOAL_SECONDS
-                  and max(s["epochs"] for s in seeds) <= 10)
+    cpus = [s["cpu_s"] for s in seeds]
+    ids = ", ".join(str(s["seed"]) for s in seeds)
+    acc["archcalc"] = (f"{min(accs):.2%}–{max(accs):.2%} (mean {sum(accs) / len(accs):.2%}), "
+                       f"seeds {ids}")
+    acc["met"] = min(accs) >= GOAL_ACC and max(s["epochs"] for s in seeds) <= 10
+    time["archcalc"] = (f"{min(walls):.0f}–{max(walls):.0f} s wall ({min(cpus):.0f}–"
+                        f"{max(cpus):.0f} s CPU), seeds {ids}")
+    time["met"] = max(walls) < GOAL_SECONDS
     blas = record.get("OPENBLAS_NUM_THREADS")
-    row["note"] = (f"measured {record.get('date', '?')}; load average "
-                   f"{seeds[0]['load_before']} at the start"
-                   + (f"; OPENBLAS_NUM_THREADS={blas}" if blas else ""))
-    return row
+    loads = [float(s[k].split()[0]) for s in seeds for k in ("load_before", "load_after")]
+    note = (f"measured {record.get('date', '?')}, one seed after another; 1-minute load "
+            f"average {min(loads):.1f}–{max(loads):.1f}"
+            + (f"; OPENBLAS_NUM_THREADS={blas}" if blas else ""))
+    acc["note"] = time["note"] = note
+    return [acc, time]
 
 
 def rows(quick: bool) -> list[dict]:
@@ -109,14 +118,15 @@ def rows(quick: bool) -> list[dict]:
             record = json.loads(RESULTS.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             record = None
-        return [row_of(record)]
+        return rows_of(record)
     try:
-        return [row_of(measure(SPEC, [0, 1, 2, 3, 4]))]
+        return rows_of(measure(SPEC, [0, 1, 2, 3, 4]))
     except subprocess.CalledProcessError as exc:
-        row = row_of(None)
-        row["note"] = (f"archcalc train failed: {exc.stderr.decode(errors='replace').strip()}"
-                       [:300])
-        return [row]
+        out = rows_of(None)
+        for row in out:
+            row["note"] = ("archcalc train failed: "
+                           + exc.stderr.decode(errors="replace").strip())[:300]
+        return out
 
 
 def main() -> None:
@@ -128,9 +138,9 @@ def main() -> None:
     args = parser.parse_args()
     print(describe(), file=sys.stderr)
     record = measure(args.spec, args.seeds, args.blas_threads)
-    row = row_of(record)
-    print(f"{row['what']}: {row['archcalc']}; goal {row['goal']}: "
-          f"{'met' if row['met'] else 'NOT met'}")
+    for row in rows_of(record):
+        print(f"{row['what']}: {row['archcalc']}; goal {row['goal']}: "
+              f"{'met' if row['met'] else 'NOT met'}")
 
 
 if __name__ == "__main__":
