@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from archcalc.limits import DEFAULTS
 from catalogue.runner import ENV, Case, check_case, measure
 
 HEAD = "name: t\ninput: [1, 8, 8]\n"
@@ -148,7 +149,7 @@ CASES = [
     Case("spec_json_long_key_is_json", ["summary", "k.json"],
          "error: k.json: unknown top-level key '" + "k" * 200 + "… (1,100 characters)' "
          "(fix: top-level keys: name, source, description, family, input, separator, init, blocks, "
-         "layers)",
+         "layers, train)",
          files={"k.json": '{"name": "t", "input": [1, 8, 8], "layers": ["relu"], "'
                           + "k" * 1100 + '": 1}'}),
     # ---- F12: misleading one-liners --------------------------------------------------------------
@@ -199,8 +200,8 @@ CASES = [
                           "    layers: [{concat: [[relu], [relu]]}]\n"}),
     Case("spec_repeat_of_merges", ["validate", "s.yaml"],
          "error: s.yaml:4: repeat: 900,000 × 1 layer(s) = 900,000 layers, more than archcalc "
-         "unrolls (40,000) (fix: check the repeat counts; if the input is legitimate, raise the "
-         "limit: ARCHCALC_MAX_LAYERS=<larger number>)",
+         f"unrolls ({DEFAULTS['MAX_LAYERS'][0]:,}) (fix: check the repeat counts; if the input is "
+         "legitimate, raise the limit: ARCHCALC_MAX_LAYERS=<larger number>)",
          files={"s.yaml": "name: t\ninput: [1, 4, 4]\nlayers:\n  - repeat: 900000\n"
                           "    layers: [{add: [[], []]}]\n"}),
 ]

@@ -138,7 +138,7 @@ CASES += [
          "once unrolled " + RAISE.format("MAX_UNROLLED"),
          files={"net.yaml": HEAD + "layers:\n  - {repeat: 100000000000, layers: []}\n"}),
     Case("spec_doubling_blocks", ["summary", "net.yaml"],
-         f"error: net.yaml:19: the spec unrolls to more than {LAYERS} layers (the most archcalc "
+         f"error: net.yaml:20: the spec unrolls to more than {LAYERS} layers (the most archcalc "
          "unrolls) (fix: check the repeat counts; if the input is legitimate, raise the limit: "
          "ARCHCALC_MAX_LAYERS=<larger number>)",
          files={"net.yaml": HEAD + _doubling_blocks(40)}),
