@@ -194,6 +194,7 @@ class Resolver:
         self.blocks = blocks
         self.separator = separator
         self.lines: dict[Path, int] = {}
+        self.bodies: dict[tuple, Any] = {}  # (block, arguments) → its substituted body
         self.frozen = 0   # > 0 inside a composite marked trainable: false
         self.rows_made = 0
         self.max_layers = limit("MAX_LAYERS")
@@ -467,6 +468,11 @@ class Resolver:
                             fix=f"did you mean '{hint}'?" if hint else
                             "define it under 'blocks:' (defined: " + (", ".join(self.blocks) or "none") + ")")
         env = self._bind(block, item.get("with"), line, scope)
+        # One substitution per block and arguments: a block used 40 times with the same
+        # `with:` is copied once (the resolver only reads a body; it copies what it keeps).
+        key = _arguments_key(block, env)
+        if key is not None and key in self.bodies:
+            return self.bodies[key]
         body = {k: v for k, v in self.blocks[block].items() if k not in ("args", "description")}
         try:
             body = substitute(body, env, spend)
@@ -475,7 +481,10 @@ class Resolver:
                             layer=scope.display(str(name)) if name else None,
                             fix=exc.fix or "pass numbers in 'with:' for arguments used in "
                                            "arithmetic") from None
-        return body["layers"] if set(body) == {"layers"} else body
+        body = body["layers"] if set(body) == {"layers"} else body
+        if key is not None:
+            self.bodies[key] = body
+        return body
 
     def _forecast_body(self, block: str, args: Any, line: int | None,
                        spend: Callable[[int], None]) -> Any:
@@ -558,6 +567,36 @@ class Resolver:
             what = f"{body['use']}" if isinstance(body, dict) and "use" in body else "repeat"
             return [Sequence(outer.path, tuple(nodes), f"{what}×{count}", line)]
         return nodes
+
+
+def _arguments_key(block: str, env: dict[str, Any]) -> tuple | None:
+    """A key equal for equal arguments, types included (1, 1.0 and True differ; so do 0.0
+    and -0.0); None when an argument is a large or unusual value (no memo then)."""
+    room = [64]
+
+    def freeze(value: Any) -> Any:
+        room[0] -= 1
+        if room[0] < 0:
+            raise _NoKey
+        kind = type(value)
+        if kind is float:
+            return ("float", repr(value))
+        if kind in (int, bool, str) or value is None:
+            return (kind.__name__, value)
+        if isinstance(value, list):
+            return ("list",) + tuple(freeze(v) for v in value)
+        if isinstance(value, dict):
+            return ("dict",) + tuple((freeze(k), freeze(v)) for k, v in value.items())
+        raise _NoKey
+
+    try:
+        return (block,) + tuple((name, freeze(value)) for name, value in env.items())
+    except _NoKey:
+        return None
+
+
+class _NoKey(Exception):
+    """An argument value _arguments_key does not key."""
 
 
 @contextmanager
