@@ -39,7 +39,9 @@ an interpreter keeps past a tensor's last reader, the loss's own arrays.
 
 from __future__ import annotations
 
+import gc
 import heapq
+import math
 from dataclasses import dataclass, field
 
 from archcalc.calc.analyze import DTYPE_BYTES, Analysis, Row
@@ -81,18 +83,37 @@ KEEPS_INPUT = frozenset(k for k, v in KEEPS.items() if "input" in v)
 SKIPS_DX = frozenset({"conv2d", "conv_transpose2d", "dense", "embedding", *RECURRENT})
 MODES = ("inference", "training")
 TOP = 3  # the largest tensors a timeline step names (the rest are counted)
+_VIEWS = frozenset({"crop", "dropout"})  # a view of the input (dropout at inference: itself)
+_INPUT, _OUTPUT = ("input",), ("output",)
+# The kinds _Walk.forward_lines walks inline, and what each keeps: its input, its output or
+# nothing (None). The others keep arrays of their own (kept()) or their output (recurrent).
+_LINES = {kind: {(): None, _INPUT: "input", _OUTPUT: "output"}[keeps]
+          for kind, keeps in KEEPS.items()
+          if keeps in ((), _INPUT, _OUTPUT) and kind not in RECURRENT}
+# ... and backward_lines: those whose dx is None, dy itself or a new array of the input's
+# size (not pad, whose dx is a view when empty, nor conv2d, which may have spare values)
+_LINES_DX = frozenset(_LINES) - {"pad", "conv2d"}
 
 
-@dataclass(eq=False)
 class Tensor:
-    """One array: bytes per image and bytes the batch does not size; identity = buffer."""
+    """One array: bytes per image and bytes the batch does not size; identity = buffer.
+    kept: how many pending backwards keep it (its walk's count: a kept tensor is held
+    until the last of them has run). Slotted, and equal only to itself: a walk makes one
+    per layer and step (300,000 for a 100,000-layer training step)."""
 
-    label: str
-    per_image: int
-    fixed: int = 0
+    __slots__ = ("label", "per_image", "fixed", "kept")
+
+    def __init__(self, label: str, per_image: int, fixed: int = 0) -> None:
+        self.label = label
+        self.per_image = per_image
+        self.fixed = fixed
+        self.kept = 0
 
     def bytes(self, batch: int) -> int:
         return self.per_image * batch + self.fixed
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.label!r}, {self.per_image}, {self.fixed})"
 
 
 @dataclass
@@ -142,12 +163,15 @@ class _Walk:
                  detail_batch: int | None = None) -> None:
         self.analysis = analysis
         # Each step's sums of what it holds are kept as tensors come and go, not summed
-        # again at every step, so a 40,000-layer training walk stays linear. detail_batch:
+        # again at every step, so a 100,000-layer training walk stays linear. detail_batch:
         # each step also names its TOP largest tensors at that batch (the timeline), from a
-        # heap of the kept ones: O(log n) a step, never the whole list.
+        # heap of the kept ones: O(log n) a step, never the whole list. Without it a step
+        # is only its (per_image, fixed) line, gathered in `lines` (what envelope needs).
         self.batch = detail_batch
-        self.kept_refs: dict[int, list] = {}     # id → [tensor, pending lists, heap entry]
-        self.kept_sum = [0, 0]                   # per_image, fixed of the distinct kept
+        self.kept_count = 0                      # distinct kept (detail_batch only)
+        self.kept_entry: dict[int, tuple] = {}   # id → its heap entry (detail_batch only)
+        self.kept_per_image = 0                  # sums over the distinct kept tensors
+        self.kept_fixed = 0
         self.kept_heap: list[tuple[int, int, Tensor]] = []  # (−bytes, order, tensor)
         self.order = 0
         self.rows: dict[Path, Row] = {r.path: r for r in analysis.rows}
@@ -155,51 +179,77 @@ class _Walk:
         self.size = itemsize
         self.held: list[Tensor] = []              # held by an enclosing merge
         self.pending: dict[Path, list[Tensor]] = {}  # kept for a backward not yet run
-        self.steps: list[tuple[str, str, list[Tensor]]] = []
+        self.steps: list[tuple[str, str, tuple, int, int]] = []  # with detail_batch
         self.out_shapes: dict[Path, list[tuple[int, ...]]] = {}  # merge → branch outputs
+        self.lines: set[tuple[int, int]] = set()  # (per_image, fixed) per step, without
         self.first = (analysis.network.root.children[0]
                       if analysis.network.root.children else None)
 
     def new(self, label: str, shape) -> Tensor:
-        return Tensor(label, prod(shape) * self.size)
+        return Tensor(label, math.prod(shape) * self.size)
 
-    def record(self, name: str, phase: str, tensors, keeps=None, done=None) -> None:
-        if keeps is not None:
-            self._keep(keeps[0], keeps[1])
+    def record(self, name: str, phase: str, tensors: list, done: Path | None = None) -> None:
+        """One step: `tensors` (this step's arrays, None for none) are held with what an
+        enclosing merge holds and every kept array, each distinct array once; done: the
+        path whose kept arrays are freed after the step."""
+        if self.batch is not None:
+            self._record_detail(name, phase, tensors)
+        else:
+            if self.held:
+                tensors = self.held + tensors
+            per_image, fixed = self.sums(self.kept_per_image, self.kept_fixed, tensors)
+            self.lines.add((per_image, fixed))
+        if done is not None:
+            dropped = self.pending.pop(done, None)
+            if dropped is not None:
+                self._drop(dropped)
+
+    def sums(self, per_image: int, fixed: int, tensors: list) -> tuple[int, int]:
+        """(per_image, fixed) plus every distinct array of `tensors` that is not kept.
+        Plain sums and an identity check against the few arrays counted so far (`in` on a
+        list compares by identity first; Tensor has no __eq__): no dict, no generator."""
+        if len(tensors) > 8:   # a wide merge's outputs: no quadratic `in`
+            tensors = list({id(t): t for t in tensors}.values())
+        counted: list[Tensor] = []
+        for t in tensors:
+            if t is not None and not t.kept and t not in counted:
+                counted.append(t)
+                per_image += t.per_image
+                fixed += t.fixed
+        return per_image, fixed
+
+    def _record_detail(self, name: str, phase: str, tensors: list) -> None:
+        """A timeline step: its sums and its TOP largest tensors at self.batch."""
         others: dict[int, Tensor] = {}           # held by a merge or by this step, not kept
         for t in [*self.held, *tensors]:
-            if t is not None and id(t) not in self.kept_refs:
+            if t is not None and not t.kept:
                 others[id(t)] = t
-        per_image = self.kept_sum[0] + sum(t.per_image for t in others.values())
-        fixed = self.kept_sum[1] + sum(t.fixed for t in others.values())
-        largest = None
-        if self.batch is not None:
-            # ties: a merge's and this step's tensors first, in order, then the kept ones
-            step_own = [(-t.bytes(self.batch), i - len(others), t)
-                        for i, t in enumerate(others.values())]
-            largest = (heapq.nsmallest(TOP, [*self._largest_kept(), *step_own]),
-                       len(self.kept_refs) + len(others))
+        per_image = self.kept_per_image + sum(t.per_image for t in others.values())
+        fixed = self.kept_fixed + sum(t.fixed for t in others.values())
+        # ties: a merge's and this step's tensors first, in order, then the kept ones
+        step_own = [(-t.bytes(self.batch), i - len(others), t)
+                    for i, t in enumerate(others.values())]
+        largest = (heapq.nsmallest(TOP, [*self._largest_kept(), *step_own]),
+                   self.kept_count + len(others))
         self.steps.append((name, phase, largest, per_image, fixed))
-        if done is not None and done in self.pending:
-            self._drop(done)
 
-    def _keep(self, path: Path, tensors: list[Tensor]) -> None:
-        if path in self.pending:
-            self._drop(path)
-        self.pending[path] = tensors = [t for t in tensors if t is not None]
+    def keep(self, path: Path, tensors: list[Tensor]) -> None:
+        """From now until `path`'s backward, `tensors` (none None) are kept."""
+        dropped = self.pending.pop(path, None)
+        if dropped is not None:
+            self._drop(dropped)
+        self.pending[path] = tensors
         for t in tensors:
-            ref = self.kept_refs.get(id(t))
-            if ref is None:
-                entry = None
+            t.kept += 1
+            if t.kept == 1:
+                self.kept_count += 1
+                self.kept_per_image += t.per_image
+                self.kept_fixed += t.fixed
                 if self.batch is not None:
                     self.order += 1
                     entry = (-t.bytes(self.batch), self.order, t)
                     heapq.heappush(self.kept_heap, entry)
-                self.kept_refs[id(t)] = [t, 1, entry]
-                self.kept_sum[0] += t.per_image
-                self.kept_sum[1] += t.fixed
-            else:
-                ref[1] += 1
+                    self.kept_entry[id(t)] = entry
 
     def _largest_kept(self) -> list[tuple[int, int, Tensor]]:
         """The TOP largest kept tensors' heap entries; entries of tensors no longer kept are
@@ -207,56 +257,69 @@ class _Walk:
         found: list[tuple[int, int, Tensor]] = []
         while self.kept_heap and len(found) < TOP:
             entry = heapq.heappop(self.kept_heap)
-            ref = self.kept_refs.get(id(entry[2]))
-            if ref is not None and ref[2] is entry:
+            if self.kept_entry.get(id(entry[2])) is entry:
                 found.append(entry)
         for entry in found:
             heapq.heappush(self.kept_heap, entry)
         return found
 
-    def _drop(self, path: Path) -> None:
-        for t in self.pending.pop(path):
-            ref = self.kept_refs[id(t)]
-            ref[1] -= 1
-            if not ref[1]:
-                del self.kept_refs[id(t)]
-                self.kept_sum[0] -= t.per_image
-                self.kept_sum[1] -= t.fixed
+    def _drop(self, tensors: list[Tensor]) -> None:
+        """One pending list's backward has run: its tensors are kept by one list fewer."""
+        for t in tensors:
+            t.kept -= 1
+            if not t.kept:
+                self.kept_count -= 1
+                self.kept_entry.pop(id(t), None)
+                self.kept_per_image -= t.per_image
+                self.kept_fixed -= t.fixed
 
     # ---- forward -----------------------------------------------------------------------------
     def forward(self, node: Node, x: Tensor, shape, owned: bool):
+        if isinstance(node, Sequence):
+            if self.batch is None:
+                return self.forward_lines(node, x, shape, owned)
+            leaf = self.leaf
+            for child in node.children:
+                if type(child) is Leaf:   # most nodes: one call, not two
+                    x, shape, owned = leaf(child, x, owned)
+                else:
+                    x, shape, owned = self.forward(child, x, shape, owned)
+            return x, shape, owned
         if isinstance(node, Leaf):
             return self.leaf(node, x, owned)
-        if isinstance(node, Sequence):
-            for child in node.children:
-                x, shape, owned = self.forward(child, x, shape, owned)
-            return x, shape, owned
         return self.merge(node, x, shape, owned)
 
     def leaf(self, leaf: Leaf, x: Tensor, owned: bool):
         row = self.rows[leaf.path]
-        kind, name = leaf.kind, row.name
-        out = self.new(f"{name} output", row.output_shape)
-        y = out
+        kind = row.type            # = leaf.kind, without the property call
         if kind in IN_PLACE or (kind == "dropout" and self.training):
-            y = x if owned else out                   # activations.py / dense.py: inplace
-        elif kind in ("crop", "dropout") or (kind == "flatten" and not row.activations):
+            # activations.py / dense.py: in place when the input is theirs to overwrite
+            y = x if owned else Tensor(f"{row.name} output",
+                                       math.prod(row.output_shape) * self.size)
+        elif kind in _VIEWS or (kind == "flatten" and not row.activations):
             y = x                                      # a view (or the identity)
-        shared = y is x
-        keeps = None
-        if self.training:
-            keeps = (leaf.path, self.kept(leaf, row, x, y))
-        self.record(name, "forward", [x, y], keeps=keeps)
+        else:
+            y = Tensor(f"{row.name} output", math.prod(row.output_shape) * self.size)
+        if not self.training:
+            self.record(row.name, "forward", [x, y])
+            return y, row.output_shape, owned or y is not x
+        self.keep(leaf.path, self.kept(leaf, row, x, y))
+        self.record(row.name, "forward", [x, y])
         # network.py _leaf: an array a backward reads is no longer free to overwrite
-        kept = self.training and (kind in IN_PLACE or (shared and kind in KEEPS_INPUT)
-                                  or _keeps_output(leaf))
-        return y, row.output_shape, (owned or not shared) and not kept
+        if kind in IN_PLACE or (y is x and kind in KEEPS_INPUT) or _keeps_output(leaf):
+            return y, row.output_shape, False
+        return y, row.output_shape, owned or y is not x
 
     def kept(self, leaf: Leaf, row: Row, x: Tensor, y: Tensor) -> list[Tensor]:
         """The arrays `leaf` keeps for its backward (KEEPS, sized as archcalc/nn makes them)."""
+        keeps = KEEPS[row.type]
+        if keeps == _INPUT:            # the commonest rules, without the loop
+            return [x]
+        if keeps == _OUTPUT:
+            return [y]
         name, out_values = row.name, prod(row.output_shape)
         made = []
-        for what in KEEPS[leaf.kind]:
+        for what in keeps:
             if what == "input":
                 made.append(x)
             elif what == "output":
@@ -322,19 +385,127 @@ class _Walk:
         self.out_shapes[merge.path] = shapes
         self.held[mark:] = outs
         y = self.new(f"{row.name} output", row.output_shape)
-        keeps = (merge.path, list(outs)) if self.training and merge.mode == "mul" else None
-        self.record(row.name, "forward", [y], keeps=keeps)
+        if self.training and merge.mode == "mul":
+            self.keep(merge.path, list(outs))
+        self.record(row.name, "forward", [y])
         del self.held[mark:]
         return y, row.output_shape, True
+
+    # ---- the same walk, lines only ---------------------------------------------------------
+    # Without detail_batch a step is only its (per_image, fixed) line, and a Sequence's
+    # leaves of the kinds in _LINES are walked here inline: what leaf()/dx(), keep() and
+    # record() do for them, with the kept sums in locals, no list per step and no call,
+    # and tensors without labels (no step names them).
+    # Everything else (merges, the other kinds) goes through those methods. A 100,000-layer
+    # training step is 300,000 steps; tests/test_peak_fastpath.py holds these loops equal
+    # to the detail walk's steps on every bundled spec and on random ones.
+    def forward_lines(self, node: Sequence, x: Tensor, shape, owned: bool):
+        rows, pending, lines, held = self.rows, self.pending, self.lines, self.held
+        training, size = self.training, self.size
+        per_image, fixed = self.kept_per_image, self.kept_fixed
+        for child in node.children:
+            row = rows[child.path] if type(child) is Leaf else None
+            if row is None or row.type not in _LINES:
+                self.kept_per_image, self.kept_fixed = per_image, fixed
+                x, shape, owned = self.forward(child, x, shape, owned)
+                per_image, fixed = self.kept_per_image, self.kept_fixed
+                continue
+            kind = row.type
+            if kind in IN_PLACE or (kind == "dropout" and training):
+                y = x if owned else Tensor("", math.prod(row.output_shape) * size)
+            elif kind in _VIEWS or (kind == "flatten" and not row.activations):
+                y = x
+            else:
+                y = Tensor("", math.prod(row.output_shape) * size)
+            if training:
+                what = _LINES[kind]
+                dropped = pending.pop(child.path, None)
+                if dropped is not None:
+                    self.kept_per_image, self.kept_fixed = per_image, fixed
+                    self._drop(dropped)
+                    per_image, fixed = self.kept_per_image, self.kept_fixed
+                if what is None:
+                    pending[child.path] = []
+                else:
+                    t = x if what == "input" else y
+                    pending[child.path] = [t]
+                    t.kept += 1
+                    if t.kept == 1:   # (kept_count is for detail_batch: not kept here)
+                        per_image += t.per_image
+                        fixed += t.fixed
+            if held:
+                lines.add(self.sums(per_image, fixed, held + [x, y]))
+            else:
+                a, b = per_image, fixed
+                if not x.kept:
+                    a += x.per_image
+                    b += x.fixed
+                if y is not x and not y.kept:
+                    a += y.per_image
+                    b += y.fixed
+                lines.add((a, b))
+            shape = row.output_shape
+            # network.py _leaf: an array a backward reads is no longer free to overwrite
+            if training and (kind in IN_PLACE or (y is x and kind in KEEPS_INPUT)):
+                owned = False
+            else:
+                owned = owned or y is not x
+            x = y
+        self.kept_per_image, self.kept_fixed = per_image, fixed
+        return x, shape, owned
+
+    def backward_lines(self, node: Sequence, dy: Tensor | None) -> Tensor | None:
+        rows, pending, lines, held = self.rows, self.pending, self.lines, self.held
+        size, first = self.size, self.first
+        per_image, fixed = self.kept_per_image, self.kept_fixed
+        for child in reversed(node.children):
+            if dy is None:
+                break
+            row = rows[child.path] if type(child) is Leaf else None
+            if row is None or row.type not in _LINES_DX:
+                self.kept_per_image, self.kept_fixed = per_image, fixed
+                dy = self.backward(child, dy)
+                per_image, fixed = self.kept_per_image, self.kept_fixed
+                continue
+            kind = row.type
+            if child is first and kind in SKIPS_DX:
+                dx = None
+            elif kind in ("flatten", "to_sequence"):
+                dx = dy
+            else:
+                dx = Tensor("", math.prod(row.input_shape) * size)
+            if held:
+                lines.add(self.sums(per_image, fixed, held + [dy, dx]))
+            else:
+                a, b = per_image, fixed
+                if not dy.kept:
+                    a += dy.per_image
+                    b += dy.fixed
+                if dx is not None and dx is not dy and not dx.kept:
+                    a += dx.per_image
+                    b += dx.fixed
+                lines.add((a, b))
+            dropped = pending.pop(child.path, None)
+            if dropped:
+                for t in dropped:
+                    t.kept -= 1
+                    if not t.kept:
+                        per_image -= t.per_image
+                        fixed -= t.fixed
+            dy = dx
+        self.kept_per_image, self.kept_fixed = per_image, fixed
+        return dy
 
     # ---- backward ----------------------------------------------------------------------------
     def backward(self, node: Node, dy: Tensor | None) -> Tensor | None:
         if isinstance(node, Leaf):
             row = self.rows[node.path]
-            dx = None if node is self.first and node.kind in SKIPS_DX else self.dx(node, row, dy)
+            dx = None if node is self.first and row.type in SKIPS_DX else self.dx(node, row, dy)
             self.record(row.name, "backward", [dy, dx], done=node.path)
             return dx
         if isinstance(node, Sequence):
+            if self.batch is None:
+                return self.backward_lines(node, dy)
             for child in reversed(node.children):
                 if dy is None:
                     break
@@ -346,11 +517,12 @@ class _Walk:
         """The input gradient: a view of dy for flatten and an empty pad, else a new array of
         the input's size; a stride-1 conv without padding computes it in a flat buffer with
         (kW − 1)·D_w spare values (conv.py conv_grads, col2im_flat)."""
-        if leaf.kind in ("flatten", "to_sequence") or (
-                leaf.kind == "pad" and not any(explicit_pads(leaf.spec.padding))):
+        kind = row.type
+        if kind in ("flatten", "to_sequence") or (
+                kind == "pad" and not any(explicit_pads(leaf.spec.padding))):
             return dy  # a view of dy (to_sequence: dy transposed back)
-        dx = self.new(f"d {row.name} input", row.input_shape)
-        if leaf.kind == "conv2d" and _unpadded_stride1(leaf, row):
+        dx = Tensor(f"d {row.name} input", math.prod(row.input_shape) * self.size)
+        if kind == "conv2d" and _unpadded_stride1(leaf, row):
             kw, dil = pair(leaf.spec.kernel)[1], pair(leaf.spec.dilation)[1]
             dx.fixed = (kw - 1) * dil * self.size
         return dx
@@ -398,21 +570,42 @@ def _unpadded_stride1(leaf: Leaf, row: Row) -> bool:
 
 
 # ---- the public functions ----------------------------------------------------------------------
-def _walk(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None = None
-          ) -> list[tuple[str, str, tuple | None, int, int]]:
-    """(name, phase, (the TOP largest heap entries, how many are held) at detail_batch or
-    None, the bytes per image held, the fixed bytes held) per step."""
+def _run(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None = None
+         ) -> _Walk:
+    """One walk of an inference pass or a training step: its `steps` with detail_batch,
+    else its `lines`."""
     if mode not in MODES:
         raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
     walk = _Walk(analysis, mode == "training", itemsize, detail_batch)
     net = analysis.network
-    x = Tensor("input", prod(net.input_shape) * itemsize)
-    y, shape, _ = walk.forward(net.root, x, tuple(net.input_shape), True)
-    if walk.training:
-        dy = walk.new("d output", shape)
-        walk.record("loss", "backward", [y, dy])
-        walk.backward(net.root, dy)
-    return walk.steps
+    # The walk makes no reference cycles, but its hundreds of thousands of live tensors
+    # and lists would set off full collections that traverse the whole analysis too
+    # (a third of a 100,000-layer training walk): the collector waits until it is done.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        x = Tensor("input", prod(net.input_shape) * itemsize)
+        y, shape, _ = walk.forward(net.root, x, tuple(net.input_shape), True)
+        if walk.training:
+            dy = walk.new("d output", shape)
+            walk.record("loss", "backward", [y, dy])
+            walk.backward(net.root, dy)
+    finally:
+        if collecting:
+            gc.enable()
+    return walk
+
+
+def _walk(analysis: Analysis, mode: str, itemsize: int, detail_batch: int
+          ) -> list[tuple[str, str, tuple, int, int]]:
+    """(name, phase, (the TOP largest heap entries, how many are held) at detail_batch,
+    the bytes per image held, the fixed bytes held) per step."""
+    return _run(analysis, mode, itemsize, detail_batch).steps
+
+
+def _lines(analysis: Analysis, mode: str, itemsize: int) -> set[tuple[int, int]]:
+    """The distinct (bytes per image held, fixed bytes held) over the steps."""
+    return _run(analysis, mode, itemsize).lines
 
 
 def static_bytes(analysis: Analysis, mode: str, optimizer: str | None, itemsize: int) -> int:
@@ -455,8 +648,7 @@ class Envelope:
 def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
              dtype: str | None = None) -> Envelope:
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
-    lines = {(per_image, fixed)
-             for _, _, _, per_image, fixed in _walk(analysis, mode, itemsize)}
+    lines = _lines(analysis, mode, itemsize)
     return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
 
 
@@ -476,8 +668,12 @@ def peaks(analysis: Analysis, batch: int = 1, dtype: str = "float32") -> Peaks:
     if dtype not in DTYPE_BYTES:
         raise ArchcalcError(f"unknown dtype '{dtype}'", fix="float16, float32 or float64")
     inference, training = envelopes(analysis, dtype=dtype)
+    # every optimizer's envelope has the same lines (envelopes): their max is taken once,
+    # env.peak(batch) = env.static + that max
+    lines = next(iter(training.values())).lines
+    held = max(a * batch + b for a, b in lines)
     return Peaks(batch, dtype, inference.peak(batch),
-                 {opt: env.peak(batch) for opt, env in training.items()})
+                 {opt: env.static + held for opt, env in training.items()})
 
 
 def peak_fields(analysis: Analysis) -> dict:
