@@ -90,9 +90,7 @@ _INPUT, _OUTPUT = ("input",), ("output",)
 _LINES = {kind: {(): None, _INPUT: "input", _OUTPUT: "output"}[keeps]
           for kind, keeps in KEEPS.items()
           if keeps in ((), _INPUT, _OUTPUT) and kind not in RECURRENT}
-# ... and backward_lines: those whose dx is None, dy itself or a new array of the input's
-# size (not pad, whose dx is a view when empty, nor conv2d, which may have spare values)
-_LINES_DX = frozenset(_LINES) - {"pad", "conv2d"}
+
 
 
 class Tensor:
@@ -160,7 +158,7 @@ class _Walk:
     """Replays the executor's forward (and backward) on shapes: one Step per layer/merge."""
 
     def __init__(self, analysis: Analysis, training: bool, itemsize: int,
-                 detail_batch: int | None = None) -> None:
+                 detail_batch: int | None = None, rows: dict[Path, Row] | None = None) -> None:
         self.analysis = analysis
         # Each step's sums of what it holds are kept as tensors come and go, not summed
         # again at every step, so a 100,000-layer training walk stays linear. detail_batch:
@@ -174,11 +172,14 @@ class _Walk:
         self.kept_fixed = 0
         self.kept_heap: list[tuple[int, int, Tensor]] = []  # (−bytes, order, tensor)
         self.order = 0
-        self.rows: dict[Path, Row] = {r.path: r for r in analysis.rows}
+        self.rows = _rows(analysis) if rows is None else rows
         self.training = training
         self.size = itemsize
         self.held: list[Tensor] = []              # held by an enclosing merge
         self.pending: dict[Path, list[Tensor]] = {}  # kept for a backward not yet run
+        # ... and in forward_lines/backward_lines: id(leaf) → the one tensor it keeps. A
+        # leaf of _LINES goes through both loops or through neither.
+        self.line_keeps: dict[int, Tensor] = {}
         self.steps: list[tuple[str, str, tuple, int, int]] = []  # with detail_batch
         self.out_shapes: dict[Path, list[tuple[int, ...]]] = {}  # merge → branch outputs
         self.lines: set[tuple[int, int]] = set()  # (per_image, fixed) per step, without
@@ -400,7 +401,7 @@ class _Walk:
     # training step is 300,000 steps; tests/test_peak_fastpath.py holds these loops equal
     # to the detail walk's steps on every bundled spec and on random ones.
     def forward_lines(self, node: Sequence, x: Tensor, shape, owned: bool):
-        rows, pending, lines, held = self.rows, self.pending, self.lines, self.held
+        rows, line_keeps, lines, held = self.rows, self.line_keeps, self.lines, self.held
         training, size = self.training, self.size
         per_image, fixed = self.kept_per_image, self.kept_fixed
         for child in node.children:
@@ -419,16 +420,9 @@ class _Walk:
                 y = Tensor("", math.prod(row.output_shape) * size)
             if training:
                 what = _LINES[kind]
-                dropped = pending.pop(child.path, None)
-                if dropped is not None:
-                    self.kept_per_image, self.kept_fixed = per_image, fixed
-                    self._drop(dropped)
-                    per_image, fixed = self.kept_per_image, self.kept_fixed
-                if what is None:
-                    pending[child.path] = []
-                else:
+                if what is not None:
                     t = x if what == "input" else y
-                    pending[child.path] = [t]
+                    line_keeps[id(child)] = t
                     t.kept += 1
                     if t.kept == 1:   # (kept_count is for detail_batch: not kept here)
                         per_image += t.per_image
@@ -455,14 +449,14 @@ class _Walk:
         return x, shape, owned
 
     def backward_lines(self, node: Sequence, dy: Tensor | None) -> Tensor | None:
-        rows, pending, lines, held = self.rows, self.pending, self.lines, self.held
+        rows, line_keeps, lines, held = self.rows, self.line_keeps, self.lines, self.held
         size, first = self.size, self.first
         per_image, fixed = self.kept_per_image, self.kept_fixed
         for child in reversed(node.children):
             if dy is None:
                 break
             row = rows[child.path] if type(child) is Leaf else None
-            if row is None or row.type not in _LINES_DX:
+            if row is None or row.type not in _LINES:
                 self.kept_per_image, self.kept_fixed = per_image, fixed
                 dy = self.backward(child, dy)
                 per_image, fixed = self.kept_per_image, self.kept_fixed
@@ -472,6 +466,8 @@ class _Walk:
                 dx = None
             elif kind in ("flatten", "to_sequence"):
                 dx = dy
+            elif kind in ("pad", "conv2d"):   # a view of dy, or spare values: dx() says
+                dx = self.dx(child, row, dy)
             else:
                 dx = Tensor("", math.prod(row.input_shape) * size)
             if held:
@@ -485,13 +481,12 @@ class _Walk:
                     a += dx.per_image
                     b += dx.fixed
                 lines.add((a, b))
-            dropped = pending.pop(child.path, None)
-            if dropped:
-                for t in dropped:
-                    t.kept -= 1
-                    if not t.kept:
-                        per_image -= t.per_image
-                        fixed -= t.fixed
+            t = line_keeps.pop(id(child), None)
+            if t is not None:
+                t.kept -= 1
+                if not t.kept:
+                    per_image -= t.per_image
+                    fixed -= t.fixed
             dy = dx
         self.kept_per_image, self.kept_fixed = per_image, fixed
         return dy
@@ -570,13 +565,17 @@ def _unpadded_stride1(leaf: Leaf, row: Row) -> bool:
 
 
 # ---- the public functions ----------------------------------------------------------------------
-def _run(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None = None
-         ) -> _Walk:
+def _rows(analysis: Analysis) -> dict[Path, Row]:
+    return {r.path: r for r in analysis.rows}
+
+
+def _run(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None = None,
+         rows: dict[Path, Row] | None = None) -> _Walk:
     """One walk of an inference pass or a training step: its `steps` with detail_batch,
-    else its `lines`."""
+    else its `lines`. rows: _rows(analysis), when the caller walks more than once."""
     if mode not in MODES:
         raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
-    walk = _Walk(analysis, mode == "training", itemsize, detail_batch)
+    walk = _Walk(analysis, mode == "training", itemsize, detail_batch, rows)
     net = analysis.network
     # The walk makes no reference cycles, but its hundreds of thousands of live tensors
     # and lists would set off full collections that traverse the whole analysis too
@@ -603,9 +602,10 @@ def _walk(analysis: Analysis, mode: str, itemsize: int, detail_batch: int
     return _run(analysis, mode, itemsize, detail_batch).steps
 
 
-def _lines(analysis: Analysis, mode: str, itemsize: int) -> set[tuple[int, int]]:
+def _lines(analysis: Analysis, mode: str, itemsize: int,
+           rows: dict[Path, Row] | None = None) -> set[tuple[int, int]]:
     """The distinct (bytes per image held, fixed bytes held) over the steps."""
-    return _run(analysis, mode, itemsize).lines
+    return _run(analysis, mode, itemsize, rows=rows).lines
 
 
 def static_bytes(analysis: Analysis, mode: str, optimizer: str | None, itemsize: int) -> int:
@@ -646,9 +646,9 @@ class Envelope:
 
 
 def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
-             dtype: str | None = None) -> Envelope:
+             dtype: str | None = None, rows: dict[Path, Row] | None = None) -> Envelope:
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
-    lines = _lines(analysis, mode, itemsize)
+    lines = _lines(analysis, mode, itemsize, rows)
     return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
 
 
@@ -657,8 +657,9 @@ def envelopes(analysis: Analysis, optimizers=None, dtype: str | None = None
     """(inference's envelope, training's per optimizer): one walk of the training step
     serves every optimizer, which differ in their static bytes only."""
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
-    training = envelope(analysis, "training", "sgd", dtype)
-    return envelope(analysis, "inference", None, dtype), {
+    rows = _rows(analysis)   # both walks look layers up in it
+    training = envelope(analysis, "training", "sgd", dtype, rows)
+    return envelope(analysis, "inference", None, dtype, rows), {
         opt: Envelope(static_bytes(analysis, "training", opt, itemsize), training.lines)
         for opt in optimizers or OPTIMIZER_COPIES}
 
@@ -668,12 +669,14 @@ def peaks(analysis: Analysis, batch: int = 1, dtype: str = "float32") -> Peaks:
     if dtype not in DTYPE_BYTES:
         raise ArchcalcError(f"unknown dtype '{dtype}'", fix="float16, float32 or float64")
     inference, training = envelopes(analysis, dtype=dtype)
-    # every optimizer's envelope has the same lines (envelopes): their max is taken once,
-    # env.peak(batch) = env.static + that max
-    lines = next(iter(training.values())).lines
-    held = max(a * batch + b for a, b in lines)
+    # every optimizer's envelope shares one list of lines (envelopes): its max is taken
+    # once, env.peak(batch) = env.static + that max
+    held: dict[int, int] = {}
+    for env in training.values():
+        if id(env.lines) not in held:
+            held[id(env.lines)] = max([a * batch + b for a, b in env.lines])
     return Peaks(batch, dtype, inference.peak(batch),
-                 {opt: env.static + held for opt, env in training.items()})
+                 {opt: env.static + held[id(env.lines)] for opt, env in training.items()})
 
 
 def peak_fields(analysis: Analysis) -> dict:
