@@ -158,7 +158,7 @@ class _Walk:
     """Replays the executor's forward (and backward) on shapes: one Step per layer/merge."""
 
     def __init__(self, analysis: Analysis, training: bool, itemsize: int,
-                 detail_batch: int | None = None, rows: dict[Path, Row] | None = None) -> None:
+                 detail_batch: int | None = None, rows: _Rows | None = None) -> None:
         self.analysis = analysis
         # Each step's sums of what it holds are kept as tensors come and go, not summed
         # again at every step, so a 100,000-layer training walk stays linear. detail_batch:
@@ -172,7 +172,8 @@ class _Walk:
         self.kept_fixed = 0
         self.kept_heap: list[tuple[int, int, Tensor]] = []  # (−bytes, order, tensor)
         self.order = 0
-        self.rows = _rows(analysis) if rows is None else rows
+        self.layout = _Rows(analysis) if rows is None else rows
+        self.rows = self.layout.by_path
         self.training = training
         self.size = itemsize
         self.held: list[Tensor] = []              # held by an enclosing merge
@@ -401,11 +402,10 @@ class _Walk:
     # training step is 300,000 steps; tests/test_peak_fastpath.py holds these loops equal
     # to the detail walk's steps on every bundled spec and on random ones.
     def forward_lines(self, node: Sequence, x: Tensor, shape, owned: bool):
-        rows, line_keeps, lines, held = self.rows, self.line_keeps, self.lines, self.held
+        line_keeps, lines, held = self.line_keeps, self.lines, self.held
         training, size = self.training, self.size
         per_image, fixed = self.kept_per_image, self.kept_fixed
-        for child in node.children:
-            row = rows[child.path] if type(child) is Leaf else None
+        for child, row in zip(node.children, self.layout.children(node)):
             if row is None or row.type not in _LINES:
                 self.kept_per_image, self.kept_fixed = per_image, fixed
                 x, shape, owned = self.forward(child, x, shape, owned)
@@ -449,13 +449,12 @@ class _Walk:
         return x, shape, owned
 
     def backward_lines(self, node: Sequence, dy: Tensor | None) -> Tensor | None:
-        rows, line_keeps, lines, held = self.rows, self.line_keeps, self.lines, self.held
+        line_keeps, lines, held = self.line_keeps, self.lines, self.held
         size, first = self.size, self.first
         per_image, fixed = self.kept_per_image, self.kept_fixed
-        for child in reversed(node.children):
+        for child, row in zip(reversed(node.children), reversed(self.layout.children(node))):
             if dy is None:
                 break
-            row = rows[child.path] if type(child) is Leaf else None
             if row is None or row.type not in _LINES:
                 self.kept_per_image, self.kept_fixed = per_image, fixed
                 dy = self.backward(child, dy)
@@ -565,14 +564,28 @@ def _unpadded_stride1(leaf: Leaf, row: Row) -> bool:
 
 
 # ---- the public functions ----------------------------------------------------------------------
-def _rows(analysis: Analysis) -> dict[Path, Row]:
-    return {r.path: r for r in analysis.rows}
+class _Rows:
+    """An analysis' rows by path, and by position among each Sequence's children (None for
+    a merge or a sequence): what the walks over one analysis look up, made once for all."""
+
+    def __init__(self, analysis: Analysis) -> None:
+        self.by_path: dict[Path, Row] = {r.path: r for r in analysis.rows}
+        self.sequences: dict[int, list[Row | None]] = {}   # id(Sequence) → its rows
+
+    def children(self, node: Sequence) -> list[Row | None]:
+        found = self.sequences.get(id(node))
+        if found is None:
+            by_path = self.by_path
+            self.sequences[id(node)] = found = [
+                by_path[child.path] if type(child) is Leaf else None
+                for child in node.children]
+        return found
 
 
 def _run(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None = None,
-         rows: dict[Path, Row] | None = None) -> _Walk:
+         rows: _Rows | None = None) -> _Walk:
     """One walk of an inference pass or a training step: its `steps` with detail_batch,
-    else its `lines`. rows: _rows(analysis), when the caller walks more than once."""
+    else its `lines`. rows: _Rows(analysis), when the caller walks more than once."""
     if mode not in MODES:
         raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
     walk = _Walk(analysis, mode == "training", itemsize, detail_batch, rows)
@@ -603,7 +616,7 @@ def _walk(analysis: Analysis, mode: str, itemsize: int, detail_batch: int
 
 
 def _lines(analysis: Analysis, mode: str, itemsize: int,
-           rows: dict[Path, Row] | None = None) -> set[tuple[int, int]]:
+           rows: _Rows | None = None) -> set[tuple[int, int]]:
     """The distinct (bytes per image held, fixed bytes held) over the steps."""
     return _run(analysis, mode, itemsize, rows=rows).lines
 
@@ -646,8 +659,13 @@ class Envelope:
 
 
 def envelope(analysis: Analysis, mode: str, optimizer: str | None = None,
-             dtype: str | None = None, rows: dict[Path, Row] | None = None) -> Envelope:
+             dtype: str | None = None) -> Envelope:
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
+    return _envelope(analysis, mode, optimizer, itemsize, _Rows(analysis))
+
+
+def _envelope(analysis: Analysis, mode: str, optimizer: str | None, itemsize: int,
+              rows: _Rows) -> Envelope:
     lines = _lines(analysis, mode, itemsize, rows)
     return Envelope(static_bytes(analysis, mode, optimizer, itemsize), sorted(lines))
 
@@ -657,9 +675,9 @@ def envelopes(analysis: Analysis, optimizers=None, dtype: str | None = None
     """(inference's envelope, training's per optimizer): one walk of the training step
     serves every optimizer, which differ in their static bytes only."""
     itemsize = DTYPE_BYTES[dtype or analysis.totals.dtype]
-    rows = _rows(analysis)   # both walks look layers up in it
-    training = envelope(analysis, "training", "sgd", dtype, rows)
-    return envelope(analysis, "inference", None, dtype, rows), {
+    rows = _Rows(analysis)   # both walks look layers up in it
+    training = _envelope(analysis, "training", "sgd", itemsize, rows)
+    return _envelope(analysis, "inference", None, itemsize, rows), {
         opt: Envelope(static_bytes(analysis, "training", opt, itemsize), training.lines)
         for opt in optimizers or OPTIMIZER_COPIES}
 
