@@ -47,6 +47,13 @@ ODD = [
     "a: {b: c?d}\n", "a: [c?d]\n", "a: {b?: 1}\n", "a: [x ?y]\n", "a: {b: 1 ?}\n",
     "a:\t1\n", "a: b\tc\n", "a: [1,\t2]\n", "- a\t# c\n", "a: \t\n", "a: {b:\t1}\n",
     "a: |#x\n  b\n", "a: >-#\n  b\n", "a: | #c\n  b\n", "# what?\na: [1, 2]\n",
+    # ... and these, found by a hostile review: a byte-order mark past the start (libyaml
+    # skips it where a token starts), a bare `!` tag on an empty value ('' against null).
+    "a: 1\n\ufeffb: 2\n", "a: {b: \ufeff1}\n", "# c\ufeff\na: 1\n", "a:\n  \ufeff- 1\n",
+    "a: !\n", "a: [!, 1]\n", "a: {b: !}\n", "a: ! x\n",
+    # tagged values the tag cannot hold, and a plain scalar that only looks like a number
+    "a: !!bool maybe\n", "a: !!bool ''\n", "a: !!int ''\n", "a: !!int _\n", "a: !!float _\n",
+    "a: !!int 0b\n", "a: .\n", "a: 0x_\n",
 ]
 ODD_JSON = ['{"a": 1, "a": 2}', '{"a": [1, 2,]}', '{"' + "k" * 1100 + '": 1}', '[1, 2',
             '{"a":\t1}', '{"a": 1e309}', '{"a": NaN}', "[" * 600 + "]" * 600]
@@ -167,3 +174,16 @@ def test_an_alias_bomb_is_counted_not_built(monkeypatch, pure):
     monkeypatch.setenv("ARCHCALC_MAX_SPEC_NODES", str(10**9))
     value = parse_text("a: " + laughs(6) + "\n", pure=pure)["a"]
     assert value[5][0] is value[5][1]  # an alias is its anchor's value, not a copy
+
+
+@pytest.mark.parametrize("text", ["a: !!bool maybe\n", "a: !!bool\n", "a: !!int ''\n",
+                                  "a: !!int _\n", "a: !!float _\n", "a: .\n", "a: 0x_\n"])
+@pytest.mark.parametrize("pure", [False, True])
+def test_a_value_its_tag_cannot_hold_is_one_line_with_its_line(text, pure):
+    """PyYAML's constructors raise KeyError/IndexError/ValueError on these: before, an
+    'internal error' (or a message without a line); now the value, its column and line."""
+    with pytest.raises(SpecError) as caught:
+        parse_text("name: t\n" + text, pure=pure)
+    message = str(caught.value)
+    assert "line 2" in message and "column 4" in message, message
+    assert "is not a value the tag" in message or "reads as a number" in message, message

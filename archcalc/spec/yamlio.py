@@ -71,9 +71,12 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _Res
 # Where libyaml reads more than PyYAML's parser does: a tab after a token or inside a plain
 # scalar (`a:<tab>1`, `[1,<tab>2]`), and a '?' inside a plain scalar in a flow collection
 # (`[c?d]`, `{b: 1 ?}`), and a comment right after a block scalar's indicator (`|#`), which
-# PyYAML refuses. A text with any of them is read by the pure-Python parser, whose reading is
-# the reference (fuzzing the bundled specs, 6,000 mutations, found no other case).
-_LIBYAML_READS_MORE = re.compile("[\t?]|[|>][-+0-9]*#")
+# PyYAML refuses. Two more found by a hostile review: a byte-order mark (U+FEFF) past the
+# file's start, which libyaml skips where a token starts and PyYAML reads as text, and a bare
+# `!` tag, whose empty value libyaml reads as '' and PyYAML as null. A text with any of them is
+# read by the pure-Python parser, whose reading is the reference (fuzzing the bundled specs,
+# 6,000 mutations, found no other case).
+_LIBYAML_READS_MORE = re.compile("[\t?\ufeff]|[|>][-+0-9]*#|(?<![^\\s\\[{,:])!(?=[\\s,\\]}]|\\Z)")
 
 
 def _events(text: str, pure: bool, json_mode: bool = False) -> Any:
@@ -82,7 +85,8 @@ def _events(text: str, pure: bool, json_mode: bool = False) -> Any:
     reading anything, at the character's own position; libyaml would count UTF-8 bytes,
     later), and no tab or '?' (_LIBYAML_READS_MORE; in JSON a '?' is inside a string)."""
     if (pure or _CParser is None or yaml.reader.Reader.NON_PRINTABLE.search(text)
-            or (_LIBYAML_READS_MORE.search(text) if not json_mode else "\t" in text)):
+            or (_LIBYAML_READS_MORE.search(text) if not json_mode
+                else "\t" in text or "\ufeff" in text)):
         return _Loader(text)
     return _CParser(text)
 
@@ -333,7 +337,21 @@ class _Builder:
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
                                style=event.style or None)
         build = _CONSTRUCTORS.get(tag) or _CONSTRUCTORS[None]  # None: construct_undefined
-        return build(_SCALARS, node)
+        try:
+            return build(_SCALARS, node)
+        except (KeyError, IndexError, ValueError) as exc:  # `!!bool maybe`, `!!int ''`, `.`
+            if isinstance(exc, ValueError) and "digits" in str(exc):
+                raise  # an int past Python's 4300-digit limit: _yaml_error says so
+            where = f"'{echo(event.value, 40)}' (column {event.start_mark.column + 1})"
+            if event.tag is None:  # a plain scalar that only looks like a number: `.`
+                raise SpecError(f"{where} reads as a number but is not one",
+                                line=event.start_mark.line + 1,
+                                fix="write the number, or quote it if it is text") from None
+            shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith(
+                "tag:yaml.org,2002:") else tag
+            raise SpecError(f"{where} is not a value the tag {shown} can hold",
+                            line=event.start_mark.line + 1,
+                            fix="remove the tag, or write a value of its type") from None
 
     def _alias(self, event: Any) -> tuple:
         target = self.anchors.get(event.anchor)
