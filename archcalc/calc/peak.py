@@ -183,7 +183,10 @@ class _Walk:
         self.line_keeps: dict[int, Tensor] = {}
         self.steps: list[tuple[str, str, tuple, int, int]] = []  # with detail_batch
         self.out_shapes: dict[Path, list[tuple[int, ...]]] = {}  # merge → branch outputs
-        self.lines: set[tuple[int, int]] = set()  # (per_image, fixed) per step, without
+        # (per_image, fixed) per step, without detail_batch: a dict, not a set, so that
+        # the distinct lines stay in the order the steps made them, runs that rise through
+        # the forward and fall through the backward, which sorted() merges in linear time
+        self.lines: dict[tuple[int, int], None] = {}
         self.first = (analysis.network.root.children[0]
                       if analysis.network.root.children else None)
 
@@ -200,7 +203,7 @@ class _Walk:
             if self.held:
                 tensors = self.held + tensors
             per_image, fixed = self.sums(self.kept_per_image, self.kept_fixed, tensors)
-            self.lines.add((per_image, fixed))
+            self.lines[per_image, fixed] = None
         if done is not None:
             dropped = self.pending.pop(done, None)
             if dropped is not None:
@@ -428,7 +431,7 @@ class _Walk:
                         per_image += t.per_image
                         fixed += t.fixed
             if held:
-                lines.add(self.sums(per_image, fixed, held + [x, y]))
+                lines[self.sums(per_image, fixed, held + [x, y])] = None
             else:
                 a, b = per_image, fixed
                 if not x.kept:
@@ -437,7 +440,7 @@ class _Walk:
                 if y is not x and not y.kept:
                     a += y.per_image
                     b += y.fixed
-                lines.add((a, b))
+                lines[a, b] = None
             shape = row.output_shape
             # network.py _leaf: an array a backward reads is no longer free to overwrite
             if training and (kind in IN_PLACE or (y is x and kind in KEEPS_INPUT)):
@@ -470,7 +473,7 @@ class _Walk:
             else:
                 dx = Tensor("", math.prod(row.input_shape) * size)
             if held:
-                lines.add(self.sums(per_image, fixed, held + [dy, dx]))
+                lines[self.sums(per_image, fixed, held + [dy, dx])] = None
             else:
                 a, b = per_image, fixed
                 if not dy.kept:
@@ -479,7 +482,7 @@ class _Walk:
                 if dx is not None and dx is not dy and not dx.kept:
                     a += dx.per_image
                     b += dx.fixed
-                lines.add((a, b))
+                lines[a, b] = None
             t = line_keeps.pop(id(child), None)
             if t is not None:
                 t.kept -= 1
@@ -616,8 +619,9 @@ def _walk(analysis: Analysis, mode: str, itemsize: int, detail_batch: int
 
 
 def _lines(analysis: Analysis, mode: str, itemsize: int,
-           rows: _Rows | None = None) -> set[tuple[int, int]]:
-    """The distinct (bytes per image held, fixed bytes held) over the steps."""
+           rows: _Rows | None = None) -> dict[tuple[int, int], None]:
+    """The distinct (bytes per image held, fixed bytes held) over the steps, as the keys
+    of a dict, in the order the steps first made them."""
     return _run(analysis, mode, itemsize, rows=rows).lines
 
 
