@@ -36,6 +36,11 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "MAX_SPEC_DEPTH": (500, "nesting depth of a spec (lists, mappings, blocks, repeats)"),
     "MAX_LAYERS": (100_000, "layers in a resolved spec (repeats and blocks unrolled)"),
     "MAX_NAME_CHARS": (1000, "characters in one layer name of a spec"),
+    # Every row carries its full path (table, JSON, errors): at 100,000 rows, each 1,000
+    # characters of path cost ~330 MB in `summary` (measured: 1,010-character paths 497 MB,
+    # 2,010-character paths 799 MB, short ones 160 MB). Real paths are under 100 characters.
+    "MAX_PATH_CHARS": (1000, "characters in one layer's full path (its scopes' names joined "
+                             "by the separator)"),
     # 2 × MAX_LAYERS and room: `repeat: 100000` of one layer costs 200,001 (a step and an
     # item each); it also bounds merge rows (add/concat), which the forecast does not count
     # as layers.

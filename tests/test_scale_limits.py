@@ -71,6 +71,26 @@ def test_the_limits_still_refuse_just_past_them(default_limits):
         parse_text("a: &a [" + "1, " * 1000 + "]\nb: [" + "*a, " * uses + "]\n")
 
 
+def test_a_row_path_past_max_path_chars_is_refused_at_its_layer(default_limits):
+    """Every row carries its full path: a 74 KB file of 50 nested 999-character scopes around
+    `repeat: 100000` held 5.2 GB. The path is bounded; one character less is accepted."""
+    from archcalc.errors import SpecError
+
+    most = limit("MAX_PATH_CHARS")
+
+    def spec(outer: int, repeats: int = 3) -> str:  # path: outer + '.0.' + relu1 (8 more)
+        return ("name: t\ninput: [4, 8, 8]\nlayers:\n"
+                f"  - {'a' * outer}:\n      repeat: 1\n      layers:\n"
+                f"        - {{repeat: {repeats}, layers: [relu]}}\n")
+
+    net = loads(spec(most - len(".0.0.relu1")))
+    assert max(len(net.display(leaf.path)) for leaf in net.leaves()) == most
+    with pytest.raises(SpecError, match=f"a layer path of {most + 1:,} characters: paths have "
+                                        f"at most {most:,}") as caught:
+        loads(spec(most - len(".0.0.relu1") + 1, repeats=100_000))
+    assert "ARCHCALC_MAX_PATH_CHARS" in str(caught.value) and "line 7" in str(caught.value)
+
+
 # ---- the table of a long network ---------------------------------------------------------------
 def _long_analysis(layers: int = 2_600):
     text = ("name: long\ninput: [3, 16, 16]\nlayers:\n  - repeat: " + str(layers // 4) + "\n"

@@ -141,10 +141,13 @@ def _key_line(mapping: Any, key: str) -> int | None:
 class _Scope:
     """Names used in one scope and the per-prefix counters for derived names."""
 
-    def __init__(self, path: Path, separator: str, max_name: int) -> None:
+    def __init__(self, path: Path, separator: str, max_name: int,
+                 max_path: int | None = None) -> None:
         self.path = path
         self.separator = separator
         self.max_name = max_name  # MAX_NAME_CHARS, read once per spec, not once per name
+        self.max_path = max_path if max_path is not None else limit("MAX_PATH_CHARS")
+        self.chars = len(separator.join(path))  # this scope's part of every path in it
         self.counters: Counter[str] = Counter()
         self.used: set[str] = set()
 
@@ -184,7 +187,16 @@ class _Scope:
         return name
 
     def child(self, name: str) -> "_Scope":
-        return _Scope(self.path + (name,), self.separator, self.max_name)
+        return _Scope(self.path + (name,), self.separator, self.max_name, self.max_path)
+
+    def check_path(self, name: str, line: int | None) -> None:
+        """Refuse a row whose full path is longer than MAX_PATH_CHARS: every row carries
+        its path, so 100,000 rows of 50 KB paths (a 74 KB file) would hold gigabytes."""
+        length = self.chars + (len(self.separator) if self.path else 0) + len(name)
+        if length > self.max_path:
+            raise SpecError(f"a layer path of {length:,} characters: paths have at most "
+                            f"{self.max_path:,}", line=line, layer=self.display(name),
+                            fix="shorter names or less nesting; " + raise_hint("MAX_PATH_CHARS"))
 
 
 class Resolver:
@@ -383,6 +395,8 @@ class Resolver:
         leaf_name = scope.claim(name, line) if name is not None else scope.derive(
             NAME_PREFIX[params["type"]])
         params["name"] = leaf_name
+        if scope.chars + len(leaf_name) >= scope.max_path:  # the cheap test first
+            scope.check_path(leaf_name, line)
         spec = validate_leaf(params, line=line, layer=lambda: scope.display(leaf_name),
                              args=self.args[-1] if self.args else None)
         path = scope.path + (leaf_name,)
@@ -423,6 +437,7 @@ class Resolver:
             branches.append(Sequence(scope.path, children, "branch", bline))
         self._count_row(line)  # a merge is a row of its own: it counts against MAX_LAYERS too
         merge_name = scope.claim(name, line) if name is not None else scope.derive(mode)
+        scope.check_path(merge_name, line)
         path = scope.path + (merge_name,)
         if line:
             self.lines[path] = line
