@@ -36,14 +36,12 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "MAX_SPEC_DEPTH": (500, "nesting depth of a spec (lists, mappings, blocks, repeats)"),
     "MAX_LAYERS": (100_000, "layers in a resolved spec (repeats and blocks unrolled)"),
     "MAX_NAME_CHARS": (1000, "characters in one layer name of a spec"),
-    # Every row carries its full path (table, JSON, errors): at 100,000 rows, each 1,000
-    # characters of path cost ~330 MB in `summary` (measured: 1,010-character paths 497 MB,
-    # 2,010-character paths 799 MB, short ones 160 MB). Real paths are under 100 characters.
-    "MAX_PATH_CHARS": (1000, "characters in one layer's full path (its scopes' names joined "
-                             "by the separator)"),
-    # 2 × MAX_LAYERS and room: `repeat: 100000` of one layer costs 200,001 (a step and an
-    # item each); it also bounds merge rows (add/concat), which the forecast does not count
-    # as layers.
+    # Every row carries its full path (table, JSON, errors): in `summary` each million
+    # characters of all rows' paths together cost ~3.3 MB (measured at 100,000 rows: paths of
+    # 1,010 characters 497 MB, of 2,010 characters 799 MB, short ones 160 MB). A path may be
+    # long (500 nested blocks make 2,500 characters); the sum over the rows is what is bounded.
+    "MAX_PATH_CHARS": (50_000_000, "characters of all the rows' full paths together (each "
+                                   "row's scope names joined by the separator)"),
     "MAX_UNROLLED": (202_000, "items, repetitions and substituted values a spec's repeats "
                                   "and block uses unroll to, all together"),
     # Model files read by the importers (archcalc.importers): refused by size before parsing

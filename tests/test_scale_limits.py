@@ -71,24 +71,32 @@ def test_the_limits_still_refuse_just_past_them(default_limits):
         parse_text("a: &a [" + "1, " * 1000 + "]\nb: [" + "*a, " * uses + "]\n")
 
 
-def test_a_row_path_past_max_path_chars_is_refused_at_its_layer(default_limits):
+def test_the_rows_paths_together_past_max_path_chars_are_refused(default_limits, monkeypatch):
     """Every row carries its full path: a 74 KB file of 50 nested 999-character scopes around
-    `repeat: 100000` held 5.2 GB. The path is bounded; one character less is accepted."""
+    `repeat: 100000` held 5.2 GB. The sum of the rows' path lengths is bounded; at the limit
+    the spec loads, one character past it is refused at the row that passes it."""
     from archcalc.errors import SpecError
 
-    most = limit("MAX_PATH_CHARS")
-
-    def spec(outer: int, repeats: int = 3) -> str:  # path: outer + '.0.' + relu1 (8 more)
+    def spec(repeats: int) -> str:  # each path: 'a' * 989 + '.0.' + '<i>' + '.relu1'
         return ("name: t\ninput: [4, 8, 8]\nlayers:\n"
-                f"  - {'a' * outer}:\n      repeat: 1\n      layers:\n"
+                f"  - {'a' * 989}:\n      repeat: 1\n      layers:\n"
                 f"        - {{repeat: {repeats}, layers: [relu]}}\n")
 
-    net = loads(spec(most - len(".0.0.relu1")))
-    assert max(len(net.display(leaf.path)) for leaf in net.leaves()) == most
-    with pytest.raises(SpecError, match=f"a layer path of {most + 1:,} characters: paths have "
-                                        f"at most {most:,}") as caught:
-        loads(spec(most - len(".0.0.relu1") + 1, repeats=100_000))
+    net = loads(spec(9))
+    total = sum(len(net.display(leaf.path)) for leaf in net.leaves())
+    monkeypatch.setenv("ARCHCALC_MAX_PATH_CHARS", str(total))
+    assert len(list(loads(spec(9)).leaves())) == 9
+    with pytest.raises(SpecError, match=f"the layers' full paths add up to more than "
+                                        f"{total:,} characters") as caught:
+        loads(spec(10))
     assert "ARCHCALC_MAX_PATH_CHARS" in str(caught.value) and "line 7" in str(caught.value)
+    assert ".0.9.relu1" in str(caught.value)  # the tenth row is the one past it
+    # A deep path alone is no problem: 490 nested blocks (a 2,300-character path) load.
+    monkeypatch.delenv("ARCHCALC_MAX_PATH_CHARS")
+    blocks = "".join(f"  b{i}:\n    layers: [b{i + 1}]\n" for i in range(490))
+    deep = loads(f"name: t\ninput: [1, 4, 4]\nblocks:\n{blocks}  b490:\n    layers: [relu]\n"
+                 "layers: [b0]\n")
+    assert len(deep.display(next(deep.leaves()).path)) > 2_000
 
 
 # ---- the table of a long network ---------------------------------------------------------------

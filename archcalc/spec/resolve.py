@@ -141,12 +141,10 @@ def _key_line(mapping: Any, key: str) -> int | None:
 class _Scope:
     """Names used in one scope and the per-prefix counters for derived names."""
 
-    def __init__(self, path: Path, separator: str, max_name: int,
-                 max_path: int | None = None) -> None:
+    def __init__(self, path: Path, separator: str, max_name: int) -> None:
         self.path = path
         self.separator = separator
         self.max_name = max_name  # MAX_NAME_CHARS, read once per spec, not once per name
-        self.max_path = max_path if max_path is not None else limit("MAX_PATH_CHARS")
         self.chars = len(separator.join(path))  # this scope's part of every path in it
         self.counters: Counter[str] = Counter()
         self.used: set[str] = set()
@@ -187,16 +185,11 @@ class _Scope:
         return name
 
     def child(self, name: str) -> "_Scope":
-        return _Scope(self.path + (name,), self.separator, self.max_name, self.max_path)
+        return _Scope(self.path + (name,), self.separator, self.max_name)
 
-    def check_path(self, name: str, line: int | None) -> None:
-        """Refuse a row whose full path is longer than MAX_PATH_CHARS: every row carries
-        its path, so 100,000 rows of 50 KB paths (a 74 KB file) would hold gigabytes."""
-        length = self.chars + (len(self.separator) if self.path else 0) + len(name)
-        if length > self.max_path:
-            raise SpecError(f"a layer path of {length:,} characters: paths have at most "
-                            f"{self.max_path:,}", line=line, layer=self.display(name),
-                            fix="shorter names or less nesting; " + raise_hint("MAX_PATH_CHARS"))
+    def path_chars(self, name: str) -> int:
+        """The length of `name`'s full path in this scope (as Network.display joins it)."""
+        return self.chars + (len(self.separator) if self.path else 0) + len(name)
 
 
 class Resolver:
@@ -211,6 +204,8 @@ class Resolver:
         self.rows_made = 0
         self.max_layers = limit("MAX_LAYERS")
         self.max_name = limit("MAX_NAME_CHARS")
+        self.max_path_chars = limit("MAX_PATH_CHARS")
+        self.path_chars = 0  # of every row made so far
         self.max_depth = max_depth()
         # The argument names of the block being expanded (None: not inside a block), innermost
         # last, to explain a formula that did not compute.
@@ -225,6 +220,16 @@ class Resolver:
         if self.rows_made > self.max_layers:
             raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers",
                             line=line, fix=raise_hint("MAX_LAYERS"))
+
+    def _count_path(self, scope: _Scope, name: str, line: int | None) -> None:
+        """Every row carries its full path (table, JSON): their sum is bounded, so that 100,000
+        rows of 50 KB paths (a 74 KB file) cannot hold gigabytes."""
+        self.path_chars += scope.path_chars(name)
+        if self.path_chars > self.max_path_chars:
+            raise SpecError(f"the layers' full paths add up to more than "
+                            f"{self.max_path_chars:,} characters", line=line,
+                            layer=scope.display(name),
+                            fix="shorter names or less nesting; " + raise_hint("MAX_PATH_CHARS"))
 
     def _check_block(self, name: Any, definition: Any) -> None:
         line = line_of(definition)
@@ -395,8 +400,7 @@ class Resolver:
         leaf_name = scope.claim(name, line) if name is not None else scope.derive(
             NAME_PREFIX[params["type"]])
         params["name"] = leaf_name
-        if scope.chars + len(leaf_name) >= scope.max_path:  # the cheap test first
-            scope.check_path(leaf_name, line)
+        self._count_path(scope, leaf_name, line)
         spec = validate_leaf(params, line=line, layer=lambda: scope.display(leaf_name),
                              args=self.args[-1] if self.args else None)
         path = scope.path + (leaf_name,)
@@ -437,7 +441,7 @@ class Resolver:
             branches.append(Sequence(scope.path, children, "branch", bline))
         self._count_row(line)  # a merge is a row of its own: it counts against MAX_LAYERS too
         merge_name = scope.claim(name, line) if name is not None else scope.derive(mode)
-        scope.check_path(merge_name, line)
+        self._count_path(scope, merge_name, line)
         path = scope.path + (merge_name,)
         if line:
             self.lines[path] = line
