@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from archcalc.calc import analyze
 from archcalc.calc.analyze import DTYPE_BYTES
 from archcalc.calc.peak import (
-    MODES, TOP, _Walk, _lines, envelope, peaks, prod, Tensor, timeline)
+    MODES, TOP, Tensor, _lines, _replay, _Walk, envelope, peaks, timeline)
 from archcalc.errors import ShapeError
 from archcalc.spec import bundled_names, load, loads
 from test_peak import KINDS_SPEC
@@ -53,27 +53,15 @@ class _Ordered(list):
         self.append(line)
 
 
-def _run(walk: _Walk):
-    """The walk as archcalc.calc.peak._run runs it."""
-    net = walk.analysis.network
-    x = Tensor("input", prod(net.input_shape) * walk.size)
-    y, shape, _ = walk.forward(net.root, x, tuple(net.input_shape), True)
-    if walk.training:
-        dy = walk.new("d output", shape)
-        walk.record("loss", "backward", [y, dy])
-        walk.backward(net.root, dy)
-    return walk
-
-
 def assert_paths_agree(analysis, batches=(1, 3)) -> None:
     size = DTYPE_BYTES[analysis.totals.dtype]
     for mode in MODES:
         training = mode == "training"
         fast = _Walk(analysis, training, size)
         fast.lines = _Ordered()
-        fast_lines = _run(fast).lines
+        fast_lines = _replay(fast).lines
         for batch in batches:
-            ref = _run(_Reference(analysis, training, size, batch))
+            ref = _replay(_Reference(analysis, training, size, batch))
             detail = [(name, phase, per_image, fixed, count,
                        [-minus for minus, _, _ in largest])
                       for name, phase, (largest, count), per_image, fixed in ref.steps]

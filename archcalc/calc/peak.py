@@ -92,7 +92,6 @@ _LINES = {kind: {(): None, _INPUT: "input", _OUTPUT: "output"}[keeps]
           if keeps in ((), _INPUT, _OUTPUT) and kind not in RECURRENT}
 
 
-
 class Tensor:
     """One array: bytes per image and bytes the batch does not size; identity = buffer.
     kept: how many pending backwards keep it (its walk's count: a kept tensor is held
@@ -591,8 +590,12 @@ def _run(analysis: Analysis, mode: str, itemsize: int, detail_batch: int | None 
     else its `lines`. rows: _Rows(analysis), when the caller walks more than once."""
     if mode not in MODES:
         raise ArchcalcError(f"unknown mode '{mode}'", fix="inference or training")
-    walk = _Walk(analysis, mode == "training", itemsize, detail_batch, rows)
-    net = analysis.network
+    return _replay(_Walk(analysis, mode == "training", itemsize, detail_batch, rows))
+
+
+def _replay(walk: _Walk) -> _Walk:
+    """Runs `walk`: the forward, and in training the loss and the backward."""
+    net, itemsize = walk.analysis.network, walk.size
     # The walk makes no reference cycles, but its hundreds of thousands of live tensors
     # and lists would set off full collections that traverse the whole analysis too
     # (a third of a 100,000-layer training walk): the collector waits until it is done.
