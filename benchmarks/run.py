@@ -1,7 +1,9 @@
 """Every benchmark of issue 14 in one run, as one table of ratios against the peers.
 
-    python benchmarks/run.py            # the full run (about 10 minutes on 2 cores)
-    python benchmarks/run.py --quick    # fewer repetitions; Fashion-MNIST from its last full run
+    python benchmarks/run.py            # the full run: ~5 minutes, then Fashion-MNIST's five
+                                        # 10-epoch trainings (~20 minutes on 2 cores)
+    python benchmarks/run.py --quick    # fewer repetitions; Fashion-MNIST from its last full
+                                        # run (benchmarks/results/fashion.json)
     python benchmarks/run.py --only startup,scale --json runs/bench.json
 
 Each benchmark module gives `rows(quick)`: dicts with what was measured, archcalc's figure,
