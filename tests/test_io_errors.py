@@ -241,19 +241,25 @@ def test_ctrl_c_during_imports_is_one_line():
 
 
 @pytest.mark.parametrize("delay", [0.15, 0.4])
-def test_sigint_early_is_one_line(delay):
-    """A real SIGINT while the command is imported or just after: `check resnet152` loads the
-    spec language, then NumPy and the executor, and draws 60 million weights (over a second;
-    `archcalc list`, used before, now finishes within 0.15 s)."""
-    proc = subprocess.Popen([sys.executable, "-m", "archcalc", "check", "resnet152"],
+def test_sigint_early_is_one_line(delay, tmp_path):
+    """A real SIGINT while the command is imported or just after. `archcalc list`, used
+    before, now ends within 0.15 s: `validate` of a 60,000-layer spec reads and resolves for
+    about a second (pure Python, no worker threads)."""
+    spec = tmp_path / "long.yaml"
+    spec.write_text("name: long\ninput: [16]\nlayers:\n" + "  - dense: 16\n  - relu\n" * 30_000,
+                    encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "archcalc", "validate", str(spec)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
-        pytest.fail(f"`archcalc check resnet152` finished within {delay} s: the test needs a "
-                    "slower command")
-    assert proc.returncode == 130, err
+        pytest.fail(f"`archcalc validate` of 60,000 layers finished within {delay} s: the test "
+                    "needs a slower command")
+    # 130, or killed by SIGINT itself (-2; a shell shows both as 130): about 1 run in 16, the
+    # interpreter ends the process by SIGINT after archcalc handled the interrupt and asked
+    # for 130 (seen with the code before issue 14 too; an open issue).
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert err.strip().splitlines() == ["interrupted"], err
 
 
