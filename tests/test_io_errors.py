@@ -248,14 +248,18 @@ def test_sigint_early_is_one_line(delay, tmp_path):
     spec = tmp_path / "long.yaml"
     spec.write_text("name: long\ninput: [16]\nlayers:\n" + "  - dense: 16\n  - relu\n" * 30_000,
                     encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "archcalc", "validate", str(spec)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    if proc.returncode == 0:
-        pytest.fail(f"`archcalc validate` of 60,000 layers finished within {delay} s: the test "
-                    "needs a slower command")
+    for _ in range(3):  # a SIGINT that lands in a finalizer is "ignored" by CPython: again
+        proc = subprocess.Popen([sys.executable, "-m", "archcalc", "validate", str(spec)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=ENV)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:
+            break
+    else:
+        pytest.fail(f"`archcalc validate` of 60,000 layers finished three times although "
+                    f"interrupted after {delay} s: {err[-300:]}")
     # 130, or killed by SIGINT itself (-2; a shell shows both as 130): about 1 run in 16, the
     # interpreter ends the process by SIGINT after archcalc handled the interrupt and asked
     # for 130 (seen with the code before issue 14 too; an open issue).
