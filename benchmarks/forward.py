@@ -40,8 +40,10 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 
 from archcalc.calc import analyze  # noqa: E402
+from machine import cpu_model  # noqa: E402
 from archcalc.nn import build  # noqa: E402
 from archcalc.spec import bundled_names, load  # noqa: E402
 from archcalc.spec.layers import IN_PLACE, explicit_pads, pair, same_pads  # noqa: E402
@@ -55,17 +57,6 @@ except ImportError:  # the benchmark still runs, without the torch columns
 
 
 # ---- the machine ---------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def _openblas() -> ctypes.CDLL | None:
     """The OpenBLAS that numpy's wheels bundle (numpy.libs/), if that is numpy's BLAS."""
@@ -462,7 +453,7 @@ def print_machine(info: dict[str, Any]) -> None:
 
 
 def print_table(results: list[dict[str, Any]], gemm_n: int) -> None:
-    print(f"GEMM GF/s = the same product timed in turns with each network's runs (same load); "
+    print("GEMM GF/s = the same product timed in turns with each network's runs (same load); "
           "np conv = the executor's conv layers alone")
     head = (f"{'network':<13}{'batch':>6}{'GFLOP':>7}{'numpy ms':>10}{'torch ms':>10}"
             f"{'np/torch':>9}{'GEMM GF/s':>10}{'np conv':>8}{'% GEMM':>7}{'torch conv':>11}"
