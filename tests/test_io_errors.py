@@ -240,6 +240,13 @@ def test_ctrl_c_during_imports_is_one_line():
     assert (proc.returncode, proc.stderr) == (130, "interrupted\n")
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT's default action. A test runner started in the background of a
+    non-interactive shell (`bash .ci/run &`) ignores SIGINT, and its children inherit that:
+    Python then never installs its handler, and the interrupt is lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("delay", [0.15, 0.4])
 def test_sigint_early_is_one_line(delay, tmp_path):
     """A real SIGINT while the command is imported or just after. `archcalc list`, used
@@ -251,7 +258,7 @@ def test_sigint_early_is_one_line(delay, tmp_path):
     for _ in range(3):  # a SIGINT that lands in a finalizer is "ignored" by CPython: again
         proc = subprocess.Popen([sys.executable, "-m", "archcalc", "validate", str(spec)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=ENV)
+                                env=ENV, preexec_fn=_default_sigint)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
