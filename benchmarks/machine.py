@@ -8,12 +8,13 @@ each of that process alone (os.wait4 gives one child's own rusage).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from dataclasses import dataclass
 
 
@@ -81,23 +82,38 @@ class Run:
     rss: int  # bytes, peak resident set
 
 
-def run_process(argv: list[str], env: dict[str, str] | None = None,
-                stdin: int | None = subprocess.DEVNULL) -> Run:
+# Linux keeps a process's peak RSS across fork + exec (signal->maxrss): a command started
+# straight from this process, after it has held VGG16 in NumPy and torch, would report that
+# size. So every command is started by a small Python launcher, which reports its child's own
+# figures (RUSAGE_CHILDREN: the child was forked from the launcher's small image).
+_LAUNCHER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+done = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+wall = time.perf_counter() - start
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w") as fh:
+    json.dump([done.returncode, wall, use.ru_utime + use.ru_stime, use.ru_maxrss * 1024], fh)
+"""
+
+
+def run_process(argv: list[str], env: dict[str, str] | None = None) -> Run:
     """Run argv to completion (output discarded); raise CalledProcessError on failure.
-    Bytecode caching is on, as for an installed package: pip compiles at install, and a
+    Wall time, CPU time and peak RSS are the command's own (see _LAUNCHER). Bytecode caching
+    is on, as for an installed package: pip compiles at install, and a
     PYTHONDONTWRITEBYTECODE in this environment would recompile archcalc on every run."""
     child_env = {**os.environ, **(env or {})}
     child_env.pop("PYTHONDONTWRITEBYTECODE", None)
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            stdin=stdin, env=child_env)
-    err = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, argv, stderr=err)
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024)
+    with tempfile.TemporaryDirectory() as folder:
+        report = os.path.join(folder, "run.json")
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, report, *argv],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, env=child_env)
+        with open(report, encoding="utf-8") as fh:
+            code, wall, cpu, rss = json.load(fh)
+    if code != 0:
+        raise subprocess.CalledProcessError(code, argv, stderr=proc.stderr)
+    return Run(wall, cpu, rss)
 
 
 def median_runs(commands: dict[str, list[str]], repeat: int,
