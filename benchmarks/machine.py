@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Any, Callable
 
 
 def cpu_model() -> str:
@@ -116,17 +117,19 @@ def run_process(argv: list[str], env: dict[str, str] | None = None) -> Run:
     return Run(wall, cpu, rss)
 
 
-def median_runs(commands: dict[str, list[str]], repeat: int,
-                env: dict[str, str] | None = None) -> dict[str, Run]:
+def median_runs(commands: dict[str, Any], repeat: int, env: dict[str, str] | None = None,
+                run: Callable[[Any], Run] | None = None) -> dict[str, Run]:
     """Each command `repeat` times (after one warm-up run each), the commands taking turns
     so that a change of load on a shared machine hits them alike; the median of each
-    figure per command."""
-    for argv in commands.values():
-        run_process(argv, env)  # warm the page cache and the .pyc files
+    figure per command. A command is an argv for run_process (with `env`), or whatever
+    `run` takes."""
+    run = run or (lambda argv: run_process(argv, env))
+    for command in commands.values():
+        run(command)  # warm the page cache and the .pyc files
     runs: dict[str, list[Run]] = {name: [] for name in commands}
     for _ in range(repeat):
-        for name, argv in commands.items():
-            runs[name].append(run_process(argv, env))
+        for name, command in commands.items():
+            runs[name].append(run(command))
     return {name: Run(statistics.median(r.wall for r in rs), statistics.median(r.cpu for r in rs),
                       int(statistics.median(r.rss for r in rs)))
             for name, rs in runs.items()}

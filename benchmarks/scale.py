@@ -35,7 +35,6 @@ import os
 import pty
 import re
 import select
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,8 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import Run, archcalc_argv, describe, load_average, run_process  # noqa: E402
+from machine import (Run, archcalc_argv, describe, load_average, median_runs,  # noqa: E402
+                     run_process)
 
 LAYERS = 100_000
 FILES = 1_000
@@ -145,15 +145,7 @@ def turns(commands: dict[str, tuple], repeat: int) -> dict[str, Run]:
             return run_on_terminal(argv)
         return run_process(argv, env)
 
-    for spec in commands.values():
-        once(spec)
-    runs: dict[str, list[Run]] = {name: [] for name in commands}
-    for _ in range(repeat):
-        for name, spec in commands.items():
-            runs[name].append(once(spec))
-    return {name: Run(statistics.median(r.wall for r in rs),
-                      statistics.median(r.cpu for r in rs),
-                      int(statistics.median(r.rss for r in rs))) for name, rs in runs.items()}
+    return median_runs(commands, repeat, run=once)
 
 
 PEER_YAML = ("import sys, yaml\nfor p in sys.argv[1:]:\n"
