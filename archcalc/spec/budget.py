@@ -164,7 +164,7 @@ class Forecast:
         its arguments copies. Memoised: a block used a thousand times is read once."""
         if block not in self.blocks:
             return NOTHING
-        key = (block, self.freeze(args))
+        key = (block, freeze(args, self.keep))
         if key in self.stack:
             raise self.loop(block, self.stack.index(key), line)
         if key in self.memo:
@@ -193,21 +193,6 @@ class Forecast:
         return self.check(cost, line)
 
     # ---- keys, limits and messages ---------------------------------------------------------
-    def freeze(self, value: Any, room: list[int] | None = None) -> Any:
-        """A hashable key equal for equal small arguments; a large one is keyed by identity
-        (and kept alive), so that building keys never costs more than reading the file."""
-        room = room if room is not None else [64]
-        room[0] -= 1
-        if isinstance(value, (list, tuple, dict)) and room[0] < 0:
-            self.keep.append(value)
-            return ("id", id(value))
-        if isinstance(value, dict):
-            return ("dict",) + tuple((self.freeze(k, room), self.freeze(v, room))
-                                     for k, v in value.items())
-        if isinstance(value, (list, tuple)):
-            return ("list",) + tuple(self.freeze(v, room) for v in value)
-        return (type(value).__name__, value if _hashable(value) else id(value))
-
     def check(self, cost: Cost, line: int | None) -> Cost:
         if cost.layers > self.max_layers:
             raise SpecError(f"the spec unrolls to more than {self.max_layers:,} layers "
@@ -241,6 +226,26 @@ class Forecast:
         elif names:
             message += f" (blocks in use: {_chain(names)})"
         return SpecError(message, line=line, fix=fix)
+
+
+def freeze(value: Any, keep: list[Any], room: list[int] | None = None) -> Any:
+    """A hashable key equal for equal small values, types included (1, 1.0 and True differ;
+    so do 0.0 and -0.0, by repr); a large list or mapping is keyed by identity and kept alive
+    in `keep`, so that building keys never costs more than reading the file. Keys the
+    forecast's memo and the resolver's substituted block bodies."""
+    room = room if room is not None else [64]
+    room[0] -= 1
+    if isinstance(value, (list, tuple, dict)) and room[0] < 0:
+        keep.append(value)
+        return ("id", id(value))
+    if isinstance(value, dict):
+        return ("dict",) + tuple((freeze(k, keep, room), freeze(v, keep, room))
+                                 for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ("list",) + tuple(freeze(v, keep, room) for v in value)
+    if type(value) is float:
+        return ("float", repr(value))
+    return (type(value).__name__, value if _hashable(value) else id(value))
 
 
 def _chain(names: list[str]) -> str:

@@ -27,7 +27,8 @@ from pydantic import ValidationError
 
 from archcalc.errors import SpecError
 from archcalc.limits import echo, elide, limit, max_depth, raise_hint
-from archcalc.spec.budget import COMPOSITES, FORMS, Forecast, is_kind_map, looks_like_item
+from archcalc.spec.budget import (COMPOSITES, FORMS, Forecast, freeze, is_kind_map,
+                                  looks_like_item)
 from archcalc.spec.expr import ExprError, problem, substitute
 from archcalc.spec.layers import (ALIASES, LIST_SHORTHAND, MODELS, NAME_PREFIX, SCALAR_FIELD)
 from archcalc.spec.text import check_text
@@ -200,6 +201,7 @@ class Resolver:
         self.separator = separator
         self.lines: dict[Path, int] = {}
         self.bodies: dict[tuple, Any] = {}  # (block, arguments) → its substituted body
+        self.kept: list[Any] = []  # large arguments keyed by identity stay alive
         self.frozen = 0   # > 0 inside a composite marked trainable: false
         self.rows_made = 0
         self.max_layers = limit("MAX_LAYERS")
@@ -489,8 +491,8 @@ class Resolver:
         env = self._bind(block, item.get("with"), line, scope)
         # One substitution per block and arguments: a block used 40 times with the same
         # `with:` is copied once (the resolver only reads a body; it copies what it keeps).
-        key = _arguments_key(block, env)
-        if key is not None and key in self.bodies:
+        key = (block, freeze(env, self.kept))
+        if key in self.bodies:
             return self.bodies[key]
         body = {k: v for k, v in self.blocks[block].items() if k not in ("args", "description")}
         try:
@@ -501,8 +503,7 @@ class Resolver:
                             fix=exc.fix or "pass numbers in 'with:' for arguments used in "
                                            "arithmetic") from None
         body = body["layers"] if set(body) == {"layers"} else body
-        if key is not None:
-            self.bodies[key] = body
+        self.bodies[key] = body
         return body
 
     def _forecast_body(self, block: str, args: Any, line: int | None,
@@ -586,36 +587,6 @@ class Resolver:
             what = f"{body['use']}" if isinstance(body, dict) and "use" in body else "repeat"
             return [Sequence(outer.path, tuple(nodes), f"{what}×{count}", line)]
         return nodes
-
-
-def _arguments_key(block: str, env: dict[str, Any]) -> tuple | None:
-    """A key equal for equal arguments, types included (1, 1.0 and True differ; so do 0.0
-    and -0.0); None when an argument is a large or unusual value (no memo then)."""
-    room = [64]
-
-    def freeze(value: Any) -> Any:
-        room[0] -= 1
-        if room[0] < 0:
-            raise _NoKey
-        kind = type(value)
-        if kind is float:
-            return ("float", repr(value))
-        if kind in (int, bool, str) or value is None:
-            return (kind.__name__, value)
-        if isinstance(value, list):
-            return ("list",) + tuple(freeze(v) for v in value)
-        if isinstance(value, dict):
-            return ("dict",) + tuple((freeze(k), freeze(v)) for k, v in value.items())
-        raise _NoKey
-
-    try:
-        return (block,) + tuple((name, freeze(value)) for name, value in env.items())
-    except _NoKey:
-        return None
-
-
-class _NoKey(Exception):
-    """An argument value _arguments_key does not key."""
 
 
 @contextmanager
