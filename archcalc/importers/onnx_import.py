@@ -1168,8 +1168,12 @@ def _fuse_maxout(op: _Op, ops: dict[str, _Op], consumers: dict) -> None:
 def _ancestors(ops: dict[str, _Op], sink: str) -> set[str]:
     """The tensors `sink` is computed from (itself included), through every node input and
     every output (an RNN's Y_h is its second)."""
-    producer = {o: op for op in ops.values() for o in op.node.output if o}
-    seen, stack = set(), [sink]
+    return _reachable([sink], {o: op for op in ops.values() for o in op.node.output if o})
+
+
+def _reachable(starts: list[str], producer: dict[str, _Op]) -> set[str]:
+    """The tensors in `producer` that `starts` are computed from, themselves included."""
+    seen, stack = set(), list(starts)
     while stack:
         t = stack.pop()
         if t in seen or t not in producer:
@@ -1831,19 +1835,9 @@ def _left_out(ops: dict[str, _Op], cut: str, sink: str) -> int:
     nodes the output is computed from (through each node's own inputs) less those `cut` is
     computed from — with the aliases that stand for `cut` itself (an Identity, or the bias
     Add fused into a MatMul's dense) counted as kept."""
-    def raw_ancestors(starts: list[str]) -> set[str]:
-        seen, stack = set(), list(starts)
-        while stack:
-            t = stack.pop()
-            if t in seen or t not in ops:
-                continue
-            seen.add(t)
-            stack.extend(i for i in ops[t].node.input if i in ops)
-        return seen
-
     standing = [op.out for op in ops.values() if op.alias and op.inputs == [cut]
                 and not op.extra.get("dead") and op.node.op_type != "Pad"]
-    return len(raw_ancestors([sink]) - raw_ancestors([cut, *standing]))
+    return len(_reachable([sink], ops) - _reachable([cut, *standing], ops))
 
 
 def _resolved_sink(ops: dict[str, _Op], sink: str) -> str:
