@@ -142,11 +142,11 @@ def _key_line(mapping: Any, key: str) -> int | None:
 class _Scope:
     """Names used in one scope and the per-prefix counters for derived names."""
 
-    def __init__(self, path: Path, separator: str, max_name: int) -> None:
+    def __init__(self, path: Path, separator: str, max_name: int, chars: int = 0) -> None:
         self.path = path
         self.separator = separator
         self.max_name = max_name  # MAX_NAME_CHARS, read once per spec, not once per name
-        self.chars = len(separator.join(path))  # this scope's part of every path in it
+        self.chars = chars  # len(separator.join(path)): this scope's part of every path in it
         self.counters: Counter[str] = Counter()
         self.used: set[str] = set()
 
@@ -186,7 +186,7 @@ class _Scope:
         return name
 
     def child(self, name: str) -> "_Scope":
-        return _Scope(self.path + (name,), self.separator, self.max_name)
+        return _Scope(self.path + (name,), self.separator, self.max_name, self.path_chars(name))
 
     def path_chars(self, name: str) -> int:
         """The length of `name`'s full path in this scope (as Network.display joins it)."""
